@@ -1,0 +1,220 @@
+"""The command line: parse, build a request, call one core function in `batchcert.workflow`, print, map errors to
+exit codes (`batchcert.errors`). typer and rich are used here only. Heavy modules (pandas, aiohttp) are imported
+inside the commands so that `batchcert --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from batchcert.errors import EXIT_CANNOT_START, EXIT_INTERRUPTED, EXIT_OK, BatchcertError
+from batchcert.settings import DEFAULT_ENDPOINT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_S, DEFAULT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from batchcert.model import Outcome
+    from batchcert.workflow import Preview, RunSummary
+
+app = typer.Typer(
+    help="Change the certificates of many Tencent Cloud GAAP listener domains at once, with a reconciliation report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+MappingArg = Annotated[Path, typer.Argument(help="The mapping: .csv (UTF-8, ',' or ';') or .xlsx.", show_default=False)]
+SheetOpt = Annotated[str | None, typer.Option("--sheet", help="The .xlsx sheet to read (default: the first).")]
+
+
+def _fail(exc: BatchcertError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    return typer.Exit(exc.exit_code)
+
+
+@app.command()
+def validate(mapping: MappingArg, sheet: SheetOpt = None) -> None:
+    """List every problem in a mapping with its row number; exit 0 when clean, 2 when not."""
+    from batchcert.workflow import validate_mapping
+
+    try:
+        checked = validate_mapping(mapping, sheet)
+    except BatchcertError as exc:
+        raise _fail(exc) from None
+    for problem in checked.problems.values():
+        out.print(problem, highlight=False, markup=False)
+    dupes = len(checked.duplicate_of)
+    summary = (
+        f"{len(checked.rows)} rows: {len(checked.rows) - len(checked.problems)} valid, {len(checked.problems)} invalid"
+    )
+    if dupes:
+        summary += f", {dupes} identical duplicate(s) (sent once, reported for each)"
+    out.print(summary, highlight=False)
+    raise typer.Exit(EXIT_CANNOT_START if checked.problems else EXIT_OK)
+
+
+def _confirm_on_terminal(yes: bool) -> Any:
+    def confirm(preview: Preview) -> bool:
+        for warning in preview.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        if yes or not sys.stdin.isatty():
+            return True
+        mapping = preview.mapping
+        err.print(f"Mapping:   {mapping.path}  (sha256 {mapping.sha256[:12]}…)", highlight=False)
+        err.print(
+            f"Rows:      {len(mapping.rows)} — {preview.to_send} to send, {len(mapping.problems)} invalid, "
+            f"{len(mapping.duplicate_of)} duplicate(s)",
+            highlight=False,
+        )
+        err.print(f"Endpoint:  {preview.endpoint}", highlight=False)
+        err.print(f"SecretId:  {preview.secret_id_masked}", highlight=False)
+        err.print(f"Run dir:   {preview.run_dir}", highlight=False)
+        if preview.rehearsal:
+            err.print("[bold]Rehearsal: nothing will change on Tencent Cloud.[/]")
+        return bool(typer.confirm("Send these changes?", default=False, err=True))
+
+    return confirm
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain periodic lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = err.is_terminal
+        self._last = 0.0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                console=err,
+                transient=False,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def update(self, counts: dict[Outcome, int], done: int, total: int) -> None:
+        text = "  ".join(f"{o.value} {n}" for o, n in counts.items() if n)
+        if self._bar is not None:
+            if self._task is None:
+                self._task = self._bar.add_task(text, total=total)
+            self._bar.update(self._task, completed=done, description=text)
+            return
+        now = time.monotonic()
+        if now - self._last >= 2.0:
+            self._last = now
+            err.print(f"progress: {text}", highlight=False)
+
+
+def _print_summary(summary: RunSummary) -> None:
+    from batchcert.model import Outcome
+
+    if summary.rehearsal:
+        out.print("[bold]REHEARSAL against the embedded emulator — nothing changed on Tencent Cloud.[/]")
+    counts = ", ".join(f"{o.value} {summary.counts[o]}" for o in Outcome)
+    out.print(f"Rows: {counts}", highlight=False)
+    if summary.stop_reason:
+        err.print(f"[bold red]stopped:[/] {summary.stop_reason}", highlight=False)
+    out.print(f"Report: {summary.run_dir / 'report.csv'} (and report.xlsx, summary.md, failed.csv)", highlight=False)
+    if summary.exit_code != EXIT_OK:
+        out.print(f"To continue: {summary.rerun_command}", highlight=False)
+
+
+@app.command()
+def run(
+    mapping: MappingArg,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Run directory (default reports/<UTC>-<mapping>/).")
+    ] = None,
+    endpoint: Annotated[str, typer.Option(help="API endpoint; plain http only for loopback.")] = DEFAULT_ENDPOINT,
+    rate: Annotated[float, typer.Option(help="Ceiling in requests/s per action per credential.")] = DEFAULT_RATE_PER_S,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = DEFAULT_TIMEOUT_S,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per row.")] = DEFAULT_MAX_ATTEMPTS,
+    profile: Annotated[
+        str | None, typer.Option(help="Credential profile (~/.tencentcloud/credentials, ~/.tccli).")
+    ] = None,
+    sheet: SheetOpt = None,
+    emulator: Annotated[bool, typer.Option("--emulator", help="Rehearse against an in-process emulator.")] = False,
+    world: Annotated[
+        Path | None, typer.Option(help="Emulator world file for the rehearsal (implies --emulator).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Send every valid row of MAPPING and write a reconciliation report."""
+    from batchcert.workflow import RunRequest, run_mapping
+
+    request = RunRequest(
+        mapping=mapping,
+        out=out_dir,
+        endpoint=endpoint,
+        rate_per_s=rate,
+        timeout_s=timeout,
+        max_attempts=max_attempts,
+        profile=profile,
+        sheet=sheet,
+        rehearsal=emulator or world is not None,
+        world=world,
+    )
+    try:
+        with _Progress() as progress:
+            summary = run_mapping(request, _confirm_on_terminal(yes), progress.update)
+    except BatchcertError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print("interrupted before the run started — nothing was sent")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command("emulator")
+def emulator_command(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0 = any free port).")] = 8765,
+    world: Annotated[Path | None, typer.Option(help="World file (see batchcert.emulator).")] = None,
+    from_mapping: Annotated[
+        Path | None, typer.Option(help="Build a world where every row of this mapping succeeds.")
+    ] = None,
+) -> None:
+    """Serve the GAAP emulator on 127.0.0.1 until Ctrl-C."""
+    from batchcert.workflow import load_world, serve_emulator, world_from_mapping
+
+    if (world is None) == (from_mapping is None):
+        err.print("error: give exactly one of --world FILE or --from-mapping MAPPING")
+        raise typer.Exit(EXIT_CANNOT_START)
+    try:
+        served = load_world(world) if world is not None else world_from_mapping(from_mapping)  # type: ignore[arg-type]
+    except BatchcertError as exc:
+        raise _fail(exc) from None
+
+    def ready(url: str) -> None:
+        secret_id, secret_key = next(iter(served.credentials.items()))
+        out.print(f"GAAP emulator listening on {url}", highlight=False)
+        out.print(
+            f"  export TENCENTCLOUD_SECRET_ID={secret_id} TENCENTCLOUD_SECRET_KEY={secret_key}",
+            highlight=False,
+        )
+        out.print(f"  batchcert run MAPPING --endpoint {url}", highlight=False)
+
+    serve_emulator(served, port, ready)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,664 @@
+"""An emulator of the GAAP API (`ModifyCertificate`, `DescribeRules`, `DescribeHTTPSListeners`) as an aiohttp.web app.
+
+Faithful where a bulk run can tell (reference, all sections): TC3 signatures, the per-(SecretId, action) limit in
+a sliding 1 s window of admitted requests with the real throttle message, changes as asynchronous listener tasks
+(`FailedOperation.ListenerHasTask`), the service's validation codes, HTTP 200 with `Content-Type: application/json`
+exactly for API errors, and the response shapes the official SDK deserializes. It keeps a ledger of applied
+changes and injects faults on demand. Test hooks live under `/_emulator/` (never part of the real API).
+
+The world file is a contract other tools write:
+```
+{"credentials": {"<SecretId>": "<SecretKey>"},              optional; demo credentials are used (and printed) if absent
+ "rate_limit": 20, "task_seconds": 0.3, "latency_ms": 20,    optional; latency_ms may be [min, max]
+ "listeners": {"listener-…": {"proxy_version": "3.0", "proxy_status": "RUNNING", "certificate_id": "cert-…",
+     "domains": {"www.example.com": {"certificate_id": "cert-…", "client_certificate_id": null,
+                                     "poly_client_certificate_ids": [], "status": 0}}}},
+ "certificates": {"cert-…": {"type": 2, "domains": ["*.example.com", "example.com"]}},
+ "faults": {"seed": 1, "hang_seconds": 30, "probabilities": {"InternalError": 0.1, ...},
+            "domains": {"www.example.com": [{"kind": "InternalError", "times": 2}, {"kind": "changing", "seconds": 1}]}},
+ "competing_rate": 0}                                         optional; requests/s another client spends of each limit
+```
+Fault kinds: `InternalError`, `http502`, `reset`, `hang` (no answer, nothing applied), `apply_then_hang` (applied, no
+answer), `changing` (the domain reports DomainStatus 1 for `seconds`), `ListenerHasTask` (the listener stays busy
+for `seconds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hmac
+import json
+import random
+import socket
+import struct
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from batchcert.errors import WorldError
+from batchcert.model import (
+    ACTION_DESCRIBE_LISTENERS,
+    ACTION_DESCRIBE_RULES,
+    ACTION_MODIFY,
+    API_VERSION,
+    DEFAULT_CERTIFICATE,
+    SERVICE,
+    Row,
+)
+from batchcert.signing import canonical_request, parse_authorization, signature, string_to_sign, utc_date
+
+DEMO_SECRET_ID = "AKIDbatchcertEmulatorDemo0000000000"  # noqa: S105 - published demo id
+DEMO_SECRET_KEY = "batchcert-emulator-demo-key"  # noqa: S105 - a published demo key for the emulator only
+SIGNATURE_WINDOW_S = 300  # reference: timestamp skew > 5 min → AuthFailure.SignatureExpire
+FAULT_KINDS = ("InternalError", "http502", "reset", "hang", "apply_then_hang", "changing", "ListenerHasTask")
+_MODIFY_PARAMS = {"ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds"}
+_LISTENER_FILTERS = {
+    "ProxyId",
+    "GroupId",
+    "ListenerId",
+    "ListenerName",
+    "Port",
+    "Offset",
+    "Limit",
+    "SearchValue",
+}
+
+
+class ApiError(Exception):
+    """An API error answer: HTTP 200 with `Response.Error`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code, self.message = code, message
+
+
+# ----------------------------------------------------------------------------------------------------------- world
+@dataclass
+class DomainState:
+    certificate_id: str
+    client_certificate_id: str | None = None
+    poly_client_certificate_ids: list[str] = field(default_factory=list)
+    status: int = 0
+    changing_until: float = 0.0  # monotonic; DomainStatus reads 1 until then
+
+
+@dataclass
+class ListenerState:
+    proxy_version: str = "3.0"
+    proxy_status: str = "RUNNING"
+    certificate_id: str = ""
+    domains: dict[str, DomainState] = field(default_factory=dict)
+    busy_until: float = 0.0  # monotonic; a change task runs until then
+    pinned_busy: bool = False  # held busy by a test until released
+
+
+@dataclass
+class Certificate:
+    type: int
+    domains: list[str]
+
+
+@dataclass
+class Faults:
+    seed: int = 0
+    hang_seconds: float = 30.0
+    probabilities: dict[str, float] = field(default_factory=dict)
+    domains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class World:
+    """The emulated account. `latency_ms` is (min, max); a request waits half before and half after processing."""
+
+    credentials: dict[str, str]
+    listeners: dict[str, ListenerState]
+    certificates: dict[str, Certificate]
+    rate_limit: int = 20
+    task_seconds: float = 0.3
+    latency_ms: tuple[float, float] = (20.0, 20.0)
+    faults: Faults = field(default_factory=Faults)
+    competing_rate: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: Any) -> World:
+        """Build a world from the contract's JSON shape. Raises WorldError saying which key is wrong."""
+        try:
+            return _world_from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise WorldError(
+                f"world file does not follow the world contract: {exc!r} — see batchcert.emulator"
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON shape of the current state (busy timers and faults excluded)."""
+        return {
+            "credentials": dict(self.credentials),
+            "rate_limit": self.rate_limit,
+            "task_seconds": self.task_seconds,
+            "latency_ms": list(self.latency_ms),
+            "listeners": {
+                lid: {
+                    "proxy_version": ls.proxy_version,
+                    "proxy_status": ls.proxy_status,
+                    "certificate_id": ls.certificate_id,
+                    "domains": {
+                        name: {
+                            "certificate_id": d.certificate_id,
+                            "client_certificate_id": d.client_certificate_id,
+                            "poly_client_certificate_ids": list(d.poly_client_certificate_ids),
+                            "status": d.status,
+                        }
+                        for name, d in ls.domains.items()
+                    },
+                }
+                for lid, ls in self.listeners.items()
+            },
+            "certificates": {cid: {"type": c.type, "domains": list(c.domains)} for cid, c in self.certificates.items()},
+        }
+
+
+def _world_from_dict(data: Any) -> World:
+    if not isinstance(data, dict):
+        raise TypeError("the world must be a JSON object")
+    latency = data.get("latency_ms", 20)
+    lo, hi = (float(latency[0]), float(latency[1])) if isinstance(latency, list) else (float(latency), float(latency))
+    listeners = {}
+    for lid, spec in dict(data.get("listeners", {})).items():
+        domains = {
+            name: DomainState(
+                certificate_id=str(d.get("certificate_id") or DEFAULT_CERTIFICATE),
+                client_certificate_id=d.get("client_certificate_id"),
+                poly_client_certificate_ids=[str(x) for x in d.get("poly_client_certificate_ids") or []],
+                status=int(d.get("status", 0)),
+            )
+            for name, d in dict(spec.get("domains", {})).items()
+        }
+        listeners[str(lid)] = ListenerState(
+            proxy_version=str(spec.get("proxy_version", "3.0")),
+            proxy_status=str(spec.get("proxy_status", "RUNNING")),
+            certificate_id=str(spec.get("certificate_id", "")),
+            domains=domains,
+        )
+    certificates = {
+        str(cid): Certificate(type=int(c["type"]), domains=[str(x) for x in c.get("domains", [])])
+        for cid, c in dict(data.get("certificates", {})).items()
+    }
+    f = dict(data.get("faults", {}))
+    faults = Faults(
+        seed=int(f.get("seed", 0)),
+        hang_seconds=float(f.get("hang_seconds", 30.0)),
+        probabilities={str(k): float(v) for k, v in dict(f.get("probabilities", {})).items()},
+        domains={str(k): [dict(x) for x in v] for k, v in dict(f.get("domains", {})).items()},
+    )
+    for kind in [*faults.probabilities, *(x.get("kind") for v in faults.domains.values() for x in v)]:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+    return World(
+        credentials={
+            str(k): str(v) for k, v in dict(data.get("credentials") or {DEMO_SECRET_ID: DEMO_SECRET_KEY}).items()
+        },
+        listeners=listeners,
+        certificates=certificates,
+        rate_limit=int(data.get("rate_limit", 20)),
+        task_seconds=float(data.get("task_seconds", 0.3)),
+        latency_ms=(lo, hi),
+        faults=faults,
+        competing_rate=float(data.get("competing_rate", 0.0)),
+    )
+
+
+def load_world(path: Path) -> World:
+    """Read a world file. Raises WorldError when it is unreadable or off-contract."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorldError(f"cannot read world file {path}: {exc} — check the path and that it is JSON") from None
+    return World.from_dict(data)
+
+
+PREVIOUS_CERTIFICATE = "cert-previous0"
+LISTENER_CERTIFICATE = "cert-listener0"
+
+
+def world_for_rows(rows: Iterable[Row], credentials: dict[str, str] | None = None, **knobs: Any) -> World:
+    """A world in which every given row would succeed: its listener and domain exist (on `cert-previous0`), its
+    server certificate is type 2 covering its domain, its client certificates are type 1. `knobs` set rate_limit,
+    task_seconds, latency_ms."""
+    listeners: dict[str, ListenerState] = {}
+    certificates: dict[str, Certificate] = {
+        PREVIOUS_CERTIFICATE: Certificate(2, []),
+        LISTENER_CERTIFICATE: Certificate(2, []),
+    }
+    for row in rows:
+        listener = listeners.setdefault(row.listener_id, ListenerState(certificate_id=LISTENER_CERTIFICATE))
+        listener.domains.setdefault(row.domain, DomainState(certificate_id=PREVIOUS_CERTIFICATE))
+        certificates[PREVIOUS_CERTIFICATE].domains.append(row.domain)
+        if row.certificate_id != DEFAULT_CERTIFICATE:
+            cert = certificates.setdefault(row.certificate_id, Certificate(2, []))
+            cert.domains.append(row.domain)
+        for client_id in (row.client_certificate_id, *row.poly_client_certificate_ids):
+            if client_id and client_id != DEFAULT_CERTIFICATE:
+                certificates.setdefault(client_id, Certificate(1, []))
+    latency = knobs.pop("latency_ms", 20.0)
+    return World(
+        credentials=credentials or {DEMO_SECRET_ID: DEMO_SECRET_KEY},
+        listeners=listeners,
+        certificates=certificates,
+        latency_ms=(float(latency), float(latency)),
+        **knobs,
+    )
+
+
+def domain_covered(names: Iterable[str], domain: str) -> bool:
+    """True when a certificate name covers `domain`: equal, or a `*.` wildcard matching exactly one leftmost label."""
+    domain = domain.lower().rstrip(".")
+    for name in names:
+        name = name.lower().rstrip(".")
+        if name == domain:
+            return True
+        if name.startswith("*.") and not domain.startswith("*."):
+            head, _, rest = domain.partition(".")
+            if head and rest == name[2:]:
+                return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------- server
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One applied change: wall time, where, the certificate state before and after, the answering RequestId."""
+
+    time: float
+    listener_id: str
+    domain: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    request_id: str
+
+
+class Emulator:
+    """The emulated service. `app()` gives the aiohttp application; `ledger` and `stats` are for tests.
+
+    `wall_clock` is the server's clock for signature checks (patch it to emulate skew); windows, tasks and
+    latency use the monotonic clock.
+    """
+
+    def __init__(self, world: World, wall_clock: Callable[[], float] = time.time) -> None:
+        self.world = world
+        self.wall_clock = wall_clock
+        self.ledger: list[LedgerEntry] = []
+        #: answers given, by code ("OK" for success) — e.g. stats["RequestLimitExceeded"]
+        self.stats: Counter[str] = Counter()
+        #: monotonic arrival times of admitted requests per (SecretId, action)
+        self.admitted: dict[tuple[str, str], deque[float]] = {}
+        self._rng = random.Random(world.faults.seed)
+        self._scripted = copy.deepcopy(world.faults.domains)
+
+    # -- public helpers for tests and tools
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/", self._handle)
+        app.router.add_get("/_emulator/ledger", self._get_ledger)
+        app.router.add_get("/_emulator/world", self._get_world)
+        app.router.add_get("/_emulator/stats", self._get_stats)
+        app.router.add_post("/_emulator/release", self._post_release)
+        return app
+
+    def release(self, listener_id: str | None = None) -> None:
+        """Free pinned-busy listeners (all, or one) — the fault `ListenerHasTask` with `seconds` < 0 pins them."""
+        for lid, listener in self.world.listeners.items():
+            if listener_id in (None, lid):
+                listener.pinned_busy = False
+                listener.busy_until = 0.0
+
+    def max_admitted_in_window(self, action: str, window_s: float = 1.0) -> int:
+        """The most requests of `action` admitted within any `window_s` (all credentials summed)."""
+        times = sorted(t for (_, act), q in self.admitted.items() if act == action for t in q)
+        best, lo = 0, 0
+        for hi, t in enumerate(times):
+            while t - times[lo] >= window_s:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    # -- HTTP
+    async def _get_ledger(self, _: web.Request) -> web.Response:
+        return _json(200, [e.__dict__ for e in self.ledger])
+
+    async def _get_world(self, _: web.Request) -> web.Response:
+        return _json(200, self.world.to_dict())
+
+    async def _get_stats(self, _: web.Request) -> web.Response:
+        return _json(200, dict(self.stats))
+
+    async def _post_release(self, request: web.Request) -> web.Response:
+        self.release(request.query.get("listener"))
+        return _json(200, {"released": True})
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        latency_s = self._rng.uniform(*self.world.latency_ms) / 1000
+        await asyncio.sleep(latency_s / 2)
+        request_id = str(uuid.uuid4())
+        try:
+            secret_id = self._authenticate(request, body)
+            action = request.headers.get("X-TC-Action", "")
+            self._admit(secret_id, action)
+            params = _parse_body(body)
+            if action == ACTION_MODIFY:
+                answer = await self._modify(request, params, request_id)
+                if isinstance(answer, web.StreamResponse):
+                    self.stats[f"fault:{answer.status}"] += 1
+                    return answer
+                payload = answer
+            elif action == ACTION_DESCRIBE_RULES:
+                payload = self._describe_rules(params)
+            elif action == ACTION_DESCRIBE_LISTENERS:
+                payload = self._describe_listeners(params)
+            else:
+                raise ApiError("InvalidAction", f"The action `{action}` is not supported by gaap.")
+            self.stats["OK"] += 1
+        except ApiError as err:
+            self.stats[err.code] += 1
+            payload = {"Error": {"Code": err.code, "Message": err.message}}
+        except _Abort:
+            self.stats["fault:abort"] += 1
+            _reset(request)
+            return web.Response(status=500)
+        await asyncio.sleep(latency_s / 2)
+        payload["RequestId"] = request_id
+        return _json(200, {"Response": payload})
+
+    # -- checks
+    def _authenticate(self, request: web.Request, body: bytes) -> str:
+        auth = parse_authorization(request.headers.get("Authorization", ""))
+        if auth is None or not {"content-type", "host"} <= set(auth.signed_headers):
+            raise ApiError("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
+        secret_key = self.world.credentials.get(auth.secret_id)
+        if secret_key is None:
+            raise ApiError(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId is not found, please ensure that your SecretId is correct.",
+            )
+        raw_ts = request.headers.get("X-TC-Timestamp", "")
+        if not raw_ts.isdigit():
+            raise ApiError("MissingParameter", "The request is missing a valid X-TC-Timestamp header.")
+        timestamp = int(raw_ts)
+        if abs(self.wall_clock() - timestamp) > SIGNATURE_WINDOW_S:
+            raise ApiError(
+                "AuthFailure.SignatureExpire",
+                f"Signature expired. Timestamp {timestamp} is more than {SIGNATURE_WINDOW_S}s from server time.",
+            )
+        if request.headers.get("X-TC-Version", "") != API_VERSION:
+            raise ApiError(
+                "NoSuchVersion",
+                f"The API version `{request.headers.get('X-TC-Version', '')}` does not exist.",
+            )
+        headers = tuple((name, request.headers.get(name, "").strip()) for name in auth.signed_headers)
+        canonical = canonical_request(body, "", "", signed_headers=headers)
+        expected = signature(secret_key, timestamp, SERVICE, string_to_sign(canonical, timestamp, SERVICE))
+        scope_ok = auth.date == utc_date(timestamp) and auth.service == SERVICE
+        if not scope_ok or not hmac.compare_digest(expected, auth.signature):
+            raise ApiError("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
+        return auth.secret_id
+
+    def _admit(self, secret_id: str, action: str) -> None:
+        now = time.monotonic()
+        window = self.admitted.setdefault((secret_id, action), deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        used = len(window) + self._competing_in_window(now)
+        if used >= self.world.rate_limit:
+            raise ApiError(
+                "RequestLimitExceeded",
+                f"Your current request times equals to `{used + 1}` in a second, which exceeds the frequency "
+                f"limit `{self.world.rate_limit}` for a second.",
+            )
+        window.append(now)
+
+    def _competing_in_window(self, now: float) -> int:
+        """Requests another client of the same account admitted in the last second, evenly spread."""
+        if not self.world.competing_rate:
+            return 0
+        period = 1.0 / self.world.competing_rate
+        # their requests land at k × period; count those in (now-1, now]
+        return int(now // period) - int((now - 1.0) // period)
+
+    def _next_fault(self, domain: str) -> dict[str, Any] | None:
+        script = self._scripted.get(domain)
+        if script:
+            fault = script[0]
+            fault["times"] = int(fault.get("times", 1)) - 1
+            if fault["times"] <= 0:
+                script.pop(0)
+            return fault
+        draw = self._rng.random()
+        for kind, p in self.world.faults.probabilities.items():
+            if draw < p:
+                return {"kind": kind}
+            draw -= p
+        return None
+
+    async def _modify(
+        self, request: web.Request, params: dict[str, Any], request_id: str
+    ) -> dict[str, Any] | web.StreamResponse:
+        unknown = sorted(set(params) - _MODIFY_PARAMS)
+        if unknown:
+            raise ApiError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
+        for name in ("ListenerId", "Domain", "CertificateId"):
+            if name not in params:
+                raise ApiError("MissingParameter", f"The request is missing a required parameter `{name}`.")
+        for name in ("ListenerId", "Domain", "CertificateId", "ClientCertificateId"):
+            if name in params and not isinstance(params[name], str):
+                raise ApiError("InvalidParameter", f"The parameter `{name}` must be a string.")
+        poly = params.get("PolyClientCertificateIds")
+        if poly is not None and (not isinstance(poly, list) or not all(isinstance(x, str) for x in poly)):
+            raise ApiError("InvalidParameter", "The parameter `PolyClientCertificateIds` must be a list of strings.")
+        client_id = params.get("ClientCertificateId") or None
+        if client_id and poly:
+            raise ApiError("InvalidParameter", "ClientCertificateId and PolyClientCertificateIds cannot both be set.")
+
+        listener_id, domain_name, cert_id = params["ListenerId"], params["Domain"], params["CertificateId"]
+        fault = self._next_fault(domain_name)
+        kind = fault["kind"] if fault else None
+        if kind == "InternalError":
+            raise ApiError("InternalError", "An internal error has occurred. Retry your request.")
+        if kind == "http502":
+            return web.Response(
+                status=502,
+                text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+                content_type="text/html",
+            )
+        if kind == "reset":
+            raise _Abort
+        if kind == "hang":
+            await asyncio.sleep(self.world.faults.hang_seconds)
+            raise _Abort
+
+        listener = self.world.listeners.get(listener_id)
+        if listener is None:
+            raise ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
+        now = time.monotonic()
+        if kind == "changing" and domain_name in listener.domains:
+            listener.domains[domain_name].changing_until = now + float(fault.get("seconds", 1.0))  # type: ignore[union-attr]
+        if kind == "ListenerHasTask":
+            seconds = float(fault.get("seconds", 1.0))  # type: ignore[union-attr]
+            listener.pinned_busy = listener.pinned_busy or seconds < 0
+            listener.busy_until = max(listener.busy_until, now + max(seconds, 0))
+        if listener.proxy_version != "3.0":
+            raise ApiError(
+                "FailedOperation.ProxyVersionNotSupport",
+                "This operation is only supported on version 3.0 connections.",
+            )
+        if listener.proxy_status != "RUNNING":
+            raise ApiError("FailedOperation.ProxyStatusNotInRuning", "The connection is not running.")
+        if listener.pinned_busy or now < listener.busy_until:
+            raise ApiError("FailedOperation.ListenerHasTask", "The listener has a task in progress; try again later.")
+        domain = listener.domains.get(domain_name)
+        if domain is None:
+            raise ApiError(
+                "ResourceNotFound", f"The domain `{domain_name}` does not exist on listener `{listener_id}`."
+            )
+        if domain.status != 0 or now < domain.changing_until:
+            raise ApiError("FailedOperation.DomainStatusNotInRunning", "The domain is not in the running state.")
+        self._check_certificate(cert_id, 2, "CertificateId")
+        for cid in [client_id] if client_id else list(poly or []):
+            self._check_certificate(cid, 1, "ClientCertificateId" if client_id else "PolyClientCertificateIds")
+        if cert_id != DEFAULT_CERTIFICATE and not domain_covered(self.world.certificates[cert_id].domains, domain_name):
+            raise ApiError(
+                "InvalidParameterValue.CertificateNotMatchDomain",
+                f"The certificate `{cert_id}` does not match the domain `{domain_name}`.",
+            )
+
+        before = _cert_state(domain)
+        domain.certificate_id = cert_id
+        if client_id:
+            domain.client_certificate_id = client_id
+            domain.poly_client_certificate_ids = [] if client_id == DEFAULT_CERTIFICATE else [client_id]
+        elif poly:
+            domain.client_certificate_id = poly[0]
+            domain.poly_client_certificate_ids = list(poly)
+        listener.busy_until = now + self.world.task_seconds
+        domain.changing_until = now + self.world.task_seconds
+        self.ledger.append(
+            LedgerEntry(self.wall_clock(), listener_id, domain_name, before, _cert_state(domain), request_id)
+        )
+        if kind == "apply_then_hang":
+            await asyncio.sleep(self.world.faults.hang_seconds)
+            raise _Abort
+        return {}
+
+    def _check_certificate(self, cert_id: str, cert_type: int, param: str) -> None:
+        if cert_id == DEFAULT_CERTIFICATE:
+            return
+        cert = self.world.certificates.get(cert_id)
+        if cert is None:
+            raise ApiError("InvalidParameterValue", f"The {param} `{cert_id}` does not exist.")
+        if cert.type != cert_type:
+            raise ApiError(
+                "InvalidParameterValue",
+                f"The {param} `{cert_id}` is of type {cert.type}, expected {cert_type}.",
+            )
+
+    def _listener_or_404(self, params: dict[str, Any], allowed: set[str]) -> tuple[str, ListenerState]:
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ApiError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
+        listener_id = params.get("ListenerId")
+        if not isinstance(listener_id, str) or not listener_id:
+            raise ApiError("MissingParameter", "The request is missing a required parameter `ListenerId`.")
+        listener = self.world.listeners.get(listener_id)
+        if listener is None:
+            raise ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
+        return listener_id, listener
+
+    def _describe_rules(self, params: dict[str, Any]) -> dict[str, Any]:
+        _, listener = self._listener_or_404(params, {"ListenerId"})
+        now = time.monotonic()
+        rule_sets = [
+            {
+                "Domain": name,
+                "RuleSet": [],
+                "CertificateId": d.certificate_id,
+                "CertificateAlias": None,
+                "ClientCertificateId": d.client_certificate_id,
+                "ClientCertificateAlias": None,
+                "PolyClientCertificateAliasInfo": [
+                    {"CertificateId": c, "CertificateAlias": None} for c in d.poly_client_certificate_ids
+                ],
+                "BasicAuth": 0,
+                "RealServerAuth": 0,
+                "GaapAuth": 0,
+                "DomainStatus": 1 if (d.status == 0 and now < d.changing_until) else d.status,
+                "BanStatus": 0,
+                "IsDefaultServer": False,
+            }
+            for name, d in listener.domains.items()
+        ]
+        return {"DomainRuleSet": rule_sets, "TotalCount": len(rule_sets)}
+
+    def _describe_listeners(self, params: dict[str, Any]) -> dict[str, Any]:
+        listener_id, listener = self._listener_or_404(params, _LISTENER_FILTERS)
+        busy = listener.pinned_busy or time.monotonic() < listener.busy_until
+        item = {
+            "ListenerId": listener_id,
+            "ListenerName": listener_id,
+            "Port": 443,
+            "Protocol": "HTTPS",
+            "ListenerStatus": 4 if busy else 0,
+            "CertificateId": listener.certificate_id,
+            "ForwardProtocol": "HTTP",
+            "CreateTime": 1551113065,
+            "AuthType": 0,
+            "PolyClientCertificateAliasInfo": [],
+        }
+        return {"TotalCount": 1, "ListenerSet": [item]}
+
+
+class _Abort(Exception):
+    """Drop the connection without an answer (reset / hang faults)."""
+
+
+def _cert_state(domain: DomainState) -> dict[str, Any]:
+    return {
+        "certificate_id": domain.certificate_id,
+        "client_certificate_id": domain.client_certificate_id,
+        "poly_client_certificate_ids": list(domain.poly_client_certificate_ids),
+    }
+
+
+def _parse_body(body: bytes) -> dict[str, Any]:
+    try:
+        params = json.loads(body or b"{}")
+    except ValueError:
+        raise ApiError("InvalidParameter", "The request body is not valid JSON.") from None
+    if not isinstance(params, dict):
+        raise ApiError("InvalidParameter", "The request body must be a JSON object.")
+    return params
+
+
+def _json(status: int, payload: Any) -> web.Response:
+    # The real service answers `application/json` with no charset; the SDK reads errors only under that exact type.
+    return web.Response(
+        status=status, body=json.dumps(payload).encode("utf-8"), headers={"Content-Type": "application/json"}
+    )
+
+
+def _reset(request: web.Request) -> None:
+    """Abort the TCP connection with RST (SO_LINGER 0), so the client sees a connection reset."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    world: World, host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+) -> AsyncIterator[tuple[str, Emulator]]:
+    """Serve an emulator on `host:port` (0 = any free port) for the duration of the block.
+
+    Yields (base URL such as `http://127.0.0.1:40123`, the Emulator). Pending handlers are cancelled on exit.
+    """
+    emulator = Emulator(world, **kwargs)
+    runner = web.AppRunner(emulator.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0]
+    try:
+        yield f"http://{host}:{bound[1]}", emulator
+    finally:
+        await runner.cleanup()

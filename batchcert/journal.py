@@ -1,0 +1,358 @@
+"""The run journal: one SQLite file per run directory, written as the run goes, read by reports and reruns.
+
+Contract (DEVELOPERS.md "write the journal before you trust it"): an attempt is recorded before it is sent and
+completed after; SQLite in WAL mode keeps every committed line across a kill -9, and an attempt without an end is
+one that was in flight when the process died. Every valid row starts as `not_attempted`, so a crash leaves every
+unfinished row resendable. The secret key is never written here (only the masked SecretId).
+
+A run directory is held by one process at a time: `open_journal` takes an exclusive lock on `RUN_DIR/.lock`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from batchcert.errors import JournalError
+from batchcert.model import CallResult, Mapping, Outcome, Row
+
+JOURNAL_NAME = "journal.sqlite3"
+LOCK_NAME = ".lock"
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL,
+    settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'running', note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS rows (
+    row_number INTEGER PRIMARY KEY, listener_id TEXT NOT NULL, domain TEXT NOT NULL, certificate_id TEXT NOT NULL,
+    client_certificate_id TEXT NOT NULL, poly_client_certificate_ids TEXT NOT NULL, extra TEXT NOT NULL,
+    cells TEXT NOT NULL, problem TEXT NOT NULL DEFAULT '', duplicate_of INTEGER,
+    outcome TEXT NOT NULL, error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '',
+    request_id TEXT NOT NULL DEFAULT '', finished_at REAL);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER NOT NULL, session_id INTEGER NOT NULL,
+    action TEXT NOT NULL, sent_at REAL NOT NULL, finished_at REAL, request_id TEXT NOT NULL DEFAULT '',
+    code TEXT, message TEXT NOT NULL DEFAULT '', http_status INTEGER, latency_ms REAL);
+CREATE INDEX IF NOT EXISTS attempts_by_row ON attempts(row_number);
+"""
+
+
+def iso_utc(timestamp: float | None) -> str:
+    """Seconds since the epoch as ISO 8601 UTC with milliseconds; "" for None."""
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The handle of a journaled attempt, to complete it with `finish_attempt`."""
+
+    id: int
+    row_number: int
+
+
+class Journal:
+    """A run directory's journal. Not thread-safe; one writer process (held by the lock)."""
+
+    def __init__(self, run_dir: Path, connection: sqlite3.Connection, lock_fd: int | None) -> None:
+        self.run_dir = run_dir
+        self._db = connection
+        self._lock_fd = lock_fd
+        self.session_id: int | None = None
+
+    # -- lifecycle
+    def close(self) -> None:
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._db:
+            yield self._db
+
+    # -- facts and rows
+    def facts(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM facts").fetchall())
+
+    def set_facts(self, **facts: str) -> None:
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO facts(key, value) VALUES (?, ?)", list(facts.items()))
+
+    def record_mapping(self, mapping: Mapping) -> None:
+        """Store every row of the mapping: invalid rows end `invalid`, the rest start `not_attempted`."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO rows(row_number, listener_id, domain, certificate_id, client_certificate_id, "
+                "poly_client_certificate_ids, extra, cells, problem, duplicate_of, outcome, error_message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.row_number,
+                        r.listener_id,
+                        r.domain,
+                        r.certificate_id,
+                        r.client_certificate_id,
+                        ";".join(r.poly_client_certificate_ids),
+                        json.dumps(r.extra),
+                        json.dumps(mapping.cells[r.row_number]),
+                        mapping.problems.get(r.row_number, ""),
+                        mapping.duplicate_of.get(r.row_number),
+                        Outcome.INVALID if r.row_number in mapping.problems else Outcome.NOT_ATTEMPTED,
+                        mapping.problems.get(r.row_number, ""),
+                    )
+                    for r in mapping.rows
+                ],
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO facts(key, value) VALUES ('columns', ?)",
+                (json.dumps(mapping.columns),),
+            )
+
+    def rows(self, outcomes: frozenset[Outcome] | None = None) -> list[Row]:
+        """Primary rows (not duplicates), in mapping order, optionally only those with the given outcomes."""
+        found = self._db.execute(
+            "SELECT row_number, listener_id, domain, certificate_id, client_certificate_id, "
+            "poly_client_certificate_ids, extra, outcome FROM rows WHERE duplicate_of IS NULL ORDER BY row_number"
+        ).fetchall()
+        return [
+            Row(
+                n,
+                lid,
+                dom,
+                cert,
+                client,
+                tuple(p for p in poly.split(";") if p),
+                tuple(tuple(x) for x in json.loads(extra)),
+            )
+            for n, lid, dom, cert, client, poly, extra, outcome in found
+            if outcomes is None or Outcome(outcome) in outcomes
+        ]
+
+    def outcome_counts(self) -> dict[Outcome, int]:
+        """Counts per outcome over every mapping row; a duplicate counts with its primary's outcome."""
+        counts = dict.fromkeys(Outcome, 0)
+        for outcome, n in self._db.execute(
+            "SELECT COALESCE(p.outcome, r.outcome), COUNT(*) FROM rows r LEFT JOIN rows p ON p.row_number = r.duplicate_of "
+            "GROUP BY 1"
+        ):
+            counts[Outcome(outcome)] = n
+        return counts
+
+    def row_outcomes(self) -> dict[int, Outcome]:
+        """Current outcome of every primary row."""
+        cur = self._db.execute("SELECT row_number, outcome FROM rows WHERE duplicate_of IS NULL")
+        return {n: Outcome(o) for n, o in cur.fetchall()}
+
+    def duplicate_counts(self) -> dict[int, int]:
+        """Primary row number → how many identical copies of it the mapping has."""
+        cur = self._db.execute("SELECT duplicate_of, COUNT(*) FROM rows WHERE duplicate_of IS NOT NULL GROUP BY 1")
+        return {int(n): int(c) for n, c in cur.fetchall()}
+
+    # -- sessions (a run, then each rerun)
+    def begin_session(self, kind: str, settings: dict[str, Any]) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO sessions(kind, started_at, settings) VALUES (?, ?, ?)",
+                (kind, time.time(), json.dumps(settings)),
+            )
+        self.session_id = int(cur.lastrowid or 0)
+        return self.session_id
+
+    def end_session(self, status: str, note: str = "") -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET finished_at = ?, status = ?, note = ? WHERE id = ?",
+                (time.time(), status, note, self.session_id),
+            )
+
+    def sessions(self) -> list[dict[str, Any]]:
+        cur = self._db.execute(
+            "SELECT id, kind, started_at, finished_at, settings, status, note FROM sessions ORDER BY id"
+        )
+        return [
+            {
+                "id": i,
+                "kind": k,
+                "started_at": s,
+                "finished_at": f,
+                "settings": json.loads(st),
+                "status": stat,
+                "note": note,
+            }
+            for i, k, s, f, st, stat, note in cur.fetchall()
+        ]
+
+    # -- attempts
+    def begin_attempt(self, row_number: int, action: str) -> Attempt:
+        """Record that an attempt is about to be sent (committed before the send)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO attempts(row_number, session_id, action, sent_at) VALUES (?, ?, ?, ?)",
+                (row_number, self.session_id or 0, action, time.time()),
+            )
+        return Attempt(int(cur.lastrowid or 0), row_number)
+
+    def finish_attempt(self, attempt: Attempt, result: CallResult) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET finished_at = ?, request_id = ?, code = ?, message = ?, http_status = ?, "
+                "latency_ms = ? WHERE id = ?",
+                (
+                    time.time(),
+                    result.request_id,
+                    result.code or "OK",
+                    result.message,
+                    result.http_status,
+                    round(result.latency_s * 1000, 1),
+                    attempt.id,
+                ),
+            )
+
+    def finish_row(
+        self, row_number: int, outcome: Outcome, code: str = "", message: str = "", request_id: str = ""
+    ) -> None:
+        """Record a row's (current) outcome; a rerun may overwrite it later."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE rows SET outcome = ?, error_code = ?, error_message = ?, request_id = ?, finished_at = ? "
+                "WHERE row_number = ?",
+                (outcome.value, code, message, request_id, time.time(), row_number),
+            )
+
+    def attempt_count(self, row_number: int, action: str) -> int:
+        (n,) = self._db.execute(
+            "SELECT COUNT(*) FROM attempts WHERE row_number = ? AND action = ?", (row_number, action)
+        ).fetchone()
+        return int(n)
+
+    # -- views for reports
+    def report_records(self) -> list[dict[str, Any]]:
+        """One dict per mapping row in mapping order, with its outcome (a duplicate takes its primary's) and the
+        history of its ModifyCertificate attempts across all sessions."""
+        query = """
+            SELECT r.row_number, r.listener_id, r.domain, r.certificate_id, r.client_certificate_id,
+                   r.poly_client_certificate_ids, r.extra, r.cells, r.duplicate_of,
+                   COALESCE(p.outcome, r.outcome), COALESCE(p.error_code, r.error_code),
+                   COALESCE(p.error_message, r.error_message), COALESCE(p.request_id, r.request_id)
+            FROM rows r LEFT JOIN rows p ON p.row_number = r.duplicate_of ORDER BY r.row_number"""
+        attempts: dict[int, list[tuple[float, float | None, str]]] = {}
+        for row_number, sent, done, rid in self._db.execute(
+            "SELECT row_number, sent_at, finished_at, request_id FROM attempts WHERE action = 'ModifyCertificate' ORDER BY id"
+        ):
+            attempts.setdefault(row_number, []).append((sent, done, rid))
+        records = []
+        for (
+            n,
+            lid,
+            dom,
+            cert,
+            client,
+            poly,
+            extra,
+            cells,
+            dup,
+            outcome,
+            code,
+            message,
+            rid,
+        ) in self._db.execute(query):
+            history = attempts.get(dup if dup is not None else n, [])
+            records.append(
+                {
+                    "row": n,
+                    "listener_id": lid,
+                    "domain": dom,
+                    "certificate_id": cert,
+                    "client_certificate_id": client,
+                    "poly_client_certificate_ids": poly,
+                    "outcome": outcome,
+                    "error_code": code,
+                    "error_message": message,
+                    "attempts": len(history),
+                    "request_id": rid,
+                    "request_ids": ";".join(h[2] for h in history if h[2]),
+                    "started_at": iso_utc(history[0][0]) if history else "",
+                    "finished_at": iso_utc(max((h[1] or h[0]) for h in history)) if history else "",
+                    "duplicate_of": dup,
+                    "extra": json.loads(extra),
+                    "cells": json.loads(cells),
+                }
+            )
+        return records
+
+    def attempt_records(self) -> list[dict[str, Any]]:
+        cur = self._db.execute(
+            "SELECT id, row_number, session_id, action, sent_at, finished_at, request_id, code, message, http_status, "
+            "latency_ms FROM attempts ORDER BY id"
+        )
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level="DEFERRED")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes (not power loss)
+    return db
+
+
+def _lock(run_dir: Path) -> int:
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalError(
+            f"another batchcert process is working on {run_dir} — wait for it to finish (or stop it) and try again"
+        ) from None
+    return fd
+
+
+def create_journal(run_dir: Path, facts: dict[str, str]) -> Journal:
+    """Create a new run directory and its journal, locked. Raises JournalError when it already holds a journal."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / JOURNAL_NAME
+    if path.exists():
+        raise JournalError(f"{run_dir} already holds a run — use `batchcert rerun {run_dir}` or choose another --out")
+    fd = _lock(run_dir)
+    db = _connect(path)
+    db.executescript(_SCHEMA)
+    journal = Journal(run_dir, db, fd)
+    journal.set_facts(schema_version=SCHEMA_VERSION, created_at=iso_utc(time.time()), **facts)
+    return journal
+
+
+def open_journal(run_dir: Path, *, lock: bool = True) -> Journal:
+    """Open an existing run's journal (locked unless `lock=False`, for read-only report writing)."""
+    path = run_dir / JOURNAL_NAME
+    if not path.is_file():
+        raise JournalError(f"{run_dir} holds no {JOURNAL_NAME} — give the run directory a `batchcert run` created")
+    fd = _lock(run_dir) if lock else None
+    try:
+        db = _connect(path)
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        if fd is not None:
+            os.close(fd)
+        raise JournalError(f"{path} is not a readable journal ({exc}) — it may be damaged") from None
+    return Journal(run_dir, db, fd)

@@ -1,0 +1,145 @@
+"""Value types shared by every layer: rows, outcomes, call results. Stdlib only, no I/O.
+
+Domain words: a *mapping* is the input file, a *row* one of its records, an *attempt* one request sent for a row,
+an *outcome* what a row ended as, a *run* one execution over a mapping (reruns continue the same run).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The certificate literal meaning "use the listener's certificate" (reference: ModifyCertificate params).
+DEFAULT_CERTIFICATE = "default"
+
+ACTION_MODIFY = "ModifyCertificate"
+ACTION_DESCRIBE_RULES = "DescribeRules"
+ACTION_DESCRIBE_LISTENERS = "DescribeHTTPSListeners"
+API_VERSION = "2018-05-29"
+SERVICE = "gaap"
+
+
+class Outcome(enum.StrEnum):
+    """How a row ended. The report's `outcome` column takes exactly these values."""
+
+    SUCCEEDED = "succeeded"
+    UNCHANGED = "unchanged"
+    RETRYABLE = "retryable"
+    TERMINAL = "terminal"
+    INVALID = "invalid"
+    NOT_ATTEMPTED = "not_attempted"
+
+
+#: Outcomes a rerun sends again by default; `--include-terminal` adds TERMINAL.
+RERUN_OUTCOMES = frozenset({Outcome.RETRYABLE, Outcome.NOT_ATTEMPTED})
+
+
+class Disposition(enum.StrEnum):
+    """What an error code means for the row (see `batchcert.classify`)."""
+
+    RETRYABLE = "retryable"
+    TERMINAL = "terminal"
+    #: the account or credential is unusable: stop dispatching every row
+    STOP_RUN = "stop_run"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One mapping record. `row_number` is what a spreadsheet shows (header is 1, first data row is 2).
+
+    Empty optional ids are "" (client id) or () (poly ids). `extra` holds the mapping's other columns, untouched.
+    """
+
+    row_number: int
+    listener_id: str
+    domain: str
+    certificate_id: str
+    client_certificate_id: str = ""
+    poly_client_certificate_ids: tuple[str, ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def target_key(self) -> tuple[str, str, tuple[str, ...]]:
+        """The certificate state this row asks for: (server, client, poly ids)."""
+        return (self.certificate_id, self.client_certificate_id, self.poly_client_certificate_ids)
+
+    def request_params(self) -> dict[str, Any]:
+        """The `ModifyCertificate` parameters for this row; optional ids are sent only when set."""
+        params: dict[str, Any] = {
+            "ListenerId": self.listener_id,
+            "Domain": self.domain,
+            "CertificateId": self.certificate_id,
+        }
+        if self.client_certificate_id:
+            params["ClientCertificateId"] = self.client_certificate_id
+        if self.poly_client_certificate_ids:
+            params["PolyClientCertificateIds"] = list(self.poly_client_certificate_ids)
+        return params
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """The result of one API call as the client saw it.
+
+    `code` is None on success, an API error code (`FailedOperation.ListenerHasTask`) or a transport code
+    (`Transport.Timeout`). `sent` is False only when the request certainly never left (connection refused);
+    `latency_s` is wall time from send to answer or failure.
+    """
+
+    code: str | None
+    message: str = ""
+    request_id: str = ""
+    http_status: int | None = None
+    latency_s: float = 0.0
+    sent: bool = True
+    response: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.code is None
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """Counts per outcome at the end of a run (or rerun), in mapping-row terms (duplicates count once each)."""
+
+    counts: dict[Outcome, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def all_done(self) -> bool:
+        """True when every row succeeded or was unchanged (exit code 0)."""
+        return all(n == 0 for o, n in self.counts.items() if o not in (Outcome.SUCCEEDED, Outcome.UNCHANGED))
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A read and validated mapping. `rows` holds every data record (valid or not) in file order.
+
+    `problems[row_number]` explains why a row is invalid; `duplicate_of[n] = m` marks row n as an identical copy of
+    row m (sent once, reported for each). `cells[row_number]` holds the record's original cells, aligned with
+    `columns`.
+    """
+
+    path: Path
+    sha256: str
+    columns: tuple[str, ...]
+    column_of: dict[str, str]
+    rows: tuple[Row, ...]
+    cells: dict[int, tuple[str, ...]]
+    problems: dict[int, str] = field(default_factory=dict)
+    duplicate_of: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def extra_columns(self) -> tuple[str, ...]:
+        used = set(self.column_of.values())
+        return tuple(c for c in self.columns if c not in used)
+
+    def valid_rows(self) -> list[Row]:
+        """Rows to send: valid and not a duplicate of an earlier row."""
+        return [r for r in self.rows if r.row_number not in self.problems and r.row_number not in self.duplicate_of]

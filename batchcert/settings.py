@@ -1,0 +1,196 @@
+"""Frozen settings of a run and the credentials it signs with. Stdlib only.
+
+Credential lookup follows the Tencent Cloud ecosystem (reference, "Credentials"): env `TENCENTCLOUD_SECRET_ID` /
+`TENCENTCLOUD_SECRET_KEY` with a session token from `TENCENTCLOUD_SESSION_TOKEN` (SDK), `TENCENTCLOUD_TOKEN` (tccli)
+or `TENCENTCLOUD_SECURITY_TOKEN` (Terraform); then the INI file `~/.tencentcloud/credentials`; then tccli's
+`~/.tccli/<profile>.credential` (JSON). The secret key is never part of a repr, a log line or a journal.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from batchcert.errors import CredentialsError, SettingsError
+
+DEFAULT_ENDPOINT = "https://gaap.tencentcloudapi.com"
+DEFAULT_RATE_PER_S = 20.0
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MAX_ATTEMPTS = 6
+
+ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"  # noqa: S105 - a variable name
+ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105 - a variable name
+#: Session-token variable names, in lookup order: SDK, tccli, Terraform (reference, "Credentials").
+ENV_TOKENS = ("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_TOKEN", "TENCENTCLOUD_SECURITY_TOKEN")
+
+
+def mask_secret_id(secret_id: str) -> str:
+    """Show only the first 4 and last 4 characters of a SecretId (all stars when it is 8 characters or fewer)."""
+    if len(secret_id) <= 8:
+        return "*" * len(secret_id)
+    return f"{secret_id[:4]}{'*' * (len(secret_id) - 8)}{secret_id[-4:]}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A SecretId/SecretKey pair with an optional session token. `source` says where it was found."""
+
+    secret_id: str
+    secret_key: str = field(repr=False)
+    token: str = field(default="", repr=False)
+    source: str = ""
+
+    @property
+    def masked_id(self) -> str:
+        return mask_secret_id(self.secret_id)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go. `host` is the URL's host[:port], exactly what is sent and signed as `Host`."""
+
+    url: str
+    scheme: str
+    host: str
+
+    @property
+    def is_loopback(self) -> bool:
+        return _is_loopback(urlsplit(self.url).hostname or "")
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """Check an endpoint URL and return it parsed.
+
+    Raises SettingsError unless it is `https://host[:port]` or, for loopback hosts only, `http://host[:port]`.
+    """
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(f"--endpoint {url!r} is not an http(s) URL — use e.g. {DEFAULT_ENDPOINT}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SettingsError(f"--endpoint {url!r} must not carry a path or query — give only scheme://host[:port]")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError(
+            f"--endpoint {url!r}: plain http is allowed only for loopback hosts (an emulator) — use https"
+        )
+    return Endpoint(url=f"{parts.scheme}://{parts.netloc}", scheme=parts.scheme, host=parts.netloc)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run sends: endpoint, the per-action ceiling (requests/s), per-request timeout (s), attempts per row."""
+
+    endpoint: Endpoint
+    rate_per_s: float = DEFAULT_RATE_PER_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ca_bundle: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate_per_s <= 1000:
+            raise SettingsError(f"--rate {self.rate_per_s} is out of range — give requests per second in (0, 1000]")
+        if not 0 < self.timeout_s <= 600:
+            raise SettingsError(f"--timeout {self.timeout_s} is out of range — give seconds in (0, 600]")
+        if not 1 <= self.max_attempts <= 100:
+            raise SettingsError(f"--max-attempts {self.max_attempts} is out of range — give 1 to 100")
+
+
+@dataclass(frozen=True)
+class CredentialLookup:
+    """What `load_credentials` found, with warnings to show (e.g. a credential file readable by others)."""
+
+    credentials: Credentials
+    warnings: tuple[str, ...] = ()
+
+
+def _token_from(environ: Mapping[str, str]) -> str:
+    return next((environ[name] for name in ENV_TOKENS if environ.get(name)), "")
+
+
+def _permission_warning(path: Path) -> tuple[str, ...]:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH | stat.S_IWGRP | stat.S_IWOTH):
+        return (f"{path} is readable by other users — run: chmod 600 {path}",)
+    return ()
+
+
+def _from_ini(path: Path, profile: str) -> Credentials | None:
+    if not path.is_file():
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        raise CredentialsError(
+            f"{path} is not a valid INI file ({exc.__class__.__name__}) — fix or remove it"
+        ) from None
+    if not parser.has_section(profile):
+        return None
+    section = parser[profile]
+    secret_id, secret_key = section.get("secret_id", "").strip(), section.get("secret_key", "").strip()
+    if not secret_id or not secret_key:
+        raise CredentialsError(f"{path} [{profile}] lacks secret_id or secret_key — add both")
+    return Credentials(secret_id, secret_key, section.get("token", "").strip(), source=f"{path} [{profile}]")
+
+
+def _from_tccli(path: Path) -> Credentials | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise CredentialsError(f"{path} is not valid JSON — fix it or run `tccli configure`") from None
+    secret_id, secret_key = str(data.get("secretId", "")).strip(), str(data.get("secretKey", "")).strip()
+    if not secret_id or not secret_key:
+        raise CredentialsError(f"{path} lacks secretId or secretKey — run `tccli configure`")
+    return Credentials(secret_id, secret_key, str(data.get("token", "") or ""), source=str(path))
+
+
+def load_credentials(
+    profile: str | None = None, environ: Mapping[str, str] | None = None, home: Path | None = None
+) -> CredentialLookup:
+    """Find credentials: env first (unless a profile is named), then the INI file, then tccli's file.
+
+    Reads env and files only. Raises CredentialsError naming the variables and files to set when nothing is found.
+    """
+    environ = os.environ if environ is None else environ
+    home = Path.home() if home is None else home
+    if profile is None:
+        secret_id, secret_key = (
+            environ.get(ENV_SECRET_ID, "").strip(),
+            environ.get(ENV_SECRET_KEY, "").strip(),
+        )
+        if secret_id and secret_key:
+            return CredentialLookup(Credentials(secret_id, secret_key, _token_from(environ), source="environment"))
+    name = profile or "default"
+    for path, reader in (
+        (home / ".tencentcloud" / "credentials", lambda p: _from_ini(p, name)),
+        (home / ".tccli" / f"{name}.credential", _from_tccli),
+    ):
+        found = reader(path)
+        if found is not None:
+            return CredentialLookup(found, _permission_warning(path))
+    if profile is not None:
+        raise CredentialsError(
+            f"profile {profile!r} not found in ~/.tencentcloud/credentials or ~/.tccli/{profile}.credential — "
+            "add it there, or drop --profile and set the environment variables"
+        )
+    raise CredentialsError(
+        f"no credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} (and a session token in "
+        f"{ENV_TOKENS[0]} if you use temporary keys), or pass --profile NAME"
+    )

@@ -1,0 +1,303 @@
+"""One core function per command, composing runner, report and emulator (siblings that must not import each other).
+
+This layer is an addition to the layering in DEVELOPERS.md, made for a reason: `run --emulator` needs the emulator
+and the runner in one event loop, and every command ends by writing reports from the journal; without a layer
+above the three siblings the CLI would have to orchestrate them itself and stop being thin. It owns no policy about
+rows (that is in `runner`, `plan`, `classify`); it opens, wires, runs and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from batchcert import emulator
+from batchcert.client import GaapClient, Quota, create_session
+from batchcert.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_DONE, BatchcertError
+from batchcert.journal import Journal, create_journal
+from batchcert.model import Mapping, Outcome, Row
+from batchcert.plan import read_mapping
+from batchcert.report import Reports, write_reports
+from batchcert.runner import Runner, RunnerConfig
+from batchcert.settings import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RATE_PER_S,
+    DEFAULT_TIMEOUT_S,
+    Credentials,
+    RunSettings,
+    load_credentials,
+    parse_endpoint,
+)
+
+REHEARSAL_ENDPOINT = "embedded emulator (rehearsal)"
+#: progress callback: (rows per outcome so far, rows finished this session, rows this session sends)
+ProgressFn = Callable[[dict[Outcome, int], int, int], None]
+
+
+class Declined(BatchcertError):
+    """The operator answered no at the confirmation prompt; nothing was sent."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the operator asked for on the command line (`batchcert run`)."""
+
+    mapping: Path
+    out: Path | None = None
+    endpoint: str = DEFAULT_ENDPOINT
+    rate_per_s: float = DEFAULT_RATE_PER_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    profile: str | None = None
+    sheet: str | None = None
+    rehearsal: bool = False
+    world: Path | None = None
+    reports_root: Path = Path("reports")
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What will be sent, shown before asking the operator."""
+
+    mapping: Mapping
+    endpoint: str
+    secret_id_masked: str
+    rehearsal: bool
+    run_dir: Path
+    warnings: tuple[str, ...]
+
+    @property
+    def to_send(self) -> int:
+        return len(self.mapping.valid_rows())
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended, for the CLI to print and map to an exit code."""
+
+    run_dir: Path
+    counts: dict[Outcome, int]
+    stop_reason: str
+    rehearsal: bool
+    interrupted: bool
+    reports: Reports
+    rerun_command: str
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        done = all(n == 0 for o, n in self.counts.items() if o not in (Outcome.SUCCEEDED, Outcome.UNCHANGED))
+        return EXIT_OK if done else EXIT_ROWS_NOT_DONE
+
+
+def validate_mapping(path: Path, sheet: str | None = None) -> Mapping:
+    """Read and validate a mapping; raises MappingError for file-level problems."""
+    return read_mapping(path, sheet)
+
+
+def default_run_dir(root: Path, mapping: Path) -> Path:
+    """`reports/<UTC yyyymmddThhmmssZ>-<mapping stem>/`, with a numeric suffix if that exists already."""
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate = root / f"{stamp}-{mapping.stem}"
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{mapping.stem}-{n}"
+    return candidate
+
+
+def _rehearsal_world(request: RunRequest, mapping: Mapping) -> emulator.World:
+    if request.world is not None:
+        return emulator.load_world(request.world)
+    # a fresh random credential: the in-process emulator is the only thing that knows it
+    creds = {f"AKIDrehearsal{secrets.token_hex(12)}": secrets.token_urlsafe(24)}
+    return emulator.world_for_rows(mapping.valid_rows(), credentials=creds)
+
+
+def run_mapping(
+    request: RunRequest,
+    confirm: Callable[[Preview], bool] = lambda _: True,
+    on_progress: ProgressFn | None = None,
+) -> RunSummary:
+    """Validate the mapping, ask `confirm`, send every valid row, write the reports. Returns how the run ended.
+
+    Raises BatchcertError (exit 2) for run-level problems before anything is sent: unreadable mapping, missing
+    column, bad settings, no credentials, an occupied run directory; Declined when `confirm` says no.
+    """
+    mapping = read_mapping(request.mapping, request.sheet)
+    settings = RunSettings(
+        endpoint=parse_endpoint(request.endpoint),
+        rate_per_s=request.rate_per_s,
+        timeout_s=request.timeout_s,
+        max_attempts=request.max_attempts,
+    )
+    world: emulator.World | None = None
+    warnings: tuple[str, ...] = ()
+    if request.rehearsal:
+        world = _rehearsal_world(request, mapping)
+        secret_id, secret_key = next(iter(world.credentials.items()))
+        credentials = Credentials(secret_id, secret_key, source="emulator")
+    else:
+        lookup = load_credentials(request.profile)
+        credentials, warnings = lookup.credentials, lookup.warnings
+    run_dir = request.out or default_run_dir(request.reports_root, request.mapping)
+    endpoint_label = REHEARSAL_ENDPOINT if request.rehearsal else settings.endpoint.url
+    preview = Preview(mapping, endpoint_label, credentials.masked_id, request.rehearsal, run_dir, warnings)
+    if not confirm(preview):
+        raise Declined("nothing was sent — answered no at the prompt")
+
+    journal = create_journal(
+        run_dir,
+        {
+            "mapping": str(request.mapping.resolve()),
+            "mapping_sha256": mapping.sha256,
+            "sheet": request.sheet or "",
+            "endpoint": endpoint_label,
+            "secret_id_masked": credentials.masked_id,
+            "rehearsal": "true" if request.rehearsal else "false",
+        },
+    )
+    with journal:
+        journal.record_mapping(mapping)
+        return _execute(journal, "run", mapping.valid_rows(), settings, credentials, world, request.runner, on_progress)
+
+
+def _execute(
+    journal: Journal,
+    kind: str,
+    rows: list[Row],
+    settings: RunSettings,
+    credentials: Credentials,
+    world: emulator.World | None,
+    config: RunnerConfig,
+    on_progress: ProgressFn | None,
+) -> RunSummary:
+    session_settings: dict[str, Any] = {
+        "endpoint": settings.endpoint.url if world is None else REHEARSAL_ENDPOINT,
+        "rate_per_s": settings.rate_per_s,
+        "timeout_s": settings.timeout_s,
+        "max_attempts": settings.max_attempts,
+    }
+    journal.begin_session(kind, session_settings)
+    live = journal.outcome_counts()
+    current = journal.row_outcomes()
+    copies = journal.duplicate_counts()
+    finished = 0
+
+    def row_done(row: Row, outcome: Outcome) -> None:
+        nonlocal finished
+        finished += 1
+        # a duplicate's outcome follows its primary's: move every copy
+        moved = 1 + copies.get(row.row_number, 0)
+        live[current[row.row_number]] -= moved
+        live[outcome] += moved
+        current[row.row_number] = outcome
+        if on_progress is not None:
+            on_progress(dict(live), finished, len(rows))
+
+    config = RunnerConfig(**{**config.__dict__, "max_attempts": settings.max_attempts})
+    outcome = asyncio.run(_drive(journal, rows, settings, credentials, world, config, row_done))
+    status = "interrupted" if outcome.interrupted else ("stopped" if outcome.stop_reason else "finished")
+    journal.end_session(status, outcome.stop_reason)
+    reports = write_reports(journal)
+    return RunSummary(
+        run_dir=journal.run_dir,
+        counts=reports.counts,
+        stop_reason=outcome.stop_reason,
+        rehearsal=world is not None,
+        interrupted=outcome.interrupted,
+        reports=reports,
+        rerun_command=f"batchcert rerun {journal.run_dir}",
+    )
+
+
+@dataclass(frozen=True)
+class _Drive:
+    stop_reason: str
+    interrupted: bool
+
+
+async def _drive(
+    journal: Journal,
+    rows: list[Row],
+    settings: RunSettings,
+    credentials: Credentials,
+    world: emulator.World | None,
+    config: RunnerConfig,
+    row_done: Callable[[Row, Outcome], None],
+) -> _Drive:
+    if world is None:
+        return await _drive_endpoint(journal, rows, settings, credentials, config, row_done)
+    async with emulator.serve(world) as (url, _):
+        local = RunSettings(parse_endpoint(url), settings.rate_per_s, settings.timeout_s, settings.max_attempts)
+        return await _drive_endpoint(journal, rows, local, credentials, config, row_done)
+
+
+async def _drive_endpoint(
+    journal: Journal,
+    rows: list[Row],
+    settings: RunSettings,
+    credentials: Credentials,
+    config: RunnerConfig,
+    row_done: Callable[[Row, Outcome], None],
+) -> _Drive:
+    interrupted = False
+    async with create_session(settings.endpoint, settings.ca_bundle) as session:
+        quota = Quota(settings.rate_per_s)
+        client = GaapClient(session, settings.endpoint, credentials, quota, settings.timeout_s)
+        runner = Runner(client, journal, config, on_row_done=row_done)
+        main = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            nonlocal interrupted
+            if interrupted and main is not None:
+                main.cancel()  # second signal: abandon in-flight requests at once
+                return
+            interrupted = True
+            runner.stop("interrupted by the operator — run `batchcert rerun` to continue")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await runner.run(rows)
+        except asyncio.CancelledError:
+            if not interrupted:
+                raise
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            quota.close()
+        return _Drive(runner.stop_reason, interrupted)
+
+
+async def _serve_forever(world: emulator.World, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+    async with emulator.serve(world, host, port) as (url, _):
+        on_ready(url)
+        await asyncio.Event().wait()
+
+
+def serve_emulator(world: emulator.World, port: int, on_ready: Callable[[str], None], host: str = "127.0.0.1") -> None:
+    """Serve `world` on host:port until interrupted; `on_ready(url)` is called once listening."""
+    try:
+        asyncio.run(_serve_forever(world, host, port, on_ready))
+    except KeyboardInterrupt:
+        return
+
+
+def world_from_mapping(path: Path, sheet: str | None = None) -> emulator.World:
+    """A world in which every valid row of the mapping would succeed."""
+    return emulator.world_for_rows(read_mapping(path, sheet).valid_rows())
+
+
+def load_world(path: Path) -> emulator.World:
+    return emulator.load_world(path)

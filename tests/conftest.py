@@ -1,0 +1,114 @@
+"""Shared fixtures: emulator worlds and emulators served over real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from batchcert import emulator as emu
+
+SECRET_ID = "AKIDtestsuite00000000000000000000001"
+SECRET_KEY = "test-secret-key-0123456789abcdef"
+
+
+def make_world(**overrides: Any) -> emu.World:
+    """A small world: two 3.0 listeners, a 2.0 listener, wildcard and exact server certificates, client CAs."""
+    data: dict[str, Any] = {
+        "credentials": {SECRET_ID: SECRET_KEY},
+        "rate_limit": 20,
+        "task_seconds": 0.3,
+        "latency_ms": 5,
+        "listeners": {
+            "listener-aaaa0001": {
+                "certificate_id": "cert-listener1",
+                "domains": {
+                    "www.example.com": {"certificate_id": "cert-old00001"},
+                    "api.example.com": {"certificate_id": "default"},
+                    "shop.other.org": {"certificate_id": "cert-old00001"},
+                },
+            },
+            "listener-aaaa0002": {
+                "certificate_id": "cert-listener1",
+                "domains": {f"d{i}.example.com": {"certificate_id": "cert-old00001"} for i in range(50)},
+            },
+            "listener-old00001": {
+                "proxy_version": "2.0",
+                "domains": {"www.example.com": {"certificate_id": "cert-old00001"}},
+            },
+        },
+        "certificates": {
+            "cert-old00001": {"type": 2, "domains": ["*.example.com", "shop.other.org"]},
+            "cert-listener1": {"type": 2, "domains": ["*.example.com"]},
+            "cert-wild0001": {"type": 2, "domains": ["*.example.com", "example.com"]},
+            "cert-exact001": {"type": 2, "domains": ["www.example.com"]},
+            "cert-client01": {"type": 1, "domains": []},
+            "cert-client02": {"type": 1, "domains": []},
+        },
+    }
+    data.update(overrides)
+    return emu.World.from_dict(data)
+
+
+@pytest.fixture
+def world_factory() -> Callable[..., emu.World]:
+    return make_world
+
+
+@pytest.fixture
+async def served(world_factory: Callable[..., emu.World]) -> AsyncIterator[tuple[str, emu.Emulator]]:
+    """The default world served in this test's event loop."""
+    async with emu.serve(world_factory()) as pair:
+        yield pair
+
+
+class ThreadedEmulator:
+    """An emulator served from its own thread and loop, for synchronous clients such as the official SDK."""
+
+    def __init__(self, world: emu.World) -> None:
+        self.world = world
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.base_url = ""
+        self.emulator: emu.Emulator | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+        self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with emu.serve(self.world) as (url, emulator):
+            self.base_url, self.emulator = url, emulator
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> ThreadedEmulator:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def threaded_emulator() -> Iterator[Callable[..., ThreadedEmulator]]:
+    started: list[ThreadedEmulator] = []
+
+    def start(world: emu.World | None = None) -> ThreadedEmulator:
+        server = ThreadedEmulator(world or make_world()).__enter__()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)

@@ -1,0 +1,232 @@
+"""The official SDK, pointed at the emulator, sees the behaviours of the real service (issue 2, part 4)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.gaap.v20180529 import gaap_client, models
+
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, make_world
+
+
+def sdk(server: ThreadedEmulator, secret_id: str = SECRET_ID, secret_key: str = SECRET_KEY) -> gaap_client.GaapClient:
+    http = HttpProfile(protocol="http", endpoint=server.base_url.removeprefix("http://"), reqTimeout=10)
+    return gaap_client.GaapClient(credential.Credential(secret_id, secret_key), "", ClientProfile(httpProfile=http))
+
+
+def modify(client: gaap_client.GaapClient, **params: Any) -> models.ModifyCertificateResponse:
+    request = models.ModifyCertificateRequest()
+    request.from_json_string(json.dumps(params))
+    return client.ModifyCertificate(request)
+
+
+def rules(client: gaap_client.GaapClient, listener_id: str) -> dict[str, models.DomainRuleSet]:
+    request = models.DescribeRulesRequest()
+    request.ListenerId = listener_id
+    return {r.Domain: r for r in client.DescribeRules(request).DomainRuleSet}
+
+
+def error_code(call: Callable[[], object]) -> str:
+    with pytest.raises(TencentCloudSDKException) as info:
+        call()
+    return str(info.value.get_code())
+
+
+def test_change_succeeds_with_request_id_and_shows_in_describe_rules(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+) -> None:
+    """A valid change answers a RequestId, lands in the ledger, and DescribeRules shows the new id and a changing status."""
+    server = threaded_emulator()
+    client = sdk(server)
+    resp = modify(client, ListenerId="listener-aaaa0001", Domain="www.example.com", CertificateId="cert-wild0001")
+    assert resp.RequestId
+    assert server.emulator is not None
+    [entry] = server.emulator.ledger
+    assert (entry.listener_id, entry.domain, entry.request_id) == (
+        "listener-aaaa0001",
+        "www.example.com",
+        resp.RequestId,
+    )
+    assert entry.before["certificate_id"] == "cert-old00001" and entry.after["certificate_id"] == "cert-wild0001"
+    seen = rules(client, "listener-aaaa0001")
+    assert seen["www.example.com"].CertificateId == "cert-wild0001"
+    assert seen["www.example.com"].DomainStatus == 1
+    assert seen["api.example.com"].CertificateId == "default"
+
+
+def test_second_immediate_change_on_listener_gets_listener_has_task(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+) -> None:
+    """A change while the listener's task runs is refused with ListenerHasTask and applies nothing."""
+    server = threaded_emulator(make_world(task_seconds=5))
+    client = sdk(server)
+    modify(client, ListenerId="listener-aaaa0001", Domain="www.example.com", CertificateId="cert-wild0001")
+    code = error_code(
+        lambda: modify(client, ListenerId="listener-aaaa0001", Domain="api.example.com", CertificateId="cert-wild0001")
+    )
+    assert code == "FailedOperation.ListenerHasTask"
+    assert server.emulator is not None and len(server.emulator.ledger) == 1
+
+
+@pytest.mark.parametrize(
+    ("secret_id", "secret_key", "params", "expected"),
+    [
+        (
+            SECRET_ID,
+            "wrong-key",
+            {
+                "ListenerId": "listener-aaaa0001",
+                "Domain": "www.example.com",
+                "CertificateId": "cert-wild0001",
+            },
+            "AuthFailure.SignatureFailure",
+        ),
+        (
+            "AKIDunknown000000000000000000000000",
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-aaaa0001",
+                "Domain": "www.example.com",
+                "CertificateId": "cert-wild0001",
+            },
+            "AuthFailure.SecretIdNotFound",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-nope0000",
+                "Domain": "www.example.com",
+                "CertificateId": "cert-wild0001",
+            },
+            "ResourceNotFound",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-aaaa0001",
+                "Domain": "missing.example.com",
+                "CertificateId": "cert-wild0001",
+            },
+            "ResourceNotFound",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {"ListenerId": "listener-aaaa0001", "Domain": "shop.other.org", "CertificateId": "cert-wild0001"},
+            "InvalidParameterValue.CertificateNotMatchDomain",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-aaaa0001",
+                "Domain": "api.example.com",
+                "CertificateId": "cert-exact001",
+            },
+            "InvalidParameterValue.CertificateNotMatchDomain",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-old00001",
+                "Domain": "www.example.com",
+                "CertificateId": "cert-wild0001",
+            },
+            "FailedOperation.ProxyVersionNotSupport",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {"ListenerId": "listener-aaaa0001", "Domain": "www.example.com"},
+            "MissingParameter",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-aaaa0001",
+                "Domain": "www.example.com",
+                "CertificateId": "cert-client01",
+            },
+            "InvalidParameterValue",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-aaaa0001",
+                "Domain": "www.example.com",
+                "CertificateId": "cert-wild0001",
+                "ClientCertificateId": "cert-wild0001",
+            },
+            "InvalidParameterValue",
+        ),
+        (
+            SECRET_ID,
+            SECRET_KEY,
+            {
+                "ListenerId": "listener-aaaa0001",
+                "Domain": "www.example.com",
+                "CertificateId": "cert-nothere1",
+            },
+            "InvalidParameterValue",
+        ),
+    ],
+)
+def test_sdk_sees_the_service_error_codes(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+    secret_id: str,
+    secret_key: str,
+    params: dict[str, Any],
+    expected: str,
+) -> None:
+    """Each invalid request gets the service's error code through the official SDK, and nothing is applied."""
+    server = threaded_emulator()
+    assert error_code(lambda: modify(sdk(server, secret_id, secret_key), **params)) == expected
+    assert server.emulator is not None and server.emulator.ledger == []
+
+
+def test_unknown_parameter_is_refused(threaded_emulator: Callable[..., ThreadedEmulator]) -> None:
+    """A parameter the API does not know gets UnknownParameter (sent through the SDK's generic call)."""
+    server = threaded_emulator()
+    client = sdk(server)
+    params = {
+        "ListenerId": "listener-aaaa0001",
+        "Domain": "www.example.com",
+        "CertificateId": "cert-wild0001",
+        "Colour": "red",
+    }
+    assert error_code(lambda: client.call_json("ModifyCertificate", params)) == "UnknownParameter"
+
+
+def test_forty_simultaneous_calls_admit_at_most_the_limit(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+) -> None:
+    """Of 40 simultaneous DescribeRules calls, at most 20 succeed within the second and the rest are throttled."""
+    server = threaded_emulator(make_world(latency_ms=0))
+    client = sdk(server)
+
+    def call(_: int) -> str:
+        try:
+            rules(client, "listener-aaaa0002")
+            return "OK"
+        except TencentCloudSDKException as exc:
+            return str(exc.get_code())
+
+    with concurrent.futures.ThreadPoolExecutor(40) as pool:
+        codes = list(pool.map(call, range(40)))
+    assert codes.count("OK") <= 20
+    assert codes.count("OK") + codes.count("RequestLimitExceeded") == 40
+    assert codes.count("RequestLimitExceeded") >= 20
+    assert server.emulator is not None and server.emulator.max_admitted_in_window("DescribeRules") <= 20
