@@ -124,7 +124,9 @@ def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
         if not names:
             raise MappingError(f"mapping {path.name} has no sheets")
         # dtype=str reads every cell as text; formulas are not evaluated (openpyxl reads cached values only).
-        frame = book.parse(sheet if sheet is not None else names[0], header=None, dtype=str, keep_default_na=False)
+        frame = pd.read_excel(
+            book, sheet_name=sheet if sheet is not None else names[0], header=None, dtype=str, keep_default_na=False
+        )
     return frame.fillna("")
 
 

@@ -112,3 +112,26 @@ def threaded_emulator() -> Iterator[Callable[..., ThreadedEmulator]]:
     yield start
     for server in started:
         server.__exit__(None, None, None)
+
+
+def write_mapping(
+    path: Any, rows: list[tuple[str, ...]], header: tuple[str, ...] = ("ListenerId", "Domain", "CertificateId")
+) -> Any:
+    """Write a CSV mapping with `header` and `rows`; returns the path."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(header)
+        out.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def credentials_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """The test credentials in the environment, and a HOME without credential files."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+    for name in ("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_TOKEN", "TENCENTCLOUD_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)

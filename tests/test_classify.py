@@ -1,0 +1,108 @@
+"""Error-code policy: every code in the reference has the right disposition; unknown codes are terminal."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchcert import classify
+from batchcert.model import Disposition
+
+R, T, S = Disposition.RETRYABLE, Disposition.TERMINAL, Disposition.STOP_RUN
+
+CASES = [
+    # ModifyCertificate's documented codes
+    ("AuthFailure", S),
+    ("AuthFailure.NotEnterpriseAuthorization", S),
+    ("AuthFailure.UnauthorizedOperation", S),
+    ("FailedOperation", T),
+    ("FailedOperation.DomainStatusNotInRunning", R),
+    ("FailedOperation.GroupStatusNotInRuning", R),
+    ("FailedOperation.ListenerHasTask", R),
+    ("FailedOperation.ProxyStatusNotInRuning", R),
+    ("FailedOperation.ProxyVersionNotSupport", T),
+    ("FailedOperation.UserNotConfirmProtocol", S),
+    ("InternalError", R),
+    ("InvalidParameter", T),
+    ("InvalidParameterValue", T),
+    ("InvalidParameterValue.CertificateNotMatchDomain", T),
+    ("MissingParameter", T),
+    ("ResourceNotFound", T),
+    ("ResourceUnavailable", R),
+    ("ResourceUnavailable.AccountViolation", S),
+    ("UnknownParameter", T),
+    # other GAAP codes seen
+    ("FailedOperation.ActionIsDoing", R),
+    ("FailedOperation.ActionOperateTooQuickly", R),
+    ("FailedOperation.NonStandardProxy", T),
+    ("FailedOperation.InvalidCertificateId", T),
+    # common codes
+    ("AuthFailure.InvalidAuthorization", S),
+    ("AuthFailure.InvalidSecretId", S),
+    ("AuthFailure.MFAFailure", S),
+    ("AuthFailure.SecretIdNotFound", S),
+    ("AuthFailure.SignatureExpire", S),
+    ("AuthFailure.SignatureFailure", S),
+    ("AuthFailure.TokenFailure", S),
+    ("ActionOffline", S),
+    ("DryRunOperation", T),
+    ("InvalidAction", S),
+    ("InvalidRequest", T),
+    ("IpInBlacklist", S),
+    ("IpNotInWhitelist", S),
+    ("LimitExceeded", T),
+    ("NoSuchProduct", S),
+    ("NoSuchVersion", S),
+    ("RequestLimitExceeded", R),
+    ("RequestLimitExceeded.GlobalRegionUinLimitExceeded", R),
+    ("RequestLimitExceeded.IPLimitExceeded", R),
+    ("RequestLimitExceeded.UinLimitExceeded", R),
+    ("RequestSizeLimitExceeded", T),
+    ("ResourceInUse", R),
+    ("ResourceInsufficient", T),
+    ("ServiceUnavailable", R),
+    ("UnauthorizedOperation", S),
+    ("UnsupportedOperation", T),
+    ("UnsupportedProtocol", S),
+    ("UnsupportedRegion", S),
+    # transport failures made by the client
+    ("Transport.Timeout", R),
+    ("Transport.ConnectionReset", R),
+    ("Transport.ConnectionError", R),
+    ("Transport.HTTP502", R),
+    ("Transport.InvalidResponse", R),
+    # sub-codes fall back to their parent; unknown codes are terminal
+    ("ResourceInUse.Listener", R),
+    ("AuthFailure.SomethingNew", S),
+    ("InvalidParameterValue.SomethingNew", T),
+    ("TotallyNewCode", T),
+    ("", T),
+]
+
+
+@pytest.mark.parametrize(("code", "expected"), CASES)
+def test_disposition(code: str, expected: Disposition) -> None:
+    """Each code is retried, terminal or stops the run as the policy table says."""
+    assert classify.disposition_of(code) is expected
+
+
+@pytest.mark.parametrize(
+    ("code", "maybe_applied"),
+    [
+        ("InternalError", True),
+        ("Transport.Timeout", True),
+        ("Transport.ConnectionReset", True),
+        ("Transport.HTTP502", True),
+        ("Transport.ConnectionError", False),
+        ("FailedOperation.ListenerHasTask", False),
+        ("RequestLimitExceeded", False),
+        ("InvalidParameterValue.CertificateNotMatchDomain", False),
+    ],
+)
+def test_ambiguous_answers_are_marked_maybe_applied(code: str, maybe_applied: bool) -> None:
+    """Answers after which the change may have taken effect are flagged; refusals are not."""
+    assert classify.policy_for(code).maybe_applied is maybe_applied
+
+
+def test_every_table_line_has_advice() -> None:
+    """Every policy line tells the operator what to do next."""
+    assert all(advice.strip() for _, _, advice in classify.TABLE.values())

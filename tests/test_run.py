@@ -1,0 +1,204 @@
+"""The batch run against the emulator over real sockets: pacing, exactly-once, outcomes, faults, reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xlsxwriter
+
+from batchcert import emulator as emu
+from batchcert.runner import RunnerConfig
+from batchcert.workflow import RunRequest, RunSummary, run_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+
+pytestmark = pytest.mark.usefixtures("credentials_env")
+
+
+def skewed_world(listeners: dict[str, int], **overrides: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """A world with the given number of domains per listener, all on cert-old, and rows moving each to cert-new."""
+    world: dict[str, Any] = {
+        "credentials": {SECRET_ID: SECRET_KEY},
+        "rate_limit": 20,
+        "task_seconds": 0.3,
+        "latency_ms": 20,
+        "listeners": {},
+        "certificates": {
+            "cert-old": {"type": 2, "domains": ["*.example.com"]},
+            "cert-new": {"type": 2, "domains": ["*.example.com"]},
+        },
+    }
+    rows = []
+    for lid, n in listeners.items():
+        suffix = lid.removeprefix("listener-")
+        domains = [f"d{i}-{suffix}.example.com" for i in range(n)]
+        world["listeners"][lid] = {
+            "certificate_id": "cert-old",
+            "domains": {d: {"certificate_id": "cert-old"} for d in domains},
+        }
+        rows += [(lid, d, "cert-new") for d in domains]
+    world.update(overrides)
+    return world, rows
+
+
+def run(server: ThreadedEmulator, mapping: Path, out: Path, **kwargs: Any) -> RunSummary:
+    return run_mapping(RunRequest(mapping=mapping, out=out, endpoint=server.base_url, **kwargs))
+
+
+def report_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "report.csv").open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def applied_per_domain(server: ThreadedEmulator) -> Counter[tuple[str, str]]:
+    assert server.emulator is not None
+    return Counter((e.listener_id, e.domain) for e in server.emulator.ledger)
+
+
+def test_skewed_run_is_paced_exactly_once_and_near_the_bound(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """100 rows over skewed listeners at the real limit: never throttled, each applied once, wall ≤ 1.25 × bound."""
+    listeners = {"listener-hot00001": 24, "listener-warm0001": 12, "listener-mild0001": 6}
+    listeners.update({f"listener-one{i:05d}": 1 for i in range(58)})
+    world, rows = skewed_world(listeners)
+    server = threaded_emulator(emu.World.from_dict(world))
+    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
+    assert summary.exit_code == 0
+    assert server.emulator is not None
+    assert server.emulator.stats["RequestLimitExceeded"] == 0
+    assert server.emulator.max_admitted_in_window("ModifyCertificate") <= 20
+    assert applied_per_domain(server) == Counter({(lid, dom): 1 for lid, dom, _ in rows})
+    assert {r["outcome"] for r in report_rows(tmp_path / "run")} == {"succeeded"}
+    duration = json.loads((tmp_path / "run" / "summary.json").read_text())["duration_s"]
+    bound = max(len(rows) / 20, 24 * (0.3 + 0.02))
+    assert duration <= 1.25 * bound, (duration, bound)
+    lht = server.emulator.stats["FailedOperation.ListenerHasTask"]
+    assert lht <= 0.05 * sum(server.emulator.stats.values())
+
+
+def test_outcomes_and_error_codes_per_row(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> None:
+    """Each row's outcome and error_code is right: success, mismatch, missing domain, invalid, duplicate."""
+    server = threaded_emulator()
+    rows = [
+        ("listener-aaaa0001", "www.example.com", "cert-wild0001"),
+        ("listener-aaaa0001", "shop.other.org", "cert-wild0001"),
+        ("listener-aaaa0001", "gone.example.com", "cert-wild0001"),
+        ("listener-aaaa0001", "api.example.com", ""),
+        ("listener-old00001", "www.example.com", "cert-wild0001"),
+        ("listener-aaaa0001", "www.example.com", "cert-wild0001"),
+    ]
+    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
+    got = [(r["row"], r["outcome"], r["error_code"]) for r in report_rows(tmp_path / "run")]
+    assert got == [
+        ("2", "succeeded", ""),
+        ("3", "terminal", "InvalidParameterValue.CertificateNotMatchDomain"),
+        ("4", "terminal", "ResourceNotFound"),
+        ("5", "invalid", ""),
+        ("6", "terminal", "FailedOperation.ProxyVersionNotSupport"),
+        ("7", "succeeded", ""),
+    ]
+    assert summary.exit_code == 1
+    assert applied_per_domain(server) == Counter({("listener-aaaa0001", "www.example.com"): 1})
+    failed = list(csv.reader((tmp_path / "run" / "failed.csv").read_text(encoding="utf-8").splitlines()))
+    assert failed[0] == ["ListenerId", "Domain", "CertificateId"] and len(failed) == 5
+    record = report_rows(tmp_path / "run")[0]
+    assert record["attempts"] == "1" and record["request_id"] and record["request_ids"] == record["request_id"]
+    assert record["started_at"].endswith("Z") and record["finished_at"] >= record["started_at"]
+
+
+def test_transient_faults_all_end_succeeded(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> None:
+    """InternalError, 502, reset, a hang past the timeout and a changing domain are retried to success, once each."""
+    faults = {
+        "hang_seconds": 3.0,
+        "domains": {
+            "d0.example.com": [{"kind": "InternalError", "times": 2}],
+            "d1.example.com": [{"kind": "http502"}],
+            "d2.example.com": [{"kind": "reset"}],
+            "d3.example.com": [{"kind": "hang"}],
+            "d4.example.com": [{"kind": "changing", "seconds": 1.0}],
+        },
+    }
+    world = make_domains_world(5, faults=faults)
+    server = threaded_emulator(emu.World.from_dict(world))
+    rows = [("listener-aaaa0001", f"d{i}.example.com", "cert-new") for i in range(5)]
+    fast_backoff = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.1)
+    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", timeout_s=1.0, runner=fast_backoff)
+    assert summary.exit_code == 0, summary.counts
+    assert applied_per_domain(server) == Counter({(lid, d): 1 for lid, d, _ in rows})
+    by_row = {r["domain"]: r for r in report_rows(tmp_path / "run")}
+    assert by_row["d0.example.com"]["attempts"] == "3"
+    assert all(r["outcome"] == "succeeded" for r in by_row.values())
+    assert len(by_row["d0.example.com"]["request_ids"].split(";")) == 3
+
+
+def make_domains_world(n: int, **overrides: Any) -> dict[str, Any]:
+    world: dict[str, Any] = {
+        "credentials": {SECRET_ID: SECRET_KEY},
+        "rate_limit": 50,
+        "task_seconds": 0.1,
+        "latency_ms": 5,
+        "listeners": {
+            "listener-aaaa0001": {
+                "certificate_id": "cert-old",
+                "domains": {f"d{i}.example.com": {"certificate_id": "cert-old"} for i in range(n)},
+            }
+        },
+        "certificates": {
+            "cert-old": {"type": 2, "domains": ["*.example.com"]},
+            "cert-new": {"type": 2, "domains": ["*.example.com"]},
+        },
+    }
+    world.update(overrides)
+    return world
+
+
+def test_xlsx_mapping_gives_the_same_report(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> None:
+    """The same mapping as CSV and as XLSX yields the same report rows (timing and request ids aside)."""
+    rows = [
+        ("listener-aaaa0001", "www.example.com", "cert-wild0001", "ops"),
+        ("listener-aaaa0001", "shop.other.org", "cert-wild0001", "=1+2"),
+        ("listener-aaaa0002", "d1.example.com", "bad", "x"),
+    ]
+    header = ("ListenerId", "Domain", "CertificateId", "Note")
+    csv_path = write_mapping(tmp_path / "m.csv", rows, header)
+    xlsx_path = tmp_path / "m.xlsx"
+    book = xlsxwriter.Workbook(str(xlsx_path), {"strings_to_formulas": False})
+    sheet = book.add_worksheet()
+    for r, values in enumerate([header, *rows]):
+        for c, value in enumerate(values):
+            sheet.write_string(r, c, value)
+    book.close()
+    reports = []
+    for path in (csv_path, xlsx_path):
+        server = threaded_emulator()
+        run(server, path, tmp_path / path.suffix[1:])
+        volatile = {"request_id", "request_ids", "started_at", "finished_at"}
+        reports.append(
+            [{k: v for k, v in r.items() if k not in volatile} for r in report_rows(tmp_path / path.suffix[1:])]
+        )
+    assert reports[0] == reports[1]
+    assert reports[0][1]["Note"] == "'=1+2"  # neutralized in the CSV report
+
+
+def test_wrong_secret_key_stops_within_five_requests(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong key stops dispatching at once: ≤ 5 requests, the rest not_attempted, exit 1, advice to check credentials."""
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "not-the-key")
+    world, rows = skewed_world({f"listener-one{i:05d}": 1 for i in range(40)})
+    server = threaded_emulator(emu.World.from_dict(world))
+    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
+    assert server.emulator is not None
+    assert sum(server.emulator.stats.values()) <= 5
+    assert summary.exit_code == 1
+    assert "check the credentials" in summary.stop_reason
+    outcomes = Counter(r["outcome"] for r in report_rows(tmp_path / "run"))
+    assert outcomes["not_attempted"] >= 35 and outcomes["terminal"] <= 5 and outcomes["succeeded"] == 0
+    not_sent = next(r for r in report_rows(tmp_path / "run") if r["outcome"] == "not_attempted")
+    assert "check the credentials" in not_sent["error_message"]
