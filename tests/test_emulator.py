@@ -195,7 +195,7 @@ async def test_changing_domain_and_pinned_busy_listener() -> None:
             "api.example.com": [{"kind": "ListenerHasTask", "seconds": -1}],
         }
     }
-    async with emu.serve(make_world(faults=faults, task_seconds=0)) as (url, em):
+    async with emu.serve(make_world(faults=faults, task_seconds=0)) as (url, _):
         _, _, raw = await post(url, "ModifyCertificate", CHANGE)
         assert error_of(raw) == "FailedOperation.DomainStatusNotInRunning"
         await asyncio.sleep(0.6)

@@ -165,7 +165,7 @@ def test_xlsx_reads_as_text_and_names_sheets(tmp_path: Path) -> None:
 
 def test_broken_xlsx_is_a_mapping_error(tmp_path: Path) -> None:
     """A file named .xlsx that is not a workbook is reported, not a traceback."""
-    with pytest.raises(MappingError, match="not a readable .xlsx"):
+    with pytest.raises(MappingError, match=r"not a readable \.xlsx"):
         read_mapping(write(tmp_path, "not a zip", name="m.xlsx"))
 
 
