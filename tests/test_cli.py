@@ -150,3 +150,79 @@ def test_emulator_from_mapping_and_help_is_fast(tmp_path: Path) -> None:
     assert time.monotonic() - started < 30  # sanity only; the 0.5 s goal is measured by `make bench`
     bad = batchcert("emulator")
     assert bad.returncode == 2 and "exactly one of" in bad.stderr
+
+
+def test_terminal_prompt_shows_the_plan_and_no_sends_nothing(tmp_path: Path) -> None:
+    """On a terminal without --yes, run shows rows, endpoint and masked SecretId, asks, and 'n' sends nothing (exit 2)."""
+    import pty
+
+    mapping = write_mapping(
+        tmp_path / "m.csv", [("listener-aaaa0001", "www.example.com", "cert-00001"), ("bad", "x", "")]
+    )
+    primary, secondary = pty.openpty()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TENCENTCLOUD_")},
+        "HOME": str(tmp_path),
+        "TENCENTCLOUD_SECRET_ID": SECRET_ID,
+        "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
+    }
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batchcert",
+            "run",
+            str(mapping),
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    ) as proc:
+        os.close(secondary)
+        os.write(primary, b"n\n")
+        _, err = proc.communicate(timeout=60)
+    os.close(primary)
+    assert proc.returncode == 2
+    assert "1 to send, 1 invalid" in err and "http://127.0.0.1:9" in err and "AKID" + "*" * 28 + "0001" in err
+    assert "nothing was sent" in err
+    assert not (tmp_path / "run" / "journal.sqlite3").exists()
+
+
+def test_emulator_world_from_mapping(tmp_path: Path) -> None:
+    """--from-mapping serves a world in which the mapping's rows succeed (checked with a rehearsal-free run)."""
+    mapping = write_mapping(
+        tmp_path / "m.csv",
+        [("listener-aaaa0001", "www.example.com", "cert-00001", "cert-ca001")],
+        ("ListenerId", "Domain", "CertificateId", "ClientCertificateId"),
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "batchcert", "emulator", "--port", "0", "--from-mapping", str(mapping)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = re.search(r"listening on (http://\S+)", proc.stdout.readline())
+            creds = re.search(r"TENCENTCLOUD_SECRET_ID=(\S+) TENCENTCLOUD_SECRET_KEY=(\S+)", proc.stdout.readline())
+            assert url and creds
+            env = {
+                "HOME": str(tmp_path),
+                "TENCENTCLOUD_SECRET_ID": creds.group(1),
+                "TENCENTCLOUD_SECRET_KEY": creds.group(2),
+            }
+            result = batchcert(
+                "run", str(mapping), "--endpoint", url.group(1), "--out", str(tmp_path / "run"), "--yes", env=env
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=10)

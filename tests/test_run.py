@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 import xlsxwriter
 
 from batchcert import emulator as emu
+from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
 from batchcert.workflow import RunRequest, RunSummary, run_mapping
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
@@ -202,3 +204,88 @@ def test_wrong_secret_key_stops_within_five_requests(
     assert outcomes["not_attempted"] >= 35 and outcomes["terminal"] <= 5 and outcomes["succeeded"] == 0
     not_sent = next(r for r in report_rows(tmp_path / "run") if r["outcome"] == "not_attempted")
     assert "check the credentials" in not_sent["error_message"]
+
+
+def test_outage_is_bounded_by_the_retry_budget(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """When every request fails, the run-wide retry budget caps the retries: no retry storm, rows end retryable."""
+    world = make_domains_world(1, faults={"probabilities": {"InternalError": 1.0}})
+    world["listeners"] = {
+        f"listener-out{i:05d}": {
+            "certificate_id": "cert-old",
+            "domains": {f"d{i}.example.com": {"certificate_id": "cert-old"}},
+        }
+        for i in range(40)
+    }
+    server = threaded_emulator(emu.World.from_dict(world))
+    rows = [(f"listener-out{i:05d}", f"d{i}.example.com", "cert-new") for i in range(40)]
+    config = RunnerConfig(backoff_initial_s=0.01, backoff_jitter_s=0.01, backoff_max_s=0.05, retry_budget_initial=10)
+    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", runner=config)
+    assert server.emulator is not None
+    sent = server.emulator.stats["InternalError"]
+    assert 40 <= sent <= 40 + 10  # every row once, plus at most the budget — not 40 × 6
+    assert summary.counts[Outcome.RETRYABLE] == 40 and summary.exit_code == 1
+    messages = [r["error_message"] for r in report_rows(tmp_path / "run")]
+    assert sum("retry budget exhausted" in m for m in messages) >= 30
+
+
+def test_workbook_has_summary_chart_filterable_rows_and_errors(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """report.xlsx has Summary (hash, masked SecretId, counts, chart), Rows (frozen, filtered, coloured) and Errors;
+    formula-like text stays text."""
+    server = threaded_emulator()
+    rows = [
+        ("listener-aaaa0001", "www.example.com", "cert-wild0001", '=HYPERLINK("http://x")'),
+        ("listener-aaaa0001", "shop.other.org", "cert-wild0001", "@cmd"),
+    ]
+    run(
+        server,
+        write_mapping(tmp_path / "m.csv", rows, ("ListenerId", "Domain", "CertificateId", "Note")),
+        tmp_path / "run",
+    )
+    book = openpyxl.load_workbook(tmp_path / "run" / "report.xlsx")
+    assert book.sheetnames == ["Summary", "Rows", "Errors"]
+    summary = {row[0]: row[1] for row in book["Summary"].iter_rows(values_only=True) if row[0]}
+    assert len(str(summary["Mapping sha256"])) == 64 and summary["SecretId"] == "AKID" + "*" * 28 + "0001"
+    assert summary["succeeded"] == 1 and summary["terminal"] == 1
+    assert summary["InvalidParameterValue.CertificateNotMatchDomain"] == 1
+    assert book["Summary"]._charts
+    rows_ws = book["Rows"]
+    assert rows_ws.freeze_panes == "A2" and rows_ws.auto_filter.ref
+    assert sum(len(cf.rules) for cf in rows_ws.conditional_formatting) == 6  # one colour per outcome
+    notes = [c.value for c in rows_ws["P"][1:]]
+    assert notes == ['=HYPERLINK("http://x")', "@cmd"]
+    assert all(c.data_type == "s" and c.quotePrefix for c in rows_ws["P"][1:])
+    errors = list(book["Errors"].iter_rows(values_only=True))
+    assert errors[1][3] == "InvalidParameterValue.CertificateNotMatchDomain"
+
+
+def test_probabilistic_faults_still_end_right(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """With 10% InternalError, 502 and resets drawn at random, every row is applied exactly once and succeeds."""
+    world = make_domains_world(
+        1, faults={"seed": 3, "probabilities": {"InternalError": 0.1, "http502": 0.1, "reset": 0.1}}
+    )
+    world["listeners"] = {
+        f"listener-p{i:07d}": {
+            "certificate_id": "cert-old",
+            "domains": {f"d{i}.example.com": {"certificate_id": "cert-old"}},
+        }
+        for i in range(30)
+    }
+    server = threaded_emulator(emu.World.from_dict(world))
+    rows = [(f"listener-p{i:07d}", f"d{i}.example.com", "cert-new") for i in range(30)]
+    config = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05)
+    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", runner=config)
+    assert summary.exit_code == 0
+    assert server.emulator is not None
+    assert (
+        server.emulator.stats["InternalError"]
+        + server.emulator.stats["fault:502"]
+        + server.emulator.stats["fault:abort"]
+        > 0
+    )
+    assert applied_per_domain(server) == Counter({(lid, d): 1 for lid, d, _ in rows})
