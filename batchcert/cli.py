@@ -65,11 +65,10 @@ def _confirm_on_terminal(yes: bool) -> Any:
             err.print(f"[yellow]warning:[/] {warning}", highlight=False)
         if yes or not sys.stdin.isatty():
             return True
-        mapping = preview.mapping
-        err.print(f"Mapping:   {mapping.path}  (sha256 {mapping.sha256[:12]}…)", highlight=False)
+        err.print(f"Mapping:   {preview.source}", highlight=False)
         err.print(
-            f"Rows:      {len(mapping.rows)} — {preview.to_send} to send, {len(mapping.problems)} invalid, "
-            f"{len(mapping.duplicate_of)} duplicate(s)",
+            f"Rows:      {preview.rows} — {preview.to_send} to send, {preview.invalid} invalid, "
+            f"{preview.duplicates} duplicate(s)",
             highlight=False,
         )
         err.print(f"Endpoint:  {preview.endpoint}", highlight=False)
@@ -132,10 +131,19 @@ def _print_summary(summary: RunSummary) -> None:
     counts = ", ".join(f"{o.value} {summary.counts[o]}" for o in Outcome)
     out.print(f"Rows: {counts}", highlight=False)
     if summary.stop_reason:
-        err.print(f"[bold red]stopped:[/] {summary.stop_reason}", highlight=False)
+        label = "interrupted" if summary.interrupted else "stopped"
+        err.print(f"[bold red]{label}:[/] {summary.stop_reason}", highlight=False)
     out.print(f"Report: {summary.run_dir / 'report.csv'} (and report.xlsx, summary.md, failed.csv)", highlight=False)
-    if summary.exit_code != EXIT_OK:
+    if summary.counts[Outcome.RETRYABLE] or summary.counts[Outcome.NOT_ATTEMPTED]:
         out.print(f"To continue: {summary.rerun_command}", highlight=False)
+    if summary.counts[Outcome.TERMINAL]:
+        out.print(
+            f"Terminal rows need a fix first (see error_message in the report); then: "
+            f"{summary.rerun_command} --include-terminal",
+            highlight=False,
+        )
+    if summary.counts[Outcome.INVALID]:
+        out.print("Invalid rows were never sent: fix them in failed.csv and run it as a new mapping", highlight=False)
 
 
 @app.command()
@@ -179,10 +187,69 @@ def run(
     except BatchcertError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
-        err.print("interrupted before the run started — nothing was sent")
+        err.print(_INTERRUPTED_OUTSIDE_RUN)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
+
+
+_INTERRUPTED_OUTSIDE_RUN = (
+    "interrupted outside the sending phase — nothing more was sent; if a run directory was created, "
+    "`batchcert report RUN_DIR` rewrites its reports and `batchcert rerun RUN_DIR` continues it"
+)
+RunDirArg = Annotated[Path, typer.Argument(help="A run directory made by `batchcert run`.", show_default=False)]
+
+
+@app.command()
+def rerun(
+    run_dir: RunDirArg,
+    include_terminal: Annotated[
+        bool, typer.Option("--include-terminal", help="Also resend rows that ended terminal (fixed elsewhere since).")
+    ] = False,
+    endpoint: Annotated[str | None, typer.Option(help="API endpoint (default: what the run recorded).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Ceiling in requests/s (default: recorded).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Per-request timeout in s (default: recorded).")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts per row (default: recorded).")] = None,
+    profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
+    from batchcert.workflow import RerunRequest, rerun_run
+
+    request = RerunRequest(
+        run_dir=run_dir,
+        include_terminal=include_terminal,
+        endpoint=endpoint,
+        rate_per_s=rate,
+        timeout_s=timeout,
+        max_attempts=max_attempts,
+        profile=profile,
+    )
+    try:
+        with _Progress() as progress:
+            summary = rerun_run(request, _confirm_on_terminal(yes), progress.update)
+    except BatchcertError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print(_INTERRUPTED_OUTSIDE_RUN)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def report(run_dir: RunDirArg) -> None:
+    """Rewrite every report file of a run directory from its journal (also after a crash)."""
+    from batchcert.model import Outcome
+    from batchcert.workflow import write_run_reports
+
+    try:
+        written = write_run_reports(run_dir)
+    except BatchcertError as exc:
+        raise _fail(exc) from None
+    out.print(", ".join(f"{o.value} {written.counts[o]}" for o in Outcome), highlight=False)
+    for path in written.files:
+        out.print(str(path), highlight=False)
 
 
 @app.command("emulator")

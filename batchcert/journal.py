@@ -28,6 +28,8 @@ from batchcert.model import CallResult, Mapping, Outcome, Row
 JOURNAL_NAME = "journal.sqlite3"
 LOCK_NAME = ".lock"
 SCHEMA_VERSION = "1"
+INTERRUPTED_CODE = "Transport.Interrupted"
+INTERRUPTED_MESSAGE = "no answer was read: the process stopped while this request was in flight"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,7 +101,10 @@ class Journal:
             db.executemany("INSERT OR REPLACE INTO facts(key, value) VALUES (?, ?)", list(facts.items()))
 
     def record_mapping(self, mapping: Mapping) -> None:
-        """Store every row of the mapping: invalid rows end `invalid`, the rest start `not_attempted`."""
+        """Store every row of the mapping: invalid rows end `invalid`, the rest start `not_attempted`.
+
+        One transaction, ending with the `ready` fact: a journal without it was cut off while being set up
+        (nothing can have been sent), and `open_journal` refuses it."""
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO rows(row_number, listener_id, domain, certificate_id, client_certificate_id, "
@@ -127,6 +132,7 @@ class Journal:
                 "INSERT OR REPLACE INTO facts(key, value) VALUES ('columns', ?)",
                 (json.dumps(mapping.columns),),
             )
+            db.execute("INSERT OR REPLACE INTO facts(key, value) VALUES ('ready', 'true')")
 
     def rows(self, outcomes: frozenset[Outcome] | None = None) -> list[Row]:
         """Primary rows (not duplicates), in mapping order, optionally only those with the given outcomes."""
@@ -167,6 +173,48 @@ class Journal:
         """Primary row number → how many identical copies of it the mapping has."""
         cur = self._db.execute("SELECT duplicate_of, COUNT(*) FROM rows WHERE duplicate_of IS NOT NULL GROUP BY 1")
         return {int(n): int(c) for n, c in cur.fetchall()}
+
+    def recover(self) -> int:
+        """Settle what a killed or interrupted process left open; returns how many rows it settled.
+
+        - a row whose latest attempt answered OK but whose outcome was never written is `succeeded`;
+        - an attempt that never got an answer (in flight at the kill, or abandoned at a second Ctrl-C) is closed as
+          `Transport.Interrupted`, and its row becomes `retryable` (the change may or may not have applied).
+        Idempotent; rows already settled are left alone.
+        """
+        now = time.time()
+        settled = 0
+        with self._tx() as db:
+            latest = db.execute(
+                "SELECT a.id, a.row_number, a.finished_at, a.code, a.request_id FROM attempts a "
+                "JOIN (SELECT row_number, MAX(id) AS id FROM attempts WHERE action = 'ModifyCertificate' "
+                "GROUP BY row_number) m ON a.id = m.id "
+                "JOIN rows r ON r.row_number = a.row_number "
+                "WHERE a.finished_at IS NULL OR (a.code = 'OK' AND r.outcome != 'succeeded')"
+            ).fetchall()
+            for attempt_id, row_number, finished_at, _code, request_id in latest:
+                if finished_at is None:
+                    db.execute(
+                        "UPDATE attempts SET finished_at = ?, code = ?, message = ? WHERE id = ?",
+                        (now, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, attempt_id),
+                    )
+                    db.execute(
+                        "UPDATE rows SET outcome = ?, error_code = ?, error_message = ?, finished_at = ? "
+                        "WHERE row_number = ?",
+                        (Outcome.RETRYABLE.value, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, now, row_number),
+                    )
+                else:
+                    db.execute(
+                        "UPDATE rows SET outcome = ?, error_code = '', error_message = '', request_id = ?, "
+                        "finished_at = ? WHERE row_number = ?",
+                        (Outcome.SUCCEEDED.value, request_id, finished_at, row_number),
+                    )
+                settled += 1
+            db.execute(
+                "UPDATE sessions SET finished_at = ?, status = 'died' WHERE finished_at IS NULL AND id != ?",
+                (now, self.session_id or 0),
+            )
+        return settled
 
     # -- sessions (a run, then each rerun)
     def begin_session(self, kind: str, settings: dict[str, Any]) -> int:
@@ -355,4 +403,11 @@ def open_journal(run_dir: Path, *, lock: bool = True) -> Journal:
         if fd is not None:
             os.close(fd)
         raise JournalError(f"{path} is not a readable journal ({exc}) — it may be damaged") from None
-    return Journal(run_dir, db, fd)
+    journal = Journal(run_dir, db, fd)
+    if journal.facts().get("ready") != "true":
+        journal.close()
+        raise JournalError(
+            f"{run_dir} holds a journal cut off while the run was being set up — nothing was sent; "
+            "delete the directory and start the run again"
+        )
+    return journal

@@ -20,9 +20,9 @@ from typing import Any
 from batchcert import emulator
 from batchcert.client import GaapClient, Quota, create_session
 from batchcert.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_DONE, BatchcertError
-from batchcert.journal import Journal, create_journal
-from batchcert.model import Mapping, Outcome, Row
-from batchcert.plan import read_mapping
+from batchcert.journal import Journal, create_journal, open_journal
+from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row
+from batchcert.plan import file_sha256, read_mapping
 from batchcert.report import Reports, write_reports
 from batchcert.runner import Runner, RunnerConfig
 from batchcert.settings import (
@@ -67,16 +67,16 @@ class RunRequest:
 class Preview:
     """What will be sent, shown before asking the operator."""
 
-    mapping: Mapping
+    source: str
+    rows: int
+    to_send: int
+    invalid: int
+    duplicates: int
     endpoint: str
     secret_id_masked: str
     rehearsal: bool
     run_dir: Path
     warnings: tuple[str, ...]
-
-    @property
-    def to_send(self) -> int:
-        return len(self.mapping.valid_rows())
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,18 @@ def run_mapping(
         credentials, warnings = lookup.credentials, lookup.warnings
     run_dir = request.out or default_run_dir(request.reports_root, request.mapping)
     endpoint_label = REHEARSAL_ENDPOINT if request.rehearsal else settings.endpoint.url
-    preview = Preview(mapping, endpoint_label, credentials.masked_id, request.rehearsal, run_dir, warnings)
+    preview = Preview(
+        source=f"{mapping.path} (sha256 {mapping.sha256[:12]}…)",
+        rows=len(mapping.rows),
+        to_send=len(mapping.valid_rows()),
+        invalid=len(mapping.problems),
+        duplicates=len(mapping.duplicate_of),
+        endpoint=endpoint_label,
+        secret_id_masked=credentials.masked_id,
+        rehearsal=request.rehearsal,
+        run_dir=run_dir,
+        warnings=warnings,
+    )
     if not confirm(preview):
         raise Declined("nothing was sent — answered no at the prompt")
 
@@ -164,11 +175,103 @@ def run_mapping(
             "endpoint": endpoint_label,
             "secret_id_masked": credentials.masked_id,
             "rehearsal": "true" if request.rehearsal else "false",
+            "world": str(request.world.resolve()) if request.world else "",
         },
     )
     with journal:
         journal.record_mapping(mapping)
         return _execute(journal, "run", mapping.valid_rows(), settings, credentials, world, request.runner, on_progress)
+
+
+@dataclass(frozen=True)
+class RerunRequest:
+    """`batchcert rerun RUN_DIR`: settings left None default to what the run recorded (never the secret)."""
+
+    run_dir: Path
+    include_terminal: bool = False
+    endpoint: str | None = None
+    rate_per_s: float | None = None
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    profile: str | None = None
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+
+def rerun_run(
+    request: RerunRequest,
+    confirm: Callable[[Preview], bool] = lambda _: True,
+    on_progress: ProgressFn | None = None,
+) -> RunSummary:
+    """Continue the run in `request.run_dir`: settle what a dead process left open, then resend every row that is
+    `retryable` or `not_attempted` (and `terminal` with include_terminal) from the journal's copy of the rows, into
+    the same journal, and rewrite the reports. Raises JournalError (exit 2) when the directory is locked or holds no
+    journal, CredentialsError when no credentials are found, Declined when `confirm` says no."""
+    journal = open_journal(request.run_dir)
+    with journal:
+        journal.recover()
+        facts = journal.facts()
+        recorded = journal.sessions()[-1]["settings"] if journal.sessions() else {}
+        rehearsal = facts.get("rehearsal") == "true"
+        warnings = list(_mapping_change_warning(journal, facts))
+        endpoint = request.endpoint or recorded.get("endpoint", DEFAULT_ENDPOINT)
+        settings = RunSettings(
+            endpoint=parse_endpoint(_LOOPBACK_PLACEHOLDER if rehearsal else endpoint),
+            rate_per_s=request.rate_per_s or float(recorded.get("rate_per_s", DEFAULT_RATE_PER_S)),
+            timeout_s=request.timeout_s or float(recorded.get("timeout_s", DEFAULT_TIMEOUT_S)),
+            max_attempts=request.max_attempts or int(recorded.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+        )
+        wanted = RERUN_OUTCOMES | ({Outcome.TERMINAL} if request.include_terminal else set())
+        rows = journal.rows(frozenset(wanted))
+        world: emulator.World | None = None
+        if rehearsal:
+            world_path = facts.get("world", "")
+            world = emulator.load_world(Path(world_path)) if world_path else emulator.world_for_rows(journal.rows())
+            secret_id, secret_key = next(iter(world.credentials.items()))
+            credentials = Credentials(secret_id, secret_key, source="emulator")
+        else:
+            lookup = load_credentials(request.profile)
+            credentials = lookup.credentials
+            warnings += lookup.warnings
+        counts = journal.outcome_counts()
+        preview = Preview(
+            source=facts.get("mapping", ""),
+            rows=sum(counts.values()),
+            to_send=len(rows),
+            invalid=counts[Outcome.INVALID],
+            duplicates=sum(journal.duplicate_counts().values()),
+            endpoint=REHEARSAL_ENDPOINT if rehearsal else settings.endpoint.url,
+            secret_id_masked=credentials.masked_id,
+            rehearsal=rehearsal,
+            run_dir=request.run_dir,
+            warnings=tuple(warnings),
+        )
+        if not confirm(preview):
+            raise Declined("nothing was sent — answered no at the prompt")
+        return _execute(journal, "rerun", rows, settings, credentials, world, request.runner, on_progress)
+
+
+_LOOPBACK_PLACEHOLDER = "http://127.0.0.1"
+
+
+def _mapping_change_warning(journal: Journal, facts: dict[str, str]) -> tuple[str, ...]:
+    """Compare the mapping file with the sha256 the run recorded; note a difference in the journal's facts."""
+    path = Path(facts.get("mapping", ""))
+    if not path.is_file() or file_sha256(path) == facts.get("mapping_sha256"):
+        return ()
+    note = (
+        f"the mapping file {path} changed since the run (sha256 now {file_sha256(path)[:12]}…, recorded "
+        f"{facts.get('mapping_sha256', '')[:12]}…); this rerun uses the rows the journal recorded"
+    )
+    journal.set_facts(mapping_changed=note)
+    return (note,)
+
+
+def write_run_reports(run_dir: Path) -> Reports:
+    """Regenerate every report of a run directory from its journal, settling what a dead process left open first.
+    Raises JournalError when the directory holds no journal or another process holds it."""
+    with open_journal(run_dir) as journal:
+        journal.recover()
+        return write_reports(journal)
 
 
 def _execute(
@@ -207,6 +310,7 @@ def _execute(
     config = RunnerConfig(**{**config.__dict__, "max_attempts": settings.max_attempts})
     outcome = asyncio.run(_drive(journal, rows, settings, credentials, world, config, row_done))
     status = "interrupted" if outcome.interrupted else ("stopped" if outcome.stop_reason else "finished")
+    journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable
     journal.end_session(status, outcome.stop_reason)
     reports = write_reports(journal)
     return RunSummary(

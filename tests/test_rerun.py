@@ -1,0 +1,301 @@
+"""Rerun, report, interruption and crashes: nothing resent that was done, nothing forgotten that was not."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchcert import emulator as emu
+from batchcert.errors import JournalError
+from batchcert.journal import create_journal, open_journal
+from batchcert.model import Outcome
+from batchcert.runner import RunnerConfig
+from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("credentials_env")
+FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.2)
+
+
+def world_and_rows(
+    singles: int, hot: int = 0, latency_ms: float = 20, **extra: Any
+) -> tuple[emu.World, list[tuple[str, str, str]]]:
+    """`singles` one-row listeners, one listener with `hot` rows, plus two rows that end terminal."""
+    listeners: dict[str, Any] = {}
+    rows = []
+    for i in range(singles):
+        lid, dom = f"listener-s{i:07d}", f"s{i}.example.com"
+        listeners[lid] = {"certificate_id": "cert-old", "domains": {dom: {"certificate_id": "cert-old"}}}
+        rows.append((lid, dom, "cert-new"))
+    if hot:
+        listeners["listener-hot00001"] = {
+            "certificate_id": "cert-old",
+            "domains": {f"h{i}.example.com": {"certificate_id": "cert-old"} for i in range(hot)},
+        }
+        rows += [("listener-hot00001", f"h{i}.example.com", "cert-new") for i in range(hot)]
+    listeners["listener-term0001"] = {
+        "certificate_id": "cert-old",
+        "domains": {"t.other.org": {"certificate_id": "cert-old"}},
+    }
+    rows += [("listener-term0001", "t.other.org", "cert-new"), ("listener-term0001", "gone.example.com", "cert-new")]
+    data = {
+        "credentials": {SECRET_ID: SECRET_KEY},
+        "rate_limit": 20,
+        "task_seconds": 0.2,
+        "latency_ms": latency_ms,
+        "listeners": listeners,
+        "certificates": {
+            "cert-old": {"type": 2, "domains": ["*.example.com", "t.other.org"]},
+            "cert-new": {"type": 2, "domains": ["*.example.com"]},
+        },
+        **extra,
+    }
+    return emu.World.from_dict(data), rows
+
+
+def outcomes(run_dir: Path) -> dict[str, tuple[str, str]]:
+    with (run_dir / "report.csv").open(encoding="utf-8") as fh:
+        return {r["row"]: (r["outcome"], r["error_code"]) for r in csv.DictReader(fh)}
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchcert", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def wait_for_attempts(run_dir: Path, at_least: int, timeout_s: float = 60) -> None:
+    """Poll the journal (read-only) until `at_least` attempts were recorded."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{run_dir / 'journal.sqlite3'}?mode=ro", uri=True) as db:
+                (n,) = db.execute("SELECT COUNT(*) FROM attempts").fetchone()
+            if n >= at_least:
+                return
+        except sqlite3.OperationalError:
+            pass  # not created yet
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {at_least} attempts after {timeout_s} s")
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "TENCENTCLOUD_SECRET_ID": SECRET_ID,
+        "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
+    }
+
+
+def test_sigint_stops_gracefully_then_rerun_completes(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """SIGINT mid-run: exit 130, reports written with unsent rows not_attempted, the exact rerun command printed;
+    the rerun then finishes with exit 0 and every row applied exactly once."""
+    world, rows = world_and_rows(60)
+    rows = rows[:-2]  # a clean world: every row can succeed
+    server = threaded_emulator(world)
+    mapping, run_dir = write_mapping(tmp_path / "m.csv", rows), tmp_path / "run"
+    env = cli_env(tmp_path)
+    with cli("run", str(mapping), "--endpoint", server.base_url, "--out", str(run_dir), env=env) as proc:
+        wait_for_attempts(run_dir, 10)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"batchcert rerun {run_dir}" in out
+    first = Counter(o for o, _ in outcomes(run_dir).values())
+    assert first["not_attempted"] > 0 and first["succeeded"] >= 10 and sum(first.values()) == 60
+    assert (run_dir / "report.xlsx").is_file() and (run_dir / "failed.csv").is_file()
+    with cli("rerun", str(run_dir), env=env) as proc:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert server.emulator is not None
+    assert Counter((e.listener_id, e.domain) for e in server.emulator.ledger) == Counter(
+        {(lid, d): 1 for lid, d, _ in rows}
+    )
+    with (run_dir / "report.csv").open(encoding="utf-8") as fh:
+        assert {r["outcome"] for r in csv.DictReader(fh)} == {"succeeded"}
+
+
+def test_kill_9_at_several_points_then_rerun_matches_an_uninterrupted_run(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """kill -9 three times at different depths; reruns complete the run: every valid row applied, nothing applied
+    twice except rows in flight at a kill, final outcomes equal to those of an uninterrupted run."""
+    world, rows = world_and_rows(40, hot=12, latency_ms=60)
+    reference = threaded_emulator(world_and_rows(40, hot=12, latency_ms=60)[0])
+    mapping = write_mapping(tmp_path / "m.csv", rows)
+    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "reference", endpoint=reference.base_url, runner=FAST))
+    expected = outcomes(tmp_path / "reference")
+
+    server = threaded_emulator(world)
+    run_dir, env = tmp_path / "run", cli_env(tmp_path)
+    in_flight: set[str] = set()
+    command = ["run", str(mapping), "--endpoint", server.base_url, "--out", str(run_dir)]
+    for kill_after in (3, 15, 30):
+        with cli(*command, env=env) as proc:
+            wait_for_attempts(run_dir, kill_after)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        killed = write_run_reports(run_dir).counts  # `batchcert report` after a crash settles and rewrites
+        assert sum(killed.values()) == len(rows) and (run_dir / "report.xlsx").is_file()
+        with open_journal(run_dir) as journal:
+            interrupted = {
+                str(a["row_number"]) for a in journal.attempt_records() if a["code"] == "Transport.Interrupted"
+            }
+        assert {r for r, (o, c) in outcomes(run_dir).items() if c == "Transport.Interrupted"} <= interrupted
+        in_flight |= interrupted
+        command = ["rerun", str(run_dir)]
+    with cli(*command, env=env) as proc:
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err  # the two terminal rows
+    assert outcomes(run_dir) == expected
+    assert in_flight, "no kill caught a request in flight: the test proves less than it claims"
+    assert server.emulator is not None
+    applied = Counter((e.listener_id, e.domain) for e in server.emulator.ledger)
+    by_row = {str(n): (lid, dom) for n, (lid, dom, _) in enumerate(rows, start=2)}
+    for row, key in by_row.items():
+        if expected[row][0] == "succeeded":
+            assert 1 <= applied[key] <= (2 if row in in_flight else 1), (row, applied[key])
+
+
+def test_rows_left_retryable_succeed_after_the_listener_is_freed(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """A listener kept busy past the attempt limit leaves its rows retryable (exit 1); freed, a rerun ends exit 0."""
+    world, rows = world_and_rows(
+        3, hot=2, faults={"domains": {"h0.example.com": [{"kind": "ListenerHasTask", "seconds": -1}]}}
+    )
+    rows = rows[:-2]
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    first = run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", rows),
+            out=run_dir,
+            endpoint=server.base_url,
+            max_attempts=3,
+            runner=FAST,
+        )
+    )
+    assert first.exit_code == 1 and first.counts[Outcome.RETRYABLE] == 2
+    assert {v for k, v in outcomes(run_dir).items() if v[0] == "retryable"} == {
+        ("retryable", "FailedOperation.ListenerHasTask")
+    }
+    assert server.emulator is not None
+    server.loop.call_soon_threadsafe(server.emulator.release)
+    second = rerun_run(RerunRequest(run_dir=run_dir, runner=FAST))
+    assert second.exit_code == 0
+    report = list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8").splitlines()))
+    hot = next(r for r in report if r["domain"] == "h0.example.com")
+    assert int(hot["attempts"]) == 4 and len(hot["request_ids"].split(";")) == 4  # 3 refused + 1 applied, across runs
+    assert Counter((e.listener_id, e.domain) for e in server.emulator.ledger) == Counter(
+        {(lid, d): 1 for lid, d, _ in rows}
+    )
+
+
+def test_rerun_skips_done_rows_and_include_terminal_resends(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """Rerun never resends succeeded or invalid rows; terminal rows only with include_terminal."""
+    world, rows = world_and_rows(2)
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    run_mapping(RunRequest(mapping=write_mapping(tmp_path / "m.csv", rows), out=run_dir, endpoint=server.base_url))
+    assert server.emulator is not None
+    before = dict(server.emulator.stats)
+    assert rerun_run(RerunRequest(run_dir=run_dir)).exit_code == 1
+    assert dict(server.emulator.stats) == before  # nothing to resend
+    rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True))
+    assert sum(server.emulator.stats.values()) == sum(before.values()) + 2
+
+
+def test_changed_mapping_is_noted_and_the_journal_rows_are_used(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """If the mapping file changed since the run, rerun says so, uses the journal's rows, and the summary notes it."""
+    world, rows = world_and_rows(2)
+    server = threaded_emulator(world)
+    run_dir, mapping = tmp_path / "run", write_mapping(tmp_path / "m.csv", rows)
+    run_mapping(RunRequest(mapping=mapping, out=run_dir, endpoint=server.base_url))
+    write_mapping(mapping, [("listener-new00001", "x.example.com", "cert-new")])
+    seen: list[tuple[str, ...]] = []
+    rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True), confirm=lambda p: seen.append(p.warnings) or True)
+    assert seen and "changed since the run" in seen[0][0]
+    assert "changed since the run" in (run_dir / "summary.md").read_text()
+    assert len(outcomes(run_dir)) == 4
+
+
+def test_second_process_on_a_run_directory_is_refused(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """While one process holds a run directory, a second rerun (or report) exits 2 naming the lock."""
+    world, rows = world_and_rows(1)
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    run_mapping(RunRequest(mapping=write_mapping(tmp_path / "m.csv", rows), out=run_dir, endpoint=server.base_url))
+    with open_journal(run_dir):
+        for command in (["rerun", str(run_dir), "--yes"], ["report", str(run_dir)]):
+            with cli(*command, env=cli_env(tmp_path)) as proc:
+                _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 2 and "another batchcert process" in err
+
+
+def test_journal_cut_off_in_setup_is_refused(tmp_path: Path) -> None:
+    """A journal killed before its rows were recorded is refused with advice (nothing was sent); no journal, no report."""
+    half = create_journal(tmp_path / "half", {"mapping": "m.csv"})
+    half.close()
+    with pytest.raises(JournalError, match="cut off while the run was being set up"):
+        open_journal(tmp_path / "half")
+    with pytest.raises(JournalError, match=r"holds no journal\.sqlite3"):
+        write_run_reports(tmp_path / "nothing")
+
+
+def test_second_sigint_abandons_in_flight_requests_but_keeps_the_journal(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """A second SIGINT stops at once although requests hang; their rows end retryable (Transport.Interrupted), exit 130."""
+    world, rows = world_and_rows(6, faults={"hang_seconds": 60, "probabilities": {"hang": 1.0}})
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    command = [
+        "run",
+        str(write_mapping(tmp_path / "m.csv", rows[:-2])),
+        "--endpoint",
+        server.base_url,
+        "--out",
+        str(run_dir),
+        "--timeout",
+        "50",
+    ]
+    with cli(*command, env=cli_env(tmp_path)) as proc:
+        wait_for_attempts(run_dir, 6)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None  # the first interrupt waits for the hanging requests
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 130, err
+    assert set(outcomes(run_dir).values()) == {("retryable", "Transport.Interrupted")}
+    assert f"batchcert rerun {run_dir}" in out
