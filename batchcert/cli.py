@@ -31,6 +31,10 @@ err = Console(stderr=True, soft_wrap=True)
 
 MappingArg = Annotated[Path, typer.Argument(help="The mapping: .csv (UTF-8, ',' or ';') or .xlsx.", show_default=False)]
 SheetOpt = Annotated[str | None, typer.Option("--sheet", help="The .xlsx sheet to read (default: the first).")]
+NoPreflightOpt = Annotated[
+    bool, typer.Option("--no-preflight", help="Skip reading each listener's live state before sending.")
+]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip reading the live state again after the run.")]
 
 
 def _fail(exc: BatchcertError) -> typer.Exit:
@@ -130,6 +134,13 @@ def _print_summary(summary: RunSummary) -> None:
         out.print("[bold]REHEARSAL against the embedded emulator — nothing changed on Tencent Cloud.[/]")
     counts = ", ".join(f"{o.value} {summary.counts[o]}" for o in Outcome)
     out.print(f"Rows: {counts}", highlight=False)
+    if summary.reports.live_state_differs:
+        rows = ", ".join(str(r) for r in summary.reports.live_state_differs)
+        err.print(
+            f"[bold red]WARNING:[/] rows {rows} succeeded but the live state read after the run shows something "
+            "else — check them before signing off",
+            highlight=False,
+        )
     if summary.stop_reason:
         label = "interrupted" if summary.interrupted else "stopped"
         err.print(f"[bold red]{label}:[/] {summary.stop_reason}", highlight=False)
@@ -165,8 +176,11 @@ def run(
         Path | None, typer.Option(help="Emulator world file for the rehearsal (implies --emulator).")
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    no_preflight: NoPreflightOpt = False,
+    no_verify: NoVerifyOpt = False,
 ) -> None:
     """Send every valid row of MAPPING and write a reconciliation report."""
+    from batchcert.runner import RunnerConfig
     from batchcert.workflow import RunRequest, run_mapping
 
     request = RunRequest(
@@ -180,6 +194,7 @@ def run(
         sheet=sheet,
         rehearsal=emulator or world is not None,
         world=world,
+        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
     )
     try:
         with _Progress() as progress:
@@ -212,8 +227,11 @@ def rerun(
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per row (default: recorded).")] = None,
     profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    no_preflight: NoPreflightOpt = False,
+    no_verify: NoVerifyOpt = False,
 ) -> None:
     """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
+    from batchcert.runner import RunnerConfig
     from batchcert.workflow import RerunRequest, rerun_run
 
     request = RerunRequest(
@@ -224,6 +242,7 @@ def rerun(
         timeout_s=timeout,
         max_attempts=max_attempts,
         profile=profile,
+        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
     )
     try:
         with _Progress() as progress:
@@ -250,6 +269,73 @@ def report(run_dir: RunDirArg) -> None:
     out.print(", ".join(f"{o.value} {written.counts[o]}" for o in Outcome), highlight=False)
     for path in written.files:
         out.print(str(path), highlight=False)
+
+
+@app.command()
+def plan(
+    mapping: MappingArg,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where plan.csv goes (default reports/<UTC>-<mapping>-plan/).")
+    ] = None,
+    endpoint: Annotated[str, typer.Option(help="API endpoint; plain http only for loopback.")] = DEFAULT_ENDPOINT,
+    rate: Annotated[float, typer.Option(help="Ceiling in requests/s for the reads.")] = DEFAULT_RATE_PER_S,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = DEFAULT_TIMEOUT_S,
+    profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,
+    sheet: SheetOpt = None,
+    emulator: Annotated[bool, typer.Option("--emulator", help="Plan against an in-process emulator.")] = False,
+    world: Annotated[Path | None, typer.Option(help="Emulator world file (implies --emulator).")] = None,
+) -> None:
+    """Say what `run` would change, from one read per listener; exit 0 nothing to change, 1 error, 2 changes pending."""
+    from rich.table import Table
+
+    from batchcert.workflow import PlanRequest, plan_mapping
+
+    request = PlanRequest(
+        mapping=mapping,
+        out=out_dir,
+        endpoint=endpoint,
+        rate_per_s=rate,
+        timeout_s=timeout,
+        profile=profile,
+        sheet=sheet,
+        rehearsal=emulator or world is not None,
+        world=world,
+    )
+    try:
+        result = plan_mapping(request)
+    except BatchcertError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    table = Table("row", "listener", "domain", "action", "current", "target", "reason")
+    shown = [line for line in result.lines if line["action"] != "unchanged"][:PLAN_TABLE_ROWS]
+    for line in shown:
+        target = line["certificate_id"] + (
+            f" / {line['client_certificate_id'] or line['poly_client_certificate_ids']}"
+            if line["client_certificate_id"] or line["poly_client_certificate_ids"]
+            else ""
+        )
+        current = line["current_certificate_id"] + (
+            f" / {line['current_client_certificate_ids']}" if line["current_client_certificate_ids"] else ""
+        )
+        table.add_row(
+            str(line["row"]), line["listener_id"], line["domain"], line["action"], current, target, line["reason"]
+        )
+    if shown:
+        out.print(table)
+    hidden = sum(1 for line in result.lines if line["action"] != "unchanged") - len(shown)
+    if hidden > 0:
+        out.print(f"… {hidden} more in {result.path}", highlight=False)
+    c = result.counts
+    out.print(
+        f"{c['change'] + c['changing']} to change, {c['unchanged']} unchanged, {c['invalid']} invalid, "
+        f"{c['not_found']} not found" + (f", {c['unknown']} unreadable" if c["unknown"] else ""),
+        highlight=False,
+    )
+    out.print(f"Plan: {result.path}", highlight=False)
+    raise typer.Exit(result.exit_code)
+
+
+PLAN_TABLE_ROWS = 50
 
 
 @app.command("emulator")

@@ -297,6 +297,8 @@ class Emulator:
         self.ledger: list[LedgerEntry] = []
         #: answers given, by code ("OK" for success) — e.g. stats["RequestLimitExceeded"]
         self.stats: Counter[str] = Counter()
+        #: requests received, by X-TC-Action
+        self.requests: Counter[str] = Counter()
         #: monotonic arrival times of admitted requests per (SecretId, action)
         self.admitted: dict[tuple[str, str], deque[float]] = {}
         self._rng = random.Random(world.faults.seed)
@@ -351,6 +353,7 @@ class Emulator:
         try:
             secret_id = self._authenticate(request, body)
             action = request.headers.get("X-TC-Action", "")
+            self.requests[action] += 1
             self._admit(secret_id, action)
             params = _parse_body(body)
             if action == ACTION_MODIFY:

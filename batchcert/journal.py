@@ -41,9 +41,13 @@ CREATE TABLE IF NOT EXISTS rows (
     client_certificate_id TEXT NOT NULL, poly_client_certificate_ids TEXT NOT NULL, extra TEXT NOT NULL,
     cells TEXT NOT NULL, problem TEXT NOT NULL DEFAULT '', duplicate_of INTEGER,
     outcome TEXT NOT NULL, error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '',
-    request_id TEXT NOT NULL DEFAULT '', finished_at REAL);
+    request_id TEXT NOT NULL DEFAULT '', finished_at REAL,
+    previous_read INTEGER NOT NULL DEFAULT 0, previous_certificate_id TEXT NOT NULL DEFAULT '',
+    previous_client_ids TEXT NOT NULL DEFAULT '', verified TEXT NOT NULL DEFAULT '',
+    verified_certificate_id TEXT NOT NULL DEFAULT '', verified_client_ids TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER NOT NULL, session_id INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER, listener_id TEXT NOT NULL DEFAULT '',
+    session_id INTEGER NOT NULL,
     action TEXT NOT NULL, sent_at REAL NOT NULL, finished_at REAL, request_id TEXT NOT NULL DEFAULT '',
     code TEXT, message TEXT NOT NULL DEFAULT '', http_status INTEGER, latency_ms REAL);
 CREATE INDEX IF NOT EXISTS attempts_by_row ON attempts(row_number);
@@ -287,6 +291,53 @@ class Journal:
                 (outcome.value, code, message, request_id, time.time(), row_number),
             )
 
+    def record_read(self, listener_id: str, result: CallResult, sent_at: float, row_number: int | None = None) -> None:
+        """Record a read (DescribeRules) after the fact: reads change nothing, so nothing is at stake before."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO attempts(row_number, listener_id, session_id, action, sent_at, finished_at, request_id, "
+                "code, message, http_status, latency_ms) VALUES (?, ?, ?, 'DescribeRules', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row_number,
+                    listener_id,
+                    self.session_id or 0,
+                    sent_at,
+                    time.time(),
+                    result.request_id,
+                    result.code or "OK",
+                    result.message,
+                    result.http_status,
+                    round(result.latency_s * 1000, 1),
+                ),
+            )
+
+    def record_previous(self, row_number: int, certificate_id: str, client_ids: tuple[str, ...]) -> None:
+        """Record a row's state before any change — only the first time (a rerun keeps the original state)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE rows SET previous_read = 1, previous_certificate_id = ?, previous_client_ids = ? "
+                "WHERE row_number = ? AND previous_read = 0",
+                (certificate_id, ";".join(client_ids), row_number),
+            )
+
+    def record_verification(
+        self, row_number: int, certificate_id: str, client_ids: tuple[str, ...], verified: bool
+    ) -> None:
+        """Record what the post-run read saw for a row and whether it equals the row's target."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE rows SET verified = ?, verified_certificate_id = ?, verified_client_ids = ? WHERE row_number = ?",
+                ("true" if verified else "false", certificate_id, ";".join(client_ids), row_number),
+            )
+
+    def last_modify_codes(self) -> dict[int, str]:
+        """Row number → code of its latest ModifyCertificate attempt (rows with any)."""
+        cur = self._db.execute(
+            "SELECT a.row_number, a.code FROM attempts a JOIN (SELECT row_number, MAX(id) AS id FROM attempts "
+            "WHERE action = 'ModifyCertificate' GROUP BY row_number) m ON a.id = m.id"
+        )
+        return {int(n): str(c or "") for n, c in cur.fetchall()}
+
     def attempt_count(self, row_number: int, action: str) -> int:
         (n,) = self._db.execute(
             "SELECT COUNT(*) FROM attempts WHERE row_number = ? AND action = ?", (row_number, action)
@@ -295,63 +346,70 @@ class Journal:
 
     # -- views for reports
     def report_records(self) -> list[dict[str, Any]]:
-        """One dict per mapping row in mapping order, with its outcome (a duplicate takes its primary's) and the
-        history of its ModifyCertificate attempts across all sessions."""
-        query = """
-            SELECT r.row_number, r.listener_id, r.domain, r.certificate_id, r.client_certificate_id,
-                   r.poly_client_certificate_ids, r.extra, r.cells, r.duplicate_of,
-                   COALESCE(p.outcome, r.outcome), COALESCE(p.error_code, r.error_code),
-                   COALESCE(p.error_message, r.error_message), COALESCE(p.request_id, r.request_id)
-            FROM rows r LEFT JOIN rows p ON p.row_number = r.duplicate_of ORDER BY r.row_number"""
+        """One dict per mapping row in mapping order, with its outcome, reads and verification (a duplicate takes its
+        primary's) and the history of its ModifyCertificate attempts across all sessions."""
+        own = (
+            "row_number",
+            "listener_id",
+            "domain",
+            "certificate_id",
+            "client_certificate_id",
+            "poly_client_certificate_ids",
+            "extra",
+            "cells",
+            "duplicate_of",
+        )
+        shared = (
+            "outcome",
+            "error_code",
+            "error_message",
+            "request_id",
+            "previous_read",
+            "previous_certificate_id",
+            "previous_client_ids",
+            "verified",
+            "verified_certificate_id",
+        )
+        columns = [f"r.{c}" for c in own] + [f"COALESCE(p.{c}, r.{c})" for c in shared]
+        query = (
+            f"SELECT {', '.join(columns)} FROM rows r LEFT JOIN rows p ON p.row_number = r.duplicate_of "  # noqa: S608 - fixed column names
+            "ORDER BY r.row_number"
+        )
         attempts: dict[int, list[tuple[float, float | None, str]]] = {}
         for row_number, sent, done, rid in self._db.execute(
             "SELECT row_number, sent_at, finished_at, request_id FROM attempts WHERE action = 'ModifyCertificate' ORDER BY id"
         ):
             attempts.setdefault(row_number, []).append((sent, done, rid))
         records = []
-        for (
-            n,
-            lid,
-            dom,
-            cert,
-            client,
-            poly,
-            extra,
-            cells,
-            dup,
-            outcome,
-            code,
-            message,
-            rid,
-        ) in self._db.execute(query):
-            history = attempts.get(dup if dup is not None else n, [])
+        for values in self._db.execute(query):
+            r = dict(zip(own + shared, values, strict=True))
+            history = attempts.get(r["duplicate_of"] if r["duplicate_of"] is not None else r["row_number"], [])
             records.append(
                 {
-                    "row": n,
-                    "listener_id": lid,
-                    "domain": dom,
-                    "certificate_id": cert,
-                    "client_certificate_id": client,
-                    "poly_client_certificate_ids": poly,
-                    "outcome": outcome,
-                    "error_code": code,
-                    "error_message": message,
+                    "row": r["row_number"],
+                    **{k: r[k] for k in own[1:6]},
+                    **{k: r[k] for k in ("outcome", "error_code", "error_message")},
                     "attempts": len(history),
-                    "request_id": rid,
+                    "request_id": r["request_id"],
                     "request_ids": ";".join(h[2] for h in history if h[2]),
                     "started_at": iso_utc(history[0][0]) if history else "",
                     "finished_at": iso_utc(max((h[1] or h[0]) for h in history)) if history else "",
-                    "duplicate_of": dup,
-                    "extra": json.loads(extra),
-                    "cells": json.loads(cells),
+                    "duplicate_of": r["duplicate_of"],
+                    "previous_read": bool(r["previous_read"]),
+                    "previous_certificate_id": r["previous_certificate_id"] if r["previous_read"] else "",
+                    "previous_client_certificate_ids": r["previous_client_ids"] if r["previous_read"] else "",
+                    "verified_certificate_id": r["verified_certificate_id"],
+                    "verified": r["verified"],
+                    "extra": json.loads(r["extra"]),
+                    "cells": json.loads(r["cells"]),
                 }
             )
         return records
 
     def attempt_records(self) -> list[dict[str, Any]]:
         cur = self._db.execute(
-            "SELECT id, row_number, session_id, action, sent_at, finished_at, request_id, code, message, http_status, "
-            "latency_ms FROM attempts ORDER BY id"
+            "SELECT id, row_number, listener_id, session_id, action, sent_at, finished_at, request_id, code, message, "
+            "http_status, latency_ms FROM attempts ORDER BY id"
         )
         names = [c[0] for c in cur.description]
         return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]

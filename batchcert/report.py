@@ -26,8 +26,9 @@ import pandas as pd
 import xlsxwriter
 
 from batchcert.journal import Journal, iso_utc
-from batchcert.model import Outcome
+from batchcert.model import Outcome, Row
 from batchcert.plan import FORMULA_PREFIXES
+from batchcert.reconcile import rollback_for
 
 REPORT_COLUMNS = (
     "row",
@@ -45,6 +46,19 @@ REPORT_COLUMNS = (
     "started_at",
     "finished_at",
     "duplicate_of",
+    "previous_certificate_id",
+    "previous_client_certificate_ids",
+    "verified_certificate_id",
+    "verified",
+)
+ROLLBACK_COLUMNS = (
+    "ListenerId",
+    "Domain",
+    "CertificateId",
+    "ClientCertificateId",
+    "PolyClientCertificateIds",
+    "rolls_back_row",
+    "note",
 )
 OUTCOME_COLOURS = {
     Outcome.SUCCEEDED: "#C6EFCE",
@@ -71,6 +85,8 @@ class Reports:
     run_dir: Path
     counts: dict[Outcome, int]
     files: tuple[Path, ...]
+    #: rows that succeeded although the post-run read shows another state
+    live_state_differs: tuple[int, ...] = ()
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -83,6 +99,11 @@ def _write_atomic(path: Path, write: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_safe_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV atomically with every formula-like text cell neutralized."""
+    _write_csv(path, header, rows)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -123,7 +144,7 @@ def write_reports(journal: Journal) -> Reports:
     codes = Counter(c for c in frame["error_code"] if c)
     attempts = journal.attempt_records()
     sessions = journal.sessions()
-    summary = _summary(facts, counts, codes, attempts, sessions, len(frame))
+    summary = _summary(facts, counts, codes, attempts, sessions, len(frame), _verification(frame))
 
     _write_csv(
         run_dir / "report.csv",
@@ -131,14 +152,17 @@ def write_reports(journal: Journal) -> Reports:
         frame.astype(object).where(frame.notna(), "").itertuples(index=False),
     )
     _write_failed(journal, run_dir / "failed.csv", frame)
+    _write_rollback(journal, run_dir / "rollback.csv")
     _write_atomic(
         run_dir / "summary.json",
         lambda p: p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"),
     )
     _write_atomic(run_dir / "summary.md", lambda p: p.write_text(_markdown(summary), encoding="utf-8"))
     _write_atomic(run_dir / "report.xlsx", lambda p: _write_workbook(p, summary, frame, attempts))
-    files = tuple(run_dir / n for n in ("report.csv", "report.xlsx", "summary.md", "summary.json", "failed.csv"))
-    return Reports(run_dir, counts, files)
+    files = tuple(
+        run_dir / n for n in ("report.csv", "report.xlsx", "summary.md", "summary.json", "failed.csv", "rollback.csv")
+    )
+    return Reports(run_dir, counts, files, tuple(summary["verification"]["succeeded_but_live_state_differs"]))
 
 
 def _write_failed(journal: Journal, path: Path, frame: pd.DataFrame) -> None:
@@ -148,6 +172,36 @@ def _write_failed(journal: Journal, path: Path, frame: pd.DataFrame) -> None:
     _write_csv(path, columns, rows)
 
 
+def _write_rollback(journal: Journal, path: Path) -> None:
+    """A mapping that restores, for every row this run changed, the ids read before the change (`default` too)."""
+    lines = []
+    for record in journal.report_records():
+        if record["outcome"] != Outcome.SUCCEEDED or record["duplicate_of"] is not None or not record["previous_read"]:
+            continue
+        row = Row(
+            record["row"],
+            record["listener_id"],
+            record["domain"],
+            record["certificate_id"],
+            record["client_certificate_id"],
+            tuple(p for p in record["poly_client_certificate_ids"].split(";") if p),
+        )
+        previous_clients = tuple(p for p in record["previous_client_certificate_ids"].split(";") if p)
+        undo = rollback_for(row, record["previous_certificate_id"], previous_clients)
+        lines.append(
+            [
+                row.listener_id,
+                row.domain,
+                undo.certificate_id,
+                undo.client_certificate_id,
+                undo.poly_client_certificate_ids,
+                row.row_number,
+                undo.note,
+            ]
+        )
+    _write_csv(path, ROLLBACK_COLUMNS, lines)
+
+
 def _summary(
     facts: dict[str, str],
     counts: dict[Outcome, int],
@@ -155,6 +209,7 @@ def _summary(
     attempts: list[dict[str, Any]],
     sessions: list[dict[str, Any]],
     total_rows: int,
+    verification: dict[str, Any],
 ) -> dict[str, Any]:
     by_action = Counter(a["action"] for a in attempts)
     answers = Counter(a["code"] or "in flight" for a in attempts)
@@ -186,6 +241,19 @@ def _summary(
             for s in sessions
         ],
         "all_done": all(counts[o] == 0 for o in Outcome if o not in DONE_OUTCOMES),
+        "verification": verification,
+    }
+
+
+def _verification(frame: pd.DataFrame) -> dict[str, Any]:
+    """Counts of the post-run check, and the rows that succeeded although the live state shows something else."""
+    done = frame["outcome"].isin([o.value for o in DONE_OUTCOMES])
+    mismatched = frame.loc[done & (frame["verified"] == "false"), "row"]
+    return {
+        "checked": int((frame["verified"] != "").sum()),
+        "verified": int((done & (frame["verified"] == "true")).sum()),
+        "not_checked": int((done & (frame["verified"] == "")).sum()),
+        "succeeded_but_live_state_differs": [int(r) for r in mismatched],
     }
 
 
@@ -202,6 +270,18 @@ def _markdown(summary: dict[str, Any]) -> str:
     ]
     if summary["mapping_changed"]:
         lines.append(f"- **Note:** {summary['mapping_changed']}")
+    check = summary["verification"]
+    if check["succeeded_but_live_state_differs"]:
+        rows = ", ".join(str(r) for r in check["succeeded_but_live_state_differs"])
+        lines += [
+            "",
+            f"**WARNING: rows {rows} succeeded but the live state read after the run shows something else "
+            "— check them in the console before signing off.**",
+        ]
+    lines.append(
+        f"- Verified against the live state after the run: {check['verified']} row(s) at their target"
+        + (f", {check['not_checked']} done row(s) not checked" if check["not_checked"] else "")
+    )
     lines += ["", "| outcome | rows |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in summary["counts"].items()]
     if summary["error_codes"]:
@@ -244,7 +324,11 @@ def _write_workbook(path: Path, summary: dict[str, Any], frame: pd.DataFrame, at
         ("Started", summary["started_at"]),
         ("Finished", summary["finished_at"]),
         ("Rows", summary["rows"]),
+        ("Verified after the run", summary["verification"]["verified"]),
     ]
+    if summary["verification"]["succeeded_but_live_state_differs"]:
+        differs = ", ".join(str(r) for r in summary["verification"]["succeeded_but_live_state_differs"])
+        top.insert(0, ("WARNING", f"rows {differs} succeeded but the live state shows something else"))
     if summary["rehearsal"]:
         top.insert(0, ("REHEARSAL", "embedded emulator — nothing changed on Tencent Cloud"))
     for r, (k, v) in enumerate(top):

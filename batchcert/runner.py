@@ -20,7 +20,7 @@ import contextlib
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from tenacity import (
@@ -36,9 +36,11 @@ from tenacity.stop import stop_base
 from batchcert import classify
 from batchcert.client import GaapClient, GateClosed
 from batchcert.journal import Attempt, Journal
-from batchcert.model import ACTION_MODIFY, CallResult, Disposition, Outcome, Row
+from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, CallResult, Disposition, Outcome, Row
+from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, live_domains
 
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
+_IDLE = LiveDomain("", "", (), 0)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,12 @@ class RunnerConfig:
     backoff_jitter_s: float = 0.5
     #: first guess of the send-to-send gap a listener needs between changes; learned as the run goes
     listener_task_s: float = 0.5
+    #: read every listener's live state before sending (rows at target end `unchanged`, absent ones `terminal`)
+    preflight: bool = True
+    #: read every touched listener again after the run and record `verified` per row
+    verify: bool = True
+    #: how long a row whose domain is changing waits for it before being sent anyway
+    domain_wait_s: float = 60.0
     #: retries the run may spend before any success, and retries each success earns (gRPC-style retry throttling)
     retry_budget_initial: float = 20.0
     retry_budget_per_success: float = 2.0
@@ -133,6 +141,107 @@ class _StopWhen(stop_base):
         return self._predicate()
 
 
+VERIFIED_MESSAGE = "verified after an ambiguous response: the live state already shows the target"
+UNCHANGED_MESSAGE = "already at the target before the run: not sent"
+NOT_FOUND_MESSAGE = "the pre-flight read found no such listener or domain — fix the ids in the mapping"
+#: what a pre-flight verdict makes of a row that is not sent: outcome, error code, message
+VERDICT_OUTCOMES: dict[Verdict, tuple[Outcome, str, str]] = {
+    Verdict.UNCHANGED: (Outcome.UNCHANGED, "", UNCHANGED_MESSAGE),
+    Verdict.NOT_FOUND: (Outcome.TERMINAL, "ResourceNotFound", NOT_FOUND_MESSAGE),
+}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A listener's live state: `domains` by lower-cased name (None when the listener does not exist), or `failed`
+    with the code of the last answer."""
+
+    domains: dict[str, LiveDomain] | None
+    request_id: str = ""
+    failed: bool = False
+    code: str = ""
+
+
+class LiveReader:
+    """Reads listeners with DescribeRules through the client's gate (its own action budget), retrying transient
+    failures with backoff. `on_read(listener_id, result, sent_at, row_number)` is called for every answer."""
+
+    def __init__(
+        self,
+        client: GaapClient,
+        config: RunnerConfig,
+        on_read: Callable[[str, CallResult, float, int | None], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._on_read = on_read
+        self._sleep = sleep
+
+    async def read(self, listener_id: str, row_number: int | None = None, priority: float = 1e9) -> Reading:
+        """The listener's live domains. Never raises for API or network problems (a failed Reading instead)."""
+
+        async def once() -> CallResult | None:
+            sent_at = time.time()
+            try:
+                result = await self._client.call(ACTION_DESCRIBE_RULES, {"ListenerId": listener_id}, priority=priority)
+            except GateClosed:
+                return None
+            if self._on_read is not None:
+                self._on_read(listener_id, result, sent_at, row_number)
+            return result
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._config.max_attempts),
+            wait=wait_exponential_jitter(
+                multiplier=self._config.backoff_initial_s,
+                max=self._config.backoff_max_s,
+                jitter=self._config.backoff_jitter_s,
+            ),
+            retry=retry_if_result(_is_retryable),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            sleep=self._sleep,
+        )
+        result: CallResult | None = await retrying(once)
+        if result is None:
+            return Reading(None, failed=True, code="NotSent")
+        if result.ok:
+            return Reading(live_domains(result.response), result.request_id)
+        if result.code == "ResourceNotFound":
+            return Reading(None, result.request_id)
+        return Reading(None, result.request_id, failed=True, code=result.code or "")
+
+
+def _is_retryable(result: CallResult | None) -> bool:
+    return result is not None and not result.ok and classify.disposition_of(result.code or "") is Disposition.RETRYABLE
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    """What the pre-flight says a row would do: verdict (or "unknown" when the read failed) and the live state."""
+
+    row: Row
+    verdict: str
+    live: LiveDomain | None
+    message: str = ""
+
+
+async def plan_rows(reader: LiveReader, rows: list[Row]) -> list[PlanLine]:
+    """Read each distinct listener once and judge every row against it (`batchcert plan`)."""
+    listeners = list(dict.fromkeys(r.listener_id for r in rows))
+    readings = dict(zip(listeners, await asyncio.gather(*(reader.read(lid) for lid in listeners)), strict=True))
+    lines = []
+    for row in rows:
+        reading = readings[row.listener_id]
+        if reading.failed:
+            lines.append(PlanLine(row, "unknown", None, f"could not read the listener: {reading.code}"))
+            continue
+        verdict, live = judge(row, reading.domains)
+        message = VERDICT_OUTCOMES[verdict][2] if verdict in VERDICT_OUTCOMES else ""
+        lines.append(PlanLine(row, verdict.value, live, message))
+    return lines
+
+
 class Runner:
     """Runs rows against one client and one journal. `on_row_done(row, outcome)` is called as each row ends."""
 
@@ -151,6 +260,10 @@ class Runner:
         self.stop_reason = ""
         self._stopping = asyncio.Event()
         self._on_row_done = on_row_done or (lambda _row, _outcome: None)
+        self.reader = LiveReader(client, config, journal.record_read, self._sleep)
+        self._changing: set[int] = set()
+        self._ambiguous: frozenset[int] = frozenset()
+        self._verify_rows: dict[str, list[Row]] = defaultdict(list)
 
     @property
     def stopping(self) -> bool:
@@ -164,15 +277,99 @@ class Runner:
             self.client.quota.close()
 
     async def run(self, rows: list[Row]) -> None:
-        """Process `rows` (valid, primary rows) to an outcome each. Returns when every row has one."""
+        """Process `rows` (valid, primary rows) to an outcome each. Returns when every row has one.
+
+        Each listener is a pipeline of its own — pre-flight read, sends, verification read — so reads (their own
+        action budget) overlap with other listeners' changes instead of adding to the wall time. Rows whose last
+        answer in an earlier session may hide an applied change (in flight at a crash, a timeout) are checked
+        against the live state before anything is resent."""
+        self._ambiguous = frozenset(
+            n for n, code in self.journal.last_modify_codes().items() if classify.policy_for(code).maybe_applied
+        )
         queues: dict[str, deque[Row]] = defaultdict(deque)
         for row in rows:
             queues[row.listener_id].append(row)
-        await asyncio.gather(*(self._work_lane(ListenerLane(queue)) for queue in queues.values()))
+        outcomes = self.journal.row_outcomes()
+        self._verify_rows = defaultdict(list)
+        for row in self.journal.rows():
+            if row.listener_id in queues and outcomes.get(row.row_number) is not Outcome.INVALID:
+                self._verify_rows[row.listener_id].append(row)
+        await asyncio.gather(*(self._run_listener(lid, queue) for lid, queue in queues.items()))
+
+    async def _run_listener(self, listener_id: str, queue: deque[Row]) -> None:
+        lane = ListenerLane(queue)
+        if self.config.preflight:
+            lane.rows = deque(await self._preflight(listener_id, list(queue)))
+        await self._work_lane(lane)
+        if self.config.verify and not self.stopping:
+            await self._sleep(self._until_listener_free(lane))  # let the last change's task end first
+            await self._verify(listener_id, self._verify_rows[listener_id])
+
+    async def _read(self, listener_id: str, row_number: int | None = None, priority: float = 1e9) -> Reading:
+        reading = await self.reader.read(listener_id, row_number, priority)
+        if reading.failed and classify.disposition_of(reading.code) is Disposition.STOP_RUN:
+            self.stop(f"the run stopped at {reading.code} — {classify.policy_for(reading.code).advice}")
+        return reading
+
+    async def _preflight(self, listener_id: str, rows: list[Row]) -> list[Row]:
+        """Read the listener once; settle rows already at target or absent; return the rows to send."""
+        reading = await self._read(listener_id, priority=len(rows))
+        if reading.failed:
+            return rows  # unknown state: send, and let the answers decide
+        pending = []
+        for row in rows:
+            verdict, live = judge(row, reading.domains)
+            if live is not None:
+                self.journal.record_previous(row.row_number, live.certificate_id, live.client_ids)
+            if verdict in VERDICT_OUTCOMES:
+                outcome, code, message = VERDICT_OUTCOMES[verdict]
+                if verdict is Verdict.UNCHANGED and row.row_number in self._ambiguous:
+                    outcome, message = Outcome.SUCCEEDED, VERIFIED_MESSAGE
+                self.journal.finish_row(row.row_number, outcome, code, message, reading.request_id)
+                self._on_row_done(row, outcome)
+                continue
+            if verdict is Verdict.CHANGING:
+                self._changing.add(row.row_number)
+            pending.append(row)
+        return pending
+
+    async def _wait_domain_idle(self, row: Row) -> None:
+        """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `domain_wait_s`."""
+        deadline = time.monotonic() + self.config.domain_wait_s
+        delay = self.config.backoff_initial_s
+        while time.monotonic() < deadline and not self.stopping:
+            reading = await self._read(row.listener_id, row.row_number)
+            live = (reading.domains or {}).get(row.domain.lower())
+            if reading.failed or live is None or live.status == 0:
+                return
+            await self._sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, self.config.backoff_max_s)
+
+    async def _verify(self, listener_id: str, rows: list[Row]) -> None:
+        """Read the listener again and record, per row on it, the live state and whether it is the row's target.
+        Re-reads a few times while a domain of these rows still reports DomainStatus ≠ 0."""
+        for _ in range(5):
+            reading = await self._read(listener_id)
+            domains = reading.domains or {}
+            if reading.failed or all(domains.get(r.domain.lower(), _IDLE).status == 0 for r in rows):
+                break
+            await self._sleep(self.pacer.gap_s)
+        if reading.failed:
+            return
+        for row in rows:
+            live = domains.get(row.domain.lower())
+            self.journal.record_verification(
+                row.row_number,
+                live.certificate_id if live else "",
+                live.client_ids if live else (),
+                live is not None and is_at_target(row, live),
+            )
 
     async def _work_lane(self, lane: ListenerLane) -> None:
         while lane.rows:
             row = lane.rows.popleft()
+            if row.row_number in self._changing:
+                await self._wait_domain_idle(row)
             await self._sleep(self._until_listener_free(lane))
             outcome = await self._process_row(row, lane)
             self._on_row_done(row, outcome)
@@ -208,15 +405,17 @@ class Runner:
 
         return wait
 
-    @staticmethod
-    def _is_retryable(result: CallResult | None) -> bool:
-        return (
-            result is not None and not result.ok and classify.disposition_of(result.code or "") is Disposition.RETRYABLE
-        )
-
     async def _send(self, row: Row, lane: ListenerLane, attempts: list[CallResult]) -> CallResult | None:
         """One attempt: journal it just before it leaves, send, journal the answer, teach the pacer.
-        Returns None when the run stopped before it was sent."""
+        Returns None when the run stopped before it was sent. After an answer that may hide an applied change
+        (timeout, reset, InternalError, 5xx — or such an answer in an earlier session) the live state is read first:
+        when it already shows the target, nothing is resent and a verified success is returned instead."""
+        earlier_ambiguous = not attempts and row.row_number in self._ambiguous and not self.config.preflight
+        if earlier_ambiguous or (attempts and classify.policy_for(attempts[-1].code or "").maybe_applied):
+            reading = await self._read(row.listener_id, row.row_number)
+            live = (reading.domains or {}).get(row.domain.lower())
+            if live is not None and is_at_target(row, live):
+                return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
         handle: list[Attempt] = []
         sent_at: list[float] = []
 
@@ -252,7 +451,7 @@ class Runner:
                 _StopWhen(lambda: not self.budget.take()),
             ),
             wait=self._wait_before_retry(lane),
-            retry=retry_if_result(self._is_retryable),
+            retry=retry_if_result(_is_retryable),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
             sleep=self._sleep,
         )
@@ -266,7 +465,7 @@ class Runner:
             return Outcome.NOT_ATTEMPTED
         if last.ok:
             self.budget.earn()
-            self.journal.finish_row(row.row_number, Outcome.SUCCEEDED, request_id=last.request_id)
+            self.journal.finish_row(row.row_number, Outcome.SUCCEEDED, message=last.message, request_id=last.request_id)
             return Outcome.SUCCEEDED
         code = last.code or ""
         policy = classify.policy_for(code)

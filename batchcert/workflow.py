@@ -23,8 +23,8 @@ from batchcert.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_DONE, Batc
 from batchcert.journal import Journal, create_journal, open_journal
 from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row
 from batchcert.plan import file_sha256, read_mapping
-from batchcert.report import Reports, write_reports
-from batchcert.runner import Runner, RunnerConfig
+from batchcert.report import Reports, write_reports, write_safe_csv
+from batchcert.runner import LiveReader, PlanLine, Runner, RunnerConfig, plan_rows
 from batchcert.settings import (
     DEFAULT_ENDPOINT,
     DEFAULT_MAX_ATTEMPTS,
@@ -405,3 +405,112 @@ def world_from_mapping(path: Path, sheet: str | None = None) -> emulator.World:
 
 def load_world(path: Path) -> emulator.World:
     return emulator.load_world(path)
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """`batchcert plan MAPPING`: the pre-flight read alone."""
+
+    mapping: Path
+    out: Path | None = None
+    endpoint: str = DEFAULT_ENDPOINT
+    rate_per_s: float = DEFAULT_RATE_PER_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    profile: str | None = None
+    sheet: str | None = None
+    rehearsal: bool = False
+    world: Path | None = None
+    reports_root: Path = Path("reports")
+
+
+PLAN_COLUMNS = (
+    "row",
+    "listener_id",
+    "domain",
+    "action",
+    "current_certificate_id",
+    "current_client_certificate_ids",
+    "domain_status",
+    "certificate_id",
+    "client_certificate_id",
+    "poly_client_certificate_ids",
+    "reason",
+)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """What would happen per row (`lines`: dicts with PLAN_COLUMNS), counts per action, and the plan.csv path."""
+
+    lines: list[dict[str, Any]]
+    counts: dict[str, int]
+    path: Path
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing would change; 1 some row is invalid, absent or unreadable; 2 changes are pending."""
+        if self.counts["invalid"] or self.counts["not_found"] or self.counts["unknown"]:
+            return EXIT_ROWS_NOT_DONE
+        return 2 if self.counts["change"] or self.counts["changing"] else EXIT_OK
+
+
+def plan_mapping(request: PlanRequest) -> PlanResult:
+    """Read every distinct listener of the mapping once (under the rate ceiling) and say what `run` would do with
+    each row; write plan.csv. Sends no change. Raises BatchcertError for run-level problems."""
+    mapping = read_mapping(request.mapping, request.sheet)
+    settings = RunSettings(parse_endpoint(request.endpoint), request.rate_per_s, request.timeout_s)
+    world: emulator.World | None = None
+    if request.rehearsal:
+        world = emulator.load_world(request.world) if request.world else emulator.world_for_rows(mapping.valid_rows())
+        secret_id, secret_key = next(iter(world.credentials.items()))
+        credentials = Credentials(secret_id, secret_key, source="emulator")
+    else:
+        credentials = load_credentials(request.profile).credentials
+    planned = {
+        line.row.row_number: line for line in asyncio.run(_plan(mapping.valid_rows(), settings, credentials, world))
+    }
+    lines: list[dict[str, Any]] = []
+    for row in mapping.rows:
+        primary = mapping.duplicate_of.get(row.row_number, row.row_number)
+        line = planned.get(primary)
+        live = line.live if line else None
+        lines.append(
+            {
+                "row": row.row_number,
+                "listener_id": row.listener_id,
+                "domain": row.domain,
+                "action": "invalid" if row.row_number in mapping.problems else (line.verdict if line else "unknown"),
+                "current_certificate_id": live.certificate_id if live else "",
+                "current_client_certificate_ids": live.client_text if live else "",
+                "domain_status": live.status if live else "",
+                "certificate_id": row.certificate_id,
+                "client_certificate_id": row.client_certificate_id,
+                "poly_client_certificate_ids": ";".join(row.poly_client_certificate_ids),
+                "reason": mapping.problems.get(row.row_number) or (line.message if line else ""),
+            }
+        )
+    counts = {k: 0 for k in ("change", "changing", "unchanged", "invalid", "not_found", "unknown")}
+    for line_ in lines:
+        counts[line_["action"]] += 1
+    out_dir = request.out or default_run_dir(
+        request.reports_root, request.mapping.with_name(request.mapping.stem + "-plan")
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_safe_csv(out_dir / "plan.csv", PLAN_COLUMNS, [[line_[c] for c in PLAN_COLUMNS] for line_ in lines])
+    return PlanResult(lines, counts, out_dir / "plan.csv")
+
+
+async def _plan(
+    rows: list[Row], settings: RunSettings, credentials: Credentials, world: emulator.World | None
+) -> list[PlanLine]:
+    if world is not None:
+        async with emulator.serve(world) as (url, _):
+            local = RunSettings(parse_endpoint(url), settings.rate_per_s, settings.timeout_s, settings.max_attempts)
+            return await _plan(rows, local, credentials, None)
+    async with create_session(settings.endpoint, settings.ca_bundle) as session:
+        quota = Quota(settings.rate_per_s)
+        client = GaapClient(session, settings.endpoint, credentials, quota, settings.timeout_s)
+        try:
+            return await plan_rows(LiveReader(client, RunnerConfig(max_attempts=settings.max_attempts)), rows)
+        finally:
+            quota.close()

@@ -80,6 +80,11 @@ class ThreadedEmulator:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self._serve())
+        # handlers still hanging (fault injection) are cancelled, not destroyed pending
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         self.loop.close()
 
     async def _serve(self) -> None:

@@ -1,0 +1,270 @@
+"""Reconciliation against the live state: pre-flight, ambiguous answers, post-run verification, rollback, plan."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchcert import emulator as emu
+from batchcert.model import Row
+from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, rollback_for
+from batchcert.runner import RunnerConfig
+from batchcert.signing import sign_request
+from batchcert.workflow import PlanRequest, RunRequest, plan_mapping, run_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+
+pytestmark = pytest.mark.usefixtures("credentials_env")
+HEADER = ("ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds")
+
+
+def world(**overrides: Any) -> emu.World:
+    data: dict[str, Any] = {
+        "credentials": {SECRET_ID: SECRET_KEY},
+        "rate_limit": 50,
+        "task_seconds": 0.1,
+        "latency_ms": 5,
+        "listeners": {
+            "listener-aaaa0001": {
+                "certificate_id": "cert-lst",
+                "domains": {
+                    "a.example.com": {"certificate_id": "cert-old"},
+                    "b.example.com": {"certificate_id": "default"},
+                    "c.example.com": {"certificate_id": "cert-new"},
+                    "d.example.com": {
+                        "certificate_id": "cert-old",
+                        "client_certificate_id": "cert-ca1",
+                        "poly_client_certificate_ids": ["cert-ca1"],
+                    },
+                    "e.example.com": {
+                        "certificate_id": "cert-old",
+                        "client_certificate_id": "cert-ca1",
+                        "poly_client_certificate_ids": ["cert-ca1", "cert-ca2"],
+                    },
+                },
+            },
+            "listener-bbbb0001": {
+                "certificate_id": "cert-lst",
+                "domains": {f"x{i}.example.com": {"certificate_id": "cert-old"} for i in range(4)},
+            },
+        },
+        "certificates": {
+            "cert-old": {"type": 2, "domains": ["*.example.com"]},
+            "cert-new": {"type": 2, "domains": ["*.example.com"]},
+            "cert-lst": {"type": 2, "domains": ["*.example.com"]},
+            "cert-ca1": {"type": 1},
+            "cert-ca2": {"type": 1},
+        },
+    }
+    data.update(overrides)
+    return emu.World.from_dict(data)
+
+
+ROWS = [
+    ("listener-aaaa0001", "a.example.com", "cert-new", "", ""),
+    ("listener-aaaa0001", "b.example.com", "cert-new", "", ""),
+    ("listener-aaaa0001", "c.example.com", "cert-new", "", ""),  # already there
+    ("listener-aaaa0001", "d.example.com", "cert-new", "cert-ca2", ""),
+    ("listener-aaaa0001", "e.example.com", "default", "", "cert-ca2"),
+    ("listener-aaaa0001", "nope.example.com", "cert-new", "", ""),
+    ("listener-gone0001", "a.example.com", "cert-new", "", ""),
+]
+
+
+def report(run_dir: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8").splitlines()))
+
+
+def test_preflight_settles_unchanged_and_absent_rows_without_changes(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """Rows at target end unchanged and absent listeners/domains terminal, with no ModifyCertificate for them; the
+    report carries previous ids and a verified flag on every done row."""
+    server = threaded_emulator(world())
+    run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", ROWS, HEADER), out=tmp_path / "run", endpoint=server.base_url
+        )
+    )
+    rows = {r["domain"] + "@" + r["listener_id"]: r for r in report(tmp_path / "run")}
+    assert rows["c.example.com@listener-aaaa0001"]["outcome"] == "unchanged"
+    assert rows["nope.example.com@listener-aaaa0001"]["outcome"] == "terminal"
+    assert rows["nope.example.com@listener-aaaa0001"]["error_code"] == "ResourceNotFound"
+    assert rows["a.example.com@listener-gone0001"]["error_code"] == "ResourceNotFound"
+    assert server.emulator is not None
+    assert {(e.listener_id, e.domain) for e in server.emulator.ledger} == {
+        ("listener-aaaa0001", d) for d in ("a.example.com", "b.example.com", "d.example.com", "e.example.com")
+    }
+    assert server.emulator.requests["ModifyCertificate"] == 4
+    assert rows["b.example.com@listener-aaaa0001"]["previous_certificate_id"] == "default"
+    assert rows["e.example.com@listener-aaaa0001"]["previous_client_certificate_ids"] == "cert-ca1;cert-ca2"
+    done = [r for r in rows.values() if r["outcome"] in ("succeeded", "unchanged")]
+    assert len(done) == 5 and all(r["verified"] == "true" for r in done)
+    assert rows["e.example.com@listener-aaaa0001"]["verified_certificate_id"] == "default"
+
+
+def test_apply_then_hang_is_verified_not_resent(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """A change applied whose answer never came ends succeeded after a read, with exactly one applied change."""
+    faults = {"hang_seconds": 5, "domains": {f"x{i}.example.com": [{"kind": "apply_then_hang"}] for i in range(3)}}
+    server = threaded_emulator(world(faults=faults))
+    rows = [("listener-bbbb0001", f"x{i}.example.com", "cert-new", "", "") for i in range(4)]
+    summary = run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", rows, HEADER),
+            out=tmp_path / "run",
+            endpoint=server.base_url,
+            timeout_s=0.5,
+        )
+    )
+    assert summary.exit_code == 0
+    assert server.emulator is not None
+    assert Counter(e.domain for e in server.emulator.ledger) == Counter({f"x{i}.example.com": 1 for i in range(4)})
+    assert server.emulator.requests["ModifyCertificate"] == 4
+    by_domain = {r["domain"]: r for r in report(tmp_path / "run")}
+    for i in range(3):
+        assert by_domain[f"x{i}.example.com"]["outcome"] == "succeeded"
+        assert "verified after an ambiguous response" in by_domain[f"x{i}.example.com"]["error_message"]
+        assert by_domain[f"x{i}.example.com"]["verified"] == "true"
+
+
+def test_rollback_restores_the_world_exactly(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """Running rollback.csv as a mapping brings the emulator's state back to what it was before the run."""
+    server = threaded_emulator(world())
+    assert server.emulator is not None
+    before = json.dumps(server.emulator.world.to_dict(), sort_keys=True)
+    rows = [r for r in ROWS if "nope" not in r[1] and "gone" not in r[0]]
+    run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", rows, HEADER), out=tmp_path / "run", endpoint=server.base_url
+        )
+    )
+    assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) != before
+    rollback = list(csv.DictReader((tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8").splitlines()))
+    assert {r["Domain"] for r in rollback} == {"a.example.com", "b.example.com", "d.example.com", "e.example.com"}
+    assert next(r for r in rollback if r["Domain"] == "b.example.com")["CertificateId"] == "default"
+    undo = run_mapping(
+        RunRequest(mapping=tmp_path / "run" / "rollback.csv", out=tmp_path / "undo", endpoint=server.base_url)
+    )
+    assert undo.exit_code == 0
+    assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) == before
+
+
+def test_changing_domain_is_waited_for_not_refused(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """A domain another operator is changing (DomainStatus 1) is sent only once it runs again: no refusal."""
+    server = threaded_emulator(world(task_seconds=1.0))
+    assert server.emulator is not None
+    asyncio.run(other_operator_changes(server.base_url, "listener-aaaa0001", "a.example.com"))
+    summary = run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", [ROWS[0]], HEADER),
+            out=tmp_path / "run",
+            endpoint=server.base_url,
+            runner=RunnerConfig(backoff_initial_s=0.2),
+        )
+    )
+    assert summary.exit_code == 0
+    assert server.emulator.stats["FailedOperation.DomainStatusNotInRunning"] == 0
+    assert server.emulator.stats["FailedOperation.ListenerHasTask"] == 0
+    assert [e.after["certificate_id"] for e in server.emulator.ledger] == ["cert-old", "cert-new"]
+
+
+async def other_operator_changes(base_url: str, listener_id: str, domain: str) -> None:
+    """Another tool changes a domain (starting its task) just before our run."""
+    import aiohttp
+
+    body = json.dumps({"ListenerId": listener_id, "Domain": domain, "CertificateId": "cert-old"}).encode()
+    signed = sign_request(
+        secret_id=SECRET_ID,
+        secret_key=SECRET_KEY,
+        service="gaap",
+        host=base_url.removeprefix("http://"),
+        action="ModifyCertificate",
+        version="2018-05-29",
+        body=body,
+        timestamp=int(time.time()),
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(base_url + "/", data=body, headers=signed.headers) as resp,
+    ):
+        assert "Error" not in (await resp.json())["Response"]
+
+
+def test_plan_counts_exit_codes_and_read_pacing(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """plan reports the right counts and exit codes (2 pending, 0 nothing to do, 1 errors) and its reads stay under
+    the ceiling: 60 listeners read at --rate 20 against a service allowing 1000."""
+    listeners = {
+        f"listener-p{i:07d}": {
+            "certificate_id": "cert-lst",
+            "domains": {f"p{i}.example.com": {"certificate_id": "cert-old"}},
+        }
+        for i in range(60)
+    }
+    server = threaded_emulator(world(rate_limit=1000, listeners=listeners))
+    rows = [(lid, f"p{i}.example.com", "cert-new", "", "") for i, lid in enumerate(listeners)]
+    mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+    pending = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan1", endpoint=server.base_url))
+    assert pending.exit_code == 2 and pending.counts["change"] == 60
+    assert server.emulator is not None
+    assert server.emulator.requests == Counter({"DescribeRules": 60})
+    assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
+    fast = {"endpoint": server.base_url, "rate_per_s": 200.0}  # the ceiling itself is not what the rest is about
+    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", **fast))
+    done = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan2", **fast))
+    assert done.exit_code == 0 and done.counts["unchanged"] == 60
+    broken = write_mapping(
+        tmp_path / "b.csv",
+        [*rows[:2], ("listener-zzzz0000", "q.example.com", "cert-new", "", ""), ("bad", "", "", "", "")],
+        HEADER,
+    )
+    errors = plan_mapping(PlanRequest(mapping=broken, out=tmp_path / "plan3", **fast))
+    assert errors.exit_code == 1
+    assert (errors.counts["unchanged"], errors.counts["not_found"], errors.counts["invalid"]) == (2, 1, 1)
+    lines = list(csv.DictReader((tmp_path / "plan3" / "plan.csv").read_text(encoding="utf-8").splitlines()))
+    assert [line["action"] for line in lines] == ["unchanged", "unchanged", "not_found", "invalid"]
+
+
+@pytest.mark.parametrize(
+    ("row", "live", "at_target"),
+    [
+        (Row(2, "l", "d", "cert-n"), LiveDomain("d", "cert-n", ("cert-ca",), 0), True),  # client side untouched
+        (Row(2, "l", "d", "cert-n", "cert-ca"), LiveDomain("d", "cert-n", ("cert-ca",), 0), True),
+        (Row(2, "l", "d", "cert-n", "cert-ca"), LiveDomain("d", "cert-n", ("cert-ca", "cert-x"), 0), False),
+        (
+            Row(2, "l", "d", "cert-n", "", ("cert-b", "cert-a")),
+            LiveDomain("d", "cert-n", ("cert-a", "cert-b"), 0),
+            True,
+        ),
+        (Row(2, "l", "d", "default"), LiveDomain("d", "default", (), 0), True),
+        (Row(2, "l", "d", "cert-n"), LiveDomain("d", "default", (), 0), False),
+    ],
+)
+def test_is_at_target(row: Row, live: LiveDomain, at_target: bool) -> None:
+    """A row is at target when the server id matches and, where the row names client CAs, they match as a set."""
+    assert is_at_target(row, live) is at_target
+
+
+def test_judge_and_rollback_rules() -> None:
+    """Absent listener/domain → not found; status ≠ 0 → changing; a rollback cannot remove client CAs and says so."""
+    row = Row(2, "l", "d.example.com", "cert-n", "cert-ca")
+    assert judge(row, None)[0] is Verdict.NOT_FOUND
+    assert judge(row, {})[0] is Verdict.NOT_FOUND
+    assert judge(row, {"d.example.com": LiveDomain("d.example.com", "cert-o", (), 1)})[0] is Verdict.CHANGING
+    undo = rollback_for(row, "cert-o", ())
+    assert undo.certificate_id == "cert-o" and "cannot remove" in undo.note
+    assert rollback_for(row, "default", ("cert-a", "cert-b")).poly_client_certificate_ids == "cert-a;cert-b"
