@@ -255,9 +255,10 @@ def test_workbook_has_summary_chart_filterable_rows_and_errors(
     rows_ws = book["Rows"]
     assert rows_ws.freeze_panes == "A2" and rows_ws.auto_filter.ref
     assert sum(len(cf.rules) for cf in rows_ws.conditional_formatting) == 6  # one colour per outcome
-    notes = [c.value for c in rows_ws["P"][1:]]
+    note_column = next(c.column_letter for c in rows_ws[1] if c.value == "Note")
+    notes = [c.value for c in rows_ws[note_column][1:]]
     assert notes == ['=HYPERLINK("http://x")', "@cmd"]
-    assert all(c.data_type == "s" and c.quotePrefix for c in rows_ws["P"][1:])
+    assert all(c.data_type == "s" and c.quotePrefix for c in rows_ws[note_column][1:])
     errors = list(book["Errors"].iter_rows(values_only=True))
     assert errors[1][3] == "InvalidParameterValue.CertificateNotMatchDomain"
 
