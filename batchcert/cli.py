@@ -115,16 +115,18 @@ class _Progress:
             self._bar.__exit__(None, None, None)
 
     def update(self, counts: dict[Outcome, int], done: int, total: int) -> None:
-        text = "  ".join(f"{o.value} {n}" for o, n in counts.items() if n)
-        if self._bar is not None:
-            if self._task is None:
-                self._task = self._bar.add_task(text, total=total)
-            self._bar.update(self._task, completed=done, description=text)
-            return
+        """Called once per finished row: redraws at most 10 times a second (terminal) or every 2 s (plain lines)."""
         now = time.monotonic()
-        if now - self._last >= 2.0:
-            self._last = now
-            err.print(f"progress: {text}", highlight=False)
+        if now - self._last < (0.1 if self._bar is not None else 2.0) and done < total:
+            return
+        self._last = now
+        text = "  ".join(f"{o.value} {n}" for o, n in counts.items() if n)
+        if self._bar is None:
+            err.print(f"progress: {done}/{total} sent rows done — {text}", highlight=False)
+            return
+        if self._task is None:
+            self._task = self._bar.add_task(text, total=total)
+        self._bar.update(self._task, completed=done, description=text)
 
 
 def _print_summary(summary: RunSummary) -> None:

@@ -30,6 +30,7 @@ from batchcert.signing import sign_request
 #: 1/rate apart land rate+1 in some 1 s window once arrival jitter shifts them by a few ms (reference, "Rate limiter
 #: fact"). At 0.96 the 21st request trails the 1st by 1.04 s: 40 ms of jitter are absorbed.
 RATE_MARGIN = 0.96
+THROTTLED = "RequestLimitExceeded"
 
 
 class GateClosed(Exception):
@@ -37,24 +38,41 @@ class GateClosed(Exception):
 
 
 class RateGate:
-    """Admits callers one at a time, never more than `rate_per_s × RATE_MARGIN` per second on this clock.
+    """Admits callers one at a time, never more than `ceiling_per_s × RATE_MARGIN` per second on this clock.
 
     Pacing is aiolimiter's leaky bucket with a capacity of one (no bursts: `AsyncLimiter(rate, 1)` admits a burst of
     `rate` after every idle second, up to 2×rate in a sliding window). Among waiting callers the one with the
     highest `priority` goes first (ties: first come), so long listener queues are not starved by short ones.
+
+    Adaptive for a shared quota (console, other tools on the same sub-account): a throttled answer although we kept
+    the ceiling means someone else spends part of it, so `rate_per_s` drops by 30% — once per round of feedback:
+    throttles of calls granted before the last cut are already accounted for — and climbs back by
+    `RECOVERY_SHARE` of the ceiling per success, never above it: the AIMD shape of botocore's adaptive retry mode,
+    without its CUBIC curve. A cut also holds new grants for `HOLD_S`: the service counts a sliding second, so
+    once it is full every further request is refused until old ones leave the window.
     """
 
+    DECREASE = 0.7
+    RECOVERY_SHARE = 0.0025
+    MIN_RATE_PER_S = 0.5
+    HOLD_S = 0.5
+
     def __init__(self, rate_per_s: float) -> None:
+        self.ceiling_per_s = rate_per_s
         self.rate_per_s = rate_per_s
         self._limiter = AsyncLimiter(1, 1 / (rate_per_s * RATE_MARGIN))
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._pump: asyncio.Task[None] | None = None
+        self._last_grant = float("-inf")
+        self._last_cut = float("-inf")  # monotonic, as loop.time()
+        self._hold_until = float("-inf")
         self.closed = False
 
-    async def acquire(self, priority: float = 0.0) -> None:
-        """Wait for this caller's turn. Raises GateClosed once `close` was called, also for callers already waiting.
-        Cancellation while waiting gives up the turn without using a slot."""
+    async def acquire(self, priority: float = 0.0) -> float:
+        """Wait for this caller's turn; returns the grant time (monotonic s) to pass to `throttled`. Raises
+        GateClosed once `close` was called, also for callers already waiting. Cancellation while waiting gives up the
+        turn without using a slot."""
         if self.closed:
             raise GateClosed
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -66,14 +84,31 @@ class RateGate:
         except asyncio.CancelledError:
             fut.cancel()
             raise
+        return time.monotonic()
 
     async def _run_pump(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiters:
             await self._limiter.acquire()
+            if self.rate_per_s < self.ceiling_per_s:  # adapted below the ceiling: space grants further apart
+                spaced = self._last_grant + 1 / (self.rate_per_s * RATE_MARGIN)
+                await asyncio.sleep(max(0.0, spaced - loop.time(), self._hold_until - loop.time()))
             while self._waiters and self._waiters[0][2].done():
                 heapq.heappop(self._waiters)
             if self._waiters:
                 heapq.heappop(self._waiters)[2].set_result(None)
+                self._last_grant = loop.time()
+
+    def throttled(self, granted_at: float) -> None:
+        """The service answered RequestLimitExceeded to a call this gate granted at `granted_at` (monotonic s)."""
+        if granted_at > self._last_cut:
+            self._last_cut = time.monotonic()
+            self._hold_until = self._last_cut + self.HOLD_S
+            self.rate_per_s = max(self.MIN_RATE_PER_S, self.rate_per_s * self.DECREASE)
+
+    def succeeded(self) -> None:
+        """A call this gate admitted was not throttled."""
+        self.rate_per_s = min(self.ceiling_per_s, self.rate_per_s + self.RECOVERY_SHARE * self.ceiling_per_s)
 
     def close(self) -> None:
         """Admit no one any more: every waiter, and every later caller, gets GateClosed."""
@@ -153,7 +188,8 @@ class GaapClient:
         `before_send` runs after the gate admits the call and just before it goes on the wire (journal it there).
         Never raises for network or API problems; bounded by the timeout once sent.
         """
-        await self.quota.gate(action).acquire(priority)
+        gate = self.quota.gate(action)
+        granted_at = await gate.acquire(priority)
         body = json.dumps(params, ensure_ascii=False).encode("utf-8")
         signed = sign_request(
             secret_id=self._credentials.secret_id,
@@ -192,6 +228,10 @@ class GaapClient:
         result = _parse_answer(status, raw, started)
         if result.code == "AuthFailure.SignatureExpire" and date_header:
             self._learn_clock_offset(date_header)
+        if (result.code or "").startswith(THROTTLED):
+            gate.throttled(granted_at)
+        elif result.http_status == 200:
+            gate.succeeded()
         return result
 
     def _learn_clock_offset(self, date_header: str) -> None:

@@ -311,23 +311,22 @@ class Journal:
                 ),
             )
 
-    def record_previous(self, row_number: int, certificate_id: str, client_ids: tuple[str, ...]) -> None:
-        """Record a row's state before any change — only the first time (a rerun keeps the original state)."""
+    def record_previous(self, states: list[tuple[int, str, tuple[str, ...]]]) -> None:
+        """Record rows' state before any change, as (row number, certificate id, client ids) — only the first time
+        per row (a rerun keeps the original state). One transaction for all."""
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE rows SET previous_read = 1, previous_certificate_id = ?, previous_client_ids = ? "
                 "WHERE row_number = ? AND previous_read = 0",
-                (certificate_id, ";".join(client_ids), row_number),
+                [(cert, ";".join(clients), n) for n, cert, clients in states],
             )
 
-    def record_verification(
-        self, row_number: int, certificate_id: str, client_ids: tuple[str, ...], verified: bool
-    ) -> None:
-        """Record what the post-run read saw for a row and whether it equals the row's target."""
+    def record_verification(self, checks: list[tuple[int, str, tuple[str, ...], bool]]) -> None:
+        """Record what the post-run read saw, as (row number, certificate id, client ids, equals the target)."""
         with self._tx() as db:
-            db.execute(
+            db.executemany(
                 "UPDATE rows SET verified = ?, verified_certificate_id = ?, verified_client_ids = ? WHERE row_number = ?",
-                ("true" if verified else "false", certificate_id, ";".join(client_ids), row_number),
+                [("true" if ok else "false", cert, ";".join(clients), n) for n, cert, clients, ok in checks],
             )
 
     def last_modify_codes(self) -> dict[int, str]:

@@ -116,9 +116,9 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
     _write_atomic(path, write)
 
 
-def build_frame(journal: Journal) -> pd.DataFrame:
-    """The report table: REPORT_COLUMNS, then the mapping's extra columns, one line per mapping row."""
-    records = journal.report_records()
+def build_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """The report table from `Journal.report_records()`: REPORT_COLUMNS, then the mapping's extra columns, one line
+    per mapping row."""
     extra_names: list[str] = []
     for record in records:
         for name, _ in record["extra"]:
@@ -139,7 +139,8 @@ def write_reports(journal: Journal) -> Reports:
     """(Re)write every report file of `journal`'s run directory. Side effect: files in the run directory only."""
     run_dir = journal.run_dir
     facts = journal.facts()
-    frame = build_frame(journal)
+    records = journal.report_records()
+    frame = build_frame(records)
     counts = {o: int((frame["outcome"] == o.value).sum()) for o in Outcome}
     codes = Counter(c for c in frame["error_code"] if c)
     attempts = journal.attempt_records()
@@ -151,8 +152,8 @@ def write_reports(journal: Journal) -> Reports:
         list(frame.columns),
         frame.astype(object).where(frame.notna(), "").itertuples(index=False),
     )
-    _write_failed(journal, run_dir / "failed.csv", frame)
-    _write_rollback(journal, run_dir / "rollback.csv")
+    _write_failed(records, json.loads(facts.get("columns", "[]")), run_dir / "failed.csv")
+    _write_rollback(records, run_dir / "rollback.csv")
     _write_atomic(
         run_dir / "summary.json",
         lambda p: p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"),
@@ -165,17 +166,16 @@ def write_reports(journal: Journal) -> Reports:
     return Reports(run_dir, counts, files, tuple(summary["verification"]["succeeded_but_live_state_differs"]))
 
 
-def _write_failed(journal: Journal, path: Path, frame: pd.DataFrame) -> None:
-    columns = json.loads(journal.facts().get("columns", "[]"))
-    not_done = set(frame.loc[~frame["outcome"].isin([o.value for o in DONE_OUTCOMES]), "row"])
-    rows = [r["cells"] for r in journal.report_records() if r["row"] in not_done]
-    _write_csv(path, columns, rows)
+def _write_failed(records: list[dict[str, Any]], columns: list[str], path: Path) -> None:
+    """The rows not done, in the mapping's own columns and cells."""
+    done = {o.value for o in DONE_OUTCOMES}
+    _write_csv(path, columns, [r["cells"] for r in records if r["outcome"] not in done])
 
 
-def _write_rollback(journal: Journal, path: Path) -> None:
+def _write_rollback(records: list[dict[str, Any]], path: Path) -> None:
     """A mapping that restores, for every row this run changed, the ids read before the change (`default` too)."""
     lines = []
-    for record in journal.report_records():
+    for record in records:
         if record["outcome"] != Outcome.SUCCEEDED or record["duplicate_of"] is not None or not record["previous_read"]:
             continue
         row = Row(

@@ -40,6 +40,8 @@ from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, CallResult, Di
 from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, live_domains
 
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
+#: gate priority of a read that a listener lane is blocked on (ambiguous answer, changing domain)
+URGENT = 1e9
 _IDLE = LiveDomain("", "", (), 0)
 
 
@@ -178,8 +180,10 @@ class LiveReader:
         self._on_read = on_read
         self._sleep = sleep
 
-    async def read(self, listener_id: str, row_number: int | None = None, priority: float = 1e9) -> Reading:
-        """The listener's live domains. Never raises for API or network problems (a failed Reading instead)."""
+    async def read(self, listener_id: str, row_number: int | None = None, priority: float = URGENT) -> Reading:
+        """The listener's live domains. Never raises for API or network problems (a failed Reading instead).
+        `priority` orders reads at the gate: URGENT for a read a lane is blocked on, rows waiting for a pre-flight
+        read, 0 for post-run verification (it must not delay reads that gate changes)."""
 
         async def once() -> CallResult | None:
             sent_at = time.time()
@@ -305,7 +309,7 @@ class Runner:
             await self._sleep(self._until_listener_free(lane))  # let the last change's task end first
             await self._verify(listener_id, self._verify_rows[listener_id])
 
-    async def _read(self, listener_id: str, row_number: int | None = None, priority: float = 1e9) -> Reading:
+    async def _read(self, listener_id: str, row_number: int | None = None, priority: float = URGENT) -> Reading:
         reading = await self.reader.read(listener_id, row_number, priority)
         if reading.failed and classify.disposition_of(reading.code) is Disposition.STOP_RUN:
             self.stop(f"the run stopped at {reading.code} — {classify.policy_for(reading.code).advice}")
@@ -317,10 +321,11 @@ class Runner:
         if reading.failed:
             return rows  # unknown state: send, and let the answers decide
         pending = []
-        for row in rows:
-            verdict, live = judge(row, reading.domains)
-            if live is not None:
-                self.journal.record_previous(row.row_number, live.certificate_id, live.client_ids)
+        judged = [(row, *judge(row, reading.domains)) for row in rows]
+        self.journal.record_previous(
+            [(row.row_number, live.certificate_id, live.client_ids) for row, _, live in judged if live is not None]
+        )
+        for row, verdict, _ in judged:
             if verdict in VERDICT_OUTCOMES:
                 outcome, code, message = VERDICT_OUTCOMES[verdict]
                 if verdict is Verdict.UNCHANGED and row.row_number in self._ambiguous:
@@ -349,21 +354,25 @@ class Runner:
         """Read the listener again and record, per row on it, the live state and whether it is the row's target.
         Re-reads a few times while a domain of these rows still reports DomainStatus ≠ 0."""
         for _ in range(5):
-            reading = await self._read(listener_id)
+            reading = await self._read(listener_id, priority=0)
             domains = reading.domains or {}
             if reading.failed or all(domains.get(r.domain.lower(), _IDLE).status == 0 for r in rows):
                 break
             await self._sleep(self.pacer.gap_s)
         if reading.failed:
             return
+        checks = []
         for row in rows:
             live = domains.get(row.domain.lower())
-            self.journal.record_verification(
-                row.row_number,
-                live.certificate_id if live else "",
-                live.client_ids if live else (),
-                live is not None and is_at_target(row, live),
+            checks.append(
+                (
+                    row.row_number,
+                    live.certificate_id if live else "",
+                    live.client_ids if live else (),
+                    live is not None and is_at_target(row, live),
+                )
             )
+        self.journal.record_verification(checks)
 
     async def _work_lane(self, lane: ListenerLane) -> None:
         while lane.rows:

@@ -102,8 +102,8 @@ class RunSettings:
     ca_bundle: Path | None = None
 
     def __post_init__(self) -> None:
-        if not 0 < self.rate_per_s <= 1000:
-            raise SettingsError(f"--rate {self.rate_per_s} is out of range — give requests per second in (0, 1000]")
+        if not 0 < self.rate_per_s <= 10000:
+            raise SettingsError(f"--rate {self.rate_per_s} is out of range — give requests per second in (0, 10000]")
         if not 0 < self.timeout_s <= 600:
             raise SettingsError(f"--timeout {self.timeout_s} is out of range — give seconds in (0, 600]")
         if not 1 <= self.max_attempts <= 100:
