@@ -20,6 +20,10 @@ TRANSPORT_RESET = "Transport.ConnectionReset"
 TRANSPORT_CONNECT = "Transport.ConnectionError"
 TRANSPORT_INVALID = "Transport.InvalidResponse"
 TRANSPORT_CLIENT = "Transport.ClientError"
+TRANSPORT_CERTIFICATE = "Transport.CertificateError"
+TRANSPORT_TLS = "Transport.TLSError"
+#: SignatureExpire answered while our clock was off: the client corrected its offset from the Date header
+CLOCK_CORRECTED = "Transport.ClockCorrected"
 
 
 def transport_http(status: int) -> str:
@@ -105,6 +109,13 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         False,
         "could not connect to the endpoint — check the network or proxy, then rerun",
     ),
+    CLOCK_CORRECTED: (R, False, "this machine's clock is off; batchcert corrected it from the server's Date header"),
+    TRANSPORT_CERTIFICATE: (
+        S,
+        False,
+        "the endpoint's TLS certificate is not trusted — behind a corporate TLS proxy pass --ca-bundle FILE",
+    ),
+    TRANSPORT_TLS: (S, False, "the TLS handshake failed — check the endpoint, the proxy and --ca-bundle"),
     # --- terminal: the request itself is wrong; fix the row -----------------------------------------------------
     "FailedOperation": (T, False, "the service refused the change — see the message"),
     "FailedOperation.ProxyVersionNotSupport": (

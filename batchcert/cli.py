@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from batchcert.errors import EXIT_CANNOT_START, EXIT_INTERRUPTED, EXIT_OK, BatchcertError
+from batchcert.errors import EXIT_CANNOT_START, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, BatchcertError
 from batchcert.settings import DEFAULT_ENDPOINT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_S, DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ NoPreflightOpt = Annotated[
     bool, typer.Option("--no-preflight", help="Skip reading each listener's live state before sending.")
 ]
 NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip reading the live state again after the run.")]
+CaBundleOpt = Annotated[
+    Path | None, typer.Option("--ca-bundle", help="PEM file of extra trusted CAs (a corporate TLS proxy).")
+]
 
 
 def _fail(exc: BatchcertError) -> typer.Exit:
@@ -63,10 +66,19 @@ def validate(mapping: MappingArg, sheet: SheetOpt = None) -> None:
     raise typer.Exit(EXIT_CANNOT_START if checked.problems else EXIT_OK)
 
 
+SHOWN_PROBLEMS = 50
+
+
 def _confirm_on_terminal(yes: bool) -> Any:
     def confirm(preview: Preview) -> bool:
         for warning in preview.warnings:
             err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        for problem in preview.problems[:SHOWN_PROBLEMS]:
+            err.print(f"invalid, not sent: {problem}", highlight=False, markup=False)
+        if len(preview.problems) > SHOWN_PROBLEMS:
+            err.print(
+                f"… and {len(preview.problems) - SHOWN_PROBLEMS} more invalid rows (see the report)", highlight=False
+            )
         if yes or not sys.stdin.isatty():
             return True
         err.print(f"Mapping:   {preview.source}", highlight=False)
@@ -180,6 +192,7 @@ def run(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Send every valid row of MAPPING and write a reconciliation report."""
     from batchcert.runner import RunnerConfig
@@ -197,6 +210,7 @@ def run(
         rehearsal=emulator or world is not None,
         world=world,
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
+        ca_bundle=ca_bundle,
     )
     try:
         with _Progress() as progress:
@@ -231,6 +245,7 @@ def rerun(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
     from batchcert.runner import RunnerConfig
@@ -245,6 +260,7 @@ def rerun(
         max_attempts=max_attempts,
         profile=profile,
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
+        ca_bundle=ca_bundle,
     )
     try:
         with _Progress() as progress:
@@ -286,6 +302,7 @@ def plan(
     sheet: SheetOpt = None,
     emulator: Annotated[bool, typer.Option("--emulator", help="Plan against an in-process emulator.")] = False,
     world: Annotated[Path | None, typer.Option(help="Emulator world file (implies --emulator).")] = None,
+    ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Say what `run` would change, from one read per listener; exit 0 nothing to change, 1 error, 2 changes pending."""
     from rich.table import Table
@@ -302,6 +319,7 @@ def plan(
         sheet=sheet,
         rehearsal=emulator or world is not None,
         world=world,
+        ca_bundle=ca_bundle,
     )
     try:
         result = plan_mapping(request)
@@ -372,4 +390,19 @@ def emulator_command(
 
 
 def main() -> None:
-    app()
+    """Entry point. An unexpected error (a bug) exits 3 with a one-line message instead of a traceback; the
+    journal of a run directory stays intact. BATCHCERT_DEBUG=1 shows the traceback."""
+    import os
+
+    try:
+        app()
+    except Exception as exc:  # the last line of defence: documented exit code, no traceback
+        if os.environ.get("BATCHCERT_DEBUG"):
+            raise
+        err.print(
+            f"internal error: {type(exc).__name__}: {exc} — this is a bug; the journal of any run directory is "
+            "intact (`batchcert report RUN_DIR` rewrites its reports). Set BATCHCERT_DEBUG=1 for details.",
+            highlight=False,
+            markup=False,
+        )
+        raise SystemExit(EXIT_INTERNAL) from None

@@ -14,6 +14,7 @@ import json
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from batchcert.signing import sign_request
 #: fact"). At 0.96 the 21st request trails the 1st by 1.04 s: 40 ms of jitter are absorbed.
 RATE_MARGIN = 0.96
 THROTTLED = "RequestLimitExceeded"
+SIGNATURE_EXPIRE = "AuthFailure.SignatureExpire"
 
 
 class GateClosed(Exception):
@@ -172,8 +174,9 @@ class GaapClient:
         self.quota = quota
         self._timeout_s = timeout_s
         self._clock = clock
-        #: seconds to add to the local clock when signing; set from the server's Date header after SignatureExpire
+        #: seconds to add to the local clock when signing; set once from the server's Date header after SignatureExpire
         self.clock_offset_s = 0.0
+        self._clock_corrected = False
 
     async def call(
         self,
@@ -191,6 +194,7 @@ class GaapClient:
         gate = self.quota.gate(action)
         granted_at = await gate.acquire(priority)
         body = json.dumps(params, ensure_ascii=False).encode("utf-8")
+        offset_used = self.clock_offset_s
         signed = sign_request(
             secret_id=self._credentials.secret_id,
             secret_key=self._credentials.secret_key,
@@ -200,7 +204,7 @@ class GaapClient:
             action=action,
             version=API_VERSION,
             body=body,
-            timestamp=int(self._clock() + self.clock_offset_s),
+            timestamp=int(self._clock() + offset_used),
         )
         if before_send is not None:
             before_send()
@@ -214,6 +218,10 @@ class GaapClient:
                     status, date_header = resp.status, resp.headers.get("Date", "")
         except TimeoutError:
             return _failure(classify.TRANSPORT_TIMEOUT, f"no answer within {self._timeout_s:g} s", started)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            return _failure(classify.TRANSPORT_CERTIFICATE, str(exc), started, sent=False)
+        except aiohttp.ClientConnectorSSLError as exc:
+            return _failure(classify.TRANSPORT_TLS, str(exc), started, sent=False)
         except aiohttp.ClientConnectorError as exc:
             return _failure(classify.TRANSPORT_CONNECT, str(exc), started, sent=False)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
@@ -226,20 +234,36 @@ class GaapClient:
         except aiohttp.ClientError as exc:
             return _failure(classify.TRANSPORT_CLIENT, f"{type(exc).__name__}: {exc}", started)
         result = _parse_answer(status, raw, started)
-        if result.code == "AuthFailure.SignatureExpire" and date_header:
-            self._learn_clock_offset(date_header)
+        if result.code == SIGNATURE_EXPIRE and self._clock_was_off(offset_used, date_header):
+            # our clock was off: the caller retries, re-signed with the corrected offset (policy table)
+            result = replace(
+                result,
+                code=classify.CLOCK_CORRECTED,
+                message=f"{SIGNATURE_EXPIRE}: {result.message} (clock offset now {self.clock_offset_s:+.0f} s)",
+            )
         if (result.code or "").startswith(THROTTLED):
             gate.throttled(granted_at)
         elif result.http_status == 200:
             gate.succeeded()
         return result
 
-    def _learn_clock_offset(self, date_header: str) -> None:
+    def _clock_was_off(self, offset_used: float, date_header: str) -> bool:
+        """After SignatureExpire: correct the offset from the server's Date header — once per client — and say
+        whether this request was signed with a wrong clock (before or at that correction). A SignatureExpire for a
+        request signed after the correction is real (credentials, or a clock still off)."""
+        if not self._clock_corrected:
+            self._clock_corrected = self._learn_clock_offset(date_header)
+            return self._clock_corrected
+        return offset_used != self.clock_offset_s
+
+    def _learn_clock_offset(self, date_header: str) -> bool:
+        """Set the signing offset from the server's Date header; False when the header is missing or unreadable."""
         try:
             server_now = parsedate_to_datetime(date_header).timestamp()
-        except (TypeError, ValueError):
-            return
+        except (TypeError, ValueError, IndexError):
+            return False
         self.clock_offset_s = server_now - self._clock()
+        return True
 
 
 def _failure(code: str, message: str, started: float, *, sent: bool = True) -> CallResult:

@@ -16,11 +16,13 @@ The world file is a contract other tools write:
  "certificates": {"cert-…": {"type": 2, "domains": ["*.example.com", "example.com"]}},
  "faults": {"seed": 1, "hang_seconds": 30, "probabilities": {"InternalError": 0.1, ...},
             "domains": {"www.example.com": [{"kind": "InternalError", "times": 2}, {"kind": "changing", "seconds": 1}]}},
- "competing_rate": 0}                                         optional; requests/s another client spends of each limit
+ "competing_rate": 0,                                          optional; requests/s another client spends of each limit
+ "clock_offset_s": 0}                                         optional; the server clock runs this far ahead
 ```
 Fault kinds: `InternalError`, `http502`, `reset`, `hang` (no answer, nothing applied), `apply_then_hang` (applied, no
 answer), `changing` (the domain reports DomainStatus 1 for `seconds`), `ListenerHasTask` (the listener stays busy
-for `seconds`).
+for `seconds`; < 0 until released through `/_emulator/release`). `faults.storms`: [[start_s, seconds], …] after
+start during which every request is throttled.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import hmac
 import json
 import random
 import socket
+import ssl
 import struct
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +116,7 @@ class Faults:
     hang_seconds: float = 30.0
     probabilities: dict[str, float] = field(default_factory=dict)
     domains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    storms: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -126,6 +131,7 @@ class World:
     latency_ms: tuple[float, float] = (20.0, 20.0)
     faults: Faults = field(default_factory=Faults)
     competing_rate: float = 0.0
+    clock_offset_s: float = 0.0
 
     @classmethod
     def from_dict(cls, data: Any) -> World:
@@ -197,6 +203,7 @@ def _world_from_dict(data: Any) -> World:
         hang_seconds=float(f.get("hang_seconds", 30.0)),
         probabilities={str(k): float(v) for k, v in dict(f.get("probabilities", {})).items()},
         domains={str(k): [dict(x) for x in v] for k, v in dict(f.get("domains", {})).items()},
+        storms=[(float(a), float(b)) for a, b in f.get("storms", [])],
     )
     for kind in [*faults.probabilities, *(x.get("kind") for v in faults.domains.values() for x in v)]:
         if kind not in FAULT_KINDS:
@@ -212,6 +219,7 @@ def _world_from_dict(data: Any) -> World:
         latency_ms=(lo, hi),
         faults=faults,
         competing_rate=float(data.get("competing_rate", 0.0)),
+        clock_offset_s=float(data.get("clock_offset_s", 0.0)),
     )
 
 
@@ -293,7 +301,10 @@ class Emulator:
 
     def __init__(self, world: World, wall_clock: Callable[[], float] = time.time) -> None:
         self.world = world
-        self.wall_clock = wall_clock
+        self.wall_clock: Callable[[], float] = (
+            (lambda: wall_clock() + world.clock_offset_s) if world.clock_offset_s else wall_clock
+        )
+        self.started = time.monotonic()
         self.ledger: list[LedgerEntry] = []
         #: answers given, by code ("OK" for success) — e.g. stats["RequestLimitExceeded"]
         self.stats: Counter[str] = Counter()
@@ -378,7 +389,9 @@ class Emulator:
             return web.Response(status=500)
         await asyncio.sleep(latency_s / 2)
         payload["RequestId"] = request_id
-        return _json(200, {"Response": payload})
+        response = _json(200, {"Response": payload})
+        response.headers["Date"] = formatdate(self.wall_clock(), usegmt=True)  # the server's clock, skew included
+        return response
 
     # -- checks
     def _authenticate(self, request: web.Request, body: bytes) -> str:
@@ -415,6 +428,13 @@ class Emulator:
 
     def _admit(self, secret_id: str, action: str) -> None:
         now = time.monotonic()
+        since_start = now - self.started
+        if any(start <= since_start < start + length for start, length in self.world.faults.storms):
+            raise ApiError(
+                "RequestLimitExceeded",
+                f"Your current request times equals to `{self.world.rate_limit + 1}` in a second, which exceeds the "
+                f"frequency limit `{self.world.rate_limit}` for a second.",
+            )
         window = self.admitted.setdefault((secret_id, action), deque())
         while window and window[0] <= now - 1.0:
             window.popleft()
@@ -649,19 +669,21 @@ def _reset(request: web.Request) -> None:
 
 @contextlib.asynccontextmanager
 async def serve(
-    world: World, host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+    world: World, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None, **kwargs: Any
 ) -> AsyncIterator[tuple[str, Emulator]]:
-    """Serve an emulator on `host:port` (0 = any free port) for the duration of the block.
+    """Serve an emulator on `host:port` (0 = any free port) for the duration of the block; https when an
+    `ssl_context` is given.
 
     Yields (base URL such as `http://127.0.0.1:40123`, the Emulator). Pending handlers are cancelled on exit.
     """
     emulator = Emulator(world, **kwargs)
     runner = web.AppRunner(emulator.app(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = runner.addresses[0]
+    scheme = "https" if ssl_context else "http"
     try:
-        yield f"http://{host}:{bound[1]}", emulator
+        yield f"{scheme}://{host}:{bound[1]}", emulator
     finally:
         await runner.cleanup()

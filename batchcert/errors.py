@@ -6,11 +6,13 @@ Every class carries the process exit code the CLI maps it to (policy as data: `E
 from __future__ import annotations
 
 #: Process exit codes (issue contract): 0 every row succeeded or was unchanged; 1 finished with some row not done;
-#: 2 could not start; 130 interrupted.
+#: 2 could not start; 130 interrupted; 3 an internal error (a bug).
 EXIT_OK = 0
 EXIT_ROWS_NOT_DONE = 1
 EXIT_CANNOT_START = 2
 EXIT_INTERRUPTED = 130
+#: an unexpected error inside batchcert (a bug): one line on stderr, the journal intact
+EXIT_INTERNAL = 3
 
 
 class BatchcertError(Exception):

@@ -2,17 +2,15 @@
 
 Row numbers are what a spreadsheet shows for a record: the header is row 1, the first data record row 2 (a CSV
 record with an embedded newline is still one row). Everything is read as text — no float ids, no NaN — and cells
-are stripped; the neutralizing quote that reports put before formula-like cells is removed again here, so
+of the known columns are stripped (other columns pass through untouched); the neutralizing quote that reports put before formula-like cells is removed again here, so
 `failed.csv` and `rollback.csv` read back as the mappings they were.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import re
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -44,7 +42,8 @@ COLUMN_ALIASES: dict[str, str] = {
 LISTENER_ID_RE = re.compile(r"listener-[0-9a-z]{1,32}")
 CERTIFICATE_ID_RE = re.compile(r"cert-[0-9a-z]{1,32}")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-DOMAIN_RE = re.compile(rf"(\*\.)?({_LABEL}\.)+{_LABEL}", re.IGNORECASE)
+# the top-level label starts with a letter (no all-numeric TLDs, RFC 3696 §2): "1.5e10" read from a number cell fails
+DOMAIN_RE = re.compile(rf"(\*\.)?({_LABEL}\.)+(?=[a-z]){_LABEL}", re.IGNORECASE)
 POLY_SEPARATORS = re.compile(r"[;,|\s]+")
 #: characters that make a spreadsheet evaluate a cell (OWASP CSV injection); reports prefix such cells with "'"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -55,10 +54,10 @@ def normalize_header(name: str) -> str:
 
 
 def restore_cell(value: str) -> str:
-    """Undo the report's neutralization (`'=x` → `=x`) and strip white space."""
+    """Undo the report's neutralization (`'=x` → `=x`); everything else is kept as it is."""
     if value.startswith("'") and value[1:2] in FORMULA_PREFIXES and value[1:2] != "":
-        value = value[1:]
-    return value.strip()
+        return value[1:]
+    return value
 
 
 def file_sha256(path: Path) -> str:
@@ -70,7 +69,7 @@ def file_sha256(path: Path) -> str:
 
 
 def _read_table(path: Path, sheet: str | None) -> list[list[str]]:
-    """The file's records as lists of stripped strings, header first. Raises MappingError when unreadable."""
+    """The file's records as lists of strings, header first. Raises MappingError when unreadable."""
     if not path.is_file():
         raise MappingError(f"mapping {path} does not exist — check the path")
     suffix = path.suffix.lower()
@@ -106,17 +105,27 @@ def _read_csv(path: Path) -> pd.DataFrame:
             keep_default_na=False,
             skip_blank_lines=False,
         )
-    except (pd.errors.ParserError, csv.Error) as exc:
-        raise MappingError(f"mapping {path.name} is not a readable CSV: {exc} — check quoting") from None
+    except Exception as exc:  # any parser failure is the file's problem: say so, never a traceback
+        raise MappingError(
+            f"mapping {path.name} is not a readable CSV ({type(exc).__name__}: {str(exc)[:200]}) — check quoting, "
+            "or save it again as 'CSV UTF-8'"
+        ) from None
 
 
 def _read_excel(path: Path, sheet: str | None) -> pd.DataFrame:
     try:
-        book = pd.ExcelFile(path, engine="openpyxl")
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        return _parse_excel(path, sheet)
+    except MappingError:
+        raise
+    except Exception as exc:  # openpyxl raises many types for damaged files: say so, never a traceback
         raise MappingError(
-            f"mapping {path.name} is not a readable .xlsx file ({exc}) — re-save it from Excel"
+            f"mapping {path.name} is not a readable .xlsx file ({type(exc).__name__}: {str(exc)[:200]}) — "
+            "re-save it from Excel"
         ) from None
+
+
+def _parse_excel(path: Path, sheet: str | None) -> pd.DataFrame:
+    book = pd.ExcelFile(path, engine="openpyxl")
     with book:
         names = [str(n) for n in book.sheet_names]
         if sheet is not None and sheet not in names:
@@ -156,9 +165,9 @@ def read_mapping(path: Path, sheet: str | None = None) -> Mapping:
     """Read and validate a mapping. Raises MappingError only for file-level problems (unreadable, empty, missing
     required column); row-level problems are returned in `Mapping.problems`."""
     table = _read_table(path, sheet)
-    if not table or not any(table[0]):
+    if not table or not any(h.strip() for h in table[0]):
         raise MappingError(f"mapping {path.name} has no header row — the first row must name the columns")
-    header = table[0]
+    header = [h.strip() for h in table[0]]
     column_of = _match_columns(header, path)
     index = {canonical: header.index(name) for canonical, name in column_of.items()}
     rows: list[Row] = []
@@ -167,12 +176,13 @@ def read_mapping(path: Path, sheet: str | None = None) -> Mapping:
     for offset, record in enumerate(table[1:]):
         row_number = offset + 2
         record = record + [""] * (len(header) - len(record))
-        if not any(record):
+        if not any(cell.strip() for cell in record):
             continue  # blank line: not a row (its number is still skipped, as a spreadsheet shows it)
         cells[row_number] = tuple(record)
 
         def cell(canonical: str, record: list[str] = record) -> str:
-            return record[index[canonical]] if canonical in index else ""
+            # ids and domains are stripped; the mapping's other columns pass through untouched
+            return record[index[canonical]].strip() if canonical in index else ""
 
         poly_text = cell(POLY_CLIENT_CERTIFICATE_IDS)
         row = Row(

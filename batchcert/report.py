@@ -69,6 +69,7 @@ OUTCOME_COLOURS = {
     Outcome.NOT_ATTEMPTED: "#D9D9D9",
 }
 DONE_OUTCOMES = (Outcome.SUCCEEDED, Outcome.UNCHANGED)
+EXCEL_CELL_CHARS = 32767
 
 
 def neutralize(value: Any) -> Any:
@@ -310,6 +311,8 @@ def _write_workbook(path: Path, summary: dict[str, Any], frame: pd.DataFrame, at
             sheet.write_number(r, c, value, fmt)
         else:
             text = str(value)
+            if len(text) > EXCEL_CELL_CHARS:  # Excel's limit; the CSV report keeps the whole value
+                text = text[: EXCEL_CELL_CHARS - 20] + " …[truncated]"
             sheet.write_string(r, c, text, quoted if text.startswith(FORMULA_PREFIXES) else fmt)
 
     # Summary

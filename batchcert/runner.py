@@ -50,9 +50,9 @@ class RunnerConfig:
     """Retry and pacing knobs. Times in seconds."""
 
     max_attempts: int = 6
-    backoff_initial_s: float = 0.5
+    backoff_initial_s: float = 0.25
     backoff_max_s: float = 8.0
-    backoff_jitter_s: float = 0.5
+    backoff_jitter_s: float = 0.25
     #: first guess of the send-to-send gap a listener needs between changes; learned as the run goes
     listener_task_s: float = 0.5
     #: read every listener's live state before sending (rows at target end `unchanged`, absent ones `terminal`)
@@ -186,13 +186,18 @@ class LiveReader:
         read, 0 for post-run verification (it must not delay reads that gate changes)."""
 
         async def once() -> CallResult | None:
-            sent_at = time.time()
+            sent_at: list[float] = []
             try:
-                result = await self._client.call(ACTION_DESCRIBE_RULES, {"ListenerId": listener_id}, priority=priority)
+                result = await self._client.call(
+                    ACTION_DESCRIBE_RULES,
+                    {"ListenerId": listener_id},
+                    priority=priority,
+                    before_send=lambda: sent_at.append(time.time()),
+                )
             except GateClosed:
                 return None
             if self._on_read is not None:
-                self._on_read(listener_id, result, sent_at, row_number)
+                self._on_read(listener_id, result, sent_at[0], row_number)
             return result
 
         retrying = AsyncRetrying(

@@ -108,6 +108,10 @@ class RunSettings:
             raise SettingsError(f"--timeout {self.timeout_s} is out of range — give seconds in (0, 600]")
         if not 1 <= self.max_attempts <= 100:
             raise SettingsError(f"--max-attempts {self.max_attempts} is out of range — give 1 to 100")
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise SettingsError(
+                f"--ca-bundle {self.ca_bundle} is not a file — give a PEM file of trusted CA certificates"
+            )
 
 
 @dataclass(frozen=True)

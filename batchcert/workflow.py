@@ -61,6 +61,7 @@ class RunRequest:
     world: Path | None = None
     reports_root: Path = Path("reports")
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class Preview:
     rehearsal: bool
     run_dir: Path
     warnings: tuple[str, ...]
+    #: why rows are invalid ("row 17: CertificateId is empty — …"), in mapping order
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ def run_mapping(
         rate_per_s=request.rate_per_s,
         timeout_s=request.timeout_s,
         max_attempts=request.max_attempts,
+        ca_bundle=request.ca_bundle,
     )
     world: emulator.World | None = None
     warnings: tuple[str, ...] = ()
@@ -162,6 +166,7 @@ def run_mapping(
         rehearsal=request.rehearsal,
         run_dir=run_dir,
         warnings=warnings,
+        problems=tuple(mapping.problems[n] for n in sorted(mapping.problems)),
     )
     if not confirm(preview):
         raise Declined("nothing was sent — answered no at the prompt")
@@ -195,6 +200,7 @@ class RerunRequest:
     max_attempts: int | None = None
     profile: str | None = None
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    ca_bundle: Path | None = None
 
 
 def rerun_run(
@@ -219,6 +225,7 @@ def rerun_run(
             rate_per_s=request.rate_per_s or float(recorded.get("rate_per_s", DEFAULT_RATE_PER_S)),
             timeout_s=request.timeout_s or float(recorded.get("timeout_s", DEFAULT_TIMEOUT_S)),
             max_attempts=request.max_attempts or int(recorded.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
+            ca_bundle=request.ca_bundle,
         )
         wanted = RERUN_OUTCOMES | ({Outcome.TERMINAL} if request.include_terminal else set())
         rows = journal.rows(frozenset(wanted))
@@ -421,6 +428,7 @@ class PlanRequest:
     rehearsal: bool = False
     world: Path | None = None
     reports_root: Path = Path("reports")
+    ca_bundle: Path | None = None
 
 
 PLAN_COLUMNS = (
@@ -458,7 +466,9 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     """Read every distinct listener of the mapping once (under the rate ceiling) and say what `run` would do with
     each row; write plan.csv. Sends no change. Raises BatchcertError for run-level problems."""
     mapping = read_mapping(request.mapping, request.sheet)
-    settings = RunSettings(parse_endpoint(request.endpoint), request.rate_per_s, request.timeout_s)
+    settings = RunSettings(
+        parse_endpoint(request.endpoint), request.rate_per_s, request.timeout_s, ca_bundle=request.ca_bundle
+    )
     world: emulator.World | None = None
     if request.rehearsal:
         world = emulator.load_world(request.world) if request.world else emulator.world_for_rows(mapping.valid_rows())

@@ -68,8 +68,9 @@ async def served(world_factory: Callable[..., emu.World]) -> AsyncIterator[tuple
 class ThreadedEmulator:
     """An emulator served from its own thread and loop, for synchronous clients such as the official SDK."""
 
-    def __init__(self, world: emu.World) -> None:
+    def __init__(self, world: emu.World, ssl_context: Any = None) -> None:
         self.world = world
+        self.ssl_context = ssl_context
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -89,7 +90,7 @@ class ThreadedEmulator:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
-        async with emu.serve(self.world) as (url, emulator):
+        async with emu.serve(self.world, ssl_context=self.ssl_context) as (url, emulator):
             self.base_url, self.emulator = url, emulator
             self._ready.set()
             await self._stop.wait()
@@ -109,8 +110,8 @@ class ThreadedEmulator:
 def threaded_emulator() -> Iterator[Callable[..., ThreadedEmulator]]:
     started: list[ThreadedEmulator] = []
 
-    def start(world: emu.World | None = None) -> ThreadedEmulator:
-        server = ThreadedEmulator(world or make_world()).__enter__()
+    def start(world: emu.World | None = None, ssl_context: Any = None) -> ThreadedEmulator:
+        server = ThreadedEmulator(world or make_world(), ssl_context).__enter__()
         started.append(server)
         return server
 

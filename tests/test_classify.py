@@ -70,6 +70,10 @@ CASES = [
     ("Transport.ConnectionError", R),
     ("Transport.HTTP502", R),
     ("Transport.InvalidResponse", R),
+    ("Transport.Interrupted", R),
+    ("Transport.ClockCorrected", R),
+    ("Transport.CertificateError", S),
+    ("Transport.TLSError", S),
     # sub-codes fall back to their parent; unknown codes are terminal
     ("ResourceInUse.Listener", R),
     ("AuthFailure.SomethingNew", S),
