@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -141,6 +142,21 @@ class _Progress:
         self._bar.update(self._task, completed=done, description=text)
 
 
+def _send_with_progress(core: Callable[[Any, Any], RunSummary], yes: bool) -> NoReturn:
+    """Run a sending core function (`run_mapping`, `rerun_run`) with the prompt and a progress display, print its
+    summary and exit with its code; run-level errors exit with theirs."""
+    try:
+        with _Progress() as progress:
+            summary = core(_confirm_on_terminal(yes), progress.update)
+    except BatchcertError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err.print(_INTERRUPTED_OUTSIDE_RUN)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
 def _print_summary(summary: RunSummary) -> None:
     from batchcert.model import Outcome
 
@@ -212,16 +228,7 @@ def run(
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
         ca_bundle=ca_bundle,
     )
-    try:
-        with _Progress() as progress:
-            summary = run_mapping(request, _confirm_on_terminal(yes), progress.update)
-    except BatchcertError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        err.print(_INTERRUPTED_OUTSIDE_RUN)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    _print_summary(summary)
-    raise typer.Exit(summary.exit_code)
+    _send_with_progress(lambda confirm, progress: run_mapping(request, confirm, progress), yes)
 
 
 _INTERRUPTED_OUTSIDE_RUN = (
@@ -262,16 +269,7 @@ def rerun(
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
         ca_bundle=ca_bundle,
     )
-    try:
-        with _Progress() as progress:
-            summary = rerun_run(request, _confirm_on_terminal(yes), progress.update)
-    except BatchcertError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        err.print(_INTERRUPTED_OUTSIDE_RUN)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    _print_summary(summary)
-    raise typer.Exit(summary.exit_code)
+    _send_with_progress(lambda confirm, progress: rerun_run(request, confirm, progress), yes)
 
 
 @app.command()

@@ -92,14 +92,23 @@ class RateGate:
         loop = asyncio.get_running_loop()
         while self._waiters:
             await self._limiter.acquire()
-            if self.rate_per_s < self.ceiling_per_s:  # adapted below the ceiling: space grants further apart
-                spaced = self._last_grant + 1 / (self.rate_per_s * RATE_MARGIN)
-                await asyncio.sleep(max(0.0, spaced - loop.time(), self._hold_until - loop.time()))
+            # Strict spacing from the last *send* (see `mark_sent`), re-checked after every wait: the leaky bucket
+            # alone lets a grant catch up after an event-loop stall (a journal commit before a send), and two sends
+            # closer than 1/rate would land rate+1 in some second at the service. Also honours the adaptive rate
+            # and the hold after a throttle.
+            while (
+                wait := max(self._last_grant + 1 / (self.rate_per_s * RATE_MARGIN), self._hold_until) - loop.time()
+            ) > 0:
+                await asyncio.sleep(wait)
             while self._waiters and self._waiters[0][2].done():
                 heapq.heappop(self._waiters)
             if self._waiters:
                 heapq.heappop(self._waiters)[2].set_result(None)
                 self._last_grant = loop.time()
+
+    def mark_sent(self) -> None:
+        """The granted call is going on the wire now: later grants are spaced from this moment."""
+        self._last_grant = max(self._last_grant, time.monotonic())
 
     def throttled(self, granted_at: float) -> None:
         """The service answered RequestLimitExceeded to a call this gate granted at `granted_at` (monotonic s)."""
@@ -208,6 +217,7 @@ class GaapClient:
         )
         if before_send is not None:
             before_send()
+        gate.mark_sent()
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout_s):

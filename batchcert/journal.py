@@ -269,15 +269,7 @@ class Journal:
             db.execute(
                 "UPDATE attempts SET finished_at = ?, request_id = ?, code = ?, message = ?, http_status = ?, "
                 "latency_ms = ? WHERE id = ?",
-                (
-                    time.time(),
-                    result.request_id,
-                    result.code or "OK",
-                    result.message,
-                    result.http_status,
-                    round(result.latency_s * 1000, 1),
-                    attempt.id,
-                ),
+                (*_answer_fields(result), attempt.id),
             )
 
     def finish_row(
@@ -297,18 +289,7 @@ class Journal:
             db.execute(
                 "INSERT INTO attempts(row_number, listener_id, session_id, action, sent_at, finished_at, request_id, "
                 "code, message, http_status, latency_ms) VALUES (?, ?, ?, 'DescribeRules', ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row_number,
-                    listener_id,
-                    self.session_id or 0,
-                    sent_at,
-                    time.time(),
-                    result.request_id,
-                    result.code or "OK",
-                    result.message,
-                    result.http_status,
-                    round(result.latency_s * 1000, 1),
-                ),
+                (row_number, listener_id, self.session_id or 0, sent_at, *_answer_fields(result)),
             )
 
     def record_previous(self, states: list[tuple[int, str, tuple[str, ...]]]) -> None:
@@ -412,6 +393,19 @@ class Journal:
         )
         names = [c[0] for c in cur.description]
         return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+
+
+def _answer_fields(result: CallResult) -> tuple[Any, ...]:
+    """An answer as the attempts table stores it: finished_at, request_id, code ("OK" on success), message,
+    http_status, latency_ms."""
+    return (
+        time.time(),
+        result.request_id,
+        result.code or "OK",
+        result.message,
+        result.http_status,
+        round(result.latency_s * 1000, 1),
+    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -118,6 +118,12 @@ def default_run_dir(root: Path, mapping: Path) -> Path:
     return candidate
 
 
+def _emulator_credentials(world: emulator.World) -> Credentials:
+    """The credential a rehearsal signs with: the world's first (the in-process emulator is all that knows it)."""
+    secret_id, secret_key = next(iter(world.credentials.items()))
+    return Credentials(secret_id, secret_key, source="emulator")
+
+
 def _rehearsal_world(request: RunRequest, mapping: Mapping) -> emulator.World:
     if request.world is not None:
         return emulator.load_world(request.world)
@@ -148,8 +154,7 @@ def run_mapping(
     warnings: tuple[str, ...] = ()
     if request.rehearsal:
         world = _rehearsal_world(request, mapping)
-        secret_id, secret_key = next(iter(world.credentials.items()))
-        credentials = Credentials(secret_id, secret_key, source="emulator")
+        credentials = _emulator_credentials(world)
     else:
         lookup = load_credentials(request.profile)
         credentials, warnings = lookup.credentials, lookup.warnings
@@ -233,8 +238,7 @@ def rerun_run(
         if rehearsal:
             world_path = facts.get("world", "")
             world = emulator.load_world(Path(world_path)) if world_path else emulator.world_for_rows(journal.rows())
-            secret_id, secret_key = next(iter(world.credentials.items()))
-            credentials = Credentials(secret_id, secret_key, source="emulator")
+            credentials = _emulator_credentials(world)
         else:
             lookup = load_credentials(request.profile)
             credentials = lookup.credentials
@@ -472,8 +476,7 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     world: emulator.World | None = None
     if request.rehearsal:
         world = emulator.load_world(request.world) if request.world else emulator.world_for_rows(mapping.valid_rows())
-        secret_id, secret_key = next(iter(world.credentials.items()))
-        credentials = Credentials(secret_id, secret_key, source="emulator")
+        credentials = _emulator_credentials(world)
     else:
         credentials = load_credentials(request.profile).credentials
     planned = {
