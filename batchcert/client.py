@@ -43,7 +43,8 @@ class RateGate:
     """Admits callers one at a time, never more than `ceiling_per_s × RATE_MARGIN` per second on this clock.
 
     Pacing is aiolimiter's leaky bucket with a capacity of one (no bursts: `AsyncLimiter(rate, 1)` admits a burst of
-    `rate` after every idle second, up to 2×rate in a sliding window). Among waiting callers the one with the
+    `rate` after every idle second, up to 2×rate in a sliding window), plus strict spacing from the moment the
+    previous call actually went on the wire (`mark_sent`), so a stalled event loop cannot bunch two sends. Among waiting callers the one with the
     highest `priority` goes first (ties: first come), so long listener queues are not starved by short ones.
 
     Adaptive for a shared quota (console, other tools on the same sub-account): a throttled answer although we kept
@@ -96,15 +97,17 @@ class RateGate:
             # alone lets a grant catch up after an event-loop stall (a journal commit before a send), and two sends
             # closer than 1/rate would land rate+1 in some second at the service. Also honours the adaptive rate
             # and the hold after a throttle.
-            while (
-                wait := max(self._last_grant + 1 / (self.rate_per_s * RATE_MARGIN), self._hold_until) - loop.time()
-            ) > 0:
+            while (wait := self._next_grant_at() - loop.time()) > 0:  # noqa: ASYNC110 - a moving deadline, not polling
                 await asyncio.sleep(wait)
             while self._waiters and self._waiters[0][2].done():
                 heapq.heappop(self._waiters)
             if self._waiters:
                 heapq.heappop(self._waiters)[2].set_result(None)
                 self._last_grant = loop.time()
+
+    def _next_grant_at(self) -> float:
+        """The earliest monotonic time for the next grant: one interval after the last send, and after any hold."""
+        return max(self._last_grant + 1 / (self.rate_per_s * RATE_MARGIN), self._hold_until)
 
     def mark_sent(self) -> None:
         """The granted call is going on the wire now: later grants are spaced from this moment."""
