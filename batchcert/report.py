@@ -365,9 +365,15 @@ def _write_workbook(path: Path, summary: dict[str, Any], frame: pd.DataFrame, at
     columns = list(frame.columns)
     for c, name in enumerate(columns):
         put(rows_ws, 0, c, name, bold)
-    for r, values in enumerate(frame.astype(object).itertuples(index=False), start=1):
+    # hot loop (one call per cell): plain strings go straight to write_string; the rest through `put`
+    table = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+    write_string = rows_ws.write_string
+    for r, values in enumerate(table, start=1):
         for c, value in enumerate(values):
-            put(rows_ws, r, c, value)
+            if type(value) is str and not value.startswith(FORMULA_PREFIXES) and len(value) <= EXCEL_CELL_CHARS:
+                write_string(r, c, value)
+            else:
+                put(rows_ws, r, c, value)
     last = max(len(frame), 1)
     rows_ws.freeze_panes(1, 0)
     rows_ws.autofilter(0, 0, last, len(columns) - 1)

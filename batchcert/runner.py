@@ -21,7 +21,6 @@ Per-row failures are outcomes in the journal, never exceptions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import defaultdict, deque
@@ -226,6 +225,11 @@ class LiveReader:
         return Reading(None, result.request_id, failed=True, code=result.code or "")
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _is_retryable(result: CallResult | None) -> bool:
     return result is not None and not result.ok and classify.disposition_of(result.code or "") is Disposition.RETRYABLE
 
@@ -278,6 +282,15 @@ class Runner:
         self._changing: set[int] = set()
         self._ambiguous: frozenset[int] = frozenset()
         self._verify_rows: dict[str, list[Row]] = defaultdict(list)
+        self._sleepers: set[asyncio.Future[None]] = set()
+        self._backoff = wait_exponential_jitter(
+            multiplier=config.backoff_initial_s, max=config.backoff_max_s, jitter=config.backoff_jitter_s
+        )
+        self._stop_retrying = stop_any(
+            stop_after_attempt(config.max_attempts),
+            _StopWhen(self._stopping.is_set),
+            _StopWhen(lambda: not self.budget.take()),
+        )
 
     @property
     def stopping(self) -> bool:
@@ -289,6 +302,8 @@ class Runner:
             self.stop_reason = reason
             self._stopping.set()
             self.client.quota.close()
+            for wake in list(self._sleepers):
+                _resolve(wake)
 
     async def run(self, rows: list[Row]) -> None:
         """Process `rows` (valid, primary rows) to an outcome each. Returns when every row has one.
@@ -400,29 +415,27 @@ class Runner:
         return max(0.0, lane.last_change_sent + self.pacer.gap_s - time.monotonic())
 
     async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake at once when the run stops."""
-        if seconds <= 0:
+        """Sleep, but wake at once when the run stops (a timer on a future: no task per sleep)."""
+        if seconds <= 0 or self._stopping.is_set():
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, wake)
+        self._sleepers.add(wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._sleepers.discard(wake)
 
-    def _wait_before_retry(self, lane: ListenerLane) -> Callable[[RetryCallState], float]:
-        backoff = wait_exponential_jitter(
-            multiplier=self.config.backoff_initial_s, max=self.config.backoff_max_s, jitter=self.config.backoff_jitter_s
-        )
-
-        def wait(state: RetryCallState) -> float:
-            result = state.outcome.result() if state.outcome else None
-            if (
-                isinstance(result, CallResult)
-                and result.code == LISTENER_HAS_TASK
-                and lane.last_change_sent is not None
-            ):
-                # our own previous change is still running: retry as soon as the (now longer) gap has passed
-                return max(0.02, self._until_listener_free(lane)) * random.uniform(1.0, 1.1)
-            return float(backoff(state))
-
-        return wait
+    def _wait_before_retry(self, state: RetryCallState) -> float:
+        """Seconds before the next attempt of a row (`state.args` = row, lane, attempts): a listener busy with our own
+        previous change is retried as soon as the pacer's gap has passed; anything else backs off with jitter."""
+        lane: ListenerLane = state.args[1]
+        result = state.outcome.result() if state.outcome else None
+        if isinstance(result, CallResult) and result.code == LISTENER_HAS_TASK and lane.last_change_sent is not None:
+            return max(0.02, self._until_listener_free(lane)) * random.uniform(1.0, 1.1)
+        return float(self._backoff(state))
 
     async def _send(self, row: Row, lane: ListenerLane, attempts: list[CallResult]) -> CallResult | None:
         """One attempt: journal it just before it leaves, send, journal the answer, teach the pacer.
@@ -463,13 +476,11 @@ class Runner:
 
     async def _process_row(self, row: Row, lane: ListenerLane) -> Outcome:
         attempts: list[CallResult] = []
+        # a retry object per row: tenacity keeps per-iteration state on the object (thread-local, shared by all
+        # coroutines), so concurrent rows must not share one
         retrying = AsyncRetrying(
-            stop=stop_any(
-                stop_after_attempt(self.config.max_attempts),
-                _StopWhen(self._stopping.is_set),
-                _StopWhen(lambda: not self.budget.take()),
-            ),
-            wait=self._wait_before_retry(lane),
+            stop=self._stop_retrying,
+            wait=self._wait_before_retry,
             retry=retry_if_result(_is_retryable),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
             sleep=self._sleep,
