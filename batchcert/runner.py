@@ -117,8 +117,9 @@ class ListenerLane:
 
 
 class RetryBudget:
-    """A run-wide allowance of retries: starts at `initial`, each retry costs one, each success earns `per_success`
-    (capped at twice the initial allowance plus what successes earned recently)."""
+    """A run-wide allowance of retries: starts at `initial`, each retry costs one, each success earns `per_success`,
+    never holding more than five times the initial allowance — so an outage after a long good stretch still stops
+    within a bounded number of retries (gRPC-style retry throttling)."""
 
     def __init__(self, initial: float, per_success: float) -> None:
         self.tokens = initial
@@ -457,9 +458,14 @@ class Runner:
             handle.append(self.journal.begin_attempt(row.row_number, ACTION_MODIFY))
             sent_at.append(time.monotonic())
 
+        # gate priority: rows left on the lane; a retry goes half a step ahead of first attempts of equally long
+        # lanes, or rows hit by a transient fault would queue behind every fresh row and become the run's tail
         try:
             result = await self.client.call(
-                ACTION_MODIFY, row.request_params(), priority=len(lane.rows) + 1, before_send=journal_start
+                ACTION_MODIFY,
+                row.request_params(),
+                priority=len(lane.rows) + 1 + (0.5 if attempts else 0.0),
+                before_send=journal_start,
             )
         except GateClosed:
             return None

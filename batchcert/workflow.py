@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -318,7 +318,7 @@ def _execute(
         if on_progress is not None:
             on_progress(dict(live), finished, len(rows))
 
-    config = RunnerConfig(**{**config.__dict__, "max_attempts": settings.max_attempts})
+    config = replace(config, max_attempts=settings.max_attempts)
     outcome = asyncio.run(_drive(journal, rows, settings, credentials, world, config, row_done))
     status = "interrupted" if outcome.interrupted else ("stopped" if outcome.stop_reason else "finished")
     journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable

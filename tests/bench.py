@@ -340,7 +340,7 @@ def main() -> int:
         results = [
             run_batchcert("(a) batchcert, clean", world, mapping, workdir, RATE),
             run_batchcert("(a') batchcert, clean, --no-verify", world, mapping, workdir, RATE, ["--no-verify"]),
-            run_batchcert("(b) batchcert, 10% faults", faulty, mapping, workdir, RATE, ["--timeout", "1.5"]),
+            run_batchcert("(b) batchcert, 10% faults", faulty, mapping, workdir, RATE, ["--timeout", "1.0"]),
             run_sdk("(c) SDK + gather(20)", world, mapping, workdir),
             run_batchcert(
                 "(d) batchcert, shared quota", {**world, "competing_rate": RATE / 2}, mapping, workdir, RATE / 2
