@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import migration_world
+
 ROOT = Path(__file__).resolve().parent.parent
 BATCHCERT = [sys.executable, "-m", "batchcert"]
 RATE = 20
@@ -47,21 +49,7 @@ def skewed(rows: int = 400) -> tuple[dict[str, Any], list[tuple[str, str, str]]]
         listeners[f"listener-hot{i % 3:05d}"].append(f"h{i}.example.com")
     for i in range(rows - hot):
         listeners[f"listener-one{i:05d}"] = [f"o{i}.example.com"]
-    world = {
-        "rate_limit": RATE,
-        "task_seconds": TASK_S,
-        "latency_ms": LATENCY_MS,
-        "listeners": {
-            lid: {"certificate_id": "cert-old", "domains": {d: {"certificate_id": "cert-old"} for d in doms}}
-            for lid, doms in listeners.items()
-        },
-        "certificates": {
-            "cert-old": {"type": 2, "domains": ["*.example.com"]},
-            "cert-new": {"type": 2, "domains": ["*.example.com"]},
-        },
-    }
-    mapping = [(lid, d, "cert-new") for lid, doms in listeners.items() for d in doms]
-    return world, mapping
+    return migration_world(listeners, rate_limit=RATE, task_seconds=TASK_S, latency_ms=LATENCY_MS)
 
 
 class Emulator:
@@ -255,20 +243,7 @@ def overhead_ms_per_row(workdir: Path, rows: int = 2000, repeats: int = 3) -> fl
     """CPU per row of `batchcert run` against a 2,000/s emulator with no latency and no task time: the median over
     `repeats` fresh worlds of (CPU of an N-row run - CPU of a zero-row run) / N."""
     listeners = {f"listener-c{i:07d}": [f"c{i}-{j}.example.com" for j in range(rows // 200)] for i in range(200)}
-    world = {
-        "rate_limit": 2000,
-        "task_seconds": 0,
-        "latency_ms": 0,
-        "listeners": {
-            lid: {"certificate_id": "cert-old", "domains": {d: {"certificate_id": "cert-old"} for d in doms}}
-            for lid, doms in listeners.items()
-        },
-        "certificates": {
-            "cert-old": {"type": 2, "domains": ["*.example.com"]},
-            "cert-new": {"type": 2, "domains": ["*.example.com"]},
-        },
-    }
-    all_rows = [(lid, d, "cert-new") for lid, doms in listeners.items() for d in doms]
+    world, all_rows = migration_world(listeners, rate_limit=2000, task_seconds=0, latency_ms=0)
     samples = []
     for rep in range(repeats):
         emulator = Emulator(world, workdir)  # fresh: every row still needs its change

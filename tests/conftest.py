@@ -15,6 +15,29 @@ SECRET_ID = "AKIDtestsuite00000000000000000000001"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 
 
+def migration_world(
+    listeners: dict[str, list[str]], **overrides: Any
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """World data (test credentials) where each listener's domains sit on cert-old, and the mapping rows moving every
+    domain to cert-new; both certificates cover *.example.com. `overrides` set rate_limit, task_seconds, faults, …"""
+    world: dict[str, Any] = {
+        "credentials": {SECRET_ID: SECRET_KEY},
+        "rate_limit": 20,
+        "task_seconds": 0.3,
+        "latency_ms": 20,
+        "listeners": {
+            lid: {"certificate_id": "cert-old", "domains": {d: {"certificate_id": "cert-old"} for d in domains}}
+            for lid, domains in listeners.items()
+        },
+        "certificates": {
+            "cert-old": {"type": 2, "domains": ["*.example.com"]},
+            "cert-new": {"type": 2, "domains": ["*.example.com"]},
+        },
+        **overrides,
+    }
+    return world, [(lid, d, "cert-new") for lid, domains in listeners.items() for d in domains]
+
+
 def make_world(**overrides: Any) -> emu.World:
     """A small world: two 3.0 listeners, a 2.0 listener, wildcard and exact server certificates, client CAs."""
     data: dict[str, Any] = {

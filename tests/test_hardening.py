@@ -21,32 +21,15 @@ from batchcert.plan import read_mapping
 from batchcert.runner import RunnerConfig
 from batchcert.settings import parse_endpoint
 from batchcert.workflow import RunRequest, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def one_row_listeners(n: int, **overrides: Any) -> tuple[emu.World, list[tuple[str, str, str]]]:
-    listeners = {
-        f"listener-n{i:07d}": {
-            "certificate_id": "cert-old",
-            "domains": {f"n{i}.example.com": {"certificate_id": "cert-old"}},
-        }
-        for i in range(n)
-    }
-    data: dict[str, Any] = {
-        "credentials": {SECRET_ID: SECRET_KEY},
-        "rate_limit": 100,
-        "task_seconds": 0.05,
-        "latency_ms": 2,
-        "listeners": listeners,
-        "certificates": {
-            "cert-old": {"type": 2, "domains": ["*.example.com"]},
-            "cert-new": {"type": 2, "domains": ["*.example.com"]},
-        },
-        **overrides,
-    }
-    return emu.World.from_dict(data), [(lid, f"n{i}.example.com", "cert-new") for i, lid in enumerate(listeners)]
+    listeners = {f"listener-n{i:07d}": [f"n{i}.example.com"] for i in range(n)}
+    world, rows = migration_world(listeners, **{"rate_limit": 100, "task_seconds": 0.05, "latency_ms": 2, **overrides})
+    return emu.World.from_dict(world), rows
 
 
 @pytest.mark.usefixtures("credentials_env")

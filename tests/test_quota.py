@@ -14,7 +14,7 @@ from batchcert import emulator as emu
 from batchcert.client import GateClosed, RateGate
 from batchcert.runner import RunnerConfig
 from batchcert.workflow import RunRequest, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import ThreadedEmulator, migration_world, write_mapping
 
 
 async def test_grants_are_spaced_under_the_ceiling_and_by_priority() -> None:
@@ -74,29 +74,10 @@ def test_shared_quota_run_is_rarely_throttled_and_complete(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """With another client spending half the limit, the run adapts: under 5% throttled, every row applied once."""
-    listeners = {
-        f"listener-q{i:07d}": {
-            "certificate_id": "cert-old",
-            "domains": {f"q{i}.example.com": {"certificate_id": "cert-old"}},
-        }
-        for i in range(150)
-    }
-    world = emu.World.from_dict(
-        {
-            "credentials": {SECRET_ID: SECRET_KEY},
-            "rate_limit": 60,
-            "competing_rate": 30,
-            "task_seconds": 0.1,
-            "latency_ms": 10,
-            "listeners": listeners,
-            "certificates": {
-                "cert-old": {"type": 2, "domains": ["*.example.com"]},
-                "cert-new": {"type": 2, "domains": ["*.example.com"]},
-            },
-        }
-    )
+    listeners = {f"listener-q{i:07d}": [f"q{i}.example.com"] for i in range(150)}
+    data, rows = migration_world(listeners, rate_limit=60, competing_rate=30, task_seconds=0.1, latency_ms=10)
+    world = emu.World.from_dict(data)
     server = threaded_emulator(world)
-    rows = [(lid, f"q{i}.example.com", "cert-new") for i, lid in enumerate(listeners)]
     summary = run_mapping(
         RunRequest(
             mapping=write_mapping(tmp_path / "m.csv", rows),
