@@ -174,7 +174,10 @@ def _print_summary(summary: RunSummary) -> None:
     if summary.stop_reason:
         label = "interrupted" if summary.interrupted else "stopped"
         err.print(f"[bold red]{label}:[/] {summary.stop_reason}", highlight=False)
-    out.print(f"Report: {summary.run_dir / 'report.csv'} (and report.xlsx, summary.md, failed.csv, rollback.csv)", highlight=False)
+    out.print(
+        f"Report: {summary.run_dir / 'report.csv'} (and report.xlsx, summary.md, failed.csv, rollback.csv)",
+        highlight=False,
+    )
     if summary.counts[Outcome.RETRYABLE] or summary.counts[Outcome.NOT_ATTEMPTED]:
         out.print(f"To continue: {summary.rerun_command}", highlight=False)
     if summary.counts[Outcome.TERMINAL]:
