@@ -318,12 +318,6 @@ class Journal:
         )
         return {int(n): str(c or "") for n, c in cur.fetchall()}
 
-    def attempt_count(self, row_number: int, action: str) -> int:
-        (n,) = self._db.execute(
-            "SELECT COUNT(*) FROM attempts WHERE row_number = ? AND action = ?", (row_number, action)
-        ).fetchone()
-        return int(n)
-
     # -- views for reports
     def report_records(self) -> list[dict[str, Any]]:
         """One dict per mapping row in mapping order, with its outcome, reads and verification (a duplicate takes its

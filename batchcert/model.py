@@ -102,22 +102,6 @@ class CallResult:
 
 
 @dataclass(frozen=True)
-class RunTotals:
-    """Counts per outcome at the end of a run (or rerun), in mapping-row terms (duplicates count once each)."""
-
-    counts: dict[Outcome, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def all_done(self) -> bool:
-        """True when every row succeeded or was unchanged (exit code 0)."""
-        return all(n == 0 for o, n in self.counts.items() if o not in (Outcome.SUCCEEDED, Outcome.UNCHANGED))
-
-
-@dataclass(frozen=True)
 class Mapping:
     """A read and validated mapping. `rows` holds every data record (valid or not) in file order.
 
