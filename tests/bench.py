@@ -110,6 +110,32 @@ def applied_rows(emulator: Emulator, mapping: list[tuple[str, str, str]]) -> set
     return {(lid, d) for lid, d, cert in mapping if world[lid]["domains"][d]["certificate_id"] == cert}
 
 
+def _result(
+    name: str,
+    mapping: list[tuple[str, str, str]],
+    wall_s: float,
+    decided_s: float,
+    rate: float,
+    emulator: Emulator,
+    applied: int,
+    reported_right: int,
+) -> Result:
+    """A scenario's row of the table; request counts come from the emulator's stats."""
+    stats = emulator.get("stats")
+    return Result(
+        name,
+        len(mapping),
+        wall_s,
+        decided_s,
+        bound_s(mapping, rate),
+        sum(stats.values()),
+        stats.get("RequestLimitExceeded", 0),
+        stats.get("FailedOperation.ListenerHasTask", 0),
+        applied,
+        reported_right,
+    )
+
+
 def run_batchcert(
     name: str,
     world: dict[str, Any],
@@ -152,23 +178,11 @@ def run_batchcert(
                 "SELECT MIN(s.started_at), MAX(r.finished_at) FROM sessions s, rows r"
             ).fetchone()
 
-        stats = emulator.get("stats")
         applied = applied_rows(emulator, mapping)
         with (out / "report.csv").open() as fh:
             report = {(r["listener_id"], r["domain"]): r["outcome"] for r in csv.DictReader(fh)}
         right = sum(1 for key, outcome in report.items() if (outcome == "succeeded") == (key in applied))
-        return Result(
-            name,
-            len(mapping),
-            summary["duration_s"],
-            decided - started,
-            bound_s(mapping, rate),
-            sum(stats.values()),
-            stats.get("RequestLimitExceeded", 0),
-            stats.get("FailedOperation.ListenerHasTask", 0),
-            len(applied),
-            right,
-        )
+        return _result(name, mapping, summary["duration_s"], decided - started, rate, emulator, len(applied), right)
     finally:
         emulator.close()
 
@@ -212,21 +226,9 @@ def run_sdk(name: str, world: dict[str, Any], mapping: list[tuple[str, str, str]
         started = time.monotonic()
         said = asyncio.run(main())
         wall = time.monotonic() - started
-        stats = emulator.get("stats")
         applied = applied_rows(emulator, mapping)
         right = sum(1 for (lid, d, _), ok in zip(mapping, said, strict=True) if ok == ((lid, d) in applied))
-        return Result(
-            name,
-            len(mapping),
-            wall,
-            wall,
-            bound_s(mapping, RATE),
-            sum(stats.values()),
-            stats.get("RequestLimitExceeded", 0),
-            stats.get("FailedOperation.ListenerHasTask", 0),
-            len(applied),
-            right,
-        )
+        return _result(name, mapping, wall, wall, RATE, emulator, len(applied), right)
     finally:
         emulator.close()
 

@@ -17,7 +17,7 @@ from batchcert import emulator as emu
 from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
 from batchcert.workflow import RunRequest, RunSummary, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 
@@ -139,25 +139,12 @@ def test_transient_faults_all_end_succeeded(threaded_emulator: Callable[..., Thr
     assert len(by_row["d0.example.com"]["request_ids"].split(";")) == 3
 
 
+FAST_WORLD = {"rate_limit": 50, "task_seconds": 0.1, "latency_ms": 5}
+
+
 def make_domains_world(n: int, **overrides: Any) -> dict[str, Any]:
-    world: dict[str, Any] = {
-        "credentials": {SECRET_ID: SECRET_KEY},
-        "rate_limit": 50,
-        "task_seconds": 0.1,
-        "latency_ms": 5,
-        "listeners": {
-            "listener-aaaa0001": {
-                "certificate_id": "cert-old",
-                "domains": {f"d{i}.example.com": {"certificate_id": "cert-old"} for i in range(n)},
-            }
-        },
-        "certificates": {
-            "cert-old": {"type": 2, "domains": ["*.example.com"]},
-            "cert-new": {"type": 2, "domains": ["*.example.com"]},
-        },
-    }
-    world.update(overrides)
-    return world
+    """One listener with domains d0…d{n-1}.example.com on cert-old (a fast world: the limit is not the point)."""
+    return migration_world({"listener-aaaa0001": [f"d{i}.example.com" for i in range(n)]}, **FAST_WORLD, **overrides)[0]
 
 
 def test_xlsx_mapping_gives_the_same_report(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> None:
@@ -210,16 +197,9 @@ def test_outage_is_bounded_by_the_retry_budget(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """When every request fails, the run-wide retry budget caps the retries: no retry storm, rows end retryable."""
-    world = make_domains_world(1, faults={"probabilities": {"InternalError": 1.0}})
-    world["listeners"] = {
-        f"listener-out{i:05d}": {
-            "certificate_id": "cert-old",
-            "domains": {f"d{i}.example.com": {"certificate_id": "cert-old"}},
-        }
-        for i in range(40)
-    }
+    listeners = {f"listener-out{i:05d}": [f"d{i}.example.com"] for i in range(40)}
+    world, rows = migration_world(listeners, **FAST_WORLD, faults={"probabilities": {"InternalError": 1.0}})
     server = threaded_emulator(emu.World.from_dict(world))
-    rows = [(f"listener-out{i:05d}", f"d{i}.example.com", "cert-new") for i in range(40)]
     config = RunnerConfig(backoff_initial_s=0.01, backoff_jitter_s=0.01, backoff_max_s=0.05, retry_budget_initial=10)
     summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", runner=config)
     assert server.emulator is not None
@@ -267,18 +247,10 @@ def test_probabilistic_faults_still_end_right(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """With 10% InternalError, 502 and resets drawn at random, every row is applied exactly once and succeeds."""
-    world = make_domains_world(
-        1, faults={"seed": 3, "probabilities": {"InternalError": 0.1, "http502": 0.1, "reset": 0.1}}
-    )
-    world["listeners"] = {
-        f"listener-p{i:07d}": {
-            "certificate_id": "cert-old",
-            "domains": {f"d{i}.example.com": {"certificate_id": "cert-old"}},
-        }
-        for i in range(30)
-    }
+    listeners = {f"listener-p{i:07d}": [f"d{i}.example.com"] for i in range(30)}
+    faults = {"seed": 3, "probabilities": {"InternalError": 0.1, "http502": 0.1, "reset": 0.1}}
+    world, rows = migration_world(listeners, **FAST_WORLD, faults=faults)
     server = threaded_emulator(emu.World.from_dict(world))
-    rows = [(f"listener-p{i:07d}", f"d{i}.example.com", "cert-new") for i in range(30)]
     config = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05)
     summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", runner=config)
     assert summary.exit_code == 0
