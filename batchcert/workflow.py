@@ -9,9 +9,10 @@ rows (that is in `runner`, `plan`, `classify`); it opens, wires, runs and closes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,9 +125,10 @@ def _emulator_credentials(world: emulator.World) -> Credentials:
     return Credentials(secret_id, secret_key, source="emulator")
 
 
-def _rehearsal_world(request: RunRequest, mapping: Mapping) -> emulator.World:
-    if request.world is not None:
-        return emulator.load_world(request.world)
+def _rehearsal_world(world_path: Path | None, mapping: Mapping) -> emulator.World:
+    """The given world file, or one in which every valid row of the mapping would succeed."""
+    if world_path is not None:
+        return emulator.load_world(world_path)
     # a fresh random credential: the in-process emulator is the only thing that knows it
     creds = {f"AKIDrehearsal{secrets.token_hex(12)}": secrets.token_urlsafe(24)}
     return emulator.world_for_rows(mapping.valid_rows(), credentials=creds)
@@ -153,7 +155,7 @@ def run_mapping(
     world: emulator.World | None = None
     warnings: tuple[str, ...] = ()
     if request.rehearsal:
-        world = _rehearsal_world(request, mapping)
+        world = _rehearsal_world(request.world, mapping)
         credentials = _emulator_credentials(world)
     else:
         lookup = load_credentials(request.profile)
@@ -350,11 +352,19 @@ async def _drive(
     config: RunnerConfig,
     row_done: Callable[[Row, Outcome], None],
 ) -> _Drive:
+    async with _target(settings, world) as target:
+        return await _drive_endpoint(journal, rows, target, credentials, config, row_done)
+
+
+@contextlib.asynccontextmanager
+async def _target(settings: RunSettings, world: emulator.World | None) -> AsyncIterator[RunSettings]:
+    """The settings to send with: as given, or — for a rehearsal — pointed at an in-process emulator serving
+    `world` for the duration of the block."""
     if world is None:
-        return await _drive_endpoint(journal, rows, settings, credentials, config, row_done)
+        yield settings
+        return
     async with emulator.serve(world) as (url, _):
-        local = RunSettings(parse_endpoint(url), settings.rate_per_s, settings.timeout_s, settings.max_attempts)
-        return await _drive_endpoint(journal, rows, local, credentials, config, row_done)
+        yield replace(settings, endpoint=parse_endpoint(url))
 
 
 async def _drive_endpoint(
@@ -475,7 +485,7 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     )
     world: emulator.World | None = None
     if request.rehearsal:
-        world = emulator.load_world(request.world) if request.world else emulator.world_for_rows(mapping.valid_rows())
+        world = _rehearsal_world(request.world, mapping)
         credentials = _emulator_credentials(world)
     else:
         credentials = load_credentials(request.profile).credentials
@@ -516,14 +526,10 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
 async def _plan(
     rows: list[Row], settings: RunSettings, credentials: Credentials, world: emulator.World | None
 ) -> list[PlanLine]:
-    if world is not None:
-        async with emulator.serve(world) as (url, _):
-            local = RunSettings(parse_endpoint(url), settings.rate_per_s, settings.timeout_s, settings.max_attempts)
-            return await _plan(rows, local, credentials, None)
-    async with create_session(settings.endpoint, settings.ca_bundle) as session:
-        quota = Quota(settings.rate_per_s)
-        client = GaapClient(session, settings.endpoint, credentials, quota, settings.timeout_s)
+    async with _target(settings, world) as target, create_session(target.endpoint, target.ca_bundle) as session:
+        quota = Quota(target.rate_per_s)
+        client = GaapClient(session, target.endpoint, credentials, quota, target.timeout_s)
         try:
-            return await plan_rows(LiveReader(client, RunnerConfig(max_attempts=settings.max_attempts)), rows)
+            return await plan_rows(LiveReader(client, RunnerConfig(max_attempts=target.max_attempts)), rows)
         finally:
             quota.close()
