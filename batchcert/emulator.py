@@ -304,7 +304,7 @@ class Emulator:
         self.wall_clock: Callable[[], float] = (
             (lambda: wall_clock() + world.clock_offset_s) if world.clock_offset_s else wall_clock
         )
-        self.started = time.monotonic()
+        self.started = monotonic_s()
         self.ledger: list[LedgerEntry] = []
         #: answers given, by code ("OK" for success) — e.g. stats["RequestLimitExceeded"]
         self.stats: Counter[str] = Counter()
@@ -356,35 +356,27 @@ class Emulator:
         self.release(request.query.get("listener"))
         return _json(200, {"released": True})
 
+    def draw_latency_s(self) -> float:
+        """This request's latency, half spent before processing and half after."""
+        return self._rng.uniform(*self.world.latency_ms) / 1000
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        latency_s = self._rng.uniform(*self.world.latency_ms) / 1000
+        latency_s = self.draw_latency_s()
         await asyncio.sleep(latency_s / 2)
         request_id = str(uuid.uuid4())
         try:
-            secret_id = self._authenticate(request, body)
-            action = request.headers.get("X-TC-Action", "")
-            self.requests[action] += 1
-            self._admit(secret_id, action)
-            params = _parse_body(body)
-            if action == ACTION_MODIFY:
-                answer = await self._modify(request, params, request_id)
-                if isinstance(answer, web.StreamResponse):
-                    self.stats[f"fault:{answer.status}"] += 1
-                    return answer
-                payload = answer
-            elif action == ACTION_DESCRIBE_RULES:
-                payload = self._describe_rules(params)
-            elif action == ACTION_DESCRIBE_LISTENERS:
-                payload = self._describe_listeners(params)
-            else:
-                raise ApiError("InvalidAction", f"The action `{action}` is not supported by gaap.")
-            self.stats["OK"] += 1
+            try:
+                secret_id = self._authenticate(request, body)
+            except ApiError as err:
+                self.stats[err.code] += 1
+                raise
+            payload = await self.answer(secret_id, request.headers.get("X-TC-Action", ""), body, request_id)
         except ApiError as err:
-            self.stats[err.code] += 1
             payload = {"Error": {"Code": err.code, "Message": err.message}}
-        except _Abort:
-            self.stats["fault:abort"] += 1
+        except HttpFault as fault:
+            return web.Response(status=fault.status, text=fault.text, content_type="text/html")
+        except ConnectionAborted:
             _reset(request)
             return web.Response(status=500)
         await asyncio.sleep(latency_s / 2)
@@ -392,6 +384,34 @@ class Emulator:
         response = _json(200, {"Response": payload})
         response.headers["Date"] = formatdate(self.wall_clock(), usegmt=True)  # the server's clock, skew included
         return response
+
+    async def answer(self, secret_id: str, action: str, body: bytes, request_id: str) -> dict[str, Any]:
+        """Process an authenticated request — the rate limit, then the action — and return the `Response` payload
+        (without RequestId). Raises ApiError for an API error answer, HttpFault / ConnectionAborted for the
+        transport faults. Counted in `requests` and `stats`. The HTTP handler and in-process test fakes share it."""
+        self.requests[action] += 1
+        try:
+            self._admit(secret_id, action)
+            params = _parse_body(body)
+            if action == ACTION_MODIFY:
+                payload = await self._modify(params, request_id)
+            elif action == ACTION_DESCRIBE_RULES:
+                payload = self._describe_rules(params)
+            elif action == ACTION_DESCRIBE_LISTENERS:
+                payload = self._describe_listeners(params)
+            else:
+                raise ApiError("InvalidAction", f"The action `{action}` is not supported by gaap.")
+        except ApiError as err:
+            self.stats[err.code] += 1
+            raise
+        except HttpFault as fault:
+            self.stats[f"fault:{fault.status}"] += 1
+            raise
+        except ConnectionAborted:
+            self.stats["fault:abort"] += 1
+            raise
+        self.stats["OK"] += 1
+        return payload
 
     # -- checks
     def _authenticate(self, request: web.Request, body: bytes) -> str:
@@ -427,7 +447,7 @@ class Emulator:
         return auth.secret_id
 
     def _admit(self, secret_id: str, action: str) -> None:
-        now = time.monotonic()
+        now = monotonic_s()
         since_start = now - self.started
         if any(start <= since_start < start + length for start, length in self.world.faults.storms):
             raise ApiError(
@@ -470,9 +490,7 @@ class Emulator:
             draw -= p
         return None
 
-    async def _modify(
-        self, request: web.Request, params: dict[str, Any], request_id: str
-    ) -> dict[str, Any] | web.StreamResponse:
+    async def _modify(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         unknown = sorted(set(params) - _MODIFY_PARAMS)
         if unknown:
             raise ApiError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
@@ -495,21 +513,17 @@ class Emulator:
         if kind == "InternalError":
             raise ApiError("InternalError", "An internal error has occurred. Retry your request.")
         if kind == "http502":
-            return web.Response(
-                status=502,
-                text="<html><body><h1>502 Bad Gateway</h1></body></html>",
-                content_type="text/html",
-            )
+            raise HttpFault(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
         if kind == "reset":
-            raise _Abort
+            raise ConnectionAborted
         if kind == "hang":
             await asyncio.sleep(self.world.faults.hang_seconds)
-            raise _Abort
+            raise ConnectionAborted
 
         listener = self.world.listeners.get(listener_id)
         if listener is None:
             raise ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
-        now = time.monotonic()
+        now = monotonic_s()
         if kind == "changing" and domain_name in listener.domains:
             listener.domains[domain_name].changing_until = now + float(fault.get("seconds", 1.0))  # type: ignore[union-attr]
         if kind == "ListenerHasTask":
@@ -556,7 +570,7 @@ class Emulator:
         )
         if kind == "apply_then_hang":
             await asyncio.sleep(self.world.faults.hang_seconds)
-            raise _Abort
+            raise ConnectionAborted
         return {}
 
     def _check_certificate(self, cert_id: str, cert_type: int, param: str) -> None:
@@ -585,7 +599,7 @@ class Emulator:
 
     def _describe_rules(self, params: dict[str, Any]) -> dict[str, Any]:
         _, listener = self._listener_or_404(params, {"ListenerId"})
-        now = time.monotonic()
+        now = monotonic_s()
         rule_sets = [
             {
                 "Domain": name,
@@ -610,7 +624,7 @@ class Emulator:
 
     def _describe_listeners(self, params: dict[str, Any]) -> dict[str, Any]:
         listener_id, listener = self._listener_or_404(params, _LISTENER_FILTERS)
-        busy = listener.pinned_busy or time.monotonic() < listener.busy_until
+        busy = listener.pinned_busy or monotonic_s() < listener.busy_until
         item = {
             "ListenerId": listener_id,
             "ListenerName": listener_id,
@@ -626,8 +640,25 @@ class Emulator:
         return {"TotalCount": 1, "ListenerSet": [item]}
 
 
-class _Abort(Exception):
+class ConnectionAborted(Exception):
     """Drop the connection without an answer (reset / hang faults)."""
+
+
+class HttpFault(Exception):
+    """Answer with a non-200 status and a non-API body, as a gateway in front of the service does."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(status)
+        self.status, self.text = status, text
+
+
+def monotonic_s() -> float:
+    """The running event loop's clock — tests may run the loop on virtual time — else `time.monotonic`, which is
+    the clock asyncio's own loops use. Listener tasks, the rate window and latency all use it."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
 
 
 def _cert_state(domain: DomainState) -> dict[str, Any]:

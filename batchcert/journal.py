@@ -283,6 +283,16 @@ class Journal:
                 (outcome.value, code, message, request_id, time.time(), row_number),
             )
 
+    def finish_rows(self, row_numbers: list[int], outcome: Outcome, message: str) -> None:
+        """Record the same outcome for many rows in one transaction (rows a stopped run never started)."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE rows SET outcome = ?, error_code = '', error_message = ?, request_id = '', finished_at = ? "
+                "WHERE row_number = ?",
+                [(outcome.value, message, now, n) for n in row_numbers],
+            )
+
     def record_read(self, listener_id: str, result: CallResult, sent_at: float, row_number: int | None = None) -> None:
         """Record a read (DescribeRules) after the fact: reads change nothing, so nothing is at stake before."""
         with self._tx() as db:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 #: The certificate literal meaning "use the listener's certificate" (reference: ModifyCertificate params).
 DEFAULT_CERTIFICATE = "default"
@@ -85,7 +85,8 @@ class CallResult:
 
     `code` is None on success, an API error code (`FailedOperation.ListenerHasTask`) or a transport code
     (`Transport.Timeout`). `sent` is False only when the request certainly never left (connection refused);
-    `latency_s` is wall time from send to answer or failure.
+    `sent_at_s` is when it went on the wire (the event loop's monotonic clock); `latency_s` is the time from then to
+    the answer or failure.
     """
 
     code: str | None
@@ -95,10 +96,18 @@ class CallResult:
     latency_s: float = 0.0
     sent: bool = True
     response: dict[str, Any] = field(default_factory=dict)
+    sent_at_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.code is None
+
+
+class Api(Protocol):
+    """Something that sends one API call and says how it went: the signed HTTP client, or a test's in-process fake.
+    Never raises for a per-call problem (the answer's `code` says it)."""
+
+    async def send(self, action: str, params: dict[str, Any]) -> CallResult: ...
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,14 @@ class Mapping:
     cells: dict[int, tuple[str, ...]]
     problems: dict[int, str] = field(default_factory=dict)
     duplicate_of: dict[int, int] = field(default_factory=dict)
+    #: the workbook sheet read ("" for a CSV)
+    sheet: str = ""
+    #: the text encoding a CSV was decoded with ("" for a workbook)
+    encoding: str = ""
+    #: the spreadsheet row number of the header (rows above it were skipped)
+    header_row: int = 1
+    #: what the reader decided that the user should see ("header on row 3", "encoding GB18030"), in order
+    notes: tuple[str, ...] = ()
 
     @property
     def extra_columns(self) -> tuple[str, ...]:

@@ -1,13 +1,14 @@
 """The batch run: send every row's change once, listener by listener, under the rate ceiling, and journal it all.
 
-Scheduling (issue "The batch run", Sending):
-- one worker per listener (a `ListenerLane`) takes that listener's rows in mapping order, so never two changes are
+This module decides *what* is sent; `batchcert.schedule` decides *when* (gates, pacer, budget, retry loop, clock).
+- one lane per listener (a `ListenerLane`) takes that listener's rows in mapping order, so never two changes are
   in flight on one listener; between changes it waits out the listener's asynchronous task (`ListenerPacer`)
   while the rate budget goes to other listeners;
 - every call waits at the action's `RateGate` with priority = rows left on its listener, so long listener queues
   start early and are never starved by many short ones;
-- retries follow `batchcert.classify` (never an `if` per code here), with jittered exponential backoff (tenacity),
-  a per-row attempt limit and a run-wide `RetryBudget`, so an outage does not become a retry storm;
+- retries follow `batchcert.classify` (never an `if` per code here) through `batchcert.schedule.retry_call`: jittered
+  exponential backoff, a per-row attempt limit and a run-wide `RetryBudget`, so an outage does not become a retry
+  storm;
 - a code whose disposition is STOP_RUN (bad credentials, account state) stops dispatching at once: rows not yet
   sent end `not_attempted` with the reason.
 
@@ -24,28 +25,31 @@ import asyncio
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_result,
-    stop_after_attempt,
-    stop_any,
-    wait_exponential_jitter,
-)
-from tenacity.stop import stop_base
-
 from batchcert import classify
-from batchcert.client import GaapClient, GateClosed
 from batchcert.journal import Attempt, Journal
-from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, CallResult, Disposition, Outcome, Row
+from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, Api, CallResult, Disposition, Outcome, Row
 from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, live_domains
+from batchcert.schedule import (
+    GateClosed,
+    GaveUp,
+    ListenerPacer,
+    Quota,
+    RetryBudget,
+    RetryPolicy,
+    Sleeper,
+    Tries,
+    retry_call,
+)
 
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
 #: gate priority of a read that a listener lane is blocked on (ambiguous answer, changing domain)
 URGENT = 1e9
+#: listeners worked on at once. Enough to keep both action budgets busy (each lane waits at a gate most of the
+#: time), few enough that a 100,000-listener mapping does not hold 100,000 suspended coroutines in memory.
+MAX_LANES = 256
 _IDLE = LiveDomain("", "", (), 0)
 
 
@@ -61,7 +65,7 @@ class RunnerConfig:
     listener_task_s: float = 0.5
     #: read every listener's live state before sending (rows at target end `unchanged`, absent ones `terminal`)
     preflight: bool = True
-    #: read every touched listener again after the run and record `verified` per row
+    #: read every touched listener again after its last change and record `verified` per row
     verify: bool = True
     #: how long a row whose domain is changing waits for it before being sent anyway
     domain_wait_s: float = 60.0
@@ -69,83 +73,17 @@ class RunnerConfig:
     retry_budget_initial: float = 20.0
     retry_budget_per_success: float = 2.0
 
-
-class ListenerPacer:
-    """Learns the send-to-send gap two changes on one listener need (GAAP changes are asynchronous tasks).
-
-    The service starts a listener's task when it processes a change and refuses the next change with
-    `ListenerHasTask` until the task ends, so what matters is the gap between two *sends*, not the time after an
-    answer: a listener can then take a change every `task` seconds instead of every `task + latency`. Learned
-    run-wide (task time is a property of the service): a refusal at gap g proves the task is longer than g (`busy_s`
-    rises to g); the pacer uses 10% + 10 ms above that. Until the first refusal it probes downward from the initial
-    guess by 10% per accepted change, and every 20 accepted changes it lowers `busy_s` by 5% to follow a service
-    that got faster — so refusals stay rare (issue: ListenerHasTask "expected, retried after a wait, and rare").
-    """
-
-    def __init__(self, initial_s: float, floor_s: float = 0.02, cap_s: float = 30.0) -> None:
-        self._probe_s = initial_s
-        self.busy_s: float | None = None
-        self._floor_s, self._cap_s = floor_s, cap_s
-        self._accepted = 0
-
     @property
-    def gap_s(self) -> float:
-        """The send-to-send gap to keep between two changes on one listener, in seconds."""
-        if self.busy_s is None:
-            return self._probe_s
-        return min(self._cap_s, max(self._floor_s, self.busy_s * 1.1 + 0.01))
-
-    def accepted(self, gap_s: float) -> None:
-        """A change sent `gap_s` after the listener's previous one was accepted."""
-        self._accepted += 1
-        if self.busy_s is None:
-            self._probe_s = max(self._floor_s, min(self._probe_s, gap_s) * 0.9)
-        elif self._accepted % 20 == 0:
-            self.busy_s *= 0.95
-
-    def refused(self, gap_s: float) -> None:
-        """A change sent `gap_s` after the listener's previous one got ListenerHasTask."""
-        self.busy_s = max(self.busy_s or 0.0, gap_s)
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.backoff_initial_s, self.backoff_max_s, self.backoff_jitter_s)
 
 
 class ListenerLane:
-    """One listener's queue of rows and the send time (monotonic s) of the last change that may have applied."""
+    """One listener's queue of rows and the send time (clock s) of the last change that may have applied."""
 
     def __init__(self, rows: deque[Row]) -> None:
         self.rows = rows
         self.last_change_sent: float | None = None
-
-
-class RetryBudget:
-    """A run-wide allowance of retries: starts at `initial`, each retry costs one, each success earns `per_success`,
-    never holding more than five times the initial allowance — so an outage after a long good stretch still stops
-    within a bounded number of retries (gRPC-style retry throttling)."""
-
-    def __init__(self, initial: float, per_success: float) -> None:
-        self.tokens = initial
-        self._per_success = per_success
-        self._cap = max(initial, 1.0) * 5
-        self.spent = 0
-
-    def take(self) -> bool:
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        self.spent += 1
-        return True
-
-    def earn(self) -> None:
-        self.tokens = min(self._cap, self.tokens + self._per_success)
-
-
-class _StopWhen(stop_base):
-    """A tenacity stop condition from a no-argument predicate."""
-
-    def __init__(self, predicate: Callable[[], bool]) -> None:
-        self._predicate = predicate
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self._predicate()
 
 
 VERIFIED_MESSAGE = "verified after an ambiguous response: the live state already shows the target"
@@ -170,30 +108,35 @@ class Reading:
 
 
 class LiveReader:
-    """Reads listeners with DescribeRules through the client's gate (its own action budget), retrying transient
-    failures with backoff. `on_read(listener_id, result, sent_at, row_number)` is called for every answer."""
+    """Reads listeners with DescribeRules through the quota (its own action budget), retrying transient failures
+    with backoff. `on_read(listener_id, result, sent_at_wall_s, row_number)` is called for every answer."""
 
     def __init__(
         self,
-        client: GaapClient,
-        config: RunnerConfig,
+        api: Api,
+        quota: Quota,
+        policy: RetryPolicy,
+        sleeper: Sleeper,
+        rng: random.Random,
         on_read: Callable[[str, CallResult, float, int | None], None] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._client = client
-        self._config = config
+        self._api = api
+        self._quota = quota
+        self._policy = policy
+        self._sleeper = sleeper
+        self._rng = rng
         self._on_read = on_read
-        self._sleep = sleep
 
     async def read(self, listener_id: str, row_number: int | None = None, priority: float = URGENT) -> Reading:
         """The listener's live domains. Never raises for API or network problems (a failed Reading instead).
         `priority` orders reads at the gate: URGENT for a read a lane is blocked on, rows waiting for a pre-flight
-        read, 0 for post-run verification (it must not delay reads that gate changes)."""
+        read, 0 for verification (it must not delay reads that gate changes)."""
 
-        async def once() -> CallResult | None:
+        async def once(_previous: CallResult | None) -> CallResult | None:
             sent_at: list[float] = []
             try:
-                result = await self._client.call(
+                result = await self._quota.send(
+                    self._api,
                     ACTION_DESCRIBE_RULES,
                     {"ListenerId": listener_id},
                     priority=priority,
@@ -205,18 +148,8 @@ class LiveReader:
                 self._on_read(listener_id, result, sent_at[0], row_number)
             return result
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._config.max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self._config.backoff_initial_s,
-                max=self._config.backoff_max_s,
-                jitter=self._config.backoff_jitter_s,
-            ),
-            retry=retry_if_result(_is_retryable),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-            sleep=self._sleep,
-        )
-        result: CallResult | None = await retrying(once)
+        tries = await retry_call(once, policy=self._policy, sleeper=self._sleeper, rng=self._rng)
+        result = tries.last or (tries.results[-1] if tries.results else None)
         if result is None:
             return Reading(None, failed=True, code="NotSent")
         if result.ok:
@@ -224,15 +157,6 @@ class LiveReader:
         if result.code == "ResourceNotFound":
             return Reading(None, result.request_id)
         return Reading(None, result.request_id, failed=True, code=result.code or "")
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _is_retryable(result: CallResult | None) -> bool:
-    return result is not None and not result.ok and classify.disposition_of(result.code or "") is Disposition.RETRYABLE
 
 
 @dataclass(frozen=True)
@@ -262,57 +186,56 @@ async def plan_rows(reader: LiveReader, rows: list[Row]) -> list[PlanLine]:
 
 
 class Runner:
-    """Runs rows against one client and one journal. `on_row_done(row, outcome)` is called as each row ends."""
+    """Runs rows against one API and one journal, every request through `quota`, on the quota's clock.
+    `on_row_done(row, outcome)` is called as each row ends."""
 
     def __init__(
         self,
-        client: GaapClient,
+        api: Api,
+        quota: Quota,
         journal: Journal,
         config: RunnerConfig,
         on_row_done: Callable[[Row, Outcome], None] | None = None,
+        rng: random.Random | None = None,
+        max_lanes: int = MAX_LANES,
     ) -> None:
-        self.client = client
+        self.api = api
+        self.quota = quota
+        self.clock = quota.clock
         self.journal = journal
         self.config = config
         self.pacer = ListenerPacer(config.listener_task_s)
         self.budget = RetryBudget(config.retry_budget_initial, config.retry_budget_per_success)
+        self.policy = config.retry_policy
+        self.sleeper = Sleeper()
         self.stop_reason = ""
-        self._stopping = asyncio.Event()
+        self._rng = rng or random.Random()
+        self._max_lanes = max_lanes
         self._on_row_done = on_row_done or (lambda _row, _outcome: None)
-        self.reader = LiveReader(client, config, journal.record_read, self._sleep)
+        self.reader = LiveReader(api, quota, self.policy, self.sleeper, self._rng, journal.record_read)
         self._changing: set[int] = set()
         self._ambiguous: frozenset[int] = frozenset()
         self._verify_rows: dict[str, list[Row]] = defaultdict(list)
-        self._sleepers: set[asyncio.Future[None]] = set()
-        self._backoff = wait_exponential_jitter(
-            multiplier=config.backoff_initial_s, max=config.backoff_max_s, jitter=config.backoff_jitter_s
-        )
-        self._stop_retrying = stop_any(
-            stop_after_attempt(config.max_attempts),
-            _StopWhen(self._stopping.is_set),
-            _StopWhen(lambda: not self.budget.take()),
-        )
 
     @property
     def stopping(self) -> bool:
-        return self._stopping.is_set()
+        return self.sleeper.stopped
 
     def stop(self, reason: str) -> None:
         """Stop dispatching: calls in flight finish, rows not yet sent end `not_attempted` with `reason`."""
-        if not self._stopping.is_set():
+        if not self.sleeper.stopped:
             self.stop_reason = reason
-            self._stopping.set()
-            self.client.quota.close()
-            for wake in list(self._sleepers):
-                _resolve(wake)
+            self.sleeper.wake_all()
+            self.quota.close()
 
     async def run(self, rows: list[Row]) -> None:
         """Process `rows` (valid, primary rows) to an outcome each. Returns when every row has one.
 
         Each listener is a pipeline of its own — pre-flight read, sends, verification read — so reads (their own
-        action budget) overlap with other listeners' changes instead of adding to the wall time. Rows whose last
-        answer in an earlier session may hide an applied change (in flight at a crash, a timeout) are checked
-        against the live state before anything is resent."""
+        action budget) overlap with other listeners' changes instead of adding to the wall time. Listeners start
+        longest queue first, at most `max_lanes` at a time. Rows whose last answer in an earlier session may hide an
+        applied change (in flight at a crash, a timeout) are checked against the live state before anything is
+        resent."""
         self._ambiguous = frozenset(
             n for n, code in self.journal.last_modify_codes().items() if classify.policy_for(code).maybe_applied
         )
@@ -324,7 +247,24 @@ class Runner:
         for row in self.journal.rows():
             if row.listener_id in queues and outcomes.get(row.row_number) is not Outcome.INVALID:
                 self._verify_rows[row.listener_id].append(row)
-        await asyncio.gather(*(self._run_listener(lid, queue) for lid, queue in queues.items()))
+        # longest queue first (a stable sort keeps mapping order among equals): the longest chain bounds the run
+        waiting = deque(sorted(queues, key=lambda lid: -len(queues[lid])))
+
+        async def work() -> None:
+            while waiting and not self.stopping:
+                listener_id = waiting.popleft()
+                await self._run_listener(listener_id, queues.pop(listener_id))
+
+        await asyncio.gather(*(work() for _ in range(min(self._max_lanes, len(waiting)))))
+        self._settle_unstarted([row for lid in waiting for row in queues[lid]])
+
+    def _settle_unstarted(self, rows: list[Row]) -> None:
+        """Rows of listeners never started because the run stopped: `not_attempted`, in one journal transaction."""
+        if not rows:
+            return
+        self.journal.finish_rows([r.row_number for r in rows], Outcome.NOT_ATTEMPTED, f"not sent: {self.stop_reason}")
+        for row in rows:
+            self._on_row_done(row, Outcome.NOT_ATTEMPTED)
 
     async def _run_listener(self, listener_id: str, queue: deque[Row]) -> None:
         lane = ListenerLane(queue)
@@ -332,7 +272,7 @@ class Runner:
             lane.rows = deque(await self._preflight(listener_id, list(queue)))
         await self._work_lane(lane)
         if self.config.verify and not self.stopping:
-            await self._sleep(self._until_listener_free(lane))  # let the last change's task end first
+            await self.sleeper.sleep(self._until_listener_free(lane))  # let the last change's task end first
             await self._verify(listener_id, self._verify_rows[listener_id])
 
     async def _read(self, listener_id: str, row_number: int | None = None, priority: float = URGENT) -> Reading:
@@ -366,15 +306,16 @@ class Runner:
 
     async def _wait_domain_idle(self, row: Row) -> None:
         """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `domain_wait_s`."""
-        deadline = time.monotonic() + self.config.domain_wait_s
-        delay = self.config.backoff_initial_s
-        while time.monotonic() < deadline and not self.stopping:
+        deadline = self.clock.now() + self.config.domain_wait_s
+        retry = 0
+        while self.clock.now() < deadline and not self.stopping:
             reading = await self._read(row.listener_id, row.row_number)
             live = (reading.domains or {}).get(row.domain.lower())
             if reading.failed or live is None or live.status == 0:
                 return
-            await self._sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, self.config.backoff_max_s)
+            retry += 1
+            wait_s = self.policy.backoff_s(retry, self._rng)
+            await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
 
     async def _verify(self, listener_id: str, rows: list[Row]) -> None:
         """Read the listener again and record, per row on it, the live state and whether it is the row's target.
@@ -384,7 +325,7 @@ class Runner:
             domains = reading.domains or {}
             if reading.failed or all(domains.get(r.domain.lower(), _IDLE).status == 0 for r in rows):
                 break
-            await self._sleep(self.pacer.gap_s)
+            await self.sleeper.sleep(self.pacer.gap_s)
         if reading.failed:
             return
         checks = []
@@ -405,7 +346,7 @@ class Runner:
             row = lane.rows.popleft()
             if row.row_number in self._changing:
                 await self._wait_domain_idle(row)
-            await self._sleep(self._until_listener_free(lane))
+            await self.sleeper.sleep(self._until_listener_free(lane))
             outcome = await self._process_row(row, lane)
             self._on_row_done(row, outcome)
 
@@ -413,89 +354,68 @@ class Runner:
         """Seconds until the pacer's gap since the lane's last change has passed (0 when it has)."""
         if lane.last_change_sent is None:
             return 0.0
-        return max(0.0, lane.last_change_sent + self.pacer.gap_s - time.monotonic())
+        return max(0.0, lane.last_change_sent + self.pacer.gap_s - self.clock.now())
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake at once when the run stops (a timer on a future: no task per sleep)."""
-        if seconds <= 0 or self._stopping.is_set():
-            return
-        loop = asyncio.get_running_loop()
-        wake: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(seconds, _resolve, wake)
-        self._sleepers.add(wake)
-        try:
-            await wake
-        finally:
-            timer.cancel()
-            self._sleepers.discard(wake)
+    def _wait_before_retry(self, lane: ListenerLane, result: CallResult) -> float | None:
+        """A listener busy with our own previous change is retried as soon as the pacer's gap has passed; anything
+        else backs off with jitter (None: the retry policy's backoff)."""
+        if result.code == LISTENER_HAS_TASK and lane.last_change_sent is not None:
+            return max(0.02, self._until_listener_free(lane)) * self._rng.uniform(1.0, 1.1)
+        return None
 
-    def _wait_before_retry(self, state: RetryCallState) -> float:
-        """Seconds before the next attempt of a row (`state.args` = row, lane, attempts): a listener busy with our own
-        previous change is retried as soon as the pacer's gap has passed; anything else backs off with jitter."""
-        lane: ListenerLane = state.args[1]
-        result = state.outcome.result() if state.outcome else None
-        if isinstance(result, CallResult) and result.code == LISTENER_HAS_TASK and lane.last_change_sent is not None:
-            return max(0.02, self._until_listener_free(lane)) * random.uniform(1.0, 1.1)
-        return float(self._backoff(state))
-
-    async def _send(self, row: Row, lane: ListenerLane, attempts: list[CallResult]) -> CallResult | None:
+    async def _send(self, row: Row, lane: ListenerLane, previous: CallResult | None) -> CallResult | None:
         """One attempt: journal it just before it leaves, send, journal the answer, teach the pacer.
         Returns None when the run stopped before it was sent. After an answer that may hide an applied change
         (timeout, reset, InternalError, 5xx — or such an answer in an earlier session) the live state is read first:
         when it already shows the target, nothing is resent and a verified success is returned instead."""
-        earlier_ambiguous = not attempts and row.row_number in self._ambiguous and not self.config.preflight
-        if earlier_ambiguous or (attempts and classify.policy_for(attempts[-1].code or "").maybe_applied):
+        earlier_ambiguous = previous is None and row.row_number in self._ambiguous and not self.config.preflight
+        if earlier_ambiguous or (previous is not None and classify.policy_for(previous.code or "").maybe_applied):
             reading = await self._read(row.listener_id, row.row_number)
             live = (reading.domains or {}).get(row.domain.lower())
             if live is not None and is_at_target(row, live):
                 return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
         handle: list[Attempt] = []
-        sent_at: list[float] = []
 
         def journal_start() -> None:
-            if self._stopping.is_set():
+            if self.stopping:
                 raise GateClosed
             handle.append(self.journal.begin_attempt(row.row_number, ACTION_MODIFY))
-            sent_at.append(time.monotonic())
 
         # gate priority: rows left on the lane; a retry goes half a step ahead of first attempts of equally long
         # lanes, or rows hit by a transient fault would queue behind every fresh row and become the run's tail
         try:
-            result = await self.client.call(
+            result = await self.quota.send(
+                self.api,
                 ACTION_MODIFY,
                 row.request_params(),
-                priority=len(lane.rows) + 1 + (0.5 if attempts else 0.0),
+                priority=len(lane.rows) + 1 + (0.5 if previous is not None else 0.0),
                 before_send=journal_start,
             )
         except GateClosed:
             return None
         self.journal.finish_attempt(handle[0], result)
-        attempts.append(result)
-        previous = lane.last_change_sent
+        last_sent = lane.last_change_sent
         if result.ok or classify.policy_for(result.code or "").maybe_applied:
-            lane.last_change_sent = sent_at[0]
-        if previous is not None and result.ok:
-            self.pacer.accepted(sent_at[0] - previous)
-        elif previous is not None and result.code == LISTENER_HAS_TASK:
-            self.pacer.refused(sent_at[0] - previous)
+            lane.last_change_sent = result.sent_at_s
+        if last_sent is not None and result.ok:
+            self.pacer.accepted(result.sent_at_s - last_sent)
+        elif last_sent is not None and result.code == LISTENER_HAS_TASK:
+            self.pacer.refused(result.sent_at_s - last_sent)
         return result
 
     async def _process_row(self, row: Row, lane: ListenerLane) -> Outcome:
-        attempts: list[CallResult] = []
-        # a retry object per row: tenacity keeps per-iteration state on the object (thread-local, shared by all
-        # coroutines), so concurrent rows must not share one
-        retrying = AsyncRetrying(
-            stop=self._stop_retrying,
-            wait=self._wait_before_retry,
-            retry=retry_if_result(_is_retryable),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-            sleep=self._sleep,
+        tries = await retry_call(
+            lambda previous: self._send(row, lane, previous),
+            policy=self.policy,
+            sleeper=self.sleeper,
+            rng=self._rng,
+            budget=self.budget,
+            wait_s=lambda result, _n: self._wait_before_retry(lane, result),
         )
-        final: CallResult | None = await retrying(self._send, row, lane, attempts)
-        return self._conclude(row, final, attempts)
+        return self._conclude(row, tries)
 
-    def _conclude(self, row: Row, final: CallResult | None, attempts: list[CallResult]) -> Outcome:
-        last = final or (attempts[-1] if attempts else None)
+    def _conclude(self, row: Row, tries: Tries) -> Outcome:
+        last = tries.last or (tries.results[-1] if tries.results else None)
         if last is None:
             self.journal.finish_row(row.row_number, Outcome.NOT_ATTEMPTED, message=f"not sent: {self.stop_reason}")
             return Outcome.NOT_ATTEMPTED
@@ -513,11 +433,11 @@ class Runner:
             outcome = Outcome.TERMINAL
         else:
             outcome = Outcome.RETRYABLE
-            if final is None or self.stopping:
+            if tries.gave_up is GaveUp.STOPPED or self.stopping:
                 message = f"{message} (not retried: {self.stop_reason})"
-            elif len(attempts) < self.config.max_attempts:
+            elif tries.gave_up is GaveUp.BUDGET:
                 message = f"{message} (run-wide retry budget exhausted after {self.budget.spent} retries)"
             else:
-                message = f"{message} (gave up after {len(attempts)} attempts)"
+                message = f"{message} (gave up after {len(tries.results)} attempts)"
         self.journal.finish_row(row.row_number, outcome, code, message, last.request_id)
         return outcome

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -19,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from batchcert import emulator
-from batchcert.client import GaapClient, Quota, create_session
+from batchcert.client import GaapClient, create_session
 from batchcert.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_DONE, BatchcertError
 from batchcert.journal import Journal, create_journal, open_journal
 from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row
 from batchcert.plan import file_sha256, read_mapping
 from batchcert.report import Reports, write_reports, write_safe_csv
 from batchcert.runner import LiveReader, PlanLine, Runner, RunnerConfig, plan_rows
+from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import (
     DEFAULT_ENDPOINT,
     DEFAULT_MAX_ATTEMPTS,
@@ -378,8 +380,8 @@ async def _drive_endpoint(
     interrupted = False
     async with create_session(settings.endpoint, settings.ca_bundle) as session:
         quota = Quota(settings.rate_per_s)
-        client = GaapClient(session, settings.endpoint, credentials, quota, settings.timeout_s)
-        runner = Runner(client, journal, config, on_row_done=row_done)
+        client = GaapClient(session, settings.endpoint, credentials, settings.timeout_s)
+        runner = Runner(client, quota, journal, config, on_row_done=row_done)
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()
 
@@ -528,8 +530,9 @@ async def _plan(
 ) -> list[PlanLine]:
     async with _target(settings, world) as target, create_session(target.endpoint, target.ca_bundle) as session:
         quota = Quota(target.rate_per_s)
-        client = GaapClient(session, target.endpoint, credentials, quota, target.timeout_s)
+        client = GaapClient(session, target.endpoint, credentials, target.timeout_s)
+        policy = RunnerConfig(max_attempts=target.max_attempts).retry_policy
         try:
-            return await plan_rows(LiveReader(client, RunnerConfig(max_attempts=target.max_attempts)), rows)
+            return await plan_rows(LiveReader(client, quota, policy, Sleeper(), random.Random()), rows)
         finally:
             quota.close()

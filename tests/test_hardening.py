@@ -36,7 +36,7 @@ def one_row_listeners(n: int, **overrides: Any) -> tuple[emu.World, list[tuple[s
 def test_combined_network_faults_lose_nothing(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """500 rows through ~10% each of InternalError, 502, reset, hang and apply-then-hang, a throttling storm and a
+    """200 rows through ~10% each of InternalError, 502, reset, hang and apply-then-hang, a throttling storm and a
     server clock 10 minutes ahead: every row ends succeeded, each change applied exactly once, nothing lost."""
     faults = {
         "seed": 5,
@@ -44,7 +44,7 @@ def test_combined_network_faults_lose_nothing(
         "storms": [[1.0, 1.0]],
         "probabilities": {"InternalError": 0.1, "http502": 0.1, "reset": 0.1, "hang": 0.1, "apply_then_hang": 0.1},
     }
-    world, rows = one_row_listeners(500, faults=faults, clock_offset_s=600)
+    world, rows = one_row_listeners(200, faults=faults, clock_offset_s=600)
     server = threaded_emulator(world)
     config = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.1, backoff_max_s=1.0, retry_budget_initial=200)
     summary = run_mapping(
@@ -59,8 +59,8 @@ def test_combined_network_faults_lose_nothing(
         )
     )
     report = list(csv.DictReader((tmp_path / "run" / "report.csv").read_text(encoding="utf-8").splitlines()))
-    assert len(report) == 500
-    assert Counter(r["outcome"] for r in report) == Counter({"succeeded": 500}), summary.stop_reason
+    assert len(report) == 200
+    assert Counter(r["outcome"] for r in report) == Counter({"succeeded": 200}), summary.stop_reason
     assert all(r["verified"] == "true" for r in report)
     assert server.emulator is not None
     assert Counter((e.listener_id, e.domain) for e in server.emulator.ledger) == Counter(

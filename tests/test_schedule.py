@@ -1,0 +1,380 @@
+"""The scheduling core on virtual time: a whole run against the emulator's logic in-process (`tests/fake_api.py`) on a
+loop whose clock jumps (`tests/virtual_time.py`). Minutes of schedule take milliseconds and repeat exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiolimiter import AsyncLimiter
+
+from batchcert import emulator as emu
+from batchcert.journal import Journal, create_journal
+from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, CallResult, Mapping, Row
+from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
+from batchcert.schedule import (
+    GateClosed,
+    GaveUp,
+    ListenerPacer,
+    Quota,
+    RateGate,
+    RetryBudget,
+    RetryPolicy,
+    Sleeper,
+    retry_call,
+)
+from tests.conftest import migration_world
+from tests.fake_api import EmulatorApi, max_in_window
+from tests.virtual_time import run_virtual
+
+#: retries quick enough that a test is about the schedule, not about waiting
+QUICK = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.05, backoff_max_s=1.0)
+
+
+def rows_of(triples: list[tuple[str, str, str]]) -> list[Row]:
+    return [Row(n, lid, dom, cert) for n, (lid, dom, cert) in enumerate(triples, start=2)]
+
+
+def new_journal(path: Path, rows: list[Row]) -> Journal:
+    mapping = Mapping(
+        path=path / "m.csv",
+        sha256="0" * 64,
+        columns=("ListenerId", "Domain", "CertificateId"),
+        column_of={c: c for c in ("ListenerId", "Domain", "CertificateId")},
+        rows=tuple(rows),
+        cells={r.row_number: (r.listener_id, r.domain, r.certificate_id) for r in rows},
+    )
+    journal = create_journal(path / "run", {"mapping_sha256": mapping.sha256})
+    journal.record_mapping(mapping)
+    journal.begin_session("run", {})
+    return journal
+
+
+@dataclass
+class Ran:
+    runner: Runner
+    api: EmulatorApi
+    journal: Journal
+    started_s: float
+    ended_s: float
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.ended_s - self.started_s
+
+    @property
+    def ledger(self) -> Counter[tuple[str, str]]:
+        return Counter((e.listener_id, e.domain) for e in self.api.emulator.ledger)
+
+    def outcomes(self) -> Counter[str]:
+        return Counter(o.value for o in self.journal.row_outcomes().values())
+
+
+def simulate(
+    tmp_path: Path,
+    world: dict[str, Any],
+    triples: list[tuple[str, str, str]],
+    config: RunnerConfig = QUICK,
+    *,
+    rate_per_s: float = 20,
+    timeout_s: float = 10.0,
+    wrap: Callable[[EmulatorApi], Any] | None = None,
+    during: Callable[[Runner], Any] | None = None,
+) -> Ran:
+    """Run `triples` against `world` on virtual time. `wrap(api)` may put a fake in front of the emulator;
+    `during(runner)` runs beside the run (to stop it, say)."""
+    rows = rows_of(triples)
+    journal = new_journal(tmp_path, rows)
+
+    async def main() -> Ran:
+        api = EmulatorApi(emu.World.from_dict(world), timeout_s=timeout_s)
+        runner = Runner(wrap(api) if wrap else api, Quota(rate_per_s), journal, config, rng=random.Random(7))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        side = asyncio.ensure_future(during(runner)) if during else None
+        await runner.run(rows)
+        if side is not None:
+            await side
+        return Ran(runner, api, journal, started, loop.time())
+
+    return run_virtual(main())
+
+
+def skewed(listeners: dict[str, int], **overrides: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    return migration_world(
+        {lid: [f"d{i}-{lid}.example.com" for i in range(n)] for lid, n in listeners.items()}, **overrides
+    )
+
+
+SKEWED = {"listener-hot": 40, "listener-warm": 25, "listener-mild": 15} | {
+    f"listener-one{i:03d}": 1 for i in range(160)
+}
+
+
+# --------------------------------------------------------------------------------------------- the whole run
+
+
+def test_never_over_the_ceiling_in_any_second_and_each_change_applied_once(tmp_path: Path) -> None:
+    """240 rows at the real limit: writes and reads each ≤ 20 in every sliding second (as sent and as the service
+    counts them), no throttled answer, every row applied exactly once and verified."""
+    world, triples = skewed(SKEWED, latency_ms=50, task_seconds=0.3)
+    ran = simulate(tmp_path, world, triples)
+    for action in (ACTION_MODIFY, ACTION_DESCRIBE_RULES):
+        assert max_in_window(ran.api.sends[action]) <= 20
+        assert ran.api.emulator.max_admitted_in_window(action) <= 20
+    assert ran.api.emulator.stats["RequestLimitExceeded"] == 0
+    assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
+    assert ran.outcomes() == Counter({"succeeded": 240})
+    assert {r["verified"] for r in ran.journal.report_records()} == {"true"}
+
+
+def test_aiolimiter_is_what_paces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `AsyncLimiter.acquire` made a no-op, nothing else spaces the requests: the same run goes over the
+    ceiling. (The test above then fails, which is the point: aiolimiter paces, it is not decoration.)"""
+
+    async def no_op(self: AsyncLimiter, amount: float = 1) -> None:
+        return None
+
+    monkeypatch.setattr(AsyncLimiter, "acquire", no_op)
+    world, triples = skewed(SKEWED, latency_ms=50, task_seconds=0.3)
+    ran = simulate(tmp_path, world, triples)
+    assert max_in_window(ran.api.sends[ACTION_DESCRIBE_RULES]) > 20
+    assert ran.api.emulator.stats["RequestLimitExceeded"] > 0
+
+
+def test_whole_run_is_near_the_bound(tmp_path: Path) -> None:
+    """The skewed run (pre-flight and verification included) ends within 10% of what the API allows: every listener
+    read twice and every row written once at 20/s per action, and the longest listener's chain of tasks."""
+    world, triples = skewed(SKEWED, latency_ms=50, task_seconds=0.3)
+    ran = simulate(tmp_path, world, triples)
+    listeners = len(SKEWED)
+    bound_s = max(len(triples) / 20, 2 * listeners / 20, max(SKEWED.values()) * 0.3)
+    assert ran.elapsed_s <= 1.10 * bound_s, (ran.elapsed_s, bound_s)
+    assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 0.02 * len(triples)
+
+
+def test_long_listener_queues_start_first(tmp_path: Path) -> None:
+    """The mapping lists 60 one-row listeners before a 30-row one: the long queue still gets the first writes,
+    since its chain of tasks is what bounds the run."""
+    listeners = {f"listener-one{i:03d}": 1 for i in range(60)} | {"listener-long": 30}
+    world, triples = skewed(listeners, latency_ms=20, task_seconds=0.5)
+    ran = simulate(tmp_path, world, triples)
+    first_writes = [e.listener_id for e in ran.api.emulator.ledger[:3]]
+    assert "listener-long" in first_writes
+    assert ran.elapsed_s <= 1.15 * 30 * 0.5
+
+
+def test_listener_tasks_are_learned_and_refusals_stay_rare(tmp_path: Path) -> None:
+    """One listener, 20 rows, a 0.8 s task but a first guess of 0.1 s: the pacer learns the task in a few refusals
+    (doubling), every row succeeds, and ListenerHasTask answers stay few."""
+    world, triples = skewed({"listener-slow": 20}, latency_ms=20, task_seconds=0.8)
+    ran = simulate(tmp_path, world, triples, RunnerConfig(listener_task_s=0.1, backoff_initial_s=0.1))
+    assert ran.outcomes() == Counter({"succeeded": 20})
+    assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 5
+    assert ran.runner.pacer.busy_s is not None and ran.runner.pacer.gap_s >= 0.8
+
+
+def test_an_outage_is_bounded_by_the_retry_budget(tmp_path: Path) -> None:
+    """Every write fails: the run-wide budget caps the retries (40 rows + 10 retries, not 40 × 6)."""
+    listeners = {f"listener-out{i:03d}": 1 for i in range(40)}
+    world, triples = skewed(listeners, faults={"probabilities": {"InternalError": 1.0}})
+    ran = simulate(tmp_path, world, triples, RunnerConfig(retry_budget_initial=10, backoff_initial_s=0.05))
+    assert 40 <= ran.api.emulator.stats["InternalError"] <= 50
+    assert ran.outcomes() == Counter({"retryable": 40})
+    messages = [r["error_message"] for r in ran.journal.report_records()]
+    assert sum("retry budget exhausted" in m for m in messages) >= 30
+
+
+class RefusingApi:
+    """Answers every write with one code, and passes reads through."""
+
+    def __init__(self, inner: EmulatorApi, code: str) -> None:
+        self.inner, self.code, self.writes = inner, code, 0
+
+    async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+        if action != ACTION_MODIFY:
+            return await self.inner.send(action, params)
+        self.writes += 1
+        await asyncio.sleep(0.02)
+        return CallResult(self.code, "refused", request_id="r", http_status=200)
+
+
+def test_a_bad_credential_stops_the_run(tmp_path: Path) -> None:
+    """A credential-level code stops dispatching at once: a handful of writes, every other row not_attempted with
+    the reason."""
+    world, triples = skewed({f"listener-one{i:03d}": 1 for i in range(50)})
+    apis: list[RefusingApi] = []
+
+    def wrap(api: EmulatorApi) -> RefusingApi:
+        apis.append(RefusingApi(api, "AuthFailure.SecretIdNotFound"))
+        return apis[0]
+
+    ran = simulate(tmp_path, world, triples, wrap=wrap)
+    assert apis[0].writes <= 2
+    assert "check the credentials" in ran.runner.stop_reason
+    outcomes = ran.outcomes()
+    assert outcomes["not_attempted"] >= 48 and outcomes["succeeded"] == 0
+
+
+def test_an_ambiguous_answer_is_read_back_before_anything_is_resent(tmp_path: Path) -> None:
+    """A change applied but never answered (timeout) is found by reading the listener: succeeded, applied once."""
+    world, triples = skewed({"listener-amb": 3}, faults={"hang_seconds": 30})
+    domain = triples[1][1]
+    world["faults"]["domains"] = {domain: [{"kind": "apply_then_hang"}]}
+    ran = simulate(tmp_path, world, triples, timeout_s=2.0)
+    assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
+    record = next(r for r in ran.journal.report_records() if r["domain"] == domain)
+    assert record["outcome"] == "succeeded" and record["error_message"] == VERIFIED_MESSAGE
+    assert record["attempts"] == 1
+
+
+def test_a_stop_lets_requests_in_flight_finish_and_sends_nothing_after(tmp_path: Path) -> None:
+    """Ctrl-C's path: `stop` at 3 s — requests already sent are answered and journaled, nothing is sent after the
+    stop, every other row is not_attempted, and no attempt is left open."""
+    world, triples = skewed({f"listener-one{i:03d}": 1 for i in range(200)}, latency_ms=400)
+    stopped_at: list[float] = []
+
+    async def interrupt(runner: Runner) -> None:
+        await asyncio.sleep(3.0)
+        stopped_at.append(asyncio.get_running_loop().time())
+        runner.stop("interrupted by the operator")
+
+    ran = simulate(tmp_path, world, triples, during=interrupt)
+    sends = ran.api.sends[ACTION_MODIFY] + ran.api.sends[ACTION_DESCRIBE_RULES]
+    assert max(sends) <= stopped_at[0]
+    outcomes = ran.outcomes()
+    assert outcomes["succeeded"] == len(ran.ledger) > 0
+    assert outcomes["not_attempted"] == 200 - outcomes["succeeded"]
+    assert all(a["finished_at"] is not None for a in ran.journal.attempt_records())
+
+
+def test_a_shared_quota_is_rarely_throttled(tmp_path: Path) -> None:
+    """Another client spends half the limit: the gates adapt, few requests are throttled, every row lands once."""
+    world, triples = skewed({f"listener-one{i:03d}": 1 for i in range(150)}, competing_rate=10, latency_ms=20)
+    ran = simulate(tmp_path, world, triples)
+    throttled = ran.api.emulator.stats["RequestLimitExceeded"]
+    assert throttled <= 0.05 * sum(ran.api.emulator.stats.values())
+    assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
+
+
+# --------------------------------------------------------------------------------------------- the parts
+
+
+def test_gate_grants_by_priority_and_spaced_under_the_ceiling() -> None:
+    async def main() -> tuple[list[int], list[float]]:
+        gate = RateGate(50, Quota(50).clock)
+        order: list[int] = []
+        stamps: list[float] = []
+
+        async def take(priority: int) -> None:
+            stamps.append(await gate.acquire(priority))
+            order.append(priority)
+
+        first = asyncio.ensure_future(take(0))
+        await asyncio.sleep(0)
+        await asyncio.gather(first, *(take(p) for p in (1, 5, 3)))
+        gate.close()
+        return order, stamps
+
+    order, stamps = run_virtual(main())
+    assert order == [0, 5, 3, 1]
+    assert [round(b - a, 6) for a, b in itertools.pairwise(stamps)] == [round(1 / (50 * 0.96), 6)] * 3
+
+
+def test_closing_the_gate_fails_waiters_and_later_callers() -> None:
+    async def main() -> None:
+        gate = RateGate(1, Quota(1).clock)
+        await gate.acquire()
+        waiter = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(0.01)
+        gate.close()
+        with pytest.raises(GateClosed):
+            await waiter
+        with pytest.raises(GateClosed):
+            await gate.acquire()
+
+    run_virtual(main())
+
+
+def test_adaptive_rate_backs_off_once_per_round_and_recovers_to_the_ceiling() -> None:
+    async def main() -> None:
+        gate = RateGate(20, Quota(20).clock)
+        granted = await gate.acquire()
+        gate.throttled(granted)
+        assert gate.rate_per_s == pytest.approx(14)
+        gate.throttled(granted)  # the same round of feedback: no second cut
+        assert gate.rate_per_s == pytest.approx(14)
+        await asyncio.sleep(1)
+        gate.throttled(await gate.acquire())  # granted after the cut, throttled too: cut again
+        assert gate.rate_per_s == pytest.approx(9.8)
+        for _ in range(10):
+            gate.succeeded()
+        assert gate.rate_per_s == pytest.approx(10.3)
+        for _ in range(1000):
+            gate.succeeded()
+        assert gate.rate_per_s == 20
+        gate.close()
+
+    run_virtual(main())
+
+
+def test_pacer_learns_from_refusals_and_follows_a_faster_service() -> None:
+    pacer = ListenerPacer(0.5)
+    pacer.accepted(0.5)
+    assert pacer.gap_s == pytest.approx(0.45)  # probing downward until the first refusal
+    pacer.refused(0.45)
+    assert pacer.gap_s == pytest.approx(0.45 * 1.1 + 0.01)
+    pacer.refused(0.3)  # an earlier send's refusal at a shorter gap teaches nothing new
+    assert pacer.busy_s == pytest.approx(0.45)
+    pacer.refused(pacer.gap_s)  # refused again although the pacer's gap was kept: the task is much longer — double
+    assert pacer.busy_s == pytest.approx((0.45 * 1.1 + 0.01) * 2)
+    pacer.busy_s = 0.45
+    pacer.accepted(0.6)
+    pacer.refused(pacer.gap_s)  # one refusal after acceptances: the end of a probe, no doubling
+    assert pacer.busy_s == pytest.approx(0.45 * 1.1 + 0.01)
+    pacer.busy_s = 0.45
+    for _ in range(19):
+        pacer.accepted(0.6)
+    assert pacer.busy_s == pytest.approx(0.45 * 0.95)
+
+
+def test_retry_call_stops_on_attempts_budget_and_stop() -> None:
+    failure = CallResult("InternalError", "boom")
+    policy = RetryPolicy(max_attempts=3, backoff_initial_s=1, backoff_jitter_s=0)
+
+    async def main() -> None:
+        calls: list[CallResult | None] = []
+
+        async def always_fail(previous: CallResult | None) -> CallResult:
+            calls.append(previous)
+            return failure
+
+        rng = random.Random(1)
+        tries = await retry_call(always_fail, policy=policy, sleeper=Sleeper(), rng=rng)
+        assert (len(tries.results), tries.gave_up, calls) == (3, GaveUp.ATTEMPTS, [None, failure, failure])
+        budget = RetryBudget(1, 1)
+        tries = await retry_call(always_fail, policy=policy, sleeper=Sleeper(), rng=rng, budget=budget)
+        assert (len(tries.results), tries.gave_up) == (2, GaveUp.BUDGET)
+        sleeper = Sleeper()
+        asyncio.get_running_loop().call_later(0.5, sleeper.wake_all)
+        started = asyncio.get_running_loop().time()
+        tries = await retry_call(always_fail, policy=policy, sleeper=sleeper, rng=rng)
+        assert (len(tries.results), tries.gave_up) == (1, GaveUp.STOPPED)
+        assert asyncio.get_running_loop().time() - started == pytest.approx(0.5)  # woken, not the full backoff
+
+    run_virtual(main())
+
+
+def test_backoff_doubles_up_to_its_cap_with_bounded_jitter() -> None:
+    policy = RetryPolicy(backoff_initial_s=0.25, backoff_max_s=2.0, backoff_jitter_s=0.1)
+    rng = random.Random(3)
+    waits = [policy.backoff_s(n, rng) for n in range(1, 7)]
+    for wait, base in zip(waits, [0.25, 0.5, 1.0, 2.0, 2.0, 2.0], strict=True):
+        assert base <= wait <= base + 0.1
