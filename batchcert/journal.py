@@ -62,6 +62,48 @@ def iso_utc(timestamp: float | None) -> str:
 
 
 @dataclass(frozen=True)
+class ReportRecord:
+    """One line of the report: a mapping row with its outcome, history, reads and verification. Ids as the mapping
+    gave them; `poly_client_certificate_ids` and the `*_ids` text fields are `;`-joined as the CSV shows them."""
+
+    row: int
+    listener_id: str
+    domain: str
+    certificate_id: str
+    client_certificate_id: str
+    poly_client_certificate_ids: str
+    outcome: str
+    error_code: str
+    error_message: str
+    attempts: int
+    request_id: str
+    request_ids: str
+    started_at: str
+    finished_at: str
+    duplicate_of: int | None
+    previous_read: bool
+    previous_certificate_id: str
+    previous_client_certificate_ids: str
+    verified_certificate_id: str
+    verified: str
+    extra: tuple[tuple[str, str], ...]
+    cells: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FailedAttempt:
+    """An attempt that did not succeed, for the workbook's Errors sheet."""
+
+    row: int | None
+    action: str
+    sent_at: str
+    code: str
+    message: str
+    request_id: str
+    latency_ms: float | None
+
+
+@dataclass(frozen=True)
 class Attempt:
     """The handle of a journaled attempt, to complete it with `finish_attempt`."""
 
@@ -329,66 +371,82 @@ class Journal:
         return {int(n): str(c or "") for n, c in cur.fetchall()}
 
     # -- views for reports
-    def report_records(self) -> list[dict[str, Any]]:
-        """One dict per mapping row in mapping order, with its outcome, reads and verification (a duplicate takes its
-        primary's) and the history of its ModifyCertificate attempts across all sessions."""
-        own = (
-            "row_number",
-            "listener_id",
-            "domain",
-            "certificate_id",
-            "client_certificate_id",
-            "poly_client_certificate_ids",
-            "extra",
-            "cells",
-            "duplicate_of",
-        )
-        shared = (
-            "outcome",
-            "error_code",
-            "error_message",
-            "request_id",
-            "previous_read",
-            "previous_certificate_id",
-            "previous_client_ids",
-            "verified",
-            "verified_certificate_id",
-        )
-        columns = [f"r.{c}" for c in own] + [f"COALESCE(p.{c}, r.{c})" for c in shared]
-        query = (
-            f"SELECT {', '.join(columns)} FROM rows r LEFT JOIN rows p ON p.row_number = r.duplicate_of "  # noqa: S608 - fixed column names
-            "ORDER BY r.row_number"
-        )
-        attempts: dict[int, list[tuple[float, float | None, str]]] = {}
-        for row_number, sent, done, rid in self._db.execute(
-            "SELECT row_number, sent_at, finished_at, request_id FROM attempts WHERE action = 'ModifyCertificate' ORDER BY id"
-        ):
-            attempts.setdefault(row_number, []).append((sent, done, rid))
-        records = []
+    def report_records(self) -> Iterator[ReportRecord]:
+        """One record per mapping row in mapping order, streamed from SQLite (a 100,000-row run is never held in
+        memory whole): its outcome, reads and verification (a duplicate takes its primary's) and the history of its
+        ModifyCertificate attempts across all sessions."""
+        query = """
+            SELECT r.row_number, r.listener_id, r.domain, r.certificate_id, r.client_certificate_id,
+                   r.poly_client_certificate_ids, r.extra, r.cells, r.duplicate_of,
+                   COALESCE(p.outcome, r.outcome), COALESCE(p.error_code, r.error_code),
+                   COALESCE(p.error_message, r.error_message), COALESCE(p.request_id, r.request_id),
+                   COALESCE(p.previous_read, r.previous_read),
+                   COALESCE(p.previous_certificate_id, r.previous_certificate_id),
+                   COALESCE(p.previous_client_ids, r.previous_client_ids), COALESCE(p.verified, r.verified),
+                   COALESCE(p.verified_certificate_id, r.verified_certificate_id),
+                   h.n, h.first_sent, h.last_done, h.request_ids
+            FROM rows r
+            LEFT JOIN rows p ON p.row_number = r.duplicate_of
+            LEFT JOIN (
+                -- group_concat follows the attempts_by_row index: ascending id within a row, i.e. sending order
+                SELECT row_number, COUNT(*) AS n, MIN(sent_at) AS first_sent,
+                       MAX(COALESCE(finished_at, sent_at)) AS last_done,
+                       GROUP_CONCAT(NULLIF(request_id, ''), ';') AS request_ids
+                FROM attempts WHERE action = 'ModifyCertificate' GROUP BY row_number
+            ) h ON h.row_number = COALESCE(r.duplicate_of, r.row_number)
+            ORDER BY r.row_number
+        """
         for values in self._db.execute(query):
-            r = dict(zip(own + shared, values, strict=True))
-            history = attempts.get(r["duplicate_of"] if r["duplicate_of"] is not None else r["row_number"], [])
-            records.append(
-                {
-                    "row": r["row_number"],
-                    **{k: r[k] for k in own[1:6]},
-                    **{k: r[k] for k in ("outcome", "error_code", "error_message")},
-                    "attempts": len(history),
-                    "request_id": r["request_id"],
-                    "request_ids": ";".join(h[2] for h in history if h[2]),
-                    "started_at": iso_utc(history[0][0]) if history else "",
-                    "finished_at": iso_utc(max((h[1] or h[0]) for h in history)) if history else "",
-                    "duplicate_of": r["duplicate_of"],
-                    "previous_read": bool(r["previous_read"]),
-                    "previous_certificate_id": r["previous_certificate_id"] if r["previous_read"] else "",
-                    "previous_client_certificate_ids": r["previous_client_ids"] if r["previous_read"] else "",
-                    "verified_certificate_id": r["verified_certificate_id"],
-                    "verified": r["verified"],
-                    "extra": json.loads(r["extra"]),
-                    "cells": json.loads(r["cells"]),
-                }
+            (n, lid, dom, cert, client, poly, extra, cells, dup, outcome, code, message, rid) = values[:13]
+            (prev_read, prev_cert, prev_clients, verified, verified_cert, tries, first, last, rids) = values[13:]
+            yield ReportRecord(
+                row=n,
+                listener_id=lid,
+                domain=dom,
+                certificate_id=cert,
+                client_certificate_id=client,
+                poly_client_certificate_ids=poly,
+                outcome=outcome,
+                error_code=code,
+                error_message=message,
+                attempts=tries or 0,
+                request_id=rid,
+                request_ids=rids or "",
+                started_at=iso_utc(first),
+                finished_at=iso_utc(last),
+                duplicate_of=dup,
+                previous_read=bool(prev_read),
+                previous_certificate_id=prev_cert if prev_read else "",
+                previous_client_certificate_ids=prev_clients if prev_read else "",
+                verified_certificate_id=verified_cert,
+                verified=verified,
+                extra=tuple((str(k), str(v)) for k, v in json.loads(extra)),
+                cells=tuple(str(c) for c in json.loads(cells)),
             )
-        return records
+
+    def extra_column_names(self) -> list[str]:
+        """The mapping's extra column names, in the order first seen."""
+        names: dict[str, None] = {}
+        for (extra,) in self._db.execute("SELECT DISTINCT extra FROM rows WHERE extra != '[]'"):
+            names.update((str(name), None) for name, _ in json.loads(extra))
+        return list(names)
+
+    def request_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Requests per action, and answers per code ("in flight" for none yet), most frequent first."""
+        by_action = dict(self._db.execute("SELECT action, COUNT(*) FROM attempts GROUP BY 1 ORDER BY 2 DESC"))
+        by_code = dict(
+            self._db.execute("SELECT COALESCE(code, 'in flight'), COUNT(*) FROM attempts GROUP BY 1 ORDER BY 2 DESC")
+        )
+        return by_action, by_code
+
+    def failed_attempts(self) -> Iterator[FailedAttempt]:
+        """Every attempt that did not succeed, in sending order, streamed."""
+        for values in self._db.execute(
+            "SELECT row_number, action, sent_at, code, message, request_id, latency_ms FROM attempts "
+            "WHERE code IS NULL OR code != 'OK' ORDER BY id"
+        ):
+            n, action, sent_at, code, message, rid, latency = values
+            yield FailedAttempt(n, action, iso_utc(sent_at), code or "in flight", message, rid, latency)
 
     def attempt_records(self) -> list[dict[str, Any]]:
         cur = self._db.execute(

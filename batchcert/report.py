@@ -18,14 +18,13 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import xlsxwriter
 
-from batchcert.journal import Journal, iso_utc
+from batchcert.journal import FailedAttempt, Journal, ReportRecord, iso_utc
 from batchcert.model import Outcome, Row
 from batchcert.plan import FORMULA_PREFIXES
 from batchcert.reconcile import rollback_for
@@ -117,105 +116,140 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
     _write_atomic(path, write)
 
 
-def build_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The report table from `Journal.report_records()`: REPORT_COLUMNS, then the mapping's extra columns, one line
-    per mapping row."""
-    extra_names: list[str] = []
-    for record in records:
-        for name, _ in record["extra"]:
-            if name not in extra_names:
-                extra_names.append(name)
-    table = []
-    for record in records:
-        line = {c: record[c] for c in REPORT_COLUMNS}
-        extra = dict(record["extra"])
-        line.update({name: extra.get(name, "") for name in extra_names})
-        table.append(line)
-    frame = pd.DataFrame(table, columns=[*REPORT_COLUMNS, *[n for n in extra_names if n not in REPORT_COLUMNS]])
-    frame["duplicate_of"] = frame["duplicate_of"].astype("Int64")
-    return frame
+@dataclass
+class _Tally:
+    """What the summary needs, counted while the rows stream past."""
+
+    rows: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
+    checked: int = 0
+    verified: int = 0
+    not_checked: int = 0
+    differs: list[int] = field(default_factory=list)
+
+    def add(self, record: ReportRecord) -> None:
+        self.rows += 1
+        self.counts[record.outcome] += 1
+        if record.error_code:
+            self.codes[record.error_code] += 1
+        done = record.outcome in DONE_VALUES
+        self.checked += record.verified != ""
+        self.verified += done and record.verified == "true"
+        self.not_checked += done and record.verified == ""
+        if done and record.verified == "false":
+            self.differs.append(record.row)
+
+
+DONE_VALUES = frozenset(o.value for o in DONE_OUTCOMES)
+
+
+def report_line(record: ReportRecord, extra_names: Sequence[str]) -> list[Any]:
+    """The report's cells for one record: REPORT_COLUMNS, then the mapping's extra columns."""
+    extra = dict(record.extra)
+    return [getattr(record, c) for c in REPORT_COLUMNS] + [extra.get(n, "") for n in extra_names]
 
 
 def write_reports(journal: Journal) -> Reports:
-    """(Re)write every report file of `journal`'s run directory. Side effect: files in the run directory only."""
+    """(Re)write every report file of `journal`'s run directory in one streaming pass over the journal (memory does
+    not grow with the mapping). Each file is written beside its target and renamed into place at the end, so a
+    reader sees the old set or the new one. Side effect: files in the run directory only."""
     run_dir = journal.run_dir
     facts = journal.facts()
-    records = journal.report_records()
-    frame = build_frame(records)
-    counts = {o: int((frame["outcome"] == o.value).sum()) for o in Outcome}
-    codes = Counter(c for c in frame["error_code"] if c)
-    attempts = journal.attempt_records()
-    sessions = journal.sessions()
-    summary = _summary(facts, counts, codes, attempts, sessions, len(frame), _verification(frame))
-
-    _write_csv(
-        run_dir / "report.csv",
-        list(frame.columns),
-        frame.astype(object).where(frame.notna(), "").itertuples(index=False),
-    )
-    _write_failed(records, json.loads(facts.get("columns", "[]")), run_dir / "failed.csv")
-    _write_rollback(records, run_dir / "rollback.csv")
-    _write_atomic(
-        run_dir / "summary.json",
-        lambda p: p.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"),
-    )
-    _write_atomic(run_dir / "summary.md", lambda p: p.write_text(_markdown(summary), encoding="utf-8"))
-    _write_atomic(run_dir / "report.xlsx", lambda p: _write_workbook(p, summary, frame, attempts))
+    extra_names = [n for n in journal.extra_column_names() if n not in REPORT_COLUMNS]
+    header = [*REPORT_COLUMNS, *extra_names]
+    tally = _Tally()
+    names = ("report.csv", "failed.csv", "rollback.csv", "report.xlsx", "summary.json", "summary.md")
+    temps = {name: _temp_beside(run_dir / name) for name in names}
+    try:
+        with (
+            temps["report.csv"].open("w", newline="", encoding="utf-8") as report_fh,
+            temps["failed.csv"].open("w", newline="", encoding="utf-8") as failed_fh,
+            temps["rollback.csv"].open("w", newline="", encoding="utf-8") as rollback_fh,
+        ):
+            report_csv, failed_csv, rollback_csv = (_SafeCsv(fh) for fh in (report_fh, failed_fh, rollback_fh))
+            report_csv.write(header)
+            failed_csv.write(json.loads(facts.get("columns", "[]")))
+            rollback_csv.write(ROLLBACK_COLUMNS)
+            book = _Workbook(temps["report.xlsx"], header)
+            for record in journal.report_records():
+                tally.add(record)
+                line = report_line(record, extra_names)
+                report_csv.write(line)
+                book.add_row(line)
+                if record.outcome not in DONE_VALUES:
+                    failed_csv.write(record.cells)
+                undo = _rollback_line(record)
+                if undo is not None:
+                    rollback_csv.write(undo)
+        by_action, answers = journal.request_counts()
+        summary = _summary(facts, tally, by_action, answers, journal.sessions())
+        book.close(summary, journal.failed_attempts())
+        temps["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        temps["summary.md"].write_text(_markdown(summary), encoding="utf-8")
+        for name in names:
+            os.replace(temps[name], run_dir / name)
+    finally:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
     files = tuple(
         run_dir / n for n in ("report.csv", "report.xlsx", "summary.md", "summary.json", "failed.csv", "rollback.csv")
     )
-    return Reports(run_dir, counts, files, tuple(summary["verification"]["succeeded_but_live_state_differs"]))
+    counts = {o: tally.counts[o.value] for o in Outcome}
+    return Reports(run_dir, counts, files, tuple(tally.differs))
 
 
-def _write_failed(records: list[dict[str, Any]], columns: list[str], path: Path) -> None:
-    """The rows not done, in the mapping's own columns and cells."""
-    done = {o.value for o in DONE_OUTCOMES}
-    _write_csv(path, columns, [r["cells"] for r in records if r["outcome"] not in done])
+def _temp_beside(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    return Path(tmp)
 
 
-def _write_rollback(records: list[dict[str, Any]], path: Path) -> None:
-    """A mapping that restores, for every row this run changed, the ids read before the change (`default` too)."""
-    lines = []
-    for record in records:
-        if record["outcome"] != Outcome.SUCCEEDED or record["duplicate_of"] is not None or not record["previous_read"]:
-            continue
-        row = Row(
-            record["row"],
-            record["listener_id"],
-            record["domain"],
-            record["certificate_id"],
-            record["client_certificate_id"],
-            tuple(p for p in record["poly_client_certificate_ids"].split(";") if p),
-        )
-        previous_clients = tuple(p for p in record["previous_client_certificate_ids"].split(";") if p)
-        undo = rollback_for(row, record["previous_certificate_id"], previous_clients)
-        lines.append(
-            [
-                row.listener_id,
-                row.domain,
-                undo.certificate_id,
-                undo.client_certificate_id,
-                undo.poly_client_certificate_ids,
-                row.row_number,
-                undo.note,
-            ]
-        )
-    _write_csv(path, ROLLBACK_COLUMNS, lines)
+class _SafeCsv:
+    """A CSV writer that neutralizes every formula-like text cell (see the module doc)."""
+
+    def __init__(self, fh: Any) -> None:
+        self._out = csv.writer(fh)
+
+    def write(self, cells: Iterable[Any]) -> None:
+        self._out.writerow([neutralize("" if v is None else v) for v in cells])
+
+
+def _rollback_line(record: ReportRecord) -> list[Any] | None:
+    """The mapping line that restores, for a row this run changed, the ids read before the change (`default` too)."""
+    if record.outcome != Outcome.SUCCEEDED or record.duplicate_of is not None or not record.previous_read:
+        return None
+    row = Row(
+        record.row,
+        record.listener_id,
+        record.domain,
+        record.certificate_id,
+        record.client_certificate_id,
+        tuple(p for p in record.poly_client_certificate_ids.split(";") if p),
+    )
+    previous_clients = tuple(p for p in record.previous_client_certificate_ids.split(";") if p)
+    undo = rollback_for(row, record.previous_certificate_id, previous_clients)
+    return [
+        row.listener_id,
+        row.domain,
+        undo.certificate_id,
+        undo.client_certificate_id,
+        undo.poly_client_certificate_ids,
+        row.row_number,
+        undo.note,
+    ]
 
 
 def _summary(
     facts: dict[str, str],
-    counts: dict[Outcome, int],
-    codes: Counter[str],
-    attempts: list[dict[str, Any]],
+    tally: _Tally,
+    by_action: dict[str, int],
+    answers: dict[str, int],
     sessions: list[dict[str, Any]],
-    total_rows: int,
-    verification: dict[str, Any],
 ) -> dict[str, Any]:
-    by_action = Counter(a["action"] for a in attempts)
-    answers = Counter(a["code"] or "in flight" for a in attempts)
     started = sessions[0]["started_at"] if sessions else None
     finished = sessions[-1]["finished_at"] if sessions else None
+    counts = {o.value: tally.counts[o.value] for o in Outcome}
     return {
         "mapping": facts.get("mapping", ""),
         "mapping_sha256": facts.get("mapping_sha256", ""),
@@ -226,11 +260,11 @@ def _summary(
         "started_at": iso_utc(started),
         "finished_at": iso_utc(finished),
         "duration_s": round(finished - started, 3) if started and finished else None,
-        "rows": total_rows,
-        "counts": {o.value: counts[o] for o in Outcome},
-        "error_codes": dict(codes.most_common()),
-        "requests": dict(by_action),
-        "answers": dict(answers.most_common()),
+        "rows": tally.rows,
+        "counts": counts,
+        "error_codes": dict(tally.codes.most_common()),
+        "requests": by_action,
+        "answers": answers,
         "sessions": [
             {
                 "kind": s["kind"],
@@ -241,20 +275,13 @@ def _summary(
             }
             for s in sessions
         ],
-        "all_done": all(counts[o] == 0 for o in Outcome if o not in DONE_OUTCOMES),
-        "verification": verification,
-    }
-
-
-def _verification(frame: pd.DataFrame) -> dict[str, Any]:
-    """Counts of the post-run check, and the rows that succeeded although the live state shows something else."""
-    done = frame["outcome"].isin([o.value for o in DONE_OUTCOMES])
-    mismatched = frame.loc[done & (frame["verified"] == "false"), "row"]
-    return {
-        "checked": int((frame["verified"] != "").sum()),
-        "verified": int((done & (frame["verified"] == "true")).sum()),
-        "not_checked": int((done & (frame["verified"] == "")).sum()),
-        "succeeded_but_live_state_differs": [int(r) for r in mismatched],
+        "all_done": all(n == 0 for o, n in counts.items() if o not in DONE_VALUES),
+        "verification": {
+            "checked": tally.checked,
+            "verified": tally.verified,
+            "not_checked": tally.not_checked,
+            "succeeded_but_live_state_differs": tally.differs,
+        },
     }
 
 
@@ -297,15 +324,32 @@ def _markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write_workbook(path: Path, summary: dict[str, Any], frame: pd.DataFrame, attempts: list[dict[str, Any]]) -> None:
-    book = xlsxwriter.Workbook(
-        str(path), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
-    )
-    bold = book.add_format({"bold": True})
-    quoted = book.add_format({"quote_prefix": True})
+class _Workbook:
+    """report.xlsx written as the rows stream past (xlsxwriter's constant_memory mode: each row goes to disk when
+    the next begins): Summary (with a chart), Rows (filterable, colour-coded, header frozen), Errors."""
 
-    def put(sheet: Any, r: int, c: int, value: Any, fmt: Any = None) -> None:
-        if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+    def __init__(self, path: Path, header: Sequence[str]) -> None:
+        self._book = xlsxwriter.Workbook(
+            str(path),
+            {
+                "constant_memory": True,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
+            },
+        )
+        self._bold = self._book.add_format({"bold": True})
+        self._quoted = self._book.add_format({"quote_prefix": True})
+        self._summary_ws = self._book.add_worksheet("Summary")
+        self._rows_ws = self._book.add_worksheet("Rows")
+        self._errors_ws = self._book.add_worksheet("Errors")
+        self._header = list(header)
+        for c, name in enumerate(header):
+            self._put(self._rows_ws, 0, c, name, self._bold)
+        self._rows = 0
+
+    def _put(self, sheet: Any, r: int, c: int, value: Any, fmt: Any = None) -> None:
+        if value is None:
             sheet.write_blank(r, c, None, fmt)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             sheet.write_number(r, c, value, fmt)
@@ -313,103 +357,102 @@ def _write_workbook(path: Path, summary: dict[str, Any], frame: pd.DataFrame, at
             text = str(value)
             if len(text) > EXCEL_CELL_CHARS:  # Excel's limit; the CSV report keeps the whole value
                 text = text[: EXCEL_CELL_CHARS - 20] + " …[truncated]"
-            sheet.write_string(r, c, text, quoted if text.startswith(FORMULA_PREFIXES) else fmt)
+            sheet.write_string(r, c, text, self._quoted if text.startswith(FORMULA_PREFIXES) else fmt)
 
-    # Summary
-    ws = book.add_worksheet("Summary")
-    ws.set_column(0, 0, 24)
-    ws.set_column(1, 1, 70)
-    top = [
-        ("Mapping", summary["mapping"]),
-        ("Mapping sha256", summary["mapping_sha256"]),
-        ("Endpoint", summary["endpoint"]),
-        ("SecretId", summary["secret_id"]),
-        ("Started", summary["started_at"]),
-        ("Finished", summary["finished_at"]),
-        ("Rows", summary["rows"]),
-        ("Verified after the run", summary["verification"]["verified"]),
-    ]
-    if summary["verification"]["succeeded_but_live_state_differs"]:
-        differs = ", ".join(str(r) for r in summary["verification"]["succeeded_but_live_state_differs"])
-        top.insert(0, ("WARNING", f"rows {differs} succeeded but the live state shows something else"))
-    if summary["rehearsal"]:
-        top.insert(0, ("REHEARSAL", "embedded emulator — nothing changed on Tencent Cloud"))
-    for r, (k, v) in enumerate(top):
-        ws.write_string(r, 0, k, bold)
-        put(ws, r, 1, v)
-    base = len(top) + 1
-    ws.write_string(base, 0, "Outcome", bold)
-    ws.write_string(base, 1, "Rows", bold)
-    for i, (k, v) in enumerate(summary["counts"].items(), start=1):
-        ws.write_string(base + i, 0, k)
-        ws.write_number(base + i, 1, v)
-    chart = book.add_chart({"type": "column"})
-    chart.add_series(
-        {
-            "name": "Rows per outcome",
-            "categories": ["Summary", base + 1, 0, base + len(summary["counts"]), 0],
-            "values": ["Summary", base + 1, 1, base + len(summary["counts"]), 1],
-        }
-    )
-    chart.set_legend({"none": True})
-    ws.insert_chart(1, 3, chart)
-    codes_at = base + len(summary["counts"]) + 2
-    ws.write_string(codes_at, 0, "Error code", bold)
-    ws.write_string(codes_at, 1, "Rows", bold)
-    for i, (k, v) in enumerate(summary["error_codes"].items(), start=1):
-        put(ws, codes_at + i, 0, k)
-        ws.write_number(codes_at + i, 1, v)
-
-    # Rows
-    rows_ws = book.add_worksheet("Rows")
-    columns = list(frame.columns)
-    for c, name in enumerate(columns):
-        put(rows_ws, 0, c, name, bold)
-    # hot loop (one call per cell): plain strings go straight to write_string; the rest through `put`
-    table = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
-    write_string = rows_ws.write_string
-    for r, values in enumerate(table, start=1):
-        for c, value in enumerate(values):
-            if type(value) is str and not value.startswith(FORMULA_PREFIXES) and len(value) <= EXCEL_CELL_CHARS:
+    def add_row(self, line: Sequence[Any]) -> None:
+        """One report line on the Rows sheet (hot loop: plain strings go straight to write_string)."""
+        self._rows += 1
+        r, write_string = self._rows, self._rows_ws.write_string
+        for c, value in enumerate(line):
+            if (
+                type(value) is str
+                and value
+                and not value.startswith(FORMULA_PREFIXES)
+                and len(value) <= EXCEL_CELL_CHARS
+            ):
                 write_string(r, c, value)
-            else:
-                put(rows_ws, r, c, value)
-    last = max(len(frame), 1)
-    rows_ws.freeze_panes(1, 0)
-    rows_ws.autofilter(0, 0, last, len(columns) - 1)
-    col = columns.index("outcome")
-    for outcome, colour in OUTCOME_COLOURS.items():
-        rows_ws.conditional_format(
-            1,
-            col,
-            last,
-            col,
-            {
-                "type": "cell",
-                "criteria": "==",
-                "value": f'"{outcome.value}"',
-                "format": book.add_format({"bg_color": colour}),
-            },
-        )
+            elif value != "":
+                self._put(self._rows_ws, r, c, value)
 
-    # Errors: every attempt that did not succeed
-    err_ws = book.add_worksheet("Errors")
-    headers = ["row", "action", "sent_at", "code", "message", "request_id", "latency_ms"]
-    for c, name in enumerate(headers):
-        err_ws.write_string(0, c, name, bold)
-    failed = [a for a in attempts if a["code"] != "OK"]
-    for r, a in enumerate(failed, start=1):
-        cells = [
-            a["row_number"],
-            a["action"],
-            iso_utc(a["sent_at"]),
-            a["code"] or "in flight",
-            a["message"],
-            a["request_id"],
-            a["latency_ms"],
+    def close(self, summary: dict[str, Any], failed: Iterable[FailedAttempt]) -> None:
+        self._finish_rows()
+        self._write_summary(summary)
+        self._write_errors(failed)
+        self._book.close()
+
+    def _finish_rows(self) -> None:
+        ws, last = self._rows_ws, max(self._rows, 1)
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, last, len(self._header) - 1)
+        col = self._header.index("outcome")
+        for outcome, colour in OUTCOME_COLOURS.items():
+            ws.conditional_format(
+                1,
+                col,
+                last,
+                col,
+                {
+                    "type": "cell",
+                    "criteria": "==",
+                    "value": f'"{outcome.value}"',
+                    "format": self._book.add_format({"bg_color": colour}),
+                },
+            )
+
+    def _write_summary(self, summary: dict[str, Any]) -> None:
+        ws, bold = self._summary_ws, self._bold
+        ws.set_column(0, 0, 24)
+        ws.set_column(1, 1, 70)
+        top = [
+            ("Mapping", summary["mapping"]),
+            ("Mapping sha256", summary["mapping_sha256"]),
+            ("Endpoint", summary["endpoint"]),
+            ("SecretId", summary["secret_id"]),
+            ("Started", summary["started_at"]),
+            ("Finished", summary["finished_at"]),
+            ("Rows", summary["rows"]),
+            ("Verified after the run", summary["verification"]["verified"]),
         ]
-        for c, value in enumerate(cells):
-            put(err_ws, r, c, value)
-    err_ws.freeze_panes(1, 0)
-    err_ws.autofilter(0, 0, max(len(failed), 1), len(headers) - 1)
-    book.close()
+        if summary["verification"]["succeeded_but_live_state_differs"]:
+            differs = ", ".join(str(r) for r in summary["verification"]["succeeded_but_live_state_differs"])
+            top.insert(0, ("WARNING", f"rows {differs} succeeded but the live state shows something else"))
+        if summary["rehearsal"]:
+            top.insert(0, ("REHEARSAL", "embedded emulator — nothing changed on Tencent Cloud"))
+        for r, (k, v) in enumerate(top):
+            ws.write_string(r, 0, k, bold)
+            self._put(ws, r, 1, v)
+        base = len(top) + 1
+        ws.write_string(base, 0, "Outcome", bold)
+        ws.write_string(base, 1, "Rows", bold)
+        for i, (k, v) in enumerate(summary["counts"].items(), start=1):
+            ws.write_string(base + i, 0, k)
+            ws.write_number(base + i, 1, v)
+        chart = self._book.add_chart({"type": "column"})
+        chart.add_series(
+            {
+                "name": "Rows per outcome",
+                "categories": ["Summary", base + 1, 0, base + len(summary["counts"]), 0],
+                "values": ["Summary", base + 1, 1, base + len(summary["counts"]), 1],
+            }
+        )
+        chart.set_legend({"none": True})
+        ws.insert_chart(1, 3, chart)
+        codes_at = base + len(summary["counts"]) + 2
+        ws.write_string(codes_at, 0, "Error code", bold)
+        ws.write_string(codes_at, 1, "Rows", bold)
+        for i, (k, v) in enumerate(summary["error_codes"].items(), start=1):
+            self._put(ws, codes_at + i, 0, k)
+            ws.write_number(codes_at + i, 1, v)
+
+    def _write_errors(self, failed: Iterable[FailedAttempt]) -> None:
+        """Every attempt that did not succeed."""
+        ws = self._errors_ws
+        headers = ["row", "action", "sent_at", "code", "message", "request_id", "latency_ms"]
+        for c, name in enumerate(headers):
+            ws.write_string(0, c, name, self._bold)
+        r = 0
+        for r, a in enumerate(failed, start=1):
+            for c, value in enumerate((a.row, a.action, a.sent_at, a.code, a.message, a.request_id, a.latency_ms)):
+                self._put(ws, r, c, value)
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(r, 1), len(headers) - 1)

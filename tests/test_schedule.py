@@ -132,7 +132,7 @@ def test_never_over_the_ceiling_in_any_second_and_each_change_applied_once(tmp_p
     assert ran.api.emulator.stats["RequestLimitExceeded"] == 0
     assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
     assert ran.outcomes() == Counter({"succeeded": 240})
-    assert {r["verified"] for r in ran.journal.report_records()} == {"true"}
+    assert {r.verified for r in ran.journal.report_records()} == {"true"}
 
 
 def test_aiolimiter_is_what_paces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,7 +188,7 @@ def test_an_outage_is_bounded_by_the_retry_budget(tmp_path: Path) -> None:
     ran = simulate(tmp_path, world, triples, RunnerConfig(retry_budget_initial=10, backoff_initial_s=0.05))
     assert 40 <= ran.api.emulator.stats["InternalError"] <= 50
     assert ran.outcomes() == Counter({"retryable": 40})
-    messages = [r["error_message"] for r in ran.journal.report_records()]
+    messages = [r.error_message for r in ran.journal.report_records()]
     assert sum("retry budget exhausted" in m for m in messages) >= 30
 
 
@@ -230,9 +230,9 @@ def test_an_ambiguous_answer_is_read_back_before_anything_is_resent(tmp_path: Pa
     world["faults"]["domains"] = {domain: [{"kind": "apply_then_hang"}]}
     ran = simulate(tmp_path, world, triples, timeout_s=2.0)
     assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
-    record = next(r for r in ran.journal.report_records() if r["domain"] == domain)
-    assert record["outcome"] == "succeeded" and record["error_message"] == VERIFIED_MESSAGE
-    assert record["attempts"] == 1
+    record = next(r for r in ran.journal.report_records() if r.domain == domain)
+    assert record.outcome == "succeeded" and record.error_message == VERIFIED_MESSAGE
+    assert record.attempts == 1
 
 
 def test_a_stop_lets_requests_in_flight_finish_and_sends_nothing_after(tmp_path: Path) -> None:
