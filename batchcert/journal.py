@@ -114,14 +114,23 @@ class Attempt:
 class Journal:
     """A run directory's journal. Not thread-safe; one writer process (held by the lock)."""
 
+    #: group commit: lines that need not be durable before the next send are committed with the next one that does,
+    #: or after this many statements / seconds (SQLite commits cost more CPU than the writes they carry)
+    GROUP_COMMIT_LINES = 256
+    GROUP_COMMIT_S = 0.5
+
     def __init__(self, run_dir: Path, connection: sqlite3.Connection, lock_fd: int | None) -> None:
         self.run_dir = run_dir
         self._db = connection
         self._lock_fd = lock_fd
+        self._uncommitted = 0
+        self._last_commit_s = time.monotonic()
         self.session_id: int | None = None
 
     # -- lifecycle
     def close(self) -> None:
+        if self._uncommitted:
+            self._db.commit()
         self._db.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -135,8 +144,31 @@ class Journal:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A transaction committed at the end of the block — with every line written `_later` before it."""
         with self._db:
             yield self._db
+        self._uncommitted = 0
+        self._last_commit_s = time.monotonic()
+
+    @contextlib.contextmanager
+    def _later(self) -> Iterator[sqlite3.Connection]:
+        """Lines whose loss in a crash is safe, committed with the next `_tx` or in a group: an answer's record
+        (without it, recovery treats the attempt as in flight, and the row is read back before anything is resent),
+        reads, the state read before a change (committed at the latest with the first change's intent), outcomes
+        and verification results (recovery and `rerun` settle them again)."""
+        yield self._db
+        self._uncommitted += 1
+        if (
+            self._uncommitted >= self.GROUP_COMMIT_LINES
+            or time.monotonic() - self._last_commit_s >= self.GROUP_COMMIT_S
+        ):
+            self.commit()
+
+    def commit(self) -> None:
+        """Make every line written so far durable."""
+        self._db.commit()
+        self._uncommitted = 0
+        self._last_commit_s = time.monotonic()
 
     # -- facts and rows
     def facts(self) -> dict[str, str]:
@@ -307,7 +339,7 @@ class Journal:
         return Attempt(int(cur.lastrowid or 0), row_number)
 
     def finish_attempt(self, attempt: Attempt, result: CallResult) -> None:
-        with self._tx() as db:
+        with self._later() as db:
             db.execute(
                 "UPDATE attempts SET finished_at = ?, request_id = ?, code = ?, message = ?, http_status = ?, "
                 "latency_ms = ? WHERE id = ?",
@@ -318,7 +350,7 @@ class Journal:
         self, row_number: int, outcome: Outcome, code: str = "", message: str = "", request_id: str = ""
     ) -> None:
         """Record a row's (current) outcome; a rerun may overwrite it later."""
-        with self._tx() as db:
+        with self._later() as db:
             db.execute(
                 "UPDATE rows SET outcome = ?, error_code = ?, error_message = ?, request_id = ?, finished_at = ? "
                 "WHERE row_number = ?",
@@ -337,7 +369,7 @@ class Journal:
 
     def record_read(self, listener_id: str, result: CallResult, sent_at: float, row_number: int | None = None) -> None:
         """Record a read (DescribeRules) after the fact: reads change nothing, so nothing is at stake before."""
-        with self._tx() as db:
+        with self._later() as db:
             db.execute(
                 "INSERT INTO attempts(row_number, listener_id, session_id, action, sent_at, finished_at, request_id, "
                 "code, message, http_status, latency_ms) VALUES (?, ?, ?, 'DescribeRules', ?, ?, ?, ?, ?, ?, ?)",
@@ -346,8 +378,8 @@ class Journal:
 
     def record_previous(self, states: list[tuple[int, str, tuple[str, ...]]]) -> None:
         """Record rows' state before any change, as (row number, certificate id, client ids) — only the first time
-        per row (a rerun keeps the original state). One transaction for all."""
-        with self._tx() as db:
+        per row (a rerun keeps the original state)."""
+        with self._later() as db:
             db.executemany(
                 "UPDATE rows SET previous_read = 1, previous_certificate_id = ?, previous_client_ids = ? "
                 "WHERE row_number = ? AND previous_read = 0",
@@ -356,7 +388,7 @@ class Journal:
 
     def record_verification(self, checks: list[tuple[int, str, tuple[str, ...], bool]]) -> None:
         """Record what the post-run read saw, as (row number, certificate id, client ids, equals the target)."""
-        with self._tx() as db:
+        with self._later() as db:
             db.executemany(
                 "UPDATE rows SET verified = ?, verified_certificate_id = ?, verified_client_ids = ? WHERE row_number = ?",
                 [("true" if ok else "false", cert, ";".join(clients), n) for n, cert, clients, ok in checks],
