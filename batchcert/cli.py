@@ -30,8 +30,21 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-MappingArg = Annotated[Path, typer.Argument(help="The mapping: .csv (UTF-8, ',' or ';') or .xlsx.", show_default=False)]
-SheetOpt = Annotated[str | None, typer.Option("--sheet", help="The .xlsx sheet to read (default: the first).")]
+MappingArg = Annotated[
+    Path,
+    typer.Argument(
+        help="The mapping: .csv/.tsv/.txt (UTF-8, UTF-16 or GB18030; ',' ';' or TAB) or .xlsx.", show_default=False
+    ),
+]
+SheetOpt = Annotated[
+    str | None, typer.Option("--sheet", help="The .xlsx sheet to read (default: the only visible one).")
+]
+EncodingOpt = Annotated[
+    str | None, typer.Option("--encoding", help="The CSV's encoding, e.g. gbk or big5 (default: detected).")
+]
+HiddenRowsOpt = Annotated[
+    bool, typer.Option("--include-hidden-rows", help="Also send rows hidden or filtered out in the workbook.")
+]
 NoPreflightOpt = Annotated[
     bool, typer.Option("--no-preflight", help="Skip reading each listener's live state before sending.")
 ]
@@ -46,15 +59,27 @@ def _fail(exc: BatchcertError) -> typer.Exit:
     return typer.Exit(exc.exit_code)
 
 
+def _print_notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
+        err.print(f"note: {note}", highlight=False, markup=False)
+
+
 @app.command()
-def validate(mapping: MappingArg, sheet: SheetOpt = None) -> None:
+def validate(
+    mapping: MappingArg,
+    sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    include_hidden_rows: HiddenRowsOpt = False,
+) -> None:
     """List every problem in a mapping with its row number; exit 0 when clean, 2 when not."""
+    from batchcert.model import MappingSource
     from batchcert.workflow import validate_mapping
 
     try:
-        checked = validate_mapping(mapping, sheet)
+        checked = validate_mapping(MappingSource(mapping, sheet, encoding, include_hidden_rows))
     except BatchcertError as exc:
         raise _fail(exc) from None
+    _print_notes(checked.notes)
     for problem in checked.problems.values():
         out.print(problem, highlight=False, markup=False)
     dupes = len(checked.duplicate_of)
@@ -72,6 +97,7 @@ SHOWN_PROBLEMS = 50
 
 def _confirm_on_terminal(yes: bool) -> Any:
     def confirm(preview: Preview) -> bool:
+        _print_notes(preview.notes)
         for warning in preview.warnings:
             err.print(f"[yellow]warning:[/] {warning}", highlight=False)
         for problem in preview.problems[:SHOWN_PROBLEMS]:
@@ -204,6 +230,8 @@ def run(
         str | None, typer.Option(help="Credential profile (~/.tencentcloud/credentials, ~/.tccli).")
     ] = None,
     sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    include_hidden_rows: HiddenRowsOpt = False,
     emulator: Annotated[bool, typer.Option("--emulator", help="Rehearse against an in-process emulator.")] = False,
     world: Annotated[
         Path | None, typer.Option(help="Emulator world file for the rehearsal (implies --emulator).")
@@ -230,6 +258,8 @@ def run(
         world=world,
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
         ca_bundle=ca_bundle,
+        encoding=encoding,
+        include_hidden_rows=include_hidden_rows,
     )
     _send_with_progress(lambda confirm, progress: run_mapping(request, confirm, progress), yes)
 
@@ -301,6 +331,8 @@ def plan(
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = DEFAULT_TIMEOUT_S,
     profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,
     sheet: SheetOpt = None,
+    encoding: EncodingOpt = None,
+    include_hidden_rows: HiddenRowsOpt = False,
     emulator: Annotated[bool, typer.Option("--emulator", help="Plan against an in-process emulator.")] = False,
     world: Annotated[Path | None, typer.Option(help="Emulator world file (implies --emulator).")] = None,
     ca_bundle: CaBundleOpt = None,
@@ -321,12 +353,15 @@ def plan(
         rehearsal=emulator or world is not None,
         world=world,
         ca_bundle=ca_bundle,
+        encoding=encoding,
+        include_hidden_rows=include_hidden_rows,
     )
     try:
         result = plan_mapping(request)
     except BatchcertError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
+    _print_notes(result.notes)
     table = Table("row", "listener", "domain", "action", "current", "target", "reason")
     shown = [line for line in result.lines if line["action"] != "unchanged"][:PLAN_TABLE_ROWS]
     for line in shown:
@@ -368,13 +403,14 @@ def emulator_command(
     ] = None,
 ) -> None:
     """Serve the GAAP emulator on 127.0.0.1 until Ctrl-C."""
+    from batchcert.model import MappingSource
     from batchcert.workflow import load_world, serve_emulator, world_from_mapping
 
     if (world is None) == (from_mapping is None):
         err.print("error: give exactly one of --world FILE or --from-mapping MAPPING")
         raise typer.Exit(EXIT_CANNOT_START)
     try:
-        served = load_world(world) if world is not None else world_from_mapping(from_mapping)  # type: ignore[arg-type]
+        served = load_world(world) if world is not None else world_from_mapping(MappingSource(from_mapping))  # type: ignore[arg-type]
     except BatchcertError as exc:
         raise _fail(exc) from None
 

@@ -111,6 +111,17 @@ class Api(Protocol):
 
 
 @dataclass(frozen=True)
+class MappingSource:
+    """Where a mapping comes from and how to read it: the file, the workbook sheet (None: the only visible one), the
+    CSV encoding (None: detected) and whether rows hidden in the workbook are sent."""
+
+    path: Path
+    sheet: str | None = None
+    encoding: str | None = None
+    include_hidden_rows: bool = False
+
+
+@dataclass(frozen=True)
 class Mapping:
     """A read and validated mapping. `rows` holds every data record (valid or not) in file order.
 

@@ -23,8 +23,8 @@ from batchcert import emulator
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_DONE, BatchcertError
 from batchcert.journal import Journal, create_journal, open_journal
-from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row
-from batchcert.plan import file_sha256, read_mapping
+from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Row
+from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
 from batchcert.report import Reports, write_reports, write_safe_csv
 from batchcert.runner import LiveReader, PlanLine, Runner, RunnerConfig, plan_rows
 from batchcert.schedule import Quota, Sleeper
@@ -65,6 +65,12 @@ class RunRequest:
     reports_root: Path = Path("reports")
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     ca_bundle: Path | None = None
+    encoding: str | None = None
+    include_hidden_rows: bool = False
+
+    @property
+    def source(self) -> MappingSource:
+        return MappingSource(self.mapping, self.sheet, self.encoding, self.include_hidden_rows)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,8 @@ class Preview:
     warnings: tuple[str, ...]
     #: why rows are invalid ("row 17: CertificateId is empty — …"), in mapping order
     problems: tuple[str, ...] = ()
+    #: what the mapping reader decided (encoding, sheet, header row, hidden rows)
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,9 +113,11 @@ class RunSummary:
         return EXIT_OK if done else EXIT_ROWS_NOT_DONE
 
 
-def validate_mapping(path: Path, sheet: str | None = None) -> Mapping:
+def validate_mapping(source: MappingSource) -> Mapping:
     """Read and validate a mapping; raises MappingError for file-level problems."""
-    return read_mapping(path, sheet)
+    return read_mapping(
+        source.path, source.sheet, encoding=source.encoding, include_hidden_rows=source.include_hidden_rows
+    )
 
 
 def default_run_dir(root: Path, mapping: Path) -> Path:
@@ -146,7 +156,8 @@ def run_mapping(
     Raises BatchcertError (exit 2) for run-level problems before anything is sent: unreadable mapping, missing
     column, bad settings, no credentials, an occupied run directory; Declined when `confirm` says no.
     """
-    mapping = read_mapping(request.mapping, request.sheet)
+    mapping = validate_mapping(request.source)
+    require_rows_to_send(mapping)
     settings = RunSettings(
         endpoint=parse_endpoint(request.endpoint),
         rate_per_s=request.rate_per_s,
@@ -176,6 +187,7 @@ def run_mapping(
         run_dir=run_dir,
         warnings=warnings,
         problems=tuple(mapping.problems[n] for n in sorted(mapping.problems)),
+        notes=mapping.notes,
     )
     if not confirm(preview):
         raise Declined("nothing was sent — answered no at the prompt")
@@ -185,7 +197,9 @@ def run_mapping(
         {
             "mapping": str(request.mapping.resolve()),
             "mapping_sha256": mapping.sha256,
-            "sheet": request.sheet or "",
+            "sheet": mapping.sheet,
+            "encoding": mapping.encoding,
+            "header_row": str(mapping.header_row),
             "endpoint": endpoint_label,
             "secret_id_masked": credentials.masked_id,
             "rehearsal": "true" if request.rehearsal else "false",
@@ -421,9 +435,9 @@ def serve_emulator(world: emulator.World, port: int, on_ready: Callable[[str], N
         return
 
 
-def world_from_mapping(path: Path, sheet: str | None = None) -> emulator.World:
+def world_from_mapping(source: MappingSource) -> emulator.World:
     """A world in which every valid row of the mapping would succeed."""
-    return emulator.world_for_rows(read_mapping(path, sheet).valid_rows())
+    return emulator.world_for_rows(validate_mapping(source).valid_rows())
 
 
 def load_world(path: Path) -> emulator.World:
@@ -445,6 +459,12 @@ class PlanRequest:
     world: Path | None = None
     reports_root: Path = Path("reports")
     ca_bundle: Path | None = None
+    encoding: str | None = None
+    include_hidden_rows: bool = False
+
+    @property
+    def source(self) -> MappingSource:
+        return MappingSource(self.mapping, self.sheet, self.encoding, self.include_hidden_rows)
 
 
 PLAN_COLUMNS = (
@@ -469,6 +489,8 @@ class PlanResult:
     lines: list[dict[str, Any]]
     counts: dict[str, int]
     path: Path
+    #: what the mapping reader decided (encoding, sheet, header row, hidden rows)
+    notes: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -481,7 +503,7 @@ class PlanResult:
 def plan_mapping(request: PlanRequest) -> PlanResult:
     """Read every distinct listener of the mapping once (under the rate ceiling) and say what `run` would do with
     each row; write plan.csv. Sends no change. Raises BatchcertError for run-level problems."""
-    mapping = read_mapping(request.mapping, request.sheet)
+    mapping = validate_mapping(request.source)
     settings = RunSettings(
         parse_endpoint(request.endpoint), request.rate_per_s, request.timeout_s, ca_bundle=request.ca_bundle
     )
@@ -522,7 +544,7 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_safe_csv(out_dir / "plan.csv", PLAN_COLUMNS, [[line_[c] for c in PLAN_COLUMNS] for line_ in lines])
-    return PlanResult(lines, counts, out_dir / "plan.csv")
+    return PlanResult(lines, counts, out_dir / "plan.csv", mapping.notes)
 
 
 async def _plan(

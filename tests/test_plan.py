@@ -138,9 +138,10 @@ def test_file_level_problems_raise(tmp_path: Path, text: str, message: str) -> N
 
 
 def test_not_utf8_and_unknown_type_and_missing_file(tmp_path: Path) -> None:
-    """Non-UTF-8 CSV, an unsupported suffix and a missing file each raise a MappingError that says what to do."""
-    with pytest.raises(MappingError, match="not UTF-8"):
-        read_mapping(write(tmp_path, HEADER + "listener-aaaa0001,wéb.example.com,cert-1,,,\n", encoding="latin-1"))
+    """A CSV that is neither UTF-8 nor GB18030, an unsupported suffix and a missing file each raise a MappingError
+    that says what to do."""
+    with pytest.raises(MappingError, match="not UTF-8, nor GB18030"):
+        read_mapping(write(tmp_path, HEADER + "listener-aaaa0001,www.example.com,cert-1,,,Café\n", encoding="latin-1"))
     with pytest.raises(MappingError, match="unsupported file type"):
         read_mapping(write(tmp_path, HEADER, name="m.json"))
     with pytest.raises(MappingError, match="does not exist"):
