@@ -1,9 +1,10 @@
-"""Error-code policy: one table saying, for every code in the reference, whether a row is retried, ends, or stops
+"""Error-code policy: one table saying, for every code in docs/gaap-api.md ("Error codes"), whether a row is retried, ends, or stops
 the whole run, and whether the change may have been applied although the answer was an error. Pure.
 
 Lookup walks up the dotted code: `RequestLimitExceeded.Foo` falls back to `RequestLimitExceeded`; a code with no
-entry on its path is terminal (an unknown code is never retried blindly). Sources for the choices: the reference
-("What others retry": the SDK's StandardRetryer, Terraform's GAAP service) and the issue's classification list.
+entry on its path is terminal (an unknown code is never retried blindly). Sources for the choices:
+docs/gaap-api.md, "Error codes" (the official SDK's retryer, Terraform's GAAP service, the per-action lists in
+https://github.com/TencentCloud/tencentcloud-sdk-go/blob/master/tencentcloud/gaap/v20180529/errors.go).
 """
 
 from __future__ import annotations

@@ -30,6 +30,23 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
+
+@app.callback()
+def options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log scheduling decisions as they happen: rate cuts, pacing, retry budget, clock."
+        ),
+    ] = False,
+) -> None:
+    """Change the certificates of many Tencent Cloud GAAP listener domains at once, with a reconciliation report."""
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+
+
 MappingArg = Annotated[
     Path,
     typer.Argument(

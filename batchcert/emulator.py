@@ -1,6 +1,6 @@
 """An emulator of the GAAP API (`ModifyCertificate`, `DescribeRules`, `DescribeHTTPSListeners`) as an aiohttp.web app.
 
-Faithful where a bulk run can tell (reference, all sections): TC3 signatures, the per-(SecretId, action) limit in
+Faithful where a bulk run can tell (docs/gaap-api.md, all sections): TC3 signatures, the per-(SecretId, action) limit in
 a sliding 1 s window of admitted requests with the real throttle message, changes as asynchronous listener tasks
 (`FailedOperation.ListenerHasTask`), the service's validation codes, HTTP 200 with `Content-Type: application/json`
 exactly for API errors, and the response shapes the official SDK deserializes. It keeps a ledger of applied
@@ -61,7 +61,7 @@ from batchcert.signing import canonical_request, parse_authorization, signature,
 
 DEMO_SECRET_ID = "AKIDbatchcertEmulatorDemo0000000000"  # noqa: S105 - published demo id
 DEMO_SECRET_KEY = "batchcert-emulator-demo-key"  # noqa: S105 - a published demo key for the emulator only
-SIGNATURE_WINDOW_S = 300  # reference: timestamp skew > 5 min → AuthFailure.SignatureExpire
+SIGNATURE_WINDOW_S = 300  # docs/gaap-api.md, "Signing": timestamp skew > 5 min → AuthFailure.SignatureExpire
 FAULT_KINDS = ("InternalError", "http502", "reset", "hang", "apply_then_hang", "changing", "ListenerHasTask")
 _MODIFY_PARAMS = {"ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds"}
 _LISTENER_FILTERS = {

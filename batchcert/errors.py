@@ -5,7 +5,7 @@ Every class carries the process exit code the CLI maps it to (policy as data: `E
 
 from __future__ import annotations
 
-#: Process exit codes (issue contract): 0 every row succeeded or was unchanged; 1 finished with some row not done;
+#: Process exit codes (README, "Exit codes"): 0 every row succeeded or was unchanged; 1 finished with some row not done;
 #: 2 could not start; 130 interrupted; 3 an internal error (a bug).
 EXIT_OK = 0
 EXIT_ROWS_NOT_DONE = 1

@@ -1,6 +1,6 @@
 """The run journal: one SQLite file per run directory, written as the run goes, read by reports and reruns.
 
-Contract (DEVELOPERS.md "write the journal before you trust it"): an attempt is recorded before it is sent and
+Contract ("write the journal before you trust it"): an attempt is recorded before it is sent and
 completed after; SQLite in WAL mode keeps every committed line across a kill -9, and an attempt without an end is
 one that was in flight when the process died. Every valid row starts as `not_attempted`, so a crash leaves every
 unfinished row resendable. The secret key is never written here (only the masked SecretId).

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-#: The certificate literal meaning "use the listener's certificate" (reference: ModifyCertificate params).
+#: The certificate literal meaning "use the listener's certificate" (docs/gaap-api.md, "The call").
 DEFAULT_CERTIFICATE = "default"
 
 ACTION_MODIFY = "ModifyCertificate"

@@ -3,7 +3,7 @@ row that undoes a change. Pure functions over `DescribeRules` answers; no I/O.
 
 `DescribeRules(ListenerId)` lists one `DomainRuleSet` per domain with `CertificateId` (the literal `default` for a
 domain on the listener's certificate), `ClientCertificateId`, `PolyClientCertificateAliasInfo` and `DomainStatus`
-(0 running, 1 changing, 2 deleting) — reference, "Reading the live state".
+(0 running, 1 changing, 2 deleting) — docs/gaap-api.md, "Reading the live state".
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Files in the run directory: `report.csv` (one line per mapping row, mapping orde
 chart, Rows filterable and colour-coded, Errors), `summary.md` (for a change ticket), `summary.json` (automation),
 `failed.csv` (rows not done, in the mapping's own columns — a valid mapping to fix and feed back).
 
-Spreadsheet safety (reference, "Report safety"; OWASP CSV injection): text cells starting with `=`, `+`, `-`, `@`,
+Spreadsheet safety (docs/gaap-api.md, "Spreadsheet safety"; OWASP CSV injection): text cells starting with `=`, `+`, `-`, `@`,
 tab or CR get a leading `'` in the CSV files; in the workbook they are written as plain strings with Excel's quote
 prefix, and xlsxwriter's string-to-formula and string-to-URL conversions are off. `batchcert.plan` strips the `'`
 again when a report is read back as a mapping.

@@ -12,7 +12,7 @@ This module decides *what* is sent; `batchcert.schedule` decides *when* (gates, 
 - a code whose disposition is STOP_RUN (bad credentials, account state) stops dispatching at once: rows not yet
   sent end `not_attempted` with the reason.
 
-Reconciliation (issue "Reconcile against the live state"): each lane reads its listener once before its first
+Reconciliation (README, "Reconciliation"): each lane reads its listener once before its first
 change (`DescribeRules`, its own action budget; rows at target end `unchanged`, absent ones `terminal`), reads it
 before resending after an ambiguous answer (an applied change is `succeeded`, not resent), and once more after its
 last change to record `verified` per row. `plan_rows` is the pre-flight alone.

@@ -1,6 +1,6 @@
 """Frozen settings of a run and the credentials it signs with. Stdlib only.
 
-Credential lookup follows the Tencent Cloud ecosystem (reference, "Credentials"): env `TENCENTCLOUD_SECRET_ID` /
+Credential lookup follows the Tencent Cloud ecosystem (docs/gaap-api.md, "Credentials"): env `TENCENTCLOUD_SECRET_ID` /
 `TENCENTCLOUD_SECRET_KEY` with a session token from `TENCENTCLOUD_SESSION_TOKEN` (SDK), `TENCENTCLOUD_TOKEN` (tccli)
 or `TENCENTCLOUD_SECURITY_TOKEN` (Terraform); then the INI file `~/.tencentcloud/credentials`; then tccli's
 `~/.tccli/<profile>.credential` (JSON). The secret key is never part of a repr, a log line or a journal.
@@ -27,7 +27,7 @@ DEFAULT_MAX_ATTEMPTS = 6
 
 ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"  # noqa: S105 - a variable name
 ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105 - a variable name
-#: Session-token variable names, in lookup order: SDK, tccli, Terraform (reference, "Credentials").
+#: Session-token variable names, in lookup order: SDK, tccli, Terraform (docs/gaap-api.md, "Credentials").
 ENV_TOKENS = ("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_TOKEN", "TENCENTCLOUD_SECURITY_TOKEN")
 
 

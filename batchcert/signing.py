@@ -1,4 +1,4 @@
-"""TC3-HMAC-SHA256 request signing, exactly as the reference's "TC3-HMAC-SHA256" section states. Pure: no I/O, no clock.
+"""TC3-HMAC-SHA256 request signing, as docs/gaap-api.md ("Signing") states it. Pure: no I/O, no clock.
 
 The caller passes the timestamp (so the clock is injected) and the exact Content-Type and Host it will send:
 the server recomputes the canonical request from the headers it receives, so they must match byte for byte.
@@ -6,6 +6,7 @@ the server recomputes the canonical request from the headers it receives, so the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ CONTENT_TYPE_JSON = "application/json"
 
 def utc_date(timestamp: int) -> str:
     """The UTC date (YYYY-MM-DD) of a unix timestamp in seconds — never the local date."""
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d")
+    return _utc_date_of_day(timestamp // 86400)
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_date_of_day(day: int) -> str:
+    # one formatting per UTC day, not per request (a unix day is exactly 86,400 s: no leap seconds)
+    return datetime.fromtimestamp(day * 86400, tz=UTC).strftime("%Y-%m-%d")
 
 
 def sha256_hex(data: bytes) -> str:
@@ -48,10 +55,17 @@ def string_to_sign(canonical: str, timestamp: int, service: str) -> str:
 
 def signature(secret_key: str, timestamp: int, service: str, to_sign: str) -> str:
     """Hex HMAC of the string to sign under the key derived from (secret key, UTC date, service)."""
-    k_date = _hmac(("TC3" + secret_key).encode("utf-8"), utc_date(timestamp))
-    k_service = _hmac(k_date, service)
-    k_signing = _hmac(k_service, "tc3_request")
+    k_signing = _signing_key(secret_key, utc_date(timestamp), service)
     return hmac.new(k_signing, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _signing_key(secret_key: str, date: str, service: str) -> bytes:
+    # derived once per (key, UTC day, service) instead of three HMACs per request; held in process memory only,
+    # like the key itself
+    k_date = _hmac(("TC3" + secret_key).encode("utf-8"), date)
+    k_service = _hmac(k_date, service)
+    return _hmac(k_service, "tc3_request")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """One core function per command, composing runner, report and emulator (siblings that must not import each other).
 
-This layer is an addition to the layering in DEVELOPERS.md, made for a reason: `run --emulator` needs the emulator
+This layer is an addition to the project's layering (README, "Development"), made for a reason: `run --emulator` needs the emulator
 and the runner in one event loop, and every command ends by writing reports from the journal; without a layer
 above the three siblings the CLI would have to orchestrate them itself and stop being thin. It owns no policy about
 rows (that is in `runner`, `plan`, `classify`); it opens, wires, runs and closes.

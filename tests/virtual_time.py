@@ -20,6 +20,10 @@ T = TypeVar("T")
 START_S = 1000.0
 #: how long to wait on real I/O when nothing is scheduled at all before calling it a deadlock
 REAL_WAIT_S = 5.0
+#: virtual time that passes per loop iteration that does not wait. Real time always moves a little; code that
+#: computes a remaining wait of 1e-18 s and re-checks (aiolimiter's leaky bucket, after float rounding) would spin
+#: forever on a clock that stands still. A nanosecond per iteration: a million iterations drift 1 ms.
+TICK_S = 1e-9
 
 
 class _FastForwardSelector(selectors.DefaultSelector):
@@ -30,6 +34,7 @@ class _FastForwardSelector(selectors.DefaultSelector):
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         events: list[tuple[selectors.SelectorKey, int]] = super().select(0)
         if events or timeout == 0:
+            self.now += TICK_S
             return events
         if timeout is None:  # nothing scheduled: only real I/O (a thread) can wake the loop
             events = super().select(REAL_WAIT_S)
