@@ -25,6 +25,8 @@ TRANSPORT_CERTIFICATE = "Transport.CertificateError"
 TRANSPORT_TLS = "Transport.TLSError"
 #: SignatureExpire answered while our clock was off: the client corrected its offset from the Date header
 CLOCK_CORRECTED = "Transport.ClockCorrected"
+#: an ambiguous answer no read could settle (batchcert's own code, never the service's)
+OUTCOME_UNKNOWN = "Batchcert.OutcomeUnknown"
 
 
 def transport_http(status: int) -> str:
@@ -111,6 +113,11 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         "could not connect to the endpoint — check the network or proxy, then rerun",
     ),
     CLOCK_CORRECTED: (R, False, "this machine's clock is off; batchcert corrected it from the server's Date header"),
+    OUTCOME_UNKNOWN: (
+        R,
+        True,
+        "the change may have been applied and no read could tell — `batchcert rerun` reads the listener first",
+    ),
     TRANSPORT_CERTIFICATE: (
         S,
         False,

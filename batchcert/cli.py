@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from batchcert.errors import EXIT_CANNOT_START, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, BatchcertError
+from batchcert.errors import BatchcertError, ExitCode
 from batchcert.settings import DEFAULT_ENDPOINT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_S, DEFAULT_TIMEOUT_S
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def validate(
     if dupes:
         summary += f", {dupes} identical duplicate(s) (sent once, reported for each)"
     out.print(summary, highlight=False)
-    raise typer.Exit(EXIT_CANNOT_START if checked.problems else EXIT_OK)
+    raise typer.Exit(ExitCode.CANNOT_START if checked.problems else ExitCode.OK)
 
 
 SHOWN_PROBLEMS = 50
@@ -195,7 +195,7 @@ def _send_with_progress(core: Callable[[Any, Any], RunSummary], yes: bool) -> No
         raise _fail(exc) from None
     except KeyboardInterrupt:
         err.print(_INTERRUPTED_OUTSIDE_RUN)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
@@ -377,7 +377,7 @@ def plan(
         result = plan_mapping(request)
     except BatchcertError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(ExitCode.ROWS_NOT_DONE) from None
     _print_notes(result.notes)
     table = Table("row", "listener", "domain", "action", "current", "target", "reason")
     shown = [line for line in result.lines if line["action"] != "unchanged"][:PLAN_TABLE_ROWS]
@@ -425,7 +425,7 @@ def emulator_command(
 
     if (world is None) == (from_mapping is None):
         err.print("error: give exactly one of --world FILE or --from-mapping MAPPING")
-        raise typer.Exit(EXIT_CANNOT_START)
+        raise typer.Exit(ExitCode.CANNOT_START)
     try:
         served = load_world(world) if world is not None else world_from_mapping(MappingSource(from_mapping))  # type: ignore[arg-type]
     except BatchcertError as exc:
@@ -459,4 +459,4 @@ def main() -> None:
             highlight=False,
             markup=False,
         )
-        raise SystemExit(EXIT_INTERNAL) from None
+        raise SystemExit(ExitCode.INTERNAL) from None

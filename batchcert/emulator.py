@@ -82,6 +82,7 @@ class ApiError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(code)
         self.code, self.message = code, message
+        self.request_id = ""
 
 
 # ----------------------------------------------------------------------------------------------------------- world

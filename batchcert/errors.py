@@ -1,24 +1,35 @@
 """The exception tree for run-level problems. Per-row failures are data (outcomes), never these.
 
-Every class carries the process exit code the CLI maps it to (policy as data: `EXIT_CODES`).
+Every class carries the process exit code the CLI maps it to (policy as data: `ExitCode`).
 """
 
 from __future__ import annotations
 
-#: Process exit codes (README, "Exit codes"): 0 every row succeeded or was unchanged; 1 finished with some row not done;
-#: 2 could not start; 130 interrupted; 3 an internal error (a bug).
-EXIT_OK = 0
-EXIT_ROWS_NOT_DONE = 1
-EXIT_CANNOT_START = 2
-EXIT_INTERRUPTED = 130
-#: an unexpected error inside batchcert (a bug): one line on stderr, the journal intact
-EXIT_INTERNAL = 3
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Every process exit code, in one table (README, "Exit codes"). `plan` answers like `terraform plan
+    -detailed-exitcode`: 0 nothing to change, 1 a problem, 2 changes pending."""
+
+    #: every row succeeded or was unchanged (`plan`: nothing would change)
+    OK = 0
+    #: the run finished but some row did not (`plan`: a row is invalid, absent or unreadable, or plan could not run)
+    ROWS_NOT_DONE = 1
+    #: the run could not start: usage, unreadable mapping, missing column, credentials, an occupied run directory
+    CANNOT_START = 2
+    #: `plan` only: changes are pending
+    CHANGES_PENDING = 2
+    #: an unexpected error inside batchcert (a bug): one line on stderr, the journal intact
+    INTERNAL = 3
+    #: interrupted by Ctrl-C or SIGTERM
+    INTERRUPTED = 130
 
 
 class BatchcertError(Exception):
     """Base of every run-level problem. The message says what to do next."""
 
-    exit_code = EXIT_CANNOT_START
+    exit_code: int = ExitCode.CANNOT_START
 
 
 class MappingError(BatchcertError):

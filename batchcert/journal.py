@@ -376,6 +376,18 @@ class Journal:
                 (row_number, listener_id, self.session_id or 0, sent_at, *_answer_fields(result)),
             )
 
+    def previous_states(self) -> dict[int, tuple[str, tuple[str, ...]]]:
+        """Row number → (certificate id, client ids) recorded before any change, for rows that have one."""
+        cur = self._db.execute(
+            "SELECT row_number, previous_certificate_id, previous_client_ids FROM rows WHERE previous_read = 1"
+        )
+        return {int(n): (str(c), tuple(x for x in str(clients).split(";") if x)) for n, c, clients in cur.fetchall()}
+
+    def modified_rows(self) -> frozenset[int]:
+        """Rows with any ModifyCertificate attempt recorded."""
+        cur = self._db.execute("SELECT DISTINCT row_number FROM attempts WHERE action = 'ModifyCertificate'")
+        return frozenset(int(n) for (n,) in cur.fetchall())
+
     def record_previous(self, states: list[tuple[int, str, tuple[str, ...]]]) -> None:
         """Record rows' state before any change, as (row number, certificate id, client ids) — only the first time
         per row (a rerun keeps the original state)."""
@@ -393,6 +405,15 @@ class Journal:
                 "UPDATE rows SET verified = ?, verified_certificate_id = ?, verified_client_ids = ? WHERE row_number = ?",
                 [("true" if ok else "false", cert, ";".join(clients), n) for n, cert, clients, ok in checks],
             )
+
+    def unverified_listeners(self) -> frozenset[str]:
+        """Listeners with a succeeded row whose live state was never read after the change (a session stopped
+        before its verification read)."""
+        cur = self._db.execute(
+            "SELECT DISTINCT listener_id FROM rows WHERE duplicate_of IS NULL AND outcome = ? AND verified = ''",
+            (Outcome.SUCCEEDED.value,),
+        )
+        return frozenset(str(lid) for (lid,) in cur.fetchall())
 
     def last_modify_codes(self) -> dict[int, str]:
         """Row number → code of its latest ModifyCertificate attempt (rows with any)."""

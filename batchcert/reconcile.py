@@ -65,6 +65,19 @@ def is_at_target(row: Row, live: LiveDomain) -> bool:
     return True
 
 
+#: why a row at its target is `succeeded` although this session sent nothing: the journal recorded another state
+#: before the run, so the change happened since — an earlier session's record of it was lost (a journal tail cut off
+#: by a power failure, say). The report counts these and warns.
+CONFIRMED_BY_READ_BACK = "succeeded: confirmed by read-back (the state before the run differed); attempt record missing"
+
+
+def changed_since(row: Row, before: tuple[str, tuple[str, ...]] | None, live: LiveDomain) -> bool:
+    """True when `live` is the row's target but the state recorded before the run (`before`) was not."""
+    if before is None or not is_at_target(row, live):
+        return False
+    return not is_at_target(row, LiveDomain(row.domain, before[0], before[1], 0))
+
+
 class Verdict(enum.StrEnum):
     """What the pre-flight read says about a row."""
 

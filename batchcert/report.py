@@ -13,21 +13,23 @@ again when a report is read back as a mapping.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import xlsxwriter
 
 from batchcert.journal import FailedAttempt, Journal, ReportRecord, iso_utc
 from batchcert.model import Outcome, Row
 from batchcert.plan import FORMULA_PREFIXES
-from batchcert.reconcile import rollback_for
+from batchcert.reconcile import CONFIRMED_BY_READ_BACK, rollback_for
 
 REPORT_COLUMNS = (
     "row",
@@ -127,6 +129,8 @@ class _Tally:
     verified: int = 0
     not_checked: int = 0
     differs: list[int] = field(default_factory=list)
+    #: rows whose change a lost journal record hid, found by reading the live state
+    confirmed_by_read_back: list[int] = field(default_factory=list)
 
     def add(self, record: ReportRecord) -> None:
         self.rows += 1
@@ -139,6 +143,8 @@ class _Tally:
         self.not_checked += done and record.verified == ""
         if done and record.verified == "false":
             self.differs.append(record.row)
+        if record.error_message == CONFIRMED_BY_READ_BACK:
+            self.confirmed_by_read_back.append(record.row)
 
 
 DONE_VALUES = frozenset(o.value for o in DONE_OUTCOMES)
@@ -150,9 +156,26 @@ def report_line(record: ReportRecord, extra_names: Sequence[str]) -> list[Any]:
     return [getattr(record, c) for c in REPORT_COLUMNS] + [extra.get(n, "") for n in extra_names]
 
 
+#: report lines per pandas frame: the table is built and written a chunk at a time, so memory does not grow with the
+#: mapping (a 100,000-row run is never one frame)
+FRAME_ROWS = 5000
+
+
+def report_frames(
+    records: Iterable[ReportRecord], extra_names: Sequence[str]
+) -> Iterator[tuple[list[ReportRecord], pd.DataFrame]]:
+    """The report table in chunks of FRAME_ROWS lines: each chunk's records and its frame (REPORT_COLUMNS, then the
+    mapping's extra columns; every cell kept as the object it is — ids stay text, blanks stay blank)."""
+    columns = [*REPORT_COLUMNS, *extra_names]
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, FRAME_ROWS)):
+        frame = pd.DataFrame([report_line(r, extra_names) for r in chunk], columns=columns, dtype=object)
+        yield chunk, frame
+
+
 def write_reports(journal: Journal) -> Reports:
-    """(Re)write every report file of `journal`'s run directory in one streaming pass over the journal (memory does
-    not grow with the mapping). Each file is written beside its target and renamed into place at the end, so a
+    """(Re)write every report file of `journal`'s run directory in one streaming pass over the journal, the table a
+    pandas frame of FRAME_ROWS lines at a time (memory does not grow with the mapping). Each file is written beside its target and renamed into place at the end, so a
     reader sees the old set or the new one. Side effect: files in the run directory only."""
     run_dir = journal.run_dir
     facts = journal.facts()
@@ -167,21 +190,22 @@ def write_reports(journal: Journal) -> Reports:
             temps["failed.csv"].open("w", newline="", encoding="utf-8") as failed_fh,
             temps["rollback.csv"].open("w", newline="", encoding="utf-8") as rollback_fh,
         ):
-            report_csv, failed_csv, rollback_csv = (_SafeCsv(fh) for fh in (report_fh, failed_fh, rollback_fh))
-            report_csv.write(header)
+            failed_csv, rollback_csv = _SafeCsv(failed_fh), _SafeCsv(rollback_fh)
+            _SafeCsv(report_fh).write(header)
             failed_csv.write(json.loads(facts.get("columns", "[]")))
             rollback_csv.write(ROLLBACK_COLUMNS)
             book = _Workbook(temps["report.xlsx"], header)
-            for record in journal.report_records():
-                tally.add(record)
-                line = report_line(record, extra_names)
-                report_csv.write(line)
-                book.add_row(line)
-                if record.outcome not in DONE_VALUES:
-                    failed_csv.write(record.cells)
-                undo = _rollback_line(record)
-                if undo is not None:
-                    rollback_csv.write(undo)
+            for records, frame in report_frames(journal.report_records(), extra_names):
+                frame.map(neutralize).to_csv(report_fh, header=False, index=False, lineterminator="\r\n")
+                for line in frame.itertuples(index=False, name=None):
+                    book.add_row(line)
+                for record in records:
+                    tally.add(record)
+                    if record.outcome not in DONE_VALUES:
+                        failed_csv.write(record.cells)
+                    undo = _rollback_line(record)
+                    if undo is not None:
+                        rollback_csv.write(undo)
         by_action, answers = journal.request_counts()
         summary = _summary(facts, tally, by_action, answers, journal.sessions())
         book.close(summary, journal.failed_attempts())
@@ -276,6 +300,7 @@ def _summary(
             for s in sessions
         ],
         "all_done": all(n == 0 for o, n in counts.items() if o not in DONE_VALUES),
+        "journal_lost_records": tally.confirmed_by_read_back,
         "verification": {
             "checked": tally.checked,
             "verified": tally.verified,
@@ -298,6 +323,13 @@ def _markdown(summary: dict[str, Any]) -> str:
     ]
     if summary["mapping_changed"]:
         lines.append(f"- **Note:** {summary['mapping_changed']}")
+    if summary["journal_lost_records"]:
+        rows = ", ".join(str(r) for r in summary["journal_lost_records"])
+        lines += [
+            "",
+            f"**WARNING: the journal lost records: rows {rows} were changed by this run but their attempts were not "
+            "in the journal; the live state confirms each change (they are in rollback.csv).**",
+        ]
     check = summary["verification"]
     if check["succeeded_but_live_state_differs"]:
         rows = ", ".join(str(r) for r in check["succeeded_but_live_state_differs"])

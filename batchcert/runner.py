@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from batchcert import classify
 from batchcert.journal import Attempt, Journal
 from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, Api, CallResult, Disposition, Outcome, Row
-from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, live_domains
+from batchcert.reconcile import (
+    CONFIRMED_BY_READ_BACK,
+    LiveDomain,
+    Verdict,
+    changed_since,
+    is_at_target,
+    judge,
+    live_domains,
+)
 from batchcert.schedule import (
     GateClosed,
     GaveUp,
@@ -41,6 +49,7 @@ from batchcert.schedule import (
     RetryPolicy,
     Sleeper,
     Tries,
+    is_retryable,
     retry_call,
 )
 
@@ -67,8 +76,12 @@ class RunnerConfig:
     preflight: bool = True
     #: read every touched listener again after its last change and record `verified` per row
     verify: bool = True
-    #: how long a row whose domain is changing waits for it before being sent anyway
-    domain_wait_s: float = 60.0
+    #: how long a row waits out its domain changing, or keeps reading after an ambiguous answer, before giving up
+    listener_wait_s: float = 300.0
+    #: after an ambiguous answer, a read that shows the old state proves the change was not applied only when it is
+    #: sent this long after that answer (a request that timed out may still reach the service meanwhile); the
+    #: workflow sets it to the request timeout
+    settle_s: float = 10.0
     #: retries the run may spend before any success, and retries each success earns (gRPC-style retry throttling)
     retry_budget_initial: float = 20.0
     retry_budget_per_success: float = 2.0
@@ -86,6 +99,10 @@ class ListenerLane:
         self.last_change_sent: float | None = None
 
 
+#: the code of a row whose change may or may not have been applied, and that no read could settle: retryable, but
+#: never resent blind — `rerun` reads the listener before it sends the row again
+OUTCOME_UNKNOWN = classify.OUTCOME_UNKNOWN
+OUTCOME_UNKNOWN_MESSAGE = "outcome unknown: the change may have been applied"
 VERIFIED_MESSAGE = "verified after an ambiguous response: the live state already shows the target"
 UNCHANGED_MESSAGE = "already at the target before the run: not sent"
 NOT_FOUND_MESSAGE = "the pre-flight read found no such listener or domain — fix the ids in the mapping"
@@ -215,6 +232,10 @@ class Runner:
         self.reader = LiveReader(api, quota, self.policy, self.sleeper, self._rng, journal.record_read)
         self._changing: set[int] = set()
         self._ambiguous: frozenset[int] = frozenset()
+        #: the state each row had before the run, as an earlier session recorded it
+        self._before: dict[int, tuple[str, tuple[str, ...]]] = {}
+        #: rows whose listener the pre-flight read: an earlier session's ambiguous answer is settled by that read
+        self._read_before: set[int] = set()
         self._verify_rows: dict[str, list[Row]] = defaultdict(list)
 
     @property
@@ -228,8 +249,9 @@ class Runner:
             self.sleeper.wake_all()
             self.quota.close()
 
-    async def run(self, rows: list[Row]) -> None:
-        """Process `rows` (valid, primary rows) to an outcome each. Returns when every row has one.
+    async def run(self, rows: list[Row], verify_listeners: frozenset[str] = frozenset()) -> None:
+        """Process `rows` (valid, primary rows) to an outcome each, and verify `verify_listeners` too (listeners with
+        succeeded rows an earlier session never verified). Returns when every row has an outcome.
 
         Each listener is a pipeline of its own — pre-flight read, sends, verification read — so reads (their own
         action budget) overlap with other listeners' changes instead of adding to the wall time. Listeners start
@@ -239,9 +261,13 @@ class Runner:
         self._ambiguous = frozenset(
             n for n, code in self.journal.last_modify_codes().items() if classify.policy_for(code).maybe_applied
         )
+        self._before = self.journal.previous_states()
         queues: dict[str, deque[Row]] = defaultdict(deque)
         for row in rows:
             queues[row.listener_id].append(row)
+        if self.config.verify:
+            for listener_id in verify_listeners:
+                queues.setdefault(listener_id, deque())
         outcomes = self.journal.row_outcomes()
         self._verify_rows = defaultdict(list)
         for row in self.journal.rows():
@@ -268,7 +294,7 @@ class Runner:
 
     async def _run_listener(self, listener_id: str, queue: deque[Row]) -> None:
         lane = ListenerLane(queue)
-        if self.config.preflight:
+        if self.config.preflight and queue:
             lane.rows = deque(await self._preflight(listener_id, list(queue)))
         await self._work_lane(lane)
         if self.config.verify and not self.stopping:
@@ -287,15 +313,22 @@ class Runner:
         if reading.failed:
             return rows  # unknown state: send, and let the answers decide
         pending = []
+        self._read_before.update(row.row_number for row in rows)
         judged = [(row, *judge(row, reading.domains)) for row in rows]
         self.journal.record_previous(
             [(row.row_number, live.certificate_id, live.client_ids) for row, _, live in judged if live is not None]
         )
-        for row, verdict, _ in judged:
+        for row, verdict, live in judged:
             if verdict in VERDICT_OUTCOMES:
                 outcome, code, message = VERDICT_OUTCOMES[verdict]
                 if verdict is Verdict.UNCHANGED and row.row_number in self._ambiguous:
                     outcome, message = Outcome.SUCCEEDED, VERIFIED_MESSAGE
+                elif (
+                    verdict is Verdict.UNCHANGED
+                    and live is not None
+                    and changed_since(row, self._before.get(row.row_number), live)
+                ):
+                    outcome, message = Outcome.SUCCEEDED, CONFIRMED_BY_READ_BACK
                 self.journal.finish_row(row.row_number, outcome, code, message, reading.request_id)
                 self._on_row_done(row, outcome)
                 continue
@@ -305,8 +338,8 @@ class Runner:
         return pending
 
     async def _wait_domain_idle(self, row: Row) -> None:
-        """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `domain_wait_s`."""
-        deadline = self.clock.now() + self.config.domain_wait_s
+        """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `listener_wait_s`."""
+        deadline = self.clock.now() + self.config.listener_wait_s
         retry = 0
         while self.clock.now() < deadline and not self.stopping:
             reading = await self._read(row.listener_id, row.row_number)
@@ -363,17 +396,46 @@ class Runner:
             return max(0.02, self._until_listener_free(lane)) * self._rng.uniform(1.0, 1.1)
         return None
 
+    async def _settle_doubt(self, row: Row, answered_at: float) -> CallResult | None:
+        """After an answer that may hide an applied change: read the listener until it proves either way. Returns a
+        verified success when it shows the target; None (send) when a read sent `settle_s` after the answer shows the
+        domain idle without it; an OUTCOME_UNKNOWN result — not to be resent in this run — when reads keep failing or
+        the domain keeps changing through `listener_wait_s`. Never resends blind."""
+        deadline = self.clock.now() + self.config.listener_wait_s
+        retry = 0
+        while True:
+            read_at = self.clock.now()
+            reading = await self._read(row.listener_id, row.row_number)
+            live = (reading.domains or {}).get(row.domain.lower())
+            if live is not None and is_at_target(row, live):
+                return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
+            settled = read_at >= answered_at + self.config.settle_s
+            if not reading.failed and (live is None or (live.status == 0 and settled)):
+                return None  # proven not applied (or the domain is gone: the answer will say so)
+            if self.stopping or self.clock.now() >= deadline:
+                why = f"reads failed ({reading.code})" if reading.failed else "the domain was still changing"
+                return CallResult(
+                    code=OUTCOME_UNKNOWN,
+                    message=f"{OUTCOME_UNKNOWN_MESSAGE}; {why} — not resent in this run",
+                    request_id=reading.request_id,
+                )
+            retry += 1
+            wait_s = self.policy.backoff_s(retry, self._rng)
+            if not reading.failed and not settled:
+                wait_s = max(wait_s, answered_at + self.config.settle_s - self.clock.now())
+            await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
+
     async def _send(self, row: Row, lane: ListenerLane, previous: CallResult | None) -> CallResult | None:
         """One attempt: journal it just before it leaves, send, journal the answer, teach the pacer.
         Returns None when the run stopped before it was sent. After an answer that may hide an applied change
         (timeout, reset, InternalError, 5xx — or such an answer in an earlier session) the live state is read first:
         when it already shows the target, nothing is resent and a verified success is returned instead."""
-        earlier_ambiguous = previous is None and row.row_number in self._ambiguous and not self.config.preflight
+        earlier_ambiguous = previous is None and row.row_number in self._ambiguous - self._read_before
         if earlier_ambiguous or (previous is not None and classify.policy_for(previous.code or "").maybe_applied):
-            reading = await self._read(row.listener_id, row.row_number)
-            live = (reading.domains or {}).get(row.domain.lower())
-            if live is not None and is_at_target(row, live):
-                return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
+            answered_at = self.clock.now() if previous is None else previous.sent_at_s + previous.latency_s
+            found = await self._settle_doubt(row, answered_at)
+            if found is not None:
+                return found
         handle: list[Attempt] = []
 
         def journal_start() -> None:
@@ -411,6 +473,7 @@ class Runner:
             rng=self._rng,
             budget=self.budget,
             wait_s=lambda result, _n: self._wait_before_retry(lane, result),
+            retry_if=lambda result: is_retryable(result) and result.code != OUTCOME_UNKNOWN,
         )
         return self._conclude(row, tries)
 
@@ -427,8 +490,10 @@ class Runner:
         policy = classify.policy_for(code)
         message = f"{last.message} — {policy.advice}" if last.message else policy.advice
         if policy.disposition is Disposition.STOP_RUN:
+            # the run's problem (a credential, the account), not the row's: the plain `rerun` resends it
             self.stop(f"the run stopped at {code} on row {row.row_number} — {policy.advice}")
-            outcome = Outcome.TERMINAL
+            outcome = Outcome.RETRYABLE
+            message = f"{message} (the run stopped here; the row itself may be fine)"
         elif policy.disposition is Disposition.TERMINAL:
             outcome = Outcome.TERMINAL
         else:

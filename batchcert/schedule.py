@@ -346,11 +346,13 @@ async def retry_call(
     rng: random.Random,
     budget: RetryBudget | None = None,
     wait_s: Callable[[CallResult, int], float | None] | None = None,
+    retry_if: Callable[[CallResult], bool] = is_retryable,
 ) -> Tries:
     """Call `attempt(previous answer)` (None the first time) until its answer is not retryable, the policy's
     attempts are used up, the budget refuses a retry or the run stops. `attempt` returns None when it was not sent
     (the run stopped).
-    `wait_s(result, retry_number)` may choose the wait before a retry (None: the policy's backoff)."""
+    `wait_s(result, retry_number)` may choose the wait before a retry (None: the policy's backoff); `retry_if` says
+    which answers are retried (default: the classification's retryable ones)."""
     results: list[CallResult] = []
     n = 0
     while True:
@@ -359,7 +361,7 @@ async def retry_call(
         if result is None:
             return Tries(tuple(results), None, GaveUp.STOPPED if results else GaveUp.NOTHING)
         results.append(result)
-        if not is_retryable(result):
+        if not retry_if(result):
             return Tries(tuple(results), result)
         if n >= policy.max_attempts:
             return Tries(tuple(results), result, GaveUp.ATTEMPTS)

@@ -21,7 +21,7 @@ from typing import Any
 
 from batchcert import emulator
 from batchcert.client import GaapClient, create_session
-from batchcert.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_ROWS_NOT_DONE, BatchcertError
+from batchcert.errors import BatchcertError, ExitCode
 from batchcert.journal import Journal, create_journal, open_journal
 from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
@@ -108,9 +108,9 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return EXIT_INTERRUPTED
+            return ExitCode.INTERRUPTED
         done = all(n == 0 for o, n in self.counts.items() if o not in (Outcome.SUCCEEDED, Outcome.UNCHANGED))
-        return EXIT_OK if done else EXIT_ROWS_NOT_DONE
+        return ExitCode.OK if done else ExitCode.ROWS_NOT_DONE
 
 
 def validate_mapping(source: MappingSource) -> Mapping:
@@ -336,7 +336,7 @@ def _execute(
         if on_progress is not None:
             on_progress(dict(live), finished, len(rows))
 
-    config = replace(config, max_attempts=settings.max_attempts)
+    config = replace(config, max_attempts=settings.max_attempts, settle_s=settings.timeout_s)
     outcome = asyncio.run(_drive(journal, rows, settings, credentials, world, config, row_done))
     status = "interrupted" if outcome.interrupted else ("stopped" if outcome.stop_reason else "finished")
     journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable
@@ -410,7 +410,7 @@ async def _drive_endpoint(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         try:
-            await runner.run(rows)
+            await runner.run(rows, journal.unverified_listeners())
         except asyncio.CancelledError:
             if not interrupted:
                 raise
@@ -496,8 +496,8 @@ class PlanResult:
     def exit_code(self) -> int:
         """0 nothing would change; 1 some row is invalid, absent or unreadable; 2 changes are pending."""
         if self.counts["invalid"] or self.counts["not_found"] or self.counts["unknown"]:
-            return EXIT_ROWS_NOT_DONE
-        return 2 if self.counts["change"] or self.counts["changing"] else EXIT_OK
+            return ExitCode.ROWS_NOT_DONE
+        return ExitCode.CHANGES_PENDING if self.counts["change"] or self.counts["changing"] else ExitCode.OK
 
 
 def plan_mapping(request: PlanRequest) -> PlanResult:

@@ -28,34 +28,49 @@ class EmulatorApi:
         self.emulator = emu.Emulator(world)
         self.timeout_s = timeout_s
         self.sends: dict[str, list[float]] = defaultdict(list)
+        self._serving: set[asyncio.Future[Any]] = set()
 
     async def send(self, action: str, params: dict[str, Any]) -> CallResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
         self.sends[action].append(started)
-        latency_s = self.emulator.draw_latency_s()
-        request_id = str(uuid.uuid4())
-        body = json.dumps(params).encode("utf-8")
+        # the service side runs to its end whatever the client does: a request the client gave up on (timeout) may
+        # still be applied — as on a real network
+        served = asyncio.ensure_future(self._serve(action, params))
+        self._serving.add(served)
+        served.add_done_callback(self._serving.discard)
 
         def result(code: str | None, message: str = "", **fields: Any) -> CallResult:
             return CallResult(code, message, latency_s=loop.time() - started, sent_at_s=started, **fields)
 
         try:
             async with asyncio.timeout(self.timeout_s):
-                await asyncio.sleep(latency_s / 2)
-                try:
-                    payload = await self.emulator.answer(SECRET_ID, action, body, request_id)
-                except emu.ApiError as err:
-                    await asyncio.sleep(latency_s / 2)
-                    return result(err.code, err.message, request_id=request_id, http_status=200)
-                await asyncio.sleep(latency_s / 2)
+                answer = await asyncio.shield(served)
         except TimeoutError:
             return result(classify.TRANSPORT_TIMEOUT, f"no answer within {self.timeout_s:g} s")
-        except emu.HttpFault as fault:
-            return result(classify.transport_http(fault.status), fault.text, http_status=fault.status)
-        except emu.ConnectionAborted:
+        if isinstance(answer, emu.ApiError):
+            return result(answer.code, answer.message, request_id=answer.request_id, http_status=200)
+        if isinstance(answer, emu.HttpFault):
+            return result(classify.transport_http(answer.status), answer.text, http_status=answer.status)
+        if isinstance(answer, emu.ConnectionAborted):
             return result(classify.TRANSPORT_RESET, "Server disconnected")
-        return result(None, request_id=request_id, http_status=200, response=payload)
+        return result(None, request_id=answer["RequestId"], http_status=200, response=answer)
+
+    async def _serve(self, action: str, params: dict[str, Any]) -> dict[str, Any] | Exception:
+        """The service side of one request: half the latency, processing, the other half."""
+        latency_s = self.emulator.draw_latency_s()
+        request_id = str(uuid.uuid4())
+        await asyncio.sleep(latency_s / 2)
+        try:
+            payload = await self.emulator.answer(SECRET_ID, action, json.dumps(params).encode("utf-8"), request_id)
+        except emu.ApiError as err:
+            err.request_id = request_id
+            await asyncio.sleep(latency_s / 2)
+            return err
+        except (emu.HttpFault, emu.ConnectionAborted) as fault:
+            return fault
+        await asyncio.sleep(latency_s / 2)
+        return {**payload, "RequestId": request_id}
 
 
 def max_in_window(times: list[float], window_s: float = 1.0) -> int:

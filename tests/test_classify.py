@@ -74,6 +74,8 @@ CASES = [
     ("Transport.ClockCorrected", R),
     ("Transport.CertificateError", S),
     ("Transport.TLSError", S),
+    # batchcert's own: an ambiguous answer no read could settle (rerun reads first)
+    ("Batchcert.OutcomeUnknown", R),
     # sub-codes fall back to their parent; unknown codes are terminal
     ("ResourceInUse.Listener", R),
     ("AuthFailure.SomethingNew", S),
@@ -96,6 +98,7 @@ def test_disposition(code: str, expected: Disposition) -> None:
         ("Transport.Timeout", True),
         ("Transport.ConnectionReset", True),
         ("Transport.HTTP502", True),
+        ("Batchcert.OutcomeUnknown", True),
         ("Transport.ConnectionError", False),
         ("FailedOperation.ListenerHasTask", False),
         ("RequestLimitExceeded", False),
