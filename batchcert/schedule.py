@@ -6,8 +6,8 @@ Design (docs/scheduling.md has the reasoning and the figures):
   a leaky bucket of capacity one, so grants are spaced 1/(rate × margin) apart on the loop's clock and no burst is
   possible (`AsyncLimiter(rate, 1)` would admit `rate` at once after every idle second — up to 2×rate in a sliding
   second, which the service refuses). On top of it sit only the things aiolimiter does not do: priority among
-  waiters (long listener queues first), the hold after a throttled answer, and the extra spacing while the quota is
-  shared (adaptive rate below the ceiling). With the limiter's `acquire` made a no-op nothing else spaces grants:
+  waiters (long listener queues first), the hold after a throttled answer, the extra spacing while the quota is
+  shared (adaptive rate below the ceiling), and a charge to the bucket for a send that left late. With the limiter's `acquire` made a no-op nothing else spaces grants:
   `tests/test_schedule.py` proves it.
 - **One clock.** aiolimiter reads `loop.time()`, so the scheduler's `Clock` is the running loop's clock too; a test
   fakes time by running the loop on virtual time (`tests/virtual_time.py`), and every wait here — gate, pacer,
@@ -118,7 +118,9 @@ class RateGate:
         self.rate_per_s = rate_per_s
         self.name = name
         self._clock = clock
-        self._limiter = AsyncLimiter(1, 1 / (rate_per_s * RATE_MARGIN))
+        self._interval_s = 1 / (rate_per_s * RATE_MARGIN)
+        self._limiter = AsyncLimiter(1, self._interval_s)
+        self._lag_s = 0.0
         self._waiters: list[tuple[float, int, asyncio.Future[float]]] = []
         self._order = itertools.count()
         self._pump: asyncio.Task[None] | None = None
@@ -144,6 +146,13 @@ class RateGate:
     async def _run_pump(self) -> None:
         while self._waiters:
             await self._limiter.acquire()
+            # A granted call that went on the wire late (the event loop was busy between the grant and the send)
+            # would sit closer than one interval to the next: charge the bucket for that lag, in the limiter's own
+            # units, so the spacing holds between actual sends.
+            while self._lag_s > 0:
+                charge = min(1.0, self._lag_s / self._interval_s)
+                self._lag_s = 0.0
+                await self._limiter.acquire(charge)
             # on top of the limiter: the hold after a throttle, and the extra spacing while the rate is cut
             extra_s = max(0.0, self._hold_until - self._clock.now())
             if self.rate_per_s < self.ceiling_per_s:
@@ -154,6 +163,10 @@ class RateGate:
                 heapq.heappop(self._waiters)
             if self._waiters:
                 heapq.heappop(self._waiters)[2].set_result(self._clock.now())
+
+    def mark_sent(self, granted_at: float) -> None:
+        """The call granted at `granted_at` goes on the wire now; a late send is charged to the next grant."""
+        self._lag_s = max(self._lag_s, self._clock.now() - granted_at)
 
     def throttled(self, granted_at: float) -> None:
         """The service answered RequestLimitExceeded to a call this gate granted at `granted_at` (clock s)."""
@@ -215,6 +228,7 @@ class Quota:
         granted_at = await gate.acquire(priority)
         if before_send is not None:
             before_send()
+        gate.mark_sent(granted_at)
         result = await api.send(action, params)
         if (result.code or "").startswith(THROTTLED):
             gate.throttled(granted_at)

@@ -411,3 +411,29 @@ def test_scheduling_decisions_are_logged(caplog: pytest.LogCaptureFixture) -> No
     assert "ModifyCertificate throttled: rate cut to 14.00/s" in text
     assert "listener tasks take over 0.400 s" in text
     assert "retry budget exhausted after 1 retries" in text
+
+
+def test_a_late_send_is_charged_to_the_next_grant() -> None:
+    """A caller that goes on the wire 30 ms after its grant (a busy event loop) pushes the next grant back by as
+    much: sends stay one interval apart, so a stall never bunches two requests at the service."""
+
+    async def main() -> list[float]:
+        quota = Quota(20)
+        sent: list[float] = []
+
+        class Stamp:
+            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+                sent.append(asyncio.get_running_loop().time())
+                return CallResult(None, http_status=200)
+
+        def stall() -> None:  # every other call: a journal write between grant and send, on a slow disk
+            if len(sent) % 2 == 0:
+                asyncio.get_running_loop()._fast_forward.now += 0.03  # type: ignore[attr-defined]
+
+        await asyncio.gather(*(quota.send(Stamp(), "A", {}, before_send=stall) for _ in range(5)))
+        quota.close()
+        return sent
+
+    sent = run_virtual(main())
+    interval = 1 / (20 * 0.96)
+    assert all(b - a >= interval - 1e-6 for a, b in itertools.pairwise(sent)), sent
