@@ -323,13 +323,19 @@ def rerun(
 
 
 @app.command()
-def report(run_dir: RunDirArg) -> None:
-    """Rewrite every report file of a run directory from its journal (also after a crash)."""
+def report(
+    run_dir: RunDirArg,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write the reports here instead (a read-only run directory, say).")
+    ] = None,
+) -> None:
+    """Rewrite every report file of a run directory from its journal, at any time (also beside a live run or after a
+    crash). Reads the journal only; never changes it."""
     from batchcert.model import Outcome
     from batchcert.workflow import write_run_reports
 
     try:
-        written = write_run_reports(run_dir)
+        written = write_run_reports(run_dir, out_dir)
     except BatchcertError as exc:
         raise _fail(exc) from None
     out.print(", ".join(f"{o.value} {written.counts[o]}" for o in Outcome), highlight=False)

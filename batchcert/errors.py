@@ -50,3 +50,7 @@ class JournalError(BatchcertError):
 
 class WorldError(BatchcertError):
     """An emulator world file does not follow the world contract."""
+
+
+class ReportError(BatchcertError):
+    """The reports cannot be written where they should go (read-only or full disk, permissions, a locked file)."""

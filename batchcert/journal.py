@@ -14,7 +14,9 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +28,10 @@ from batchcert.errors import JournalError
 from batchcert.model import CallResult, Mapping, Outcome, Row
 
 JOURNAL_NAME = "journal.sqlite3"
+WAL_NAME = "journal.sqlite3-wal"
+#: a small file outside SQLite, written once the run is set up and after every session: the journal's own account
+#: of what it holds, so a journal that lost its `-wal` is recognised as damaged, never as "nothing was sent"
+MARKER_NAME = "run.json"
 LOCK_NAME = ".lock"
 SCHEMA_VERSION = "1"
 INTERRUPTED_CODE = "Transport.Interrupted"
@@ -125,6 +131,8 @@ class Journal:
         self._lock_fd = lock_fd
         self._uncommitted = 0
         self._last_commit_s = time.monotonic()
+        #: what `inspect_journal` found when the journal was opened (shown in the reports)
+        self.warnings: tuple[str, ...] = ()
         self.session_id: int | None = None
 
     # -- lifecycle
@@ -145,8 +153,11 @@ class Journal:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A transaction committed at the end of the block — with every line written `_later` before it."""
-        with self._db:
-            yield self._db
+        try:
+            with self._db:
+                yield self._db
+        except sqlite3.OperationalError as exc:  # read-only or full disk, permissions: the user's to fix
+            raise JournalError(f"cannot write the journal in {self.run_dir}: {exc}") from None
         self._uncommitted = 0
         self._last_commit_s = time.monotonic()
 
@@ -156,7 +167,10 @@ class Journal:
         (without it, recovery treats the attempt as in flight, and the row is read back before anything is resent),
         reads, the state read before a change (committed at the latest with the first change's intent), outcomes
         and verification results (recovery and `rerun` settle them again)."""
-        yield self._db
+        try:
+            yield self._db
+        except sqlite3.OperationalError as exc:
+            raise JournalError(f"cannot write the journal in {self.run_dir}: {exc}") from None
         self._uncommitted += 1
         if (
             self._uncommitted >= self.GROUP_COMMIT_LINES
@@ -166,7 +180,10 @@ class Journal:
 
     def commit(self) -> None:
         """Make every line written so far durable."""
-        self._db.commit()
+        try:
+            self._db.commit()
+        except sqlite3.OperationalError as exc:
+            raise JournalError(f"cannot write the journal in {self.run_dir}: {exc}") from None
         self._uncommitted = 0
         self._last_commit_s = time.monotonic()
 
@@ -211,6 +228,7 @@ class Journal:
                 (json.dumps(mapping.columns),),
             )
             db.execute("INSERT OR REPLACE INTO facts(key, value) VALUES ('ready', 'true')")
+        self._write_marker()
 
     def rows(self, outcomes: frozenset[Outcome] | None = None) -> list[Row]:
         """Primary rows (not duplicates), in mapping order, optionally only those with the given outcomes."""
@@ -305,11 +323,41 @@ class Journal:
         return self.session_id
 
     def end_session(self, status: str, note: str = "") -> None:
+        """Close the session, fold the `-wal` into journal.sqlite3 (so the file is complete on its own, e.g. when the
+        directory is copied) and record in run.json what the journal holds."""
         with self._tx() as db:
             db.execute(
                 "UPDATE sessions SET finished_at = ?, status = ?, note = ? WHERE id = ?",
                 (time.time(), status, note, self.session_id),
             )
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._write_marker()
+
+    def _write_marker(self) -> None:
+        """Write run.json durably (temporary file, fsync, rename)."""
+        rows, attempts, sessions = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM rows), (SELECT COUNT(*) FROM attempts), (SELECT COUNT(*) FROM sessions)"
+        ).fetchone()
+        marker = {
+            "format": 1,
+            "journal": JOURNAL_NAME,
+            "mapping_sha256": self.facts().get("mapping_sha256", ""),
+            "rows": rows,
+            "attempts": attempts,
+            "sessions": sessions,
+            "written_at": iso_utc(time.time()),
+        }
+        target = self.run_dir / MARKER_NAME
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{MARKER_NAME}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(marker, fh, indent=2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise JournalError(f"cannot write {target}: {exc}") from None
 
     def sessions(self) -> list[dict[str, Any]]:
         cur = self._db.execute(
@@ -544,36 +592,168 @@ def _lock(run_dir: Path) -> int:
 
 def create_journal(run_dir: Path, facts: dict[str, str]) -> Journal:
     """Create a new run directory and its journal, locked. Raises JournalError when it already holds a journal."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(f"cannot create the run directory {run_dir}: {exc} — choose another --out") from None
     path = run_dir / JOURNAL_NAME
-    if path.exists():
+    if path.exists() or (run_dir / MARKER_NAME).exists():
         raise JournalError(f"{run_dir} already holds a run — use `batchcert rerun {run_dir}` or choose another --out")
     fd = _lock(run_dir)
-    db = _connect(path)
-    db.executescript(_SCHEMA)
-    journal = Journal(run_dir, db, fd)
-    journal.set_facts(schema_version=SCHEMA_VERSION, created_at=iso_utc(time.time()), **facts)
-    return journal
-
-
-def open_journal(run_dir: Path, *, lock: bool = True) -> Journal:
-    """Open an existing run's journal (locked unless `lock=False`, for read-only report writing)."""
-    path = run_dir / JOURNAL_NAME
-    if not path.is_file():
-        raise JournalError(f"{run_dir} holds no {JOURNAL_NAME} — give the run directory a `batchcert run` created")
-    fd = _lock(run_dir) if lock else None
     try:
         db = _connect(path)
         db.executescript(_SCHEMA)
-    except sqlite3.DatabaseError as exc:
-        if fd is not None:
-            os.close(fd)
-        raise JournalError(f"{path} is not a readable journal ({exc}) — it may be damaged") from None
-    journal = Journal(run_dir, db, fd)
-    if journal.facts().get("ready") != "true":
-        journal.close()
-        raise JournalError(
-            f"{run_dir} holds a journal cut off while the run was being set up — nothing was sent; "
-            "delete the directory and start the run again"
-        )
+        journal = Journal(run_dir, db, fd)
+        journal.set_facts(schema_version=SCHEMA_VERSION, created_at=iso_utc(time.time()), **facts)
+    except sqlite3.Error as exc:
+        os.close(fd)
+        raise JournalError(f"cannot write the journal in {run_dir}: {exc} — choose another --out") from None
     return journal
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What a look at a run directory's journal found, without changing anything there."""
+
+    #: warnings to show and report (the journal holds fewer records than run.json says it had)
+    warnings: tuple[str, ...] = ()
+
+
+def inspect_journal(run_dir: Path) -> Inspection:
+    """Check that a run directory's journal is whole before anything opens it for writing — SQLite, opening a
+    journal whose `-wal` is missing or damaged, would quietly start from the main file alone and may delete the
+    `-wal`. The check runs on a copy in a temporary directory, so nothing in `run_dir` is modified or deleted.
+    Raises JournalError (exit 2) saying what is missing or damaged and what to bring back."""
+    with _copy_of(run_dir) as copy:
+        db = sqlite3.connect(copy)
+        try:
+            return _inspect(run_dir, db)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(_damaged(run_dir, f"it cannot be read ({exc})")) from None
+        finally:
+            db.close()
+
+
+def _inspect(run_dir: Path, db: sqlite3.Connection) -> Inspection:
+    marker = _read_marker(run_dir)
+    wal = run_dir / WAL_NAME
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    ready = "facts" in tables and db.execute("SELECT value FROM facts WHERE key = 'ready'").fetchone() == ("true",)
+    if not ready:
+        if marker is None:
+            raise JournalError(
+                f"{run_dir} holds a journal cut off while the run was being set up — nothing was sent; delete the "
+                f"directory and start the run again (if this directory was copied, bring back {WAL_NAME} too)"
+            )
+        missing = "is missing" if not wal.exists() else "cannot be read (damaged)"
+        raise JournalError(
+            _damaged(
+                run_dir,
+                f"it lacks the run's setup although {MARKER_NAME} says the run was set up; {WAL_NAME} {missing}, "
+                f"and it holds the run's records — bring back {WAL_NAME} from where the run ran, beside "
+                f"{JOURNAL_NAME}, and try again",
+            )
+        )
+    check = db.execute("PRAGMA quick_check").fetchone()
+    if check != ("ok",):
+        raise JournalError(_damaged(run_dir, f"SQLite's integrity check says: {check[0] if check else 'nothing'}"))
+    if marker is None:
+        return Inspection()
+    rows = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+    if rows != marker.get("rows", rows):
+        raise JournalError(_damaged(run_dir, f"it holds {rows} mapping rows, {MARKER_NAME} says {marker['rows']}"))
+    attempts = db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+    if attempts < int(marker.get("attempts", 0)):
+        return Inspection(
+            (
+                f"the journal lost records: it holds {attempts} requests, {MARKER_NAME} recorded "
+                f"{marker['attempts']} at the end of a session — rows whose records are gone are settled by reading "
+                "the live state (rerun), and the report says so",
+            )
+        )
+    return Inspection()
+
+
+def _damaged(run_dir: Path, what: str) -> str:
+    return f"the journal of {run_dir} is damaged: {what}. Nothing in {run_dir} was changed."
+
+
+@contextlib.contextmanager
+def _copy_of(run_dir: Path) -> Iterator[Path]:
+    """A private copy of the journal and its `-wal` (SQLite may write to what it opens; the original stays as it is)."""
+    path = run_dir / JOURNAL_NAME
+    if not path.is_file():
+        raise JournalError(f"{run_dir} holds no {JOURNAL_NAME} — give the run directory a `batchcert run` created")
+    if path.stat().st_size == 0:
+        raise JournalError(
+            _damaged(run_dir, f"{JOURNAL_NAME} is empty — bring back the journal from where the run ran")
+        )
+    with tempfile.TemporaryDirectory(prefix="batchcert-journal-") as tmp:
+        copy = Path(tmp) / JOURNAL_NAME
+        try:
+            shutil.copyfile(path, copy)
+            if (run_dir / WAL_NAME).is_file():
+                shutil.copyfile(run_dir / WAL_NAME, Path(tmp) / WAL_NAME)
+        except OSError as exc:
+            raise JournalError(f"cannot read the journal of {run_dir}: {exc}") from None
+        yield copy
+
+
+def open_journal(run_dir: Path) -> Journal:
+    """Open an existing run's journal for writing (rerun), locked, after `inspect_journal` found it whole."""
+    inspection = inspect_journal(run_dir)
+    path = run_dir / JOURNAL_NAME
+    fd = _lock(run_dir)
+    try:
+        db = _connect(path)
+        db.executescript(_SCHEMA)
+    except sqlite3.Error as exc:
+        os.close(fd)
+        raise JournalError(f"cannot open the journal of {run_dir} for writing: {exc}") from None
+    journal = Journal(run_dir, db, fd)
+    journal.warnings = inspection.warnings
+    return journal
+
+
+@contextlib.contextmanager
+def read_journal(run_dir: Path) -> Iterator[tuple[Journal, Inspection, bool]]:
+    """A read-only view of a run's journal: a private copy (so it may run beside a live run, on a read-only run
+    directory, and never changes the original). Yields (journal, inspection, live): `live` is True when another
+    process holds the run directory now. When no process does, what a dead process left open is settled in the
+    copy (attempts in flight become `Transport.Interrupted`), as `rerun` would settle it."""
+    inspection = inspect_journal(run_dir)
+    live = _is_held(run_dir)
+    with _copy_of(run_dir) as copy:
+        db = sqlite3.connect(copy, isolation_level="DEFERRED")
+        journal = Journal(run_dir, db, None)
+        try:
+            if not live:
+                journal.recover()
+            yield journal, inspection, live
+        finally:
+            journal.close()
+
+
+def _is_held(run_dir: Path) -> bool:
+    """True when another process holds the run directory's lock (a live run)."""
+    try:
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _read_marker(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((run_dir / MARKER_NAME).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise JournalError(_damaged(run_dir, f"{MARKER_NAME} cannot be read ({exc})")) from None
+    return data if isinstance(data, dict) else None

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 import xlsxwriter
 
+from batchcert.errors import ReportError
 from batchcert.journal import FailedAttempt, Journal, ReportRecord, iso_utc
 from batchcert.model import Outcome, Row
 from batchcert.plan import FORMULA_PREFIXES
@@ -173,11 +174,23 @@ def report_frames(
         yield chunk, frame
 
 
-def write_reports(journal: Journal) -> Reports:
+def write_reports(journal: Journal, out_dir: Path | None = None, notes: tuple[str, ...] = ()) -> Reports:
     """(Re)write every report file of `journal`'s run directory in one streaming pass over the journal, the table a
     pandas frame of FRAME_ROWS lines at a time (memory does not grow with the mapping). Each file is written beside its target and renamed into place at the end, so a
-    reader sees the old set or the new one. Side effect: files in the run directory only."""
-    run_dir = journal.run_dir
+    reader sees the old set or the new one. `out_dir` defaults to the run directory; `notes` (what the journal
+    inspection found) go into the summary. Raises ReportError naming the path when a file cannot be written."""
+    try:
+        return _write_reports(journal, out_dir or journal.run_dir, notes)
+    except OSError as exc:
+        where = exc.filename or out_dir or journal.run_dir
+        raise ReportError(
+            f"cannot write the reports to {where}: {exc.strerror or exc} — free space or fix permissions, or write "
+            f"them elsewhere with `batchcert report {journal.run_dir} --out DIR`; the journal is intact"
+        ) from None
+
+
+def _write_reports(journal: Journal, run_dir: Path, notes: tuple[str, ...]) -> Reports:
+    run_dir.mkdir(parents=True, exist_ok=True)
     facts = journal.facts()
     extra_names = [n for n in journal.extra_column_names() if n not in REPORT_COLUMNS]
     header = [*REPORT_COLUMNS, *extra_names]
@@ -208,6 +221,7 @@ def write_reports(journal: Journal) -> Reports:
                         rollback_csv.write(undo)
         by_action, answers = journal.request_counts()
         summary = _summary(facts, tally, by_action, answers, journal.sessions())
+        summary["journal_warnings"] = list(notes)
         book.close(summary, journal.failed_attempts())
         temps["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         temps["summary.md"].write_text(_markdown(summary), encoding="utf-8")
@@ -323,6 +337,8 @@ def _markdown(summary: dict[str, Any]) -> str:
     ]
     if summary["mapping_changed"]:
         lines.append(f"- **Note:** {summary['mapping_changed']}")
+    for note in summary.get("journal_warnings", []):
+        lines += ["", f"**WARNING: {note}**"]
     if summary["journal_lost_records"]:
         rows = ", ".join(str(r) for r in summary["journal_lost_records"])
         lines += [

@@ -22,7 +22,7 @@ from typing import Any
 from batchcert import emulator
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import BatchcertError, ExitCode
-from batchcert.journal import Journal, create_journal, open_journal
+from batchcert.journal import Journal, create_journal, open_journal, read_journal
 from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
 from batchcert.report import Reports, write_reports, write_safe_csv
@@ -295,12 +295,17 @@ def _mapping_change_warning(journal: Journal, facts: dict[str, str]) -> tuple[st
     return (note,)
 
 
-def write_run_reports(run_dir: Path) -> Reports:
-    """Regenerate every report of a run directory from its journal, settling what a dead process left open first.
-    Raises JournalError when the directory holds no journal or another process holds it."""
-    with open_journal(run_dir) as journal:
-        journal.recover()
-        return write_reports(journal)
+def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:
+    """Regenerate every report of a run directory from its journal, into `out` (default: the run directory).
+    Read-only on the run directory: the journal is read from a private copy, without the lock, so it works beside a
+    live run and on a copy or a read-only directory; what a dead process left open is settled in that copy. Raises
+    JournalError when the journal is missing or damaged (nothing is changed), ReportError when `out` cannot be
+    written."""
+    with read_journal(run_dir) as (journal, inspection, live):
+        notes = inspection.warnings + (
+            ("a batchcert process is working on this run now: rows in flight",) if live else ()
+        )
+        return write_reports(journal, out or run_dir, notes)
 
 
 def _execute(
@@ -341,7 +346,7 @@ def _execute(
     status = "interrupted" if outcome.interrupted else ("stopped" if outcome.stop_reason else "finished")
     journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable
     journal.end_session(status, outcome.stop_reason)
-    reports = write_reports(journal)
+    reports = write_reports(journal, journal.run_dir, journal.warnings)
     return RunSummary(
         run_dir=journal.run_dir,
         counts=reports.counts,

@@ -156,11 +156,14 @@ def test_kill_9_at_several_points_then_rerun_matches_an_uninterrupted_run(
             wait_for_attempts(run_dir, kill_after)
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
-        killed = write_run_reports(run_dir).counts  # `batchcert report` after a crash settles and rewrites
+        killed = write_run_reports(run_dir).counts  # `batchcert report` after a crash shows it settled, read-only
         assert sum(killed.values()) == len(rows) and (run_dir / "report.xlsx").is_file()
-        with open_journal(run_dir) as journal:
+        with open_journal(run_dir) as journal:  # attempts a kill left open: this one's, or settled by a rerun
             interrupted = {
-                str(a["row_number"]) for a in journal.attempt_records() if a["code"] == "Transport.Interrupted"
+                str(a["row_number"])
+                for a in journal.attempt_records()
+                if a["action"] == "ModifyCertificate"
+                and (a["finished_at"] is None or a["code"] == "Transport.Interrupted")
             }
         assert {r for r, (o, c) in outcomes(run_dir).items() if c == "Transport.Interrupted"} <= interrupted
         in_flight |= interrupted
@@ -249,16 +252,20 @@ def test_changed_mapping_is_noted_and_the_journal_rows_are_used(
 def test_second_process_on_a_run_directory_is_refused(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """While one process holds a run directory, a second rerun (or report) exits 2 naming the lock."""
+    """While one process holds a run directory, a second rerun exits 2 naming the lock; `report` reads beside it
+    (it never writes the journal) and says a process is working on the run."""
     world, rows = world_and_rows(1)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
     run_mapping(RunRequest(mapping=write_mapping(tmp_path / "m.csv", rows), out=run_dir, endpoint=server.base_url))
     with open_journal(run_dir):
-        for command in (["rerun", str(run_dir), "--yes"], ["report", str(run_dir)]):
-            with cli(*command, env=cli_env(tmp_path)) as proc:
-                _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 2 and "another batchcert process" in err
+        with cli("rerun", str(run_dir), "--yes", env=cli_env(tmp_path)) as proc:
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2 and "another batchcert process" in err
+        with cli("report", str(run_dir), env=cli_env(tmp_path)) as proc:
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "a batchcert process is working on this run now" in (run_dir / "summary.md").read_text()
 
 
 def test_journal_cut_off_in_setup_is_refused(tmp_path: Path) -> None:

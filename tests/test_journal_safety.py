@@ -1,0 +1,161 @@
+"""A journal that can prove what it holds: a run directory copied without its -wal, a damaged -wal or an empty
+journal is refused (exit 2, saying what to bring back) and left byte-identical; a finished run's journal.sqlite3 is
+complete on its own; a run directory that cannot be written is the user's error (exit 2 naming the path)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import signal
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchcert import journal as journal_module
+from batchcert.cli import app
+from batchcert.journal import MARKER_NAME, WAL_NAME
+from batchcert.workflow import RunRequest, run_mapping
+from tests.conftest import ThreadedEmulator, write_mapping
+from tests.test_rerun import cli, cli_env, wait_for_attempts, world_and_rows
+
+
+def fingerprint(directory: Path) -> dict[str, str]:
+    """Every file in `directory` by name, with its sha256."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def killed_run(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> Path:
+    """A run directory whose process was killed (-9) mid-run: its records live in journal.sqlite3-wal."""
+    world, rows = world_and_rows(30, latency_ms=60)
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    command = ["run", str(write_mapping(tmp_path / "m.csv", rows)), "--endpoint", server.base_url]
+    with cli(*command, "--out", str(run_dir), env=cli_env(tmp_path)) as proc:
+        wait_for_attempts(run_dir, 8)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert (run_dir / WAL_NAME).stat().st_size > 0 and (run_dir / MARKER_NAME).is_file()
+    return run_dir
+
+
+def copy_run(run_dir: Path, to: Path, *, wal: bool) -> Path:
+    to.mkdir()
+    for path in run_dir.iterdir():
+        if path.is_file() and (wal or path.name != WAL_NAME) and not path.name.endswith("-shm"):
+            shutil.copyfile(path, to / path.name)
+    return to
+
+
+def refused(run_dir: Path, env_home: Path, *expected: str) -> None:
+    """`report` and `rerun` both exit 2 with every `expected` text, and change no file of `run_dir`."""
+    before = fingerprint(run_dir)
+    runner = CliRunner()
+    for args in (["report", str(run_dir)], ["rerun", str(run_dir), "--yes"]):
+        result = runner.invoke(app, args, env={"HOME": str(env_home)})
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit)
+        for text in expected:
+            assert text in result.output, result.output
+    assert fingerprint(run_dir) == before
+
+
+def test_copied_without_its_wal_is_damaged_not_empty(killed_run: Path, tmp_path: Path) -> None:
+    copy = copy_run(killed_run, tmp_path / "copy", wal=False)
+    refused(copy, tmp_path, "damaged", "bring back", WAL_NAME, "Nothing in")
+
+
+def test_a_damaged_wal_is_refused_and_kept(killed_run: Path, tmp_path: Path) -> None:
+    copy = copy_run(killed_run, tmp_path / "copy", wal=True)
+    wal = copy / WAL_NAME
+    data = bytearray(wal.read_bytes())
+    data[:32] = b"\xff" * 32  # the WAL header: SQLite would ignore, then reset, every record behind it
+    wal.write_bytes(bytes(data))
+    refused(copy, tmp_path, "damaged", WAL_NAME)
+
+
+def test_an_empty_journal_is_refused(killed_run: Path, tmp_path: Path) -> None:
+    copy = copy_run(killed_run, tmp_path / "copy", wal=False)
+    (copy / "journal.sqlite3").write_bytes(b"")
+    refused(copy, tmp_path, "damaged", "is empty")
+
+
+def test_the_whole_killed_directory_reports_without_being_changed(killed_run: Path, tmp_path: Path) -> None:
+    """`report` reads a copy: the killed run's in-flight rows show as interrupted, and no file in the run directory
+    changes — the journal is settled only by `rerun`."""
+    before = fingerprint(killed_run)
+    result = CliRunner().invoke(app, ["report", str(killed_run), "--out", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 0, result.output
+    assert fingerprint(killed_run) == before
+    assert (tmp_path / "elsewhere" / "report.csv").is_file()
+
+
+@pytest.mark.usefixtures("credentials_env")
+def test_a_finished_run_journal_is_complete_on_its_own(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """After a run, journal.sqlite3 holds everything (the -wal is folded in): copied alone it reports the same."""
+    world, rows = world_and_rows(5)
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    run_mapping(RunRequest(mapping=write_mapping(tmp_path / "m.csv", rows), out=run_dir, endpoint=server.base_url))
+    copy = copy_run(run_dir, tmp_path / "copy", wal=False)
+    (copy / "report.csv").unlink()
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert (copy / "report.csv").read_text(encoding="utf-8") == (run_dir / "report.csv").read_text(encoding="utf-8")
+
+
+def test_a_full_disk_during_the_run_is_the_users_error(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal cannot grow (a full disk): exit 2 naming the run directory and the cause, no traceback."""
+    connect = journal_module._connect
+
+    def small(path: Path) -> sqlite3.Connection:
+        db = connect(path)
+        db.execute("PRAGMA max_page_count = 12")  # a disk that fills up a few records into the run
+        return db
+
+    monkeypatch.setattr(journal_module, "_connect", small)
+    world, rows = world_and_rows(60)
+    server = threaded_emulator(world)
+    mapping = write_mapping(tmp_path / "m.csv", rows)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(mapping), "--endpoint", server.base_url, "--yes", "--out", str(tmp_path / "run")],
+        env={"HOME": str(tmp_path), "TENCENTCLOUD_SECRET_ID": "x", "TENCENTCLOUD_SECRET_KEY": "y"},
+    )
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "cannot write the journal in" in result.output and "full" in result.output
+
+
+@pytest.mark.usefixtures("credentials_env")
+def test_reports_that_cannot_be_written_name_the_path(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run directory that refuses new files (read-only): `report` exits 2 naming it and `--out`; with `--out`
+    elsewhere it works."""
+    world, rows = world_and_rows(3)
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    run_mapping(RunRequest(mapping=write_mapping(tmp_path / "m.csv", rows), out=run_dir, endpoint=server.base_url))
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:
+        if str(kwargs.get("dir", "")) == str(run_dir):
+            raise OSError(30, "Read-only file system", str(run_dir))
+        return real_mkstemp(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    result = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert str(run_dir) in result.output and "Read-only file system" in result.output and "--out" in result.output
+    elsewhere = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "out")])
+    assert elsewhere.exit_code == 0 and (tmp_path / "out" / "summary.md").is_file()
