@@ -1,5 +1,47 @@
-"""`python -m batchcert` runs the command line."""
+"""The process entry point (`batchcert`, `python -m batchcert`): signals first, then the command line.
 
-from batchcert.cli import main
+SIGTERM is made to behave as Ctrl-C before anything heavy is imported, and an interrupt at any phase — even while
+the command line is still loading — ends with exit 130 and one line, never a traceback (README, "Exit codes").
+"""
 
-main()
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+INTERRUPTED = 130
+
+
+MESSAGE = (
+    "interrupted — nothing more is sent; `batchcert report RUN_DIR` shows a run's state and "
+    "`batchcert rerun RUN_DIR` continues it\n"
+)
+_said: list[bool] = []
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    """Outside a run's own handling (which takes over while requests are sent and reports written): say so once,
+    and unwind as Ctrl-C does."""
+    if not _said:
+        _said.append(True)
+        sys.stderr.write(MESSAGE)
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    try:
+        from batchcert.cli import main as run_command_line
+
+        run_command_line()
+    except KeyboardInterrupt:
+        if not _said:
+            sys.stderr.write(MESSAGE)
+        sys.stderr.flush()
+        raise SystemExit(INTERRUPTED) from None
+
+
+if __name__ == "__main__":
+    main()

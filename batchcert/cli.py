@@ -193,8 +193,7 @@ def _send_with_progress(core: Callable[[Any, Any], RunSummary], yes: bool) -> No
             summary = core(_confirm_on_terminal(yes), progress.update)
     except BatchcertError as exc:
         raise _fail(exc) from None
-    except KeyboardInterrupt:
-        err.print(_INTERRUPTED_OUTSIDE_RUN)
+    except KeyboardInterrupt:  # before or after the sending phase (the entry point has said so: batchcert.__main__)
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
@@ -281,10 +280,6 @@ def run(
     _send_with_progress(lambda confirm, progress: run_mapping(request, confirm, progress), yes)
 
 
-_INTERRUPTED_OUTSIDE_RUN = (
-    "interrupted outside the sending phase — nothing more was sent; if a run directory was created, "
-    "`batchcert report RUN_DIR` rewrites its reports and `batchcert rerun RUN_DIR` continues it"
-)
 RunDirArg = Annotated[Path, typer.Argument(help="A run directory made by `batchcert run`.", show_default=False)]
 
 

@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import tempfile
@@ -598,7 +599,9 @@ def create_journal(run_dir: Path, facts: dict[str, str]) -> Journal:
         raise JournalError(f"cannot create the run directory {run_dir}: {exc} — choose another --out") from None
     path = run_dir / JOURNAL_NAME
     if path.exists() or (run_dir / MARKER_NAME).exists():
-        raise JournalError(f"{run_dir} already holds a run — use `batchcert rerun {run_dir}` or choose another --out")
+        raise JournalError(
+            f"{run_dir} already holds a run — use `batchcert rerun {shlex.quote(str(run_dir))}` or choose another --out"
+        )
     fd = _lock(run_dir)
     try:
         db = _connect(path)

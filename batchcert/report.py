@@ -16,6 +16,7 @@ import csv
 import itertools
 import json
 import os
+import shlex
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -185,7 +186,7 @@ def write_reports(journal: Journal, out_dir: Path | None = None, notes: tuple[st
         where = exc.filename or out_dir or journal.run_dir
         raise ReportError(
             f"cannot write the reports to {where}: {exc.strerror or exc} — free space or fix permissions, or write "
-            f"them elsewhere with `batchcert report {journal.run_dir} --out DIR`; the journal is intact"
+            f"them elsewhere with `batchcert report {shlex.quote(str(journal.run_dir))} --out DIR`; the journal is intact"
         ) from None
 
 

@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import random
 import secrets
+import shlex
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,19 +344,37 @@ def _execute(
 
     config = replace(config, max_attempts=settings.max_attempts, settle_s=settings.timeout_s)
     outcome = asyncio.run(_drive(journal, rows, settings, credentials, world, config, row_done))
-    status = "interrupted" if outcome.interrupted else ("stopped" if outcome.stop_reason else "finished")
-    journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable
-    journal.end_session(status, outcome.stop_reason)
-    reports = write_reports(journal, journal.run_dir, journal.warnings)
+    with _signals_deferred() as signalled:
+        interrupted = outcome.interrupted or bool(signalled)
+        status = "interrupted" if interrupted else ("stopped" if outcome.stop_reason else "finished")
+        journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable
+        journal.end_session(status, outcome.stop_reason)
+        reports = write_reports(journal, journal.run_dir, journal.warnings)
     return RunSummary(
         run_dir=journal.run_dir,
         counts=reports.counts,
         stop_reason=outcome.stop_reason,
         rehearsal=world is not None,
-        interrupted=outcome.interrupted,
+        interrupted=interrupted or bool(signalled),
         reports=reports,
-        rerun_command=f"batchcert rerun {journal.run_dir}",
+        rerun_command=f"batchcert rerun {shlex.quote(str(journal.run_dir))}",
     )
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[list[int]]:
+    """Hold SIGINT and SIGTERM while the journal is closed and the reports are written, so the set is never left
+    half-written; the signals received are listed (the run then ends as interrupted, exit 130)."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in _STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)

@@ -159,3 +159,71 @@ def test_reports_that_cannot_be_written_name_the_path(
     assert str(run_dir) in result.output and "Read-only file system" in result.output and "--out" in result.output
     elsewhere = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "out")])
     assert elsewhere.exit_code == 0 and (tmp_path / "out" / "summary.md").is_file()
+
+
+# --- signals and paths ---------------------------------------------------------------------------------------------
+
+
+def test_an_early_interrupt_or_sigterm_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C while the command line is still loading, and SIGTERM before anything is sent, both end with exit 130
+    and one line — never a traceback, never death by signal."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    mapping = write_mapping(tmp_path / "m.csv", [("listener-aaaa0001", "www.example.com", "cert-new")])
+    interrupted = 0
+    for sig, delay_s in ((signal.SIGINT, 0.3), (signal.SIGTERM, 0.4), (signal.SIGTERM, 0.8)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "batchcert", "run", str(mapping), "--emulator"],
+            stdin=subprocess.PIPE,  # not a terminal, no --yes: the run would go ahead
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HOME": str(tmp_path)},
+            cwd=tmp_path,
+        )
+        time.sleep(delay_s)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode == 0:
+            continue  # the rehearsal finished before the signal came: nothing to prove this round
+        assert proc.returncode == 130, (sig, delay_s, proc.returncode, err)
+        assert "Traceback" not in err and "interrupted" in (out + err)
+        interrupted += 1
+    assert interrupted >= 2
+
+
+@pytest.mark.usefixtures("credentials_env")
+def test_a_run_directory_with_a_space_gets_a_command_that_works_pasted(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """The printed rerun command quotes the run directory: pasted verbatim into a shell, it runs."""
+    import os
+    import subprocess
+    import sys
+
+    world, rows = world_and_rows(2, faults={"probabilities": {"InternalError": 1.0}})
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "my runs" / "run 1"
+    mapping = write_mapping(tmp_path / "m.csv", rows)
+    result = CliRunner().invoke(
+        app,
+        ["run", str(mapping), "--endpoint", server.base_url, "--yes", "--out", str(run_dir), "--max-attempts", "1"],
+        env={"HOME": str(tmp_path)},
+    )
+    line = next(x for x in result.output.splitlines() if x.startswith("To continue: "))
+    command = line.removeprefix("To continue: ")
+    assert "'" in command
+    bin_dir = Path(sys.executable).parent
+    pasted = subprocess.run(
+        ["bash", "-c", f"{command} --yes --max-attempts 1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path)},
+        timeout=120,
+        check=False,
+    )
+    assert pasted.returncode == 1, pasted.stderr  # it ran: the rows still meet InternalError
+    assert "Rows:" in pasted.stdout
