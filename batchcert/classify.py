@@ -169,5 +169,15 @@ def policy_for(code: str) -> Policy:
     return _UNKNOWN
 
 
+#: answers after which the request itself may still reach the service (no answer came from the service: a timeout,
+#: a reset, a gateway's error page), so a read shows "not applied" only some time later; an API answer such as
+#: InternalError comes from the service, which has already handled the request
+STILL_IN_FLIGHT_FAMILIES = ("Transport.",)
+
+
+def may_still_arrive(code: str) -> bool:
+    return code.startswith(STILL_IN_FLIGHT_FAMILIES) and policy_for(code).maybe_applied
+
+
 def disposition_of(code: str) -> Disposition:
     return policy_for(code).disposition

@@ -396,11 +396,12 @@ class Runner:
             return max(0.02, self._until_listener_free(lane)) * self._rng.uniform(1.0, 1.1)
         return None
 
-    async def _settle_doubt(self, row: Row, answered_at: float) -> CallResult | None:
+    async def _settle_doubt(self, row: Row, settle_from: float) -> CallResult | None:
         """After an answer that may hide an applied change: read the listener until it proves either way. Returns a
-        verified success when it shows the target; None (send) when a read sent `settle_s` after the answer shows the
-        domain idle without it; an OUTCOME_UNKNOWN result — not to be resent in this run — when reads keep failing or
-        the domain keeps changing through `listener_wait_s`. Never resends blind."""
+        verified success when it shows the target; None (send) when a read sent from `settle_from` on (the answer,
+        plus `settle_s` when the request may still be on its way) shows the domain idle without it; an
+        OUTCOME_UNKNOWN result — not to be resent in this run — when reads keep failing or the domain keeps changing
+        through `listener_wait_s`. Never resends blind."""
         deadline = self.clock.now() + self.config.listener_wait_s
         retry = 0
         while True:
@@ -409,7 +410,7 @@ class Runner:
             live = (reading.domains or {}).get(row.domain.lower())
             if live is not None and is_at_target(row, live):
                 return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
-            settled = read_at >= answered_at + self.config.settle_s
+            settled = read_at >= settle_from
             if not reading.failed and (live is None or (live.status == 0 and settled)):
                 return None  # proven not applied (or the domain is gone: the answer will say so)
             if self.stopping or self.clock.now() >= deadline:
@@ -422,7 +423,7 @@ class Runner:
             retry += 1
             wait_s = self.policy.backoff_s(retry, self._rng)
             if not reading.failed and not settled:
-                wait_s = max(wait_s, answered_at + self.config.settle_s - self.clock.now())
+                wait_s = max(wait_s, settle_from - self.clock.now())
             await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
 
     async def _send(self, row: Row, lane: ListenerLane, previous: CallResult | None) -> CallResult | None:
@@ -432,8 +433,11 @@ class Runner:
         when it already shows the target, nothing is resent and a verified success is returned instead."""
         earlier_ambiguous = previous is None and row.row_number in self._ambiguous - self._read_before
         if earlier_ambiguous or (previous is not None and classify.policy_for(previous.code or "").maybe_applied):
-            answered_at = self.clock.now() if previous is None else previous.sent_at_s + previous.latency_s
-            found = await self._settle_doubt(row, answered_at)
+            settle_from = self.clock.now()  # an earlier session's answer: long enough ago
+            if previous is not None:
+                late_s = self.config.settle_s if classify.may_still_arrive(previous.code or "") else 0.0
+                settle_from = previous.sent_at_s + previous.latency_s + late_s
+            found = await self._settle_doubt(row, settle_from)
             if found is not None:
                 return found
         handle: list[Attempt] = []

@@ -113,3 +113,19 @@ def test_ambiguous_answers_are_marked_maybe_applied(code: str, maybe_applied: bo
 def test_every_table_line_has_advice() -> None:
     """Every policy line tells the operator what to do next."""
     assert all(advice.strip() for _, _, advice in classify.TABLE.values())
+
+
+@pytest.mark.parametrize(
+    ("code", "may_arrive"),
+    [
+        ("Transport.Timeout", True),
+        ("Transport.ConnectionReset", True),
+        ("Transport.HTTP502", True),
+        ("Transport.ConnectionError", False),  # never left this machine
+        ("InternalError", False),  # the service answered: it has handled the request
+        ("FailedOperation.ListenerHasTask", False),
+    ],
+)
+def test_requests_that_may_still_reach_the_service(code: str, may_arrive: bool) -> None:
+    """After these answers a read must wait before it can prove a change was not applied."""
+    assert classify.may_still_arrive(code) is may_arrive

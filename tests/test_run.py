@@ -234,7 +234,8 @@ def test_probabilistic_faults_still_end_right(
     world, rows = migration_world(listeners, **FAST_WORLD, faults=faults)
     server = threaded_emulator(emu.World.from_dict(world))
     config = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05)
-    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", runner=config)
+    mapping = write_mapping(tmp_path / "m.csv", rows)
+    summary = run(server, mapping, tmp_path / "run", runner=config, timeout_s=1.0)
     assert summary.exit_code == 0
     assert server.emulator is not None
     assert (
