@@ -9,6 +9,8 @@ https://github.com/TencentCloud/tencentcloud-sdk-go/blob/master/tencentcloud/gaa
 
 from __future__ import annotations
 
+import enum
+import re
 from dataclasses import dataclass
 
 from batchcert.model import Disposition
@@ -44,7 +46,10 @@ class Policy:
 
 
 _CREDENTIALS = "check the credentials (SecretId/SecretKey/token) and the system clock, then rerun"
-_PERMISSION = "grant the sub-account gaap:ModifyCertificate and gaap:Describe* (CAM), then rerun"
+_PERMISSION = (
+    "the sub-account may not change this listener — grant it gaap:ModifyCertificate and gaap:DescribeRules on the "
+    "listener's connection (CAM), then `batchcert rerun RUN_DIR --include-terminal`"
+)
 
 #: code → (disposition, maybe applied, what the operator should do). One line per code.
 TABLE: dict[str, tuple[Disposition, bool, str]] = {
@@ -65,10 +70,16 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         False,
         "the session token is invalid or expired — get a fresh one, then rerun",
     ),
-    "AuthFailure.UnauthorizedOperation": (S, False, _PERMISSION),
+    "AuthFailure.UnauthorizedOperation": (T, False, _PERMISSION),
     "AuthFailure.NotEnterpriseAuthorization": (S, False, "GAAP needs an enterprise-verified account"),
-    "UnauthorizedOperation": (S, False, _PERMISSION),
+    "UnauthorizedOperation": (T, False, _PERMISSION),
     "FailedOperation.UserNotConfirmProtocol": (S, False, "accept the GAAP service agreement in the console"),
+    "FailedOperation.UserNotAuthenticated": (
+        S,
+        False,
+        "the account is not identity-verified — verify it in the console",
+    ),
+    "FailedOperation.UserNotInWhitelist": (S, False, "the account is not allowed this GAAP feature — ask support"),
     "ResourceUnavailable.AccountViolation": (
         S,
         False,
@@ -82,6 +93,11 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
     "NoSuchVersion": (S, False, "the endpoint does not serve API version 2018-05-29 — check --endpoint"),
     "UnsupportedProtocol": (S, False, "use https for the endpoint"),
     "UnsupportedRegion": (S, False, "GAAP takes no region — check --endpoint"),
+    "UnauthorizedOperation.CrossBorderInIsolating": (
+        R,
+        False,
+        "the connection is isolated (cross-border compliance) — rerun when it is released",
+    ),
     # --- transient: retry with backoff --------------------------------------------------------------------------
     "RequestLimitExceeded": (
         R,
@@ -102,6 +118,13 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         "the connection group is not running — rerun when it is",
     ),
     "FailedOperation.ProxyStatusNotInRuning": (R, False, "the connection is not running — rerun when it is"),
+    # transient states named in the GAAP per-action error lists (tencentcloud-sdk-go gaap/v20180529/errors.go)
+    "FailedOperation.ListenerStatusError": (R, False, "the listener is not in a state to change — rerun later"),
+    "FailedOperation.InstanceStatusNotInRuning": (R, False, "the instance is not running — rerun when it is"),
+    "FailedOperation.ResourceUpgrading": (R, False, "the resource is being upgraded — rerun later"),
+    "FailedOperation.Migration": (R, False, "the resource is being migrated — rerun later"),
+    # seen on the certificate APIs: a rate limit by another name
+    "LimitExceeded.RateLimitExceeded": (R, False, "an API rate limit was hit — lower --rate or stop other tools"),
     "InternalError": (R, True, "the service failed internally — rerun; the report shows whether it applied"),
     "ServiceUnavailable": (R, True, "the service is unavailable — rerun later"),
     "ResourceInUse": (R, False, "the resource is in use — rerun later"),
@@ -156,6 +179,64 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
 }
 
 _UNKNOWN = Policy(T, False, "an unknown error code — see the message, fix the cause, rerun with --include-terminal")
+
+
+class Scope(enum.StrEnum):
+    """What an answer says about a whole listener, beyond the row that got it."""
+
+    #: the sub-account may not change this listener (CAM is resource-level and tag-based: other listeners may be
+    #: fine) — its other rows are not sent, they end terminal with the same reason
+    DENIED = "denied"
+    #: the listener's connection (proxy) or group is not running; CLOSED or ISOLATED lasts days — its other rows are
+    #: not sent in this run, they end retryable, and none of it spends the retry budget of healthy rows
+    CLOSED = "closed"
+
+
+#: code → what it means for the listener (docs/gaap-api.md, "Error codes"; CAM for GAAP is resource-level:
+#: https://www.tencentcloud.com/document/product/598/10588). One line per code.
+LISTENER_SCOPE: dict[str, Scope] = {
+    "AuthFailure.UnauthorizedOperation": Scope.DENIED,
+    "UnauthorizedOperation": Scope.DENIED,
+    "UnauthorizedOperation.CrossBorderInIsolating": Scope.CLOSED,
+    "FailedOperation.ProxyStatusNotInRuning": Scope.CLOSED,
+    "FailedOperation.GroupStatusNotInRuning": Scope.CLOSED,
+}
+
+#: answers waited out by time (up to --listener-wait), not counted as attempts nor charged to the retry budget: the
+#: listener or domain is busy with a task, which may take minutes (Terraform waits up to 5 minutes for
+#: ListenerHasTask; docs/gaap-api.md, "Listener tasks")
+WAITED_OUT = frozenset(
+    {
+        "FailedOperation.ListenerHasTask",
+        "FailedOperation.DomainStatusNotInRunning",
+        "FailedOperation.ActionIsDoing",
+    }
+)
+
+#: a permission denial is taken as account-wide — and stops the run — when the first this many distinct listeners
+#: were all denied and no change has succeeded yet
+ACCOUNT_WIDE_DENIALS = 5
+
+
+def listener_scope(code: str) -> Scope | None:
+    """What `code` means for the whole listener, if anything (dotted parents apply, as for the policy)."""
+    probe = code
+    while probe:
+        if probe in LISTENER_SCOPE:
+            return LISTENER_SCOPE[probe]
+        probe = probe.rpartition(".")[0]
+    return None
+
+
+#: `InvalidParameter` answers that say the listener does not exist ("ListenerId(listener-…) Not Exist."), which the
+#: Terraform provider treats as gone (docs/gaap-api.md, "Error codes")
+_ABSENT_LISTENER = re.compile(r"listenerid\W*\(?\s*listener-[0-9a-z]+\s*\)?\W*not\s*exist", re.IGNORECASE)
+
+
+def says_listener_absent(code: str, message: str) -> bool:
+    """True for an answer meaning the listener does not exist: ResourceNotFound, or InvalidParameter naming the
+    ListenerId as not existing."""
+    return code == "ResourceNotFound" or (code == "InvalidParameter" and bool(_ABSENT_LISTENER.search(message)))
 
 
 def policy_for(code: str) -> Policy:

@@ -21,8 +21,16 @@ The world file is a contract other tools write:
 ```
 Fault kinds: `InternalError`, `http502`, `reset`, `hang` (no answer, nothing applied), `apply_then_hang` (applied, no
 answer), `changing` (the domain reports DomainStatus 1 for `seconds`), `ListenerHasTask` (the listener stays busy
-for `seconds`; < 0 until released through `/_emulator/release`). `faults.storms`: [[start_s, seconds], …] after
-start during which every request is throttled.
+for `seconds`; < 0 until released through `/_emulator/release`), `task_fail` (accepted, DomainStatus 1 during the
+task, then rolled back), `code` (answers `{"code": "FailedOperation.…"}`). `faults.storms`: [[start_s, seconds], …]
+after start during which every request is throttled.
+
+Per listener: `"denied_actions": ["ModifyCertificate"]` (CAM denies this credential those actions there:
+AuthFailure.UnauthorizedOperation), `"task_seconds"` (its own task time), `"proxy_status"` (not RUNNING: the
+connection is closed). World: `"missing_listener_code": "InvalidParameter"` answers a missing listener as
+"ListenerId(…) Not Exist." A domain on its listener's client CA reads `ClientCertificateId: "default"` and
+`PolyClientCertificateAliasInfo: [{"CertificateId": "default", …}]`; a change naming no client CA on a mutual-TLS
+domain resets its client CAs (the adversarial reading).
 """
 
 from __future__ import annotations
@@ -62,7 +70,17 @@ from batchcert.signing import canonical_request, parse_authorization, signature,
 DEMO_SECRET_ID = "AKIDbatchcertEmulatorDemo0000000000"  # noqa: S105 - published demo id
 DEMO_SECRET_KEY = "batchcert-emulator-demo-key"  # noqa: S105 - a published demo key for the emulator only
 SIGNATURE_WINDOW_S = 300  # docs/gaap-api.md, "Signing": timestamp skew > 5 min → AuthFailure.SignatureExpire
-FAULT_KINDS = ("InternalError", "http502", "reset", "hang", "apply_then_hang", "changing", "ListenerHasTask")
+FAULT_KINDS = (
+    "InternalError",
+    "http502",
+    "reset",
+    "hang",
+    "apply_then_hang",
+    "changing",
+    "ListenerHasTask",
+    "task_fail",
+    "code",
+)
 _MODIFY_PARAMS = {"ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds"}
 _LISTENER_FILTERS = {
     "ProxyId",
@@ -74,6 +92,10 @@ _LISTENER_FILTERS = {
     "Limit",
     "SearchValue",
 }
+
+
+#: scripted fault kinds that act on a change once it is applied (a refused attempt does not use them up)
+_APPLY_FAULTS = frozenset({"task_fail"})
 
 
 class ApiError(Exception):
@@ -103,6 +125,10 @@ class ListenerState:
     domains: dict[str, DomainState] = field(default_factory=dict)
     busy_until: float = 0.0  # monotonic; a change task runs until then
     pinned_busy: bool = False  # held busy by a test until released
+    #: actions the credential may not perform on this listener (CAM is resource-level): AuthFailure.UnauthorizedOperation
+    denied_actions: list[str] = field(default_factory=list)
+    #: this listener's task time, when it differs from the world's
+    task_seconds: float | None = None
 
 
 @dataclass
@@ -133,6 +159,8 @@ class World:
     faults: Faults = field(default_factory=Faults)
     competing_rate: float = 0.0
     clock_offset_s: float = 0.0
+    #: how a missing listener is answered: `ResourceNotFound`, or `InvalidParameter` ("ListenerId(…) Not Exist.")
+    missing_listener_code: str = "ResourceNotFound"
 
     @classmethod
     def from_dict(cls, data: Any) -> World:
@@ -193,6 +221,8 @@ def _world_from_dict(data: Any) -> World:
             proxy_status=str(spec.get("proxy_status", "RUNNING")),
             certificate_id=str(spec.get("certificate_id", "")),
             domains=domains,
+            denied_actions=[str(a) for a in spec.get("denied_actions", [])],
+            task_seconds=float(spec["task_seconds"]) if spec.get("task_seconds") is not None else None,
         )
     certificates = {
         str(cid): Certificate(type=int(c["type"]), domains=[str(x) for x in c.get("domains", [])])
@@ -221,6 +251,7 @@ def _world_from_dict(data: Any) -> World:
         faults=faults,
         competing_rate=float(data.get("competing_rate", 0.0)),
         clock_offset_s=float(data.get("clock_offset_s", 0.0)),
+        missing_listener_code=str(data.get("missing_listener_code", "ResourceNotFound")),
     )
 
 
@@ -309,6 +340,8 @@ class Emulator:
         self.ledger: list[LedgerEntry] = []
         #: answers given, by code ("OK" for success) — e.g. stats["RequestLimitExceeded"]
         self.stats: Counter[str] = Counter()
+        #: (listener, domain) of changes whose task failed and were rolled back (fault `task_fail`)
+        self.reverted: list[tuple[str, str]] = []
         #: requests received, by X-TC-Action
         self.requests: Counter[str] = Counter()
         #: monotonic arrival times of admitted requests per (SecretId, action)
@@ -478,6 +511,8 @@ class Emulator:
 
     def _next_fault(self, domain: str) -> dict[str, Any] | None:
         script = self._scripted.get(domain)
+        if script and script[0].get("kind") in _APPLY_FAULTS:
+            return None  # taken by the change that is applied (`_take_apply_fault`), not by a refused attempt
         if script:
             fault = script[0]
             fault["times"] = int(fault.get("times", 1)) - 1
@@ -520,10 +555,10 @@ class Emulator:
         if kind == "hang":
             await asyncio.sleep(self.world.faults.hang_seconds)
             raise ConnectionAborted
+        if kind == "code" and fault is not None:
+            raise ApiError(str(fault["code"]), str(fault.get("message", "The operation failed; try again later.")))
 
-        listener = self.world.listeners.get(listener_id)
-        if listener is None:
-            raise ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
+        listener = self._listener(listener_id, ACTION_MODIFY)
         now = monotonic_s()
         if kind == "changing" and domain_name in listener.domains:
             listener.domains[domain_name].changing_until = now + float(fault.get("seconds", 1.0))  # type: ignore[union-attr]
@@ -564,15 +599,59 @@ class Emulator:
         elif poly:
             domain.client_certificate_id = poly[0]
             domain.poly_client_certificate_ids = list(poly)
-        listener.busy_until = now + self.world.task_seconds
-        domain.changing_until = now + self.world.task_seconds
+        elif domain.poly_client_certificate_ids:
+            # The adversarial reading of an unclear point (docs/gaap-api.md, "The call"): a change naming no client
+            # CA on a mutual-TLS domain resets its client CAs to the listener's.
+            domain.client_certificate_id = None
+            domain.poly_client_certificate_ids = []
+        task_s = self.world.task_seconds if listener.task_seconds is None else listener.task_seconds
+        listener.busy_until = now + task_s
+        domain.changing_until = now + task_s
         self.ledger.append(
             LedgerEntry(self.wall_clock(), listener_id, domain_name, before, _cert_state(domain), request_id)
         )
+        if kind == "task_fail" or self._take_apply_fault(domain_name) == "task_fail":
+            # accepted, then the task fails and the change is rolled back when it ends
+            domain.changing_until = float("inf")  # changing until the rollback is done, never idle at the target
+            asyncio.get_running_loop().call_later(task_s, self._revert, listener_id, domain_name, before)
         if kind == "apply_then_hang":
             await asyncio.sleep(self.world.faults.hang_seconds)
             raise ConnectionAborted
         return {}
+
+    def _take_apply_fault(self, domain: str) -> str | None:
+        """The kind of a scripted fault that acts on an applied change (`task_fail`), consumed now."""
+        script = self._scripted.get(domain)
+        if not script or script[0].get("kind") not in _APPLY_FAULTS:
+            return None
+        fault = script[0]
+        fault["times"] = int(fault.get("times", 1)) - 1
+        if fault["times"] <= 0:
+            script.pop(0)
+        return str(fault["kind"])
+
+    def _revert(self, listener_id: str, domain_name: str, before: dict[str, Any]) -> None:
+        domain = self.world.listeners[listener_id].domains[domain_name]
+        domain.certificate_id = before["certificate_id"]
+        domain.client_certificate_id = before["client_certificate_id"]
+        domain.poly_client_certificate_ids = list(before["poly_client_certificate_ids"])
+        domain.changing_until = 0.0
+        self.reverted.append((listener_id, domain_name))
+
+    def _listener(self, listener_id: str, action: str) -> ListenerState:
+        """The listener, as this credential may use it: absent (answered as the world says) or denied by CAM."""
+        listener = self.world.listeners.get(listener_id)
+        if listener is None:
+            if self.world.missing_listener_code == "InvalidParameter":
+                raise ApiError("InvalidParameter", f"ListenerId({listener_id}) Not Exist.")
+            raise ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
+        if action in listener.denied_actions:
+            raise ApiError(
+                "AuthFailure.UnauthorizedOperation",
+                f"You are not authorized to perform operation (gaap:{action}) on resource "
+                f"(qcs::gaap::uin/100000000001:listener/{listener_id}).",
+            )
+        return listener
 
     def _check_certificate(self, cert_id: str, cert_type: int, param: str) -> None:
         if cert_id == DEFAULT_CERTIFICATE:
@@ -593,10 +672,7 @@ class Emulator:
         listener_id = params.get("ListenerId")
         if not isinstance(listener_id, str) or not listener_id:
             raise ApiError("MissingParameter", "The request is missing a required parameter `ListenerId`.")
-        listener = self.world.listeners.get(listener_id)
-        if listener is None:
-            raise ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
-        return listener_id, listener
+        return listener_id, self._listener(listener_id, ACTION_DESCRIBE_RULES)
 
     def _describe_rules(self, params: dict[str, Any]) -> dict[str, Any]:
         _, listener = self._listener_or_404(params, {"ListenerId"})
@@ -607,11 +683,13 @@ class Emulator:
                 "RuleSet": [],
                 "CertificateId": d.certificate_id,
                 "CertificateAlias": None,
-                "ClientCertificateId": d.client_certificate_id,
+                # a domain on its listener's client CA shows the literal `default` (tccli's DescribeRules example)
+                "ClientCertificateId": d.client_certificate_id or DEFAULT_CERTIFICATE,
                 "ClientCertificateAlias": None,
                 "PolyClientCertificateAliasInfo": [
                     {"CertificateId": c, "CertificateAlias": None} for c in d.poly_client_certificate_ids
-                ],
+                ]
+                or [{"CertificateId": DEFAULT_CERTIFICATE, "CertificateAlias": "默认证书"}],
                 "BasicAuth": 0,
                 "RealServerAuth": 0,
                 "GaapAuth": 0,

@@ -447,19 +447,24 @@ class Journal:
                 [(cert, ";".join(clients), n) for n, cert, clients in states],
             )
 
-    def record_verification(self, checks: list[tuple[int, str, tuple[str, ...], bool]]) -> None:
-        """Record what the post-run read saw, as (row number, certificate id, client ids, equals the target)."""
+    def record_verification(self, checks: list[tuple[int, str, tuple[str, ...], bool | str]]) -> None:
+        """Record what the verification read saw, as (row number, certificate id, client ids, equals the target —
+        or "pending" while the domain is still changing)."""
         with self._later() as db:
             db.executemany(
                 "UPDATE rows SET verified = ?, verified_certificate_id = ?, verified_client_ids = ? WHERE row_number = ?",
-                [("true" if ok else "false", cert, ";".join(clients), n) for n, cert, clients, ok in checks],
+                [
+                    (ok if isinstance(ok, str) else ("true" if ok else "false"), cert, ";".join(clients), n)
+                    for n, cert, clients, ok in checks
+                ],
             )
 
     def unverified_listeners(self) -> frozenset[str]:
         """Listeners with a succeeded row whose live state was never read after the change (a session stopped
-        before its verification read)."""
+        before its verification read) or was still changing when last read."""
         cur = self._db.execute(
-            "SELECT DISTINCT listener_id FROM rows WHERE duplicate_of IS NULL AND outcome = ? AND verified = ''",
+            "SELECT DISTINCT listener_id FROM rows WHERE duplicate_of IS NULL AND outcome = ? "
+            "AND verified IN ('', 'pending')",
             (Outcome.SUCCEEDED.value,),
         )
         return frozenset(str(lid) for (lid,) in cur.fetchall())

@@ -112,15 +112,22 @@ class Rollback:
 
 
 def rollback_for(row: Row, previous_certificate_id: str, previous_client_ids: tuple[str, ...]) -> Rollback:
-    """The row that undoes `row`'s change, given the state recorded before it. ModifyCertificate cannot remove client
-    CAs, so when the row added some to a domain that had none the rollback restores the server certificate only and
-    says so."""
+    """The row that undoes `row`'s change, given the state recorded before it. A domain that followed its listener's
+    client CA (read as `default`) gets `default` back only when the row changed client CAs; a row that named none
+    leaves the client side alone, and so does its rollback (batchcert kept the domain's client CAs). ModifyCertificate
+    cannot remove client CAs, so when the row added some to a domain that had none the rollback restores the server
+    certificate only and says so."""
     note = ""
     client, poly = "", ""
-    if len(previous_client_ids) == 1:
+    changed_clients = bool(row.client_certificate_id or row.poly_client_certificate_ids)
+    if previous_client_ids == (DEFAULT_CERTIFICATE,):
+        client = DEFAULT_CERTIFICATE if changed_clients else ""
+    elif not changed_clients:
+        pass
+    elif len(previous_client_ids) == 1:
         client = previous_client_ids[0]
     elif previous_client_ids:
         poly = ";".join(previous_client_ids)
-    elif row.client_certificate_id or row.poly_client_certificate_ids:
+    else:
         note = "the domain had no client CA before; ModifyCertificate cannot remove one — remove it in the console"
     return Rollback(previous_certificate_id, client, poly, note)

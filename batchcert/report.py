@@ -130,6 +130,7 @@ class _Tally:
     checked: int = 0
     verified: int = 0
     not_checked: int = 0
+    pending: int = 0
     differs: list[int] = field(default_factory=list)
     #: rows whose change a lost journal record hid, found by reading the live state
     confirmed_by_read_back: list[int] = field(default_factory=list)
@@ -143,6 +144,7 @@ class _Tally:
         self.checked += record.verified != ""
         self.verified += done and record.verified == "true"
         self.not_checked += done and record.verified == ""
+        self.pending += done and record.verified == "pending"
         if done and record.verified == "false":
             self.differs.append(record.row)
         if record.error_message == CONFIRMED_BY_READ_BACK:
@@ -320,6 +322,7 @@ def _summary(
             "checked": tally.checked,
             "verified": tally.verified,
             "not_checked": tally.not_checked,
+            "pending": tally.pending,
             "succeeded_but_live_state_differs": tally.differs,
         },
     }
@@ -358,6 +361,11 @@ def _markdown(summary: dict[str, Any]) -> str:
     lines.append(
         f"- Verified against the live state after the run: {check['verified']} row(s) at their target"
         + (f", {check['not_checked']} done row(s) not checked" if check["not_checked"] else "")
+        + (
+            f", {check['pending']} still changing when last read (verified `pending`: `batchcert rerun` reads again)"
+            if check["pending"]
+            else ""
+        )
     )
     lines += ["", "| outcome | rows |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in summary["counts"].items()]

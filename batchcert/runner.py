@@ -22,15 +22,25 @@ Per-row failures are outcomes in the journal, never exceptions.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from batchcert import classify
 from batchcert.journal import Attempt, Journal
-from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, Api, CallResult, Disposition, Outcome, Row
+from batchcert.model import (
+    ACTION_DESCRIBE_RULES,
+    ACTION_MODIFY,
+    DEFAULT_CERTIFICATE,
+    Api,
+    CallResult,
+    Disposition,
+    Outcome,
+    Row,
+)
 from batchcert.reconcile import (
     CONFIRMED_BY_READ_BACK,
     LiveDomain,
@@ -53,6 +63,7 @@ from batchcert.schedule import (
     retry_call,
 )
 
+log = logging.getLogger("batchcert.runner")
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
 #: gate priority of a read that a listener lane is blocked on (ambiguous answer, changing domain)
 URGENT = 1e9
@@ -171,7 +182,7 @@ class LiveReader:
             return Reading(None, failed=True, code="NotSent")
         if result.ok:
             return Reading(live_domains(result.response), result.request_id)
-        if result.code == "ResourceNotFound":
+        if classify.says_listener_absent(result.code or "", result.message):
             return Reading(None, result.request_id)
         return Reading(None, result.request_id, failed=True, code=result.code or "")
 
@@ -232,6 +243,11 @@ class Runner:
         self.reader = LiveReader(api, quota, self.policy, self.sleeper, self._rng, journal.record_read)
         self._changing: set[int] = set()
         self._ambiguous: frozenset[int] = frozenset()
+        #: listeners found denied or closed: scope, the code, the row that found it
+        self._scoped_out: dict[str, tuple[classify.Scope, str, int]] = {}
+        #: rows naming no client CA on a mutual-TLS domain → the live client CAs they carry
+        self._carried: dict[int, tuple[str, ...]] = {}
+        self._successes = 0
         #: the state each row had before the run, as an earlier session recorded it
         self._before: dict[int, tuple[str, tuple[str, ...]]] = {}
         #: rows whose listener the pre-flight read: an earlier session's ambiguous answer is settled by that read
@@ -315,6 +331,12 @@ class Runner:
         pending = []
         self._read_before.update(row.row_number for row in rows)
         judged = [(row, *judge(row, reading.domains)) for row in rows]
+        for row, _, live in judged:
+            names_clients = bool(row.client_certificate_id or row.poly_client_certificate_ids)
+            if live is not None and not names_clients and live.client_ids not in ((), (DEFAULT_CERTIFICATE,)):
+                # a mutual-TLS domain and a row naming only a server certificate: send its client CAs along, so
+                # they are kept under either reading of the API (docs/gaap-api.md, "The call")
+                self._carried[row.row_number] = live.client_ids
         self.journal.record_previous(
             [(row.row_number, live.certificate_id, live.client_ids) for row, _, live in judged if live is not None]
         )
@@ -351,25 +373,33 @@ class Runner:
             await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
 
     async def _verify(self, listener_id: str, rows: list[Row]) -> None:
-        """Read the listener again and record, per row on it, the live state and whether it is the row's target.
-        Re-reads a few times while a domain of these rows still reports DomainStatus ≠ 0."""
-        for _ in range(5):
+        """Read the listener again and record, per row on it, the live state and whether it is the row's target —
+        judged only once the domain is idle (DomainStatus 0): a change still running may yet fail and be reverted.
+        Re-reads with backoff while a domain is changing, up to `listener_wait_s`; a domain still changing then is
+        recorded `pending`."""
+        deadline = self.clock.now() + self.config.listener_wait_s
+        retry = 0
+        while True:
             reading = await self._read(listener_id, priority=0)
             domains = reading.domains or {}
-            if reading.failed or all(domains.get(r.domain.lower(), _IDLE).status == 0 for r in rows):
+            changing = [r for r in rows if domains.get(r.domain.lower(), _IDLE).status != 0]
+            if reading.failed or not changing or self.stopping or self.clock.now() >= deadline:
                 break
-            await self.sleeper.sleep(self.pacer.gap_s)
+            retry += 1
+            wait_s = max(self.pacer.gap_s, self.policy.backoff_s(min(retry, 6), self._rng))
+            await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
         if reading.failed:
             return
         checks = []
         for row in rows:
             live = domains.get(row.domain.lower())
+            verdict = "pending" if live is not None and live.status != 0 else ""
             checks.append(
                 (
                     row.row_number,
                     live.certificate_id if live else "",
                     live.client_ids if live else (),
-                    live is not None and is_at_target(row, live),
+                    verdict or (live is not None and is_at_target(self._target_of(row), live)),
                 )
             )
         self.journal.record_verification(checks)
@@ -377,6 +407,9 @@ class Runner:
     async def _work_lane(self, lane: ListenerLane) -> None:
         while lane.rows:
             row = lane.rows.popleft()
+            if row.listener_id in self._scoped_out:
+                self._on_row_done(row, self._conclude_scoped_out(row))
+                continue
             if row.row_number in self._changing:
                 await self._wait_domain_idle(row)
             await self.sleeper.sleep(self._until_listener_free(lane))
@@ -408,7 +441,7 @@ class Runner:
             read_at = self.clock.now()
             reading = await self._read(row.listener_id, row.row_number)
             live = (reading.domains or {}).get(row.domain.lower())
-            if live is not None and is_at_target(row, live):
+            if live is not None and is_at_target(self._target_of(row), live):
                 return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
             settled = read_at >= settle_from
             if not reading.failed and (live is None or (live.status == 0 and settled)):
@@ -453,7 +486,7 @@ class Runner:
             result = await self.quota.send(
                 self.api,
                 ACTION_MODIFY,
-                row.request_params(),
+                self._target_of(row).request_params(),
                 priority=len(lane.rows) + 1 + (0.5 if previous is not None else 0.0),
                 before_send=journal_start,
             )
@@ -477,9 +510,52 @@ class Runner:
             rng=self._rng,
             budget=self.budget,
             wait_s=lambda result, _n: self._wait_before_retry(lane, result),
-            retry_if=lambda result: is_retryable(result) and result.code != OUTCOME_UNKNOWN,
+            retry_if=lambda result: (
+                is_retryable(result)
+                and result.code != OUTCOME_UNKNOWN
+                and classify.listener_scope(result.code or "") is None
+            ),
+            patient=lambda result: (result.code or "") in classify.WAITED_OUT,
+            patience_s=self.config.listener_wait_s,
         )
         return self._conclude(row, tries)
+
+    def _target_of(self, row: Row) -> Row:
+        """The row as sent: with the live client CAs carried over when it names none on a mutual-TLS domain."""
+        carried = self._carried.get(row.row_number)
+        return replace(row, poly_client_certificate_ids=carried) if carried else row
+
+    def _conclude_scoped_out(self, row: Row) -> Outcome:
+        """A row on a listener that an earlier row found denied or closed: not sent, the same reason."""
+        scope, code, first_row = self._scoped_out[row.listener_id]
+        if scope is classify.Scope.DENIED:
+            outcome = Outcome.TERMINAL
+            message = (
+                f"not sent: row {first_row} found that this sub-account may not change listener {row.listener_id} "
+                f"— {classify.policy_for(code).advice}"
+            )
+        else:
+            outcome = Outcome.RETRYABLE
+            message = (
+                f"not sent: row {first_row} found listener {row.listener_id}'s connection not running ({code}) — "
+                "rerun when it is running again"
+            )
+        self.journal.finish_row(row.row_number, outcome, code, message)
+        return outcome
+
+    def _note_scope(self, row: Row, code: str) -> None:
+        """Remember a listener found denied or closed; stop the run when denials look account-wide."""
+        scope = classify.listener_scope(code)
+        if scope is None or row.listener_id in self._scoped_out:
+            return
+        self._scoped_out[row.listener_id] = (scope, code, row.row_number)
+        log.info("listener %s is %s (%s): its other rows are not sent", row.listener_id, scope.value, code)
+        denied = sum(1 for s, _, _ in self._scoped_out.values() if s is classify.Scope.DENIED)
+        if scope is classify.Scope.DENIED and not self._successes and denied >= classify.ACCOUNT_WIDE_DENIALS:
+            self.stop(
+                f"the first {denied} listeners were all denied and nothing succeeded: the credential lacks "
+                f"permission account-wide ({code}) — {classify.policy_for(code).advice}"
+            )
 
     def _conclude(self, row: Row, tries: Tries) -> Outcome:
         last = tries.last or (tries.results[-1] if tries.results else None)
@@ -488,11 +564,19 @@ class Runner:
             return Outcome.NOT_ATTEMPTED
         if last.ok:
             self.budget.earn()
-            self.journal.finish_row(row.row_number, Outcome.SUCCEEDED, message=last.message, request_id=last.request_id)
+            self._successes += 1
+            message = last.message
+            if row.row_number in self._carried:
+                kept = ";".join(self._carried[row.row_number])
+                message = "; ".join(
+                    filter(None, [message, f"client CAs kept as they were: {kept} (the row named none)"])
+                )
+            self.journal.finish_row(row.row_number, Outcome.SUCCEEDED, message=message, request_id=last.request_id)
             return Outcome.SUCCEEDED
         code = last.code or ""
         policy = classify.policy_for(code)
         message = f"{last.message} — {policy.advice}" if last.message else policy.advice
+        self._note_scope(row, code)
         if policy.disposition is Disposition.STOP_RUN:
             # the run's problem (a credential, the account), not the row's: the plain `rerun` resends it
             self.stop(f"the run stopped at {code} on row {row.row_number} — {policy.advice}")
@@ -504,6 +588,10 @@ class Runner:
             outcome = Outcome.RETRYABLE
             if tries.gave_up is GaveUp.STOPPED or self.stopping:
                 message = f"{message} (not retried: {self.stop_reason})"
+            elif tries.gave_up is GaveUp.PATIENCE:
+                message = f"{message} (still busy after --listener-wait {self.config.listener_wait_s:g} s)"
+            elif classify.listener_scope(code) is not None:
+                message = f"{message} (not retried in this run: the listener's connection is not running)"
             elif tries.gave_up is GaveUp.BUDGET:
                 message = f"{message} (run-wide retry budget exhausted after {self.budget.spent} retries)"
             else:

@@ -334,6 +334,7 @@ class GaveUp(enum.StrEnum):
 
     NOTHING = ""
     ATTEMPTS = "attempts"
+    PATIENCE = "patience"
     BUDGET = "budget"
     STOPPED = "stopped"
 
@@ -361,29 +362,39 @@ async def retry_call(
     budget: RetryBudget | None = None,
     wait_s: Callable[[CallResult, int], float | None] | None = None,
     retry_if: Callable[[CallResult], bool] = is_retryable,
+    patient: Callable[[CallResult], bool] = lambda _result: False,
+    patience_s: float = 0.0,
 ) -> Tries:
     """Call `attempt(previous answer)` (None the first time) until its answer is not retryable, the policy's
     attempts are used up, the budget refuses a retry or the run stops. `attempt` returns None when it was not sent
     (the run stopped).
     `wait_s(result, retry_number)` may choose the wait before a retry (None: the policy's backoff); `retry_if` says
-    which answers are retried (default: the classification's retryable ones)."""
+    which answers are retried (default: the classification's retryable ones). `patient` answers (a busy listener)
+    are waited out by time instead: they count as no attempt and cost no budget, until `patience_s` after the first."""
     results: list[CallResult] = []
     n = 0
+    waiting_since: float | None = None
+    loop = asyncio.get_running_loop()
     while True:
-        n += 1
         result = await attempt(results[-1] if results else None)
         if result is None:
             return Tries(tuple(results), None, GaveUp.STOPPED if results else GaveUp.NOTHING)
         results.append(result)
         if not retry_if(result):
             return Tries(tuple(results), result)
-        if n >= policy.max_attempts:
-            return Tries(tuple(results), result, GaveUp.ATTEMPTS)
+        if patient(result):
+            waiting_since = loop.time() if waiting_since is None else waiting_since
+            if loop.time() - waiting_since >= patience_s:
+                return Tries(tuple(results), result, GaveUp.PATIENCE)
+        else:
+            n += 1
+            if n >= policy.max_attempts:
+                return Tries(tuple(results), result, GaveUp.ATTEMPTS)
+            if budget is not None and not budget.take():
+                return Tries(tuple(results), result, GaveUp.BUDGET)
         if sleeper.stopped:
             return Tries(tuple(results), result, GaveUp.STOPPED)
-        if budget is not None and not budget.take():
-            return Tries(tuple(results), result, GaveUp.BUDGET)
-        chosen = wait_s(result, n) if wait_s is not None else None
-        await sleeper.sleep(policy.backoff_s(n, rng) if chosen is None else chosen)
+        chosen = wait_s(result, len(results)) if wait_s is not None else None
+        await sleeper.sleep(policy.backoff_s(min(len(results), 6), rng) if chosen is None else chosen)
         if sleeper.stopped:
             return Tries(tuple(results), result, GaveUp.STOPPED)

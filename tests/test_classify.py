@@ -13,7 +13,7 @@ CASES = [
     # ModifyCertificate's documented codes
     ("AuthFailure", S),
     ("AuthFailure.NotEnterpriseAuthorization", S),
-    ("AuthFailure.UnauthorizedOperation", S),
+    ("AuthFailure.UnauthorizedOperation", T),  # scoped to the listener (classify.LISTENER_SCOPE)
     ("FailedOperation", T),
     ("FailedOperation.DomainStatusNotInRunning", R),
     ("FailedOperation.GroupStatusNotInRuning", R),
@@ -60,7 +60,15 @@ CASES = [
     ("ResourceInUse", R),
     ("ResourceInsufficient", T),
     ("ServiceUnavailable", R),
-    ("UnauthorizedOperation", S),
+    ("UnauthorizedOperation", T),
+    ("UnauthorizedOperation.CrossBorderInIsolating", R),
+    ("FailedOperation.UserNotAuthenticated", S),
+    ("FailedOperation.UserNotInWhitelist", S),
+    ("FailedOperation.ListenerStatusError", R),
+    ("FailedOperation.InstanceStatusNotInRuning", R),
+    ("FailedOperation.ResourceUpgrading", R),
+    ("FailedOperation.Migration", R),
+    ("LimitExceeded.RateLimitExceeded", R),
     ("UnsupportedOperation", T),
     ("UnsupportedProtocol", S),
     ("UnsupportedRegion", S),
@@ -129,3 +137,33 @@ def test_every_table_line_has_advice() -> None:
 def test_requests_that_may_still_reach_the_service(code: str, may_arrive: bool) -> None:
     """After these answers a read must wait before it can prove a change was not applied."""
     assert classify.may_still_arrive(code) is may_arrive
+
+
+@pytest.mark.parametrize(
+    ("code", "scope"),
+    [
+        ("AuthFailure.UnauthorizedOperation", classify.Scope.DENIED),
+        ("UnauthorizedOperation", classify.Scope.DENIED),
+        ("UnauthorizedOperation.CrossBorderInIsolating", classify.Scope.CLOSED),
+        ("FailedOperation.ProxyStatusNotInRuning", classify.Scope.CLOSED),
+        ("FailedOperation.GroupStatusNotInRuning", classify.Scope.CLOSED),
+        ("FailedOperation.ListenerHasTask", None),
+        ("AuthFailure.SecretIdNotFound", None),
+    ],
+)
+def test_answers_about_a_whole_listener(code: str, scope: classify.Scope | None) -> None:
+    """Denials and closed connections concern the listener, not the run and not only the row."""
+    assert classify.listener_scope(code) is scope
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "absent"),
+    [
+        ("ResourceNotFound", "", True),
+        ("InvalidParameter", "ListenerId(listener-abc123) Not Exist.", True),
+        ("InvalidParameter", "The parameter `Domain` is invalid.", False),
+        ("InvalidParameterValue", "ListenerId(listener-abc123) Not Exist.", False),
+    ],
+)
+def test_a_missing_listener_by_either_answer(code: str, message: str, absent: bool) -> None:
+    assert classify.says_listener_absent(code, message) is absent

@@ -26,7 +26,7 @@ from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mappin
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("credentials_env")
-FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.2)
+FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.2, listener_wait_s=2)
 
 
 def world_and_rows(
@@ -184,7 +184,7 @@ def test_kill_9_at_several_points_then_rerun_matches_an_uninterrupted_run(
 def test_rows_left_retryable_succeed_after_the_listener_is_freed(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """A listener kept busy past the attempt limit leaves its rows retryable (exit 1); freed, a rerun ends exit 0."""
+    """A listener kept busy past --listener-wait leaves its rows retryable (exit 1); freed, a rerun ends exit 0."""
     world, rows = world_and_rows(
         3, hot=2, faults={"domains": {"h0.example.com": [{"kind": "ListenerHasTask", "seconds": -1}]}}
     )
@@ -210,7 +210,8 @@ def test_rows_left_retryable_succeed_after_the_listener_is_freed(
     assert second.exit_code == 0
     report = list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8").splitlines()))
     hot = next(r for r in report if r["domain"] == "h0.example.com")
-    assert int(hot["attempts"]) == 4 and len(hot["request_ids"].split(";")) == 4  # 3 refused + 1 applied, across runs
+    # refused while busy (waited out by time, not counted against --max-attempts 3), then applied — across runs
+    assert int(hot["attempts"]) > 3 + 1 and len(hot["request_ids"].split(";")) == int(hot["attempts"])
     assert Counter((e.listener_id, e.domain) for e in server.emulator.ledger) == Counter(
         {(lid, d): 1 for lid, d, _ in rows}
     )

@@ -230,3 +230,42 @@ def test_forty_simultaneous_calls_admit_at_most_the_limit(
     assert codes.count("OK") + codes.count("RequestLimitExceeded") == 40
     assert codes.count("RequestLimitExceeded") >= 20
     assert server.emulator is not None and server.emulator.max_admitted_in_window("DescribeRules") <= 20
+
+
+def test_the_real_services_harder_readings_as_the_sdk_sees_them(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+) -> None:
+    """Per-listener CAM denial, a missing listener answered as InvalidParameter, a transient code as a fault, the
+    `default` client-CA shapes, a change that is accepted then rolled back, and the client-CA reset of a change that
+    names none — each as the official SDK parses it."""
+    import time
+
+    world = make_world(task_seconds=0.3, missing_listener_code="InvalidParameter")
+    world.listeners["listener-aaaa0002"].denied_actions = ["ModifyCertificate"]
+    world.faults.domains = {
+        "www.example.com": [{"kind": "code", "code": "FailedOperation.ResourceUpgrading"}],
+        "api.example.com": [{"kind": "task_fail"}],
+    }
+    domain = world.listeners["listener-aaaa0001"].domains["shop.other.org"]
+    domain.client_certificate_id, domain.poly_client_certificate_ids = "cert-client01", ["cert-client01"]
+    server = threaded_emulator(world)
+    client = sdk(server)
+
+    def change(listener_id: str, domain: str) -> Callable[[], object]:
+        return lambda: modify(client, ListenerId=listener_id, Domain=domain, CertificateId="cert-wild0001")
+
+    assert error_code(change("listener-aaaa0002", "d1.example.com")) == "AuthFailure.UnauthorizedOperation"
+    assert error_code(lambda: rules(client, "listener-gone0001")) == "InvalidParameter"
+    assert error_code(change("listener-aaaa0001", "www.example.com")) == "FailedOperation.ResourceUpgrading"
+    seen = rules(client, "listener-aaaa0001")
+    assert seen["www.example.com"].ClientCertificateId == "default"
+    assert [(p.CertificateId, p.CertificateAlias) for p in seen["www.example.com"].PolyClientCertificateAliasInfo] == [
+        ("default", "默认证书")
+    ]
+    modify(client, ListenerId="listener-aaaa0001", Domain="api.example.com", CertificateId="cert-wild0001")
+    assert rules(client, "listener-aaaa0001")["api.example.com"].DomainStatus == 1
+    time.sleep(0.6)
+    after = rules(client, "listener-aaaa0001")["api.example.com"]
+    assert (after.CertificateId, after.DomainStatus) == ("default", 0)  # rolled back when the task failed
+    modify(client, ListenerId="listener-aaaa0001", Domain="shop.other.org", CertificateId="cert-old00001")
+    assert rules(client, "listener-aaaa0001")["shop.other.org"].ClientCertificateId == "default"  # CAs were reset
