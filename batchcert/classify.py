@@ -260,5 +260,10 @@ def may_still_arrive(code: str) -> bool:
     return code.startswith(STILL_IN_FLIGHT_FAMILIES) and policy_for(code).maybe_applied
 
 
+def in_table(code: str) -> bool:
+    """True when the code has its own line in the policy table (else a parent's, or the unknown policy, applies)."""
+    return code in TABLE
+
+
 def disposition_of(code: str) -> Disposition:
     return policy_for(code).disposition

@@ -15,7 +15,13 @@ import typer
 from rich.console import Console
 
 from batchcert.errors import BatchcertError, ExitCode
-from batchcert.settings import DEFAULT_ENDPOINT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RATE_PER_S, DEFAULT_TIMEOUT_S
+from batchcert.settings import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_LISTENER_WAIT_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_RATE_PER_S,
+    DEFAULT_TIMEOUT_S,
+)
 
 if TYPE_CHECKING:
     from batchcert.model import Outcome
@@ -66,6 +72,13 @@ NoPreflightOpt = Annotated[
     bool, typer.Option("--no-preflight", help="Skip reading each listener's live state before sending.")
 ]
 NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip reading the live state again after the run.")]
+ListenerWaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--listener-wait",
+        help="Seconds a row waits out a busy listener or a changing domain (not counted as attempts).",
+    ),
+]
 CaBundleOpt = Annotated[
     Path | None, typer.Option("--ca-bundle", help="PEM file of extra trusted CAs (a corporate TLS proxy).")
 ]
@@ -238,7 +251,10 @@ def run(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Run directory (default reports/<UTC>-<mapping>/).")
     ] = None,
-    endpoint: Annotated[str, typer.Option(help="API endpoint; plain http only for loopback.")] = DEFAULT_ENDPOINT,
+    endpoint: Annotated[
+        str,
+        typer.Option(help="API endpoint (international site: https://gaap.intl.tencentcloudapi.com); http: loopback."),
+    ] = DEFAULT_ENDPOINT,
     rate: Annotated[float, typer.Option(help="Ceiling in requests/s per action per credential.")] = DEFAULT_RATE_PER_S,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = DEFAULT_TIMEOUT_S,
     max_attempts: Annotated[int, typer.Option(help="Attempts per row.")] = DEFAULT_MAX_ATTEMPTS,
@@ -255,6 +271,7 @@ def run(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
+    listener_wait: ListenerWaitOpt = DEFAULT_LISTENER_WAIT_S,
     ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Send every valid row of MAPPING and write a reconciliation report."""
@@ -272,7 +289,7 @@ def run(
         sheet=sheet,
         rehearsal=emulator or world is not None,
         world=world,
-        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
+        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify, listener_wait_s=listener_wait),
         ca_bundle=ca_bundle,
         encoding=encoding,
         include_hidden_rows=include_hidden_rows,
@@ -297,6 +314,7 @@ def rerun(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
+    listener_wait: ListenerWaitOpt = DEFAULT_LISTENER_WAIT_S,
     ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
@@ -311,7 +329,7 @@ def rerun(
         timeout_s=timeout,
         max_attempts=max_attempts,
         profile=profile,
-        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
+        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify, listener_wait_s=listener_wait),
         ca_bundle=ca_bundle,
     )
     _send_with_progress(lambda confirm, progress: rerun_run(request, confirm, progress), yes)
@@ -344,7 +362,10 @@ def plan(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Where plan.csv goes (default reports/<UTC>-<mapping>-plan/).")
     ] = None,
-    endpoint: Annotated[str, typer.Option(help="API endpoint; plain http only for loopback.")] = DEFAULT_ENDPOINT,
+    endpoint: Annotated[
+        str,
+        typer.Option(help="API endpoint (international site: https://gaap.intl.tencentcloudapi.com); http: loopback."),
+    ] = DEFAULT_ENDPOINT,
     rate: Annotated[float, typer.Option(help="Ceiling in requests/s for the reads.")] = DEFAULT_RATE_PER_S,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = DEFAULT_TIMEOUT_S,
     profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,

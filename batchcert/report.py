@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import xlsxwriter
 
+from batchcert import classify
 from batchcert.errors import ReportError
 from batchcert.journal import FailedAttempt, Journal, ReportRecord, iso_utc
 from batchcert.model import Outcome, Row
@@ -304,6 +305,10 @@ def _summary(
         "rows": tally.rows,
         "counts": counts,
         "error_codes": dict(tally.codes.most_common()),
+        # an unknown code is terminal (never retried blindly); naming it lets the table grow by one line
+        "codes_not_in_table": sorted(
+            c for c in tally.codes if not classify.in_table(c) and not c.startswith("Preflight")
+        ),
         "requests": by_action,
         "answers": answers,
         "sessions": [
@@ -372,6 +377,12 @@ def _markdown(summary: dict[str, Any]) -> str:
     if summary["error_codes"]:
         lines += ["", "| error code | rows |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in summary["error_codes"].items()]
+    if summary["codes_not_in_table"]:
+        codes = ", ".join(f"`{c}`" for c in summary["codes_not_in_table"])
+        lines += [
+            "",
+            f"Codes not in batchcert's classification table (treated by their family, else terminal): {codes}",
+        ]
     verdict = (
         "Every row succeeded or was unchanged."
         if summary["all_done"]

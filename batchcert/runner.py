@@ -62,6 +62,7 @@ from batchcert.schedule import (
     is_retryable,
     retry_call,
 )
+from batchcert.settings import DEFAULT_LISTENER_WAIT_S
 
 log = logging.getLogger("batchcert.runner")
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
@@ -88,7 +89,7 @@ class RunnerConfig:
     #: read every touched listener again after its last change and record `verified` per row
     verify: bool = True
     #: how long a row waits out its domain changing, or keeps reading after an ambiguous answer, before giving up
-    listener_wait_s: float = 300.0
+    listener_wait_s: float = DEFAULT_LISTENER_WAIT_S
     #: after an ambiguous answer, a read that shows the old state proves the change was not applied only when it is
     #: sent this long after that answer (a request that timed out may still reach the service meanwhile); the
     #: workflow sets it to the request timeout

@@ -21,9 +21,13 @@ from urllib.parse import urlsplit
 from batchcert.errors import CredentialsError, SettingsError
 
 DEFAULT_ENDPOINT = "https://gaap.tencentcloudapi.com"
+#: the international site's endpoint (same API, same signing)
+INTERNATIONAL_ENDPOINT = "https://gaap.intl.tencentcloudapi.com"
 DEFAULT_RATE_PER_S = 20.0
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_ATTEMPTS = 6
+#: how long a row waits out a busy listener or a changing domain (Terraform waits minutes for GAAP listeners)
+DEFAULT_LISTENER_WAIT_S = 300.0
 
 ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"  # noqa: S105 - a variable name
 ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105 - a variable name
@@ -88,7 +92,10 @@ def parse_endpoint(url: str) -> Endpoint:
         raise SettingsError(
             f"--endpoint {url!r}: plain http is allowed only for loopback hosts (an emulator) — use https"
         )
-    return Endpoint(url=f"{parts.scheme}://{parts.netloc}", scheme=parts.scheme, host=parts.netloc)
+    # the Host header is signed as sent, and the service's canonical form is lower case (docs/gaap-api.md, "Signing"):
+    # an --endpoint typed with capitals must not sign differently
+    netloc = parts.netloc.lower()
+    return Endpoint(url=f"{parts.scheme}://{netloc}", scheme=parts.scheme, host=netloc)
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,12 @@ def test_settings_ranges(field: str, value: float) -> None:
     """Out-of-range rate, timeout and attempts are refused."""
     with pytest.raises(SettingsError):
         RunSettings(endpoint=parse_endpoint("https://gaap.tencentcloudapi.com"), **{field: value})
+
+
+def test_endpoint_host_is_signed_in_lower_case() -> None:
+    """An endpoint typed with capitals sends and signs the canonical lower-case host."""
+    from batchcert.settings import parse_endpoint
+
+    endpoint = parse_endpoint("https://GAAP.Intl.TencentCloudAPI.com")
+    assert endpoint.host == "gaap.intl.tencentcloudapi.com"
+    assert endpoint.url == "https://gaap.intl.tencentcloudapi.com"
