@@ -122,8 +122,12 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
     "FailedOperation.ListenerStatusError": (R, False, "the listener is not in a state to change — rerun later"),
     "FailedOperation.InstanceStatusNotInRuning": (R, False, "the instance is not running — rerun when it is"),
     "FailedOperation.ResourceUpgrading": (R, False, "the resource is being upgraded — rerun later"),
-    "FailedOperation.Migration": (R, False, "the resource is being migrated — rerun later"),
-    # seen on the certificate APIs: a rate limit by another name
+    "FailedOperation.Migration": (
+        R,
+        False,
+        "the connection is being upgraded and takes no changes — rerun later (a ticket if it lasts)",
+    ),
+    # not a GAAP code (errors.go above) but seen from the SSL certificate API: a rate limit by another name
     "LimitExceeded.RateLimitExceeded": (R, False, "an API rate limit was hit — lower --rate or stop other tools"),
     "InternalError": (R, True, "the service failed internally — rerun; the report shows whether it applied"),
     "ServiceUnavailable": (R, True, "the service is unavailable — rerun later"),
@@ -159,7 +163,7 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         False,
         "the connection is non-standard — change it in the console",
     ),
-    "FailedOperation.InvalidCertificateId": (T, False, "fix the certificate id in the mapping"),
+    "InvalidParameterValue.InvalidCertificateId": (T, False, "the certificate is not usable — pick another id"),
     "InvalidParameter": (T, False, "fix the row's values in the mapping"),
     "InvalidParameterValue": (T, False, "fix the row's certificate ids (server type 2, client type 1)"),
     "InvalidParameterValue.CertificateNotMatchDomain": (

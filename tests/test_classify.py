@@ -34,7 +34,7 @@ CASES = [
     ("FailedOperation.ActionIsDoing", R),
     ("FailedOperation.ActionOperateTooQuickly", R),
     ("FailedOperation.NonStandardProxy", T),
-    ("FailedOperation.InvalidCertificateId", T),
+    ("InvalidParameterValue.InvalidCertificateId", T),
     # common codes
     ("AuthFailure.InvalidAuthorization", S),
     ("AuthFailure.InvalidSecretId", S),
