@@ -32,13 +32,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from batchcert import __version__
+
+        out.print(f"batchcert {__version__}", highlight=False)
+        raise typer.Exit(ExitCode.OK)
+
+
 @app.callback()
 def options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
     verbose: Annotated[
         bool,
         typer.Option(

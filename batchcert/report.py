@@ -73,6 +73,11 @@ OUTCOME_COLOURS = {
     Outcome.NOT_ATTEMPTED: "#D9D9D9",
 }
 DONE_OUTCOMES = (Outcome.SUCCEEDED, Outcome.UNCHANGED)
+#: UTF-8 with a BOM: Excel on Windows reads it as UTF-8 (without, Chinese cells show as mojibake); every reader of
+#: batchcert's files accepts it
+CSV_ENCODING = "utf-8-sig"
+#: failed.csv adds these after the mapping's own columns; read back as a mapping they are extra columns
+FAILED_EXTRA_COLUMNS = ("source_row", "outcome", "reason")
 EXCEL_CELL_CHARS = 32767
 
 
@@ -113,7 +118,7 @@ def write_safe_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[An
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     def write(target: Path) -> None:
-        with target.open("w", newline="", encoding="utf-8") as fh:
+        with target.open("w", newline="", encoding=CSV_ENCODING) as fh:
             out = csv.writer(fh)
             out.writerow([neutralize(h) for h in header])
             out.writerows([neutralize("" if v is None else v) for v in row] for row in rows)
@@ -203,13 +208,13 @@ def _write_reports(journal: Journal, run_dir: Path, notes: tuple[str, ...]) -> R
     temps = {name: _temp_beside(run_dir / name) for name in names}
     try:
         with (
-            temps["report.csv"].open("w", newline="", encoding="utf-8") as report_fh,
-            temps["failed.csv"].open("w", newline="", encoding="utf-8") as failed_fh,
-            temps["rollback.csv"].open("w", newline="", encoding="utf-8") as rollback_fh,
+            temps["report.csv"].open("w", newline="", encoding=CSV_ENCODING) as report_fh,
+            temps["failed.csv"].open("w", newline="", encoding=CSV_ENCODING) as failed_fh,
+            temps["rollback.csv"].open("w", newline="", encoding=CSV_ENCODING) as rollback_fh,
         ):
             failed_csv, rollback_csv = _SafeCsv(failed_fh), _SafeCsv(rollback_fh)
             _SafeCsv(report_fh).write(header)
-            failed_csv.write(json.loads(facts.get("columns", "[]")))
+            failed_csv.write([*json.loads(facts.get("columns", "[]")), *FAILED_EXTRA_COLUMNS])
             rollback_csv.write(ROLLBACK_COLUMNS)
             book = _Workbook(temps["report.xlsx"], header)
             for records, frame in report_frames(journal.report_records(), extra_names):
@@ -219,12 +224,12 @@ def _write_reports(journal: Journal, run_dir: Path, notes: tuple[str, ...]) -> R
                 for record in records:
                     tally.add(record)
                     if record.outcome not in DONE_VALUES:
-                        failed_csv.write(record.cells)
+                        failed_csv.write([*record.cells, record.row, record.outcome, record.error_message])
                     undo = _rollback_line(record)
                     if undo is not None:
                         rollback_csv.write(undo)
         by_action, answers = journal.request_counts()
-        summary = _summary(facts, tally, by_action, answers, journal.sessions())
+        summary = _summary(facts, tally, by_action, answers, journal.sessions(), journal.run_dir)
         summary["journal_warnings"] = list(notes)
         book.close(summary, journal.failed_attempts())
         temps["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -288,6 +293,7 @@ def _summary(
     by_action: dict[str, int],
     answers: dict[str, int],
     sessions: list[dict[str, Any]],
+    run_dir: Path,
 ) -> dict[str, Any]:
     started = sessions[0]["started_at"] if sessions else None
     finished = sessions[-1]["finished_at"] if sessions else None
@@ -322,6 +328,13 @@ def _summary(
             for s in sessions
         ],
         "all_done": all(n == 0 for o, n in counts.items() if o not in DONE_VALUES),
+        "next_steps": next_steps(run_dir, counts),
+        "interrupted": bool(sessions) and sessions[-1]["status"] in ("interrupted", "died"),
+        "operator": facts.get("operator", ""),
+        "batchcert_version": facts.get("batchcert_version", ""),
+        "sheet": facts.get("sheet", ""),
+        "encoding": facts.get("encoding", ""),
+        "settings": sessions[-1]["settings"] if sessions else {},
         "journal_lost_records": tally.confirmed_by_read_back,
         "verification": {
             "checked": tally.checked,
@@ -334,11 +347,20 @@ def _summary(
 
 
 def _markdown(summary: dict[str, Any]) -> str:
-    lines = ["# batchcert run summary", ""]
+    name = Path(summary["mapping"]).name or "mapping"
+    lines = [f"# batchcert: {name}, {summary['started_at']} – {summary['finished_at']}", ""]
+    if summary["interrupted"]:
+        lines += ["**INTERRUPTED: the last session was stopped before it finished — see What to do next.**", ""]
     if summary["rehearsal"]:
         lines += ["**REHEARSAL against the embedded emulator — nothing changed on Tencent Cloud.**", ""]
+    source = "".join(
+        f", {label} {summary[key]}" for label, key in (("sheet", "sheet"), ("encoding", "encoding")) if summary[key]
+    )
+    settings = ", ".join(f"{k} {v}" for k, v in summary["settings"].items() if k != "endpoint")
     lines += [
-        f"- Mapping: `{summary['mapping']}` (sha256 `{summary['mapping_sha256']}`)",
+        f"- Run by {summary['operator'] or 'unknown'} with batchcert {summary['batchcert_version'] or 'unknown'}",
+        f"- Mapping: `{summary['mapping']}` (sha256 `{summary['mapping_sha256']}`{source})",
+        f"- Settings: {settings or 'none recorded'}",
         f"- Endpoint: {summary['endpoint']}  ·  SecretId: `{summary['secret_id']}`",
         f"- Started {summary['started_at']}, finished {summary['finished_at']}",
         f"- Rows: {summary['rows']}  ·  requests: "
@@ -383,13 +405,36 @@ def _markdown(summary: dict[str, Any]) -> str:
             "",
             f"Codes not in batchcert's classification table (treated by their family, else terminal): {codes}",
         ]
-    verdict = (
-        "Every row succeeded or was unchanged."
-        if summary["all_done"]
-        else ("Some rows are not done: see failed.csv (fix, then `batchcert rerun RUN_DIR`).")
-    )
-    lines += ["", verdict, ""]
+    if summary["all_done"]:
+        lines += ["", "Every row succeeded or was unchanged.", ""]
+        return "\n".join(lines)
+    lines += ["", "## What to do next", ""]
+    lines += [f"- {step}" for step in summary["next_steps"]]
+    lines.append("")
     return "\n".join(lines)
+
+
+def next_steps(run_dir: Path, counts: dict[str, int]) -> list[str]:
+    """The rows not done, grouped by what to do, each with the exact command (the run directory shell-quoted)."""
+    where = shlex.quote(str(run_dir))
+    steps = []
+    if counts[Outcome.RETRYABLE] or counts[Outcome.NOT_ATTEMPTED]:
+        n = counts[Outcome.RETRYABLE] + counts[Outcome.NOT_ATTEMPTED]
+        steps.append(
+            f"{n} retryable or not attempted: run `batchcert rerun {where}` (later, or once the cause is fixed)"
+        )
+    if counts[Outcome.TERMINAL]:
+        steps.append(
+            f"{counts[Outcome.TERMINAL]} terminal: fix the cause named in `error_message` (the ids, a permission), then "
+            f"run `batchcert rerun {where} --include-terminal`"
+        )
+    if counts[Outcome.INVALID]:
+        failed = shlex.quote(str(run_dir / "failed.csv"))
+        steps.append(
+            f"{counts[Outcome.INVALID]} invalid (never sent): fix them in failed.csv (the `reason` column says what), "
+            f"then run `batchcert run {failed}`"
+        )
+    return steps
 
 
 class _Workbook:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchcert import emulator
+from batchcert import __version__, emulator
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import BatchcertError, ExitCode
 from batchcert.journal import Journal, create_journal, open_journal, read_journal
@@ -121,6 +121,18 @@ def validate_mapping(source: MappingSource) -> Mapping:
     )
 
 
+def _operator() -> str:
+    """user@host, for the change record (who ran it)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 def default_run_dir(root: Path, mapping: Path) -> Path:
     """`reports/<UTC yyyymmddThhmmssZ>-<mapping stem>/`, with a numeric suffix if that exists already."""
     stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -198,6 +210,8 @@ def run_mapping(
         {
             "mapping": str(request.mapping.resolve()),
             "mapping_sha256": mapping.sha256,
+            "operator": _operator(),
+            "batchcert_version": __version__,
             "sheet": mapping.sheet,
             "encoding": mapping.encoding,
             "header_row": str(mapping.header_row),

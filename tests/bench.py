@@ -205,7 +205,7 @@ def run_batchcert(
             ).fetchone()
 
         applied = applied_rows(emulator, mapping)
-        with (out / "report.csv").open() as fh:
+        with (out / "report.csv").open(encoding="utf-8-sig") as fh:
             report = {(r["listener_id"], r["domain"]): r["outcome"] for r in csv.DictReader(fh)}
         right = sum(1 for key, outcome in report.items() if (outcome == "succeeded") == (key in applied))
         reads = 1 if "--no-verify" in (extra or []) else 2

@@ -226,3 +226,14 @@ def test_emulator_world_from_mapping(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=10)
+
+
+def test_version_and_short_help() -> None:
+    from typer.testing import CliRunner as Runner
+
+    from batchcert import __version__
+    from batchcert.cli import app as cli_app
+
+    assert Runner().invoke(cli_app, ["--version"]).output.strip() == f"batchcert {__version__}"
+    short = Runner().invoke(cli_app, ["run", "-h"])
+    assert short.exit_code == 0 and "--listener-wait" in short.output

@@ -188,7 +188,7 @@ def test_a_lost_journal_tail_does_not_turn_applied_changes_into_unchanged(tmp_pa
     records = list(journal.report_records())
     assert {(r.outcome, r.error_message) for r in records} == {("succeeded", CONFIRMED_BY_READ_BACK)}
     reports = write_reports(journal)
-    rollback = (tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8").splitlines()
+    rollback = (tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8-sig").splitlines()
     assert len(rollback) == 1 + 6 and all(",cert-old," in line for line in rollback[1:])
     assert "the journal lost records" in (tmp_path / "run" / "summary.md").read_text(encoding="utf-8")
     assert reports.counts[Outcome.SUCCEEDED] == 6

@@ -58,7 +58,7 @@ def test_combined_network_faults_lose_nothing(
             runner=config,
         )
     )
-    report = list(csv.DictReader((tmp_path / "run" / "report.csv").read_text(encoding="utf-8").splitlines()))
+    report = list(csv.DictReader((tmp_path / "run" / "report.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert len(report) == 200
     assert Counter(r["outcome"] for r in report) == Counter({"succeeded": 200}), summary.stop_reason
     assert all(r["verified"] == "true" for r in report)

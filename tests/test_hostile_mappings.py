@@ -139,7 +139,7 @@ def test_rehearsal_never_crashes_and_reports_every_row(tmp_path: Path, table: tu
     if (out / "report.csv").exists():
         import csv
 
-        with (out / "report.csv").open(encoding="utf-8", newline="") as fh:  # cells may hold \f, \v, \x1c…
+        with (out / "report.csv").open(encoding="utf-8-sig", newline="") as fh:  # cells may hold \f, \v, \x1c…
             report = list(csv.DictReader(fh))
         assert {int(r["row"]) for r in report if r["outcome"] == "invalid"} == bad
         assert all(r["outcome"] in ("succeeded", "invalid") for r in report)

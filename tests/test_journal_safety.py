@@ -106,7 +106,9 @@ def test_a_finished_run_journal_is_complete_on_its_own(
     (copy / "report.csv").unlink()
     result = CliRunner().invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output
-    assert (copy / "report.csv").read_text(encoding="utf-8") == (run_dir / "report.csv").read_text(encoding="utf-8")
+    assert (copy / "report.csv").read_text(encoding="utf-8-sig") == (run_dir / "report.csv").read_text(
+        encoding="utf-8-sig"
+    )
 
 
 def test_a_full_disk_during_the_run_is_the_users_error(

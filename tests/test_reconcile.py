@@ -79,7 +79,7 @@ ROWS = [
 
 
 def report(run_dir: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8").splitlines()))
+    return list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8-sig").splitlines()))
 
 
 def test_preflight_settles_unchanged_and_absent_rows_without_changes(
@@ -150,7 +150,7 @@ def test_rollback_restores_the_world_exactly(
         )
     )
     assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) != before
-    rollback = list(csv.DictReader((tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8").splitlines()))
+    rollback = list(csv.DictReader((tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert {r["Domain"] for r in rollback} == {"a.example.com", "b.example.com", "d.example.com", "e.example.com"}
     assert next(r for r in rollback if r["Domain"] == "b.example.com")["CertificateId"] == "default"
     undo = run_mapping(
@@ -235,7 +235,7 @@ def test_plan_counts_exit_codes_and_read_pacing(
     errors = plan_mapping(PlanRequest(mapping=broken, out=tmp_path / "plan3", **fast))
     assert errors.exit_code == 1
     assert (errors.counts["unchanged"], errors.counts["not_found"], errors.counts["invalid"]) == (2, 1, 1)
-    lines = list(csv.DictReader((tmp_path / "plan3" / "plan.csv").read_text(encoding="utf-8").splitlines()))
+    lines = list(csv.DictReader((tmp_path / "plan3" / "plan.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert [line["action"] for line in lines] == ["unchanged", "unchanged", "not_found", "invalid"]
 
 

@@ -66,7 +66,7 @@ def world_and_rows(
 
 
 def outcomes(run_dir: Path) -> dict[str, tuple[str, str]]:
-    with (run_dir / "report.csv").open(encoding="utf-8") as fh:
+    with (run_dir / "report.csv").open(encoding="utf-8-sig") as fh:
         return {r["row"]: (r["outcome"], r["error_code"]) for r in csv.DictReader(fh)}
 
 
@@ -132,7 +132,7 @@ def test_sigint_stops_gracefully_then_rerun_completes(
     assert Counter((e.listener_id, e.domain) for e in server.emulator.ledger) == Counter(
         {(lid, d): 1 for lid, d, _ in rows}
     )
-    with (run_dir / "report.csv").open(encoding="utf-8") as fh:
+    with (run_dir / "report.csv").open(encoding="utf-8-sig") as fh:
         assert {r["outcome"] for r in csv.DictReader(fh)} == {"succeeded"}
 
 
@@ -208,7 +208,7 @@ def test_rows_left_retryable_succeed_after_the_listener_is_freed(
     server.loop.call_soon_threadsafe(server.emulator.release)
     second = rerun_run(RerunRequest(run_dir=run_dir, runner=FAST))
     assert second.exit_code == 0
-    report = list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8").splitlines()))
+    report = list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8-sig").splitlines()))
     hot = next(r for r in report if r["domain"] == "h0.example.com")
     # refused while busy (waited out by time, not counted against --max-attempts 3), then applied — across runs
     assert int(hot["attempts"]) > 3 + 1 and len(hot["request_ids"].split(";")) == int(hot["attempts"])

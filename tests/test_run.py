@@ -52,7 +52,7 @@ def run(server: ThreadedEmulator, mapping: Path, out: Path, **kwargs: Any) -> Ru
 
 
 def report_rows(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "report.csv").open(encoding="utf-8") as fh:
+    with (run_dir / "report.csv").open(encoding="utf-8-sig") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -106,8 +106,17 @@ def test_outcomes_and_error_codes_per_row(threaded_emulator: Callable[..., Threa
     ]
     assert summary.exit_code == 1
     assert applied_per_domain(server) == Counter({("listener-aaaa0001", "www.example.com"): 1})
-    failed = list(csv.reader((tmp_path / "run" / "failed.csv").read_text(encoding="utf-8").splitlines()))
-    assert failed[0] == ["ListenerId", "Domain", "CertificateId"] and len(failed) == 5
+    failed = list(csv.reader((tmp_path / "run" / "failed.csv").read_text(encoding="utf-8-sig").splitlines()))
+    assert failed[0] == ["ListenerId", "Domain", "CertificateId", "source_row", "outcome", "reason"]
+    assert len(failed) == 5 and failed[1][3:5] == ["3", "terminal"]
+    from batchcert.plan import read_mapping
+
+    again = read_mapping(tmp_path / "run" / "failed.csv")  # still a mapping: the added columns are extras
+    assert [r.domain for r in again.rows] == [line[1] for line in failed[1:]]
+    summary_md = (tmp_path / "run" / "summary.md").read_text(encoding="utf-8")
+    assert f"batchcert rerun {tmp_path / 'run'} --include-terminal" in summary_md
+    assert f"batchcert run {tmp_path / 'run' / 'failed.csv'}" in summary_md
+    assert (tmp_path / "run" / "failed.csv").read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 BOM, for Excel
     record = report_rows(tmp_path / "run")[0]
     assert record["attempts"] == "1" and record["request_id"] and record["request_ids"] == record["request_id"]
     assert record["started_at"].endswith("Z") and record["finished_at"] >= record["started_at"]
