@@ -46,15 +46,20 @@ LATENCY_MS = [20, 80]
 MEAN_LATENCY_S = sum(LATENCY_MS) / 2 / 1000
 
 
-def skewed(rows: int = 400) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    """A world and mapping: a third of the rows on three listeners, the rest on one listener each."""
+def skewed_listeners(rows: int) -> dict[str, list[str]]:
+    """Domains per listener: a third of the rows on three listeners, the rest on one listener each."""
     hot = rows // 3
     listeners: dict[str, list[str]] = {f"listener-hot{i:05d}": [] for i in range(3)}
     for i in range(hot):
         listeners[f"listener-hot{i % 3:05d}"].append(f"h{i}.example.com")
     for i in range(rows - hot):
-        listeners[f"listener-one{i:05d}"] = [f"o{i}.example.com"]
-    return migration_world(listeners, rate_limit=RATE, task_seconds=TASK_S, latency_ms=LATENCY_MS)
+        listeners[f"listener-one{i:06d}"] = [f"o{i}.example.com"]
+    return listeners
+
+
+def skewed(rows: int = 400) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The scenarios' world and mapping at the API's limit (see `skewed_listeners`)."""
+    return migration_world(skewed_listeners(rows), rate_limit=RATE, task_seconds=TASK_S, latency_ms=LATENCY_MS)
 
 
 class Emulator:
@@ -332,13 +337,7 @@ def scale_run(workdir: Path, rows: int) -> Scale:
     """A whole `batchcert run` of `rows` rows (a third on three listeners, the rest one per listener) against a
     separate emulator process with no task time, no latency and a high rate: the client's peak RSS and CPU per row
     (start-up, reading the mapping, pre-flight, sending, verification and reports included)."""
-    hot = rows // 3
-    listeners: dict[str, list[str]] = {f"listener-hot{i:05d}": [] for i in range(3)}
-    for i in range(hot):
-        listeners[f"listener-hot{i % 3:05d}"].append(f"h{i}.example.com")
-    for i in range(rows - hot):
-        listeners[f"listener-one{i:06d}"] = [f"o{i}.example.com"]
-    world, mapping = migration_world(listeners, rate_limit=10_000, task_seconds=0, latency_ms=0)
+    world, mapping = migration_world(skewed_listeners(rows), rate_limit=10_000, task_seconds=0, latency_ms=0)
     emulator = Emulator(world, workdir)
     try:
         path = workdir / f"scale-{rows}.csv"
