@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-dev demo test lint emulator bench clean
+.PHONY: install install-dev demo test lint emulator bench floors clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "batchcert needs Python 3.11+"' && $(PYTHON) -m venv $(VENV)
@@ -34,5 +34,9 @@ emulator: install
 bench: install-dev
 	$(BIN)/python -m tests.bench
 
+floors:  # the suite on the lowest version of every dependency pyproject allows (docs/dependencies.md)
+	rm -rf .venv-floors && $(PYTHON) -m venv .venv-floors && .venv-floors/bin/pip install -q uv && .venv-floors/bin/uv pip install -q --python .venv-floors/bin/python --resolution lowest-direct -e '.[dev]'
+	.venv-floors/bin/pytest -q -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-floors .mypy_cache .ruff_cache .pytest_cache

@@ -580,7 +580,9 @@ def _answer_fields(result: CallResult) -> tuple[Any, ...]:
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level="DEFERRED")
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes (not power loss)
+    # FULL: every commit reaches the disk before it returns, so a sent change's intent (committed before the send)
+    # survives a power cut too, not only a process crash; lines written `_later` ride along with the next commit
+    db.execute("PRAGMA synchronous=FULL")
     return db
 
 
@@ -712,6 +714,10 @@ def open_journal(run_dir: Path) -> Journal:
     inspection = inspect_journal(run_dir)
     path = run_dir / JOURNAL_NAME
     fd = _lock(run_dir)
+    # The -shm file is only an index of the -wal, rebuilt from it by the first connection; one left by a killed
+    # process (or a power cut that truncated the -wal) may point past the -wal's end. We hold the directory, so no
+    # other process has the journal open: let SQLite rebuild it.
+    (run_dir / f"{JOURNAL_NAME}-shm").unlink(missing_ok=True)
     try:
         db = _connect(path)
         db.executescript(_SCHEMA)

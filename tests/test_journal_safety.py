@@ -229,3 +229,49 @@ def test_a_run_directory_with_a_space_gets_a_command_that_works_pasted(
     )
     assert pasted.returncode == 1, pasted.stderr  # it ran: the rows still meet InternalError
     assert "Rows:" in pasted.stdout
+
+
+@pytest.mark.usefixtures("credentials_env")
+def test_a_truncated_wal_never_turns_this_runs_changes_into_unchanged(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """The -wal of a killed run loses its tail (40% cut off, mid-record): the rerun reports no row as `unchanged`
+    whose change this run's surviving records show (its intent or the state read before it) — those are
+    `succeeded`, confirmed by read-back — and rollback.csv covers them. (With synchronous=FULL a power cut cannot
+    take an intent whose request was sent; a row whose every record is gone is beyond any journal.)"""
+    import csv
+    import sqlite3 as sql
+
+    from batchcert.workflow import RerunRequest, rerun_run
+
+    world, rows = world_and_rows(60, latency_ms=40)
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    command = ["run", str(write_mapping(tmp_path / "m.csv", rows)), "--endpoint", server.base_url]
+    with cli(*command, "--out", str(run_dir), env=cli_env(tmp_path)) as proc:
+        wait_for_attempts(run_dir, 40)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    wal = run_dir / WAL_NAME
+    wal.write_bytes(wal.read_bytes()[: int(wal.stat().st_size * 0.6)])
+    copy = copy_run(run_dir, tmp_path / "survivors", wal=True)
+    db = sql.connect(copy / "journal.sqlite3")
+    known = {
+        str(n)
+        for (n,) in db.execute(
+            "SELECT row_number FROM rows WHERE previous_read = 1 UNION SELECT row_number FROM attempts "
+            "WHERE action = 'ModifyCertificate'"
+        )
+    }
+    db.close()
+    assert server.emulator is not None
+    applied = {(e.listener_id, e.domain) for e in server.emulator.ledger}
+    rerun_run(RerunRequest(run_dir=run_dir))
+    with (run_dir / "report.csv").open(encoding="utf-8-sig") as fh:
+        report = list(csv.DictReader(fh))
+    survived = [r for r in report if (r["listener_id"], r["domain"]) in applied and r["row"] in known]
+    assert survived  # the cut left records to prove something with
+    assert all(r["outcome"] == "succeeded" for r in survived), [r for r in survived if r["outcome"] != "succeeded"]
+    with (run_dir / "rollback.csv").open(encoding="utf-8-sig") as fh:
+        rolled = {(r["ListenerId"], r["Domain"]) for r in csv.DictReader(fh)}
+    assert {(r["listener_id"], r["domain"]) for r in survived} <= rolled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -87,7 +88,8 @@ def wait_for_attempts(run_dir: Path, at_least: int, timeout_s: float = 60) -> No
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with sqlite3.connect(f"file:{run_dir / 'journal.sqlite3'}?mode=ro", uri=True) as db:
+            # closed at once: an open connection would keep the killed run's -shm mapped in this process
+            with contextlib.closing(sqlite3.connect(f"file:{run_dir / 'journal.sqlite3'}?mode=ro", uri=True)) as db:
                 (n,) = db.execute("SELECT COUNT(*) FROM attempts WHERE action = 'ModifyCertificate'").fetchone()
             if n >= at_least:
                 return
