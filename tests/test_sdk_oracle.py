@@ -269,3 +269,25 @@ def test_the_real_services_harder_readings_as_the_sdk_sees_them(
     assert (after.CertificateId, after.DomainStatus) == ("default", 0)  # rolled back when the task failed
     modify(client, ListenerId="listener-aaaa0001", Domain="shop.other.org", CertificateId="cert-old00001")
     assert rules(client, "listener-aaaa0001")["shop.other.org"].ClientCertificateId == "default"  # CAs were reset
+
+
+def test_closed_connections_and_per_listener_task_times_as_the_sdk_sees_them(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+) -> None:
+    """A listener on a closed connection answers ProxyStatusNotInRuning; a listener with its own long task time
+    refuses a second change with ListenerHasTask while another listener's short task has ended."""
+    import time
+
+    world = make_world(task_seconds=0.05)
+    world.listeners["listener-aaaa0001"].proxy_status = "CLOSED"
+    world.listeners["listener-aaaa0002"].task_seconds = 5.0
+    server = threaded_emulator(world)
+    client = sdk(server)
+
+    def change(listener_id: str, domain: str) -> Callable[[], object]:
+        return lambda: modify(client, ListenerId=listener_id, Domain=domain, CertificateId="cert-wild0001")
+
+    assert error_code(change("listener-aaaa0001", "www.example.com")) == "FailedOperation.ProxyStatusNotInRuning"
+    change("listener-aaaa0002", "d1.example.com")()
+    time.sleep(0.2)
+    assert error_code(change("listener-aaaa0002", "d2.example.com")) == "FailedOperation.ListenerHasTask"
