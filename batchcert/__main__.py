@@ -6,6 +6,7 @@ the command line is still loading — ends with exit 130 and one line, never a t
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -39,8 +40,11 @@ def main() -> None:
     except KeyboardInterrupt:
         if not _said:
             sys.stderr.write(MESSAGE)
+        sys.stdout.flush()
         sys.stderr.flush()
-        raise SystemExit(INTERRUPTED) from None
+        # Every `finally` below has run. Exit now: an interrupt while the interpreter unwinds a SystemExit would make
+        # it end by the signal (-2) instead of the documented 130.
+        os._exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -27,19 +27,23 @@ def fingerprint(directory: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-@pytest.fixture
-def killed_run(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> Path:
-    """A run directory whose process was killed (-9) mid-run: its records live in journal.sqlite3-wal."""
-    world, rows = world_and_rows(30, latency_ms=60)
-    server = threaded_emulator(world)
+def kill_a_run(server: ThreadedEmulator, rows: list[tuple[str, str, str]], tmp_path: Path, after: int) -> Path:
+    """Run `rows` in a batchcert process and kill it (-9) after `after` changes: its records live in the -wal."""
     run_dir = tmp_path / "run"
     command = ["run", str(write_mapping(tmp_path / "m.csv", rows)), "--endpoint", server.base_url]
     with cli(*command, "--out", str(run_dir), env=cli_env(tmp_path)) as proc:
-        wait_for_attempts(run_dir, 8)
+        wait_for_attempts(run_dir, after)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     assert (run_dir / WAL_NAME).stat().st_size > 0 and (run_dir / MARKER_NAME).is_file()
     return run_dir
+
+
+@pytest.fixture
+def killed_run(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> Path:
+    """A run directory whose process was killed (-9) mid-run."""
+    world, rows = world_and_rows(30, latency_ms=60)
+    return kill_a_run(threaded_emulator(world), rows, tmp_path, 8)
 
 
 def copy_run(run_dir: Path, to: Path, *, wal: bool) -> Path:
@@ -246,12 +250,7 @@ def test_a_truncated_wal_never_turns_this_runs_changes_into_unchanged(
 
     world, rows = world_and_rows(60, latency_ms=40)
     server = threaded_emulator(world)
-    run_dir = tmp_path / "run"
-    command = ["run", str(write_mapping(tmp_path / "m.csv", rows)), "--endpoint", server.base_url]
-    with cli(*command, "--out", str(run_dir), env=cli_env(tmp_path)) as proc:
-        wait_for_attempts(run_dir, 40)
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+    run_dir = kill_a_run(server, rows, tmp_path, 40)
     wal = run_dir / WAL_NAME
     wal.write_bytes(wal.read_bytes()[: int(wal.stat().st_size * 0.6)])
     copy = copy_run(run_dir, tmp_path / "survivors", wal=True)
