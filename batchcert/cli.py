@@ -5,6 +5,7 @@ inside the commands so that `batchcert --help` stays fast.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -255,7 +256,10 @@ def _print_summary(summary: RunSummary) -> None:
             highlight=False,
         )
     if summary.counts[Outcome.INVALID]:
-        out.print("Invalid rows were never sent: fix them in failed.csv and run it as a new mapping", highlight=False)
+        failed = shlex.quote(str(summary.run_dir / "failed.csv"))
+        out.print(
+            f"Invalid rows were never sent: fix them in failed.csv, then: batchcert run {failed}", highlight=False
+        )
 
 
 @app.command()
