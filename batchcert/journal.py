@@ -154,11 +154,8 @@ class Journal:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A transaction committed at the end of the block — with every line written `_later` before it."""
-        try:
-            with self._db:
-                yield self._db
-        except sqlite3.OperationalError as exc:  # read-only or full disk, permissions: the user's to fix
-            raise JournalError(f"cannot write the journal in {self.run_dir}: {exc}") from None
+        with self._storage_errors(), self._db:
+            yield self._db
         self._uncommitted = 0
         self._last_commit_s = time.monotonic()
 
@@ -168,10 +165,8 @@ class Journal:
         (without it, recovery treats the attempt as in flight, and the row is read back before anything is resent),
         reads, the state read before a change (committed at the latest with the first change's intent), outcomes
         and verification results (recovery and `rerun` settle them again)."""
-        try:
+        with self._storage_errors():
             yield self._db
-        except sqlite3.OperationalError as exc:
-            raise JournalError(f"cannot write the journal in {self.run_dir}: {exc}") from None
         self._uncommitted += 1
         if (
             self._uncommitted >= self.GROUP_COMMIT_LINES
@@ -179,12 +174,18 @@ class Journal:
         ):
             self.commit()
 
-    def commit(self) -> None:
-        """Make every line written so far durable."""
+    @contextlib.contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        """A disk that refuses a write (read-only, full, permissions) is the user's to fix: exit 2 naming the path."""
         try:
-            self._db.commit()
+            yield
         except sqlite3.OperationalError as exc:
             raise JournalError(f"cannot write the journal in {self.run_dir}: {exc}") from None
+
+    def commit(self) -> None:
+        """Make every line written so far durable."""
+        with self._storage_errors():
+            self._db.commit()
         self._uncommitted = 0
         self._last_commit_s = time.monotonic()
 

@@ -101,14 +101,12 @@ class Reports:
 
 def _write_atomic(path: Path, write: Any) -> None:
     """Write to a temporary file beside `path`, then rename: a reader never sees half a report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
+    tmp = _temp_beside(path)
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_safe_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

@@ -370,8 +370,13 @@ class Runner:
             if reading.failed or live is None or live.status == 0:
                 return
             retry += 1
-            wait_s = self.policy.backoff_s(retry, self._rng)
-            await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
+            await self._pause_before_reread(retry, deadline)
+
+    async def _pause_before_reread(self, retry: int, deadline: float, at_least_s: float = 0.0) -> None:
+        """The wait between two reads of a listener that is not ready yet: the retry backoff (at least
+        `at_least_s`), never past `deadline` — shared by waiting for a domain, verifying, and settling a doubt."""
+        wait_s = max(at_least_s, self.policy.backoff_s(min(retry, 6), self._rng))
+        await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
 
     async def _verify(self, listener_id: str, rows: list[Row]) -> None:
         """Read the listener again and record, per row on it, the live state and whether it is the row's target —
@@ -387,8 +392,7 @@ class Runner:
             if reading.failed or not changing or self.stopping or self.clock.now() >= deadline:
                 break
             retry += 1
-            wait_s = max(self.pacer.gap_s, self.policy.backoff_s(min(retry, 6), self._rng))
-            await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
+            await self._pause_before_reread(retry, deadline, at_least_s=self.pacer.gap_s)
         if reading.failed:
             return
         checks = []
@@ -455,10 +459,8 @@ class Runner:
                     request_id=reading.request_id,
                 )
             retry += 1
-            wait_s = self.policy.backoff_s(retry, self._rng)
-            if not reading.failed and not settled:
-                wait_s = max(wait_s, settle_from - self.clock.now())
-            await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
+            until_settled_s = settle_from - self.clock.now() if not reading.failed and not settled else 0.0
+            await self._pause_before_reread(retry, deadline, at_least_s=until_settled_s)
 
     async def _send(self, row: Row, lane: ListenerLane, previous: CallResult | None) -> CallResult | None:
         """One attempt: journal it just before it leaves, send, journal the answer, teach the pacer.
