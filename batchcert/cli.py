@@ -22,6 +22,7 @@ from batchcert.settings import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE_PER_S,
     DEFAULT_TIMEOUT_S,
+    SettingFlags,
 )
 
 if TYPE_CHECKING:
@@ -87,11 +88,39 @@ NoPreflightOpt = Annotated[
 ]
 NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip reading the live state again after the run.")]
 ListenerWaitOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--listener-wait",
-        help="Seconds a row waits out a busy listener or a changing domain (not counted as attempts).",
+        help=f"Seconds a row waits out a busy listener or a changing domain (not counted as attempts) "
+        f"[default: {DEFAULT_LISTENER_WAIT_S:g}].",
+        show_default=False,
     ),
+]
+#: settings a rerun takes from what the run recorded when not given (batchcert.settings.resolve_settings)
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"API endpoint; international site: https://gaap.intl.tencentcloudapi.com; http only for loopback "
+        f"[default: {DEFAULT_ENDPOINT}; rerun: what the run recorded].",
+        show_default=False,
+    ),
+]
+RateOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Ceiling in requests/s per action per credential [default: {DEFAULT_RATE_PER_S:g}; rerun: recorded].",
+        show_default=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Per-request timeout in seconds [default: {DEFAULT_TIMEOUT_S:g}; rerun: recorded].", show_default=False
+    ),
+]
+MaxAttemptsOpt = Annotated[
+    int | None,
+    typer.Option(help=f"Attempts per row [default: {DEFAULT_MAX_ATTEMPTS}; rerun: recorded].", show_default=False),
 ]
 CaBundleOpt = Annotated[
     Path | None, typer.Option("--ca-bundle", help="PEM file of extra trusted CAs (a corporate TLS proxy).")
@@ -268,13 +297,10 @@ def run(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Run directory (default reports/<UTC>-<mapping>/).")
     ] = None,
-    endpoint: Annotated[
-        str,
-        typer.Option(help="API endpoint (international site: https://gaap.intl.tencentcloudapi.com); http: loopback."),
-    ] = DEFAULT_ENDPOINT,
-    rate: Annotated[float, typer.Option(help="Ceiling in requests/s per action per credential.")] = DEFAULT_RATE_PER_S,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = DEFAULT_TIMEOUT_S,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per row.")] = DEFAULT_MAX_ATTEMPTS,
+    endpoint: EndpointOpt = None,
+    rate: RateOpt = None,
+    timeout: TimeoutOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
     profile: Annotated[
         str | None, typer.Option(help="Credential profile (~/.tencentcloud/credentials, ~/.tccli).")
     ] = None,
@@ -288,7 +314,7 @@ def run(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
-    listener_wait: ListenerWaitOpt = DEFAULT_LISTENER_WAIT_S,
+    listener_wait: ListenerWaitOpt = None,
     ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Send every valid row of MAPPING and write a reconciliation report."""
@@ -298,16 +324,12 @@ def run(
     request = RunRequest(
         mapping=mapping,
         out=out_dir,
-        endpoint=endpoint,
-        rate_per_s=rate,
-        timeout_s=timeout,
-        max_attempts=max_attempts,
+        settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle),
         profile=profile,
         sheet=sheet,
         rehearsal=emulator or world is not None,
         world=world,
-        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify, listener_wait_s=listener_wait),
-        ca_bundle=ca_bundle,
+        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
         encoding=encoding,
         include_hidden_rows=include_hidden_rows,
     )
@@ -323,15 +345,15 @@ def rerun(
     include_terminal: Annotated[
         bool, typer.Option("--include-terminal", help="Also resend rows that ended terminal (fixed elsewhere since).")
     ] = False,
-    endpoint: Annotated[str | None, typer.Option(help="API endpoint (default: what the run recorded).")] = None,
-    rate: Annotated[float | None, typer.Option(help="Ceiling in requests/s (default: recorded).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Per-request timeout in s (default: recorded).")] = None,
-    max_attempts: Annotated[int | None, typer.Option(help="Attempts per row (default: recorded).")] = None,
+    endpoint: EndpointOpt = None,
+    rate: RateOpt = None,
+    timeout: TimeoutOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
     profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
-    listener_wait: ListenerWaitOpt = DEFAULT_LISTENER_WAIT_S,
+    listener_wait: ListenerWaitOpt = None,
     ca_bundle: CaBundleOpt = None,
 ) -> None:
     """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
@@ -341,13 +363,9 @@ def rerun(
     request = RerunRequest(
         run_dir=run_dir,
         include_terminal=include_terminal,
-        endpoint=endpoint,
-        rate_per_s=rate,
-        timeout_s=timeout,
-        max_attempts=max_attempts,
+        settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle),
         profile=profile,
-        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify, listener_wait_s=listener_wait),
-        ca_bundle=ca_bundle,
+        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
     )
     _send_with_progress(lambda confirm, progress: rerun_run(request, confirm, progress), yes)
 
@@ -379,12 +397,9 @@ def plan(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Where plan.csv goes (default reports/<UTC>-<mapping>-plan/).")
     ] = None,
-    endpoint: Annotated[
-        str,
-        typer.Option(help="API endpoint (international site: https://gaap.intl.tencentcloudapi.com); http: loopback."),
-    ] = DEFAULT_ENDPOINT,
-    rate: Annotated[float, typer.Option(help="Ceiling in requests/s for the reads.")] = DEFAULT_RATE_PER_S,
-    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = DEFAULT_TIMEOUT_S,
+    endpoint: EndpointOpt = None,
+    rate: RateOpt = None,
+    timeout: TimeoutOpt = None,
     profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,
     sheet: SheetOpt = None,
     encoding: EncodingOpt = None,
@@ -401,14 +416,11 @@ def plan(
     request = PlanRequest(
         mapping=mapping,
         out=out_dir,
-        endpoint=endpoint,
-        rate_per_s=rate,
-        timeout_s=timeout,
+        settings=SettingFlags(endpoint, rate, timeout, ca_bundle=ca_bundle),
         profile=profile,
         sheet=sheet,
         rehearsal=emulator or world is not None,
         world=world,
-        ca_bundle=ca_bundle,
         encoding=encoding,
         include_hidden_rows=include_hidden_rows,
     )

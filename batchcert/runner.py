@@ -62,7 +62,7 @@ from batchcert.schedule import (
     is_retryable,
     retry_call,
 )
-from batchcert.settings import DEFAULT_LISTENER_WAIT_S
+from batchcert.settings import RunSettings
 
 log = logging.getLogger("batchcert.runner")
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
@@ -76,9 +76,8 @@ _IDLE = LiveDomain("", "", (), 0)
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    """Retry and pacing knobs. Times in seconds."""
+    """Retry and pacing knobs the command line does not set (those are `RunSettings`). Times in seconds."""
 
-    max_attempts: int = 6
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 8.0
     backoff_jitter_s: float = 0.25
@@ -88,19 +87,12 @@ class RunnerConfig:
     preflight: bool = True
     #: read every touched listener again after its last change and record `verified` per row
     verify: bool = True
-    #: how long a row waits out its domain changing, or keeps reading after an ambiguous answer, before giving up
-    listener_wait_s: float = DEFAULT_LISTENER_WAIT_S
-    #: after an ambiguous answer, a read that shows the old state proves the change was not applied only when it is
-    #: sent this long after that answer (a request that timed out may still reach the service meanwhile); the
-    #: workflow sets it to the request timeout
-    settle_s: float = 10.0
     #: retries the run may spend before any success, and retries each success earns (gRPC-style retry throttling)
     retry_budget_initial: float = 20.0
     retry_budget_per_success: float = 2.0
 
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.max_attempts, self.backoff_initial_s, self.backoff_max_s, self.backoff_jitter_s)
+    def retry_policy(self, max_attempts: int) -> RetryPolicy:
+        return RetryPolicy(max_attempts, self.backoff_initial_s, self.backoff_max_s, self.backoff_jitter_s)
 
 
 class ListenerLane:
@@ -227,15 +219,19 @@ class Runner:
         on_row_done: Callable[[Row, Outcome], None] | None = None,
         rng: random.Random | None = None,
         max_lanes: int = MAX_LANES,
+        settings: RunSettings | None = None,
     ) -> None:
         self.api = api
         self.quota = quota
         self.clock = quota.clock
         self.journal = journal
         self.config = config
+        #: attempts per row, and `listener_wait_s`: how long a row waits out its domain changing, or keeps reading
+        #: after an ambiguous answer, before giving up
+        self.settings = settings or RunSettings()
         self.pacer = ListenerPacer(config.listener_task_s)
         self.budget = RetryBudget(config.retry_budget_initial, config.retry_budget_per_success)
-        self.policy = config.retry_policy
+        self.policy = config.retry_policy(self.settings.max_attempts)
         self.sleeper = Sleeper()
         self.stop_reason = ""
         self._rng = rng or random.Random()
@@ -362,7 +358,7 @@ class Runner:
 
     async def _wait_domain_idle(self, row: Row) -> None:
         """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `listener_wait_s`."""
-        deadline = self.clock.now() + self.config.listener_wait_s
+        deadline = self.clock.now() + self.settings.listener_wait_s
         retry = 0
         while self.clock.now() < deadline and not self.stopping:
             reading = await self._read(row.listener_id, row.row_number)
@@ -383,7 +379,7 @@ class Runner:
         judged only once the domain is idle (DomainStatus 0): a change still running may yet fail and be reverted.
         Re-reads with backoff while a domain is changing, up to `listener_wait_s`; a domain still changing then is
         recorded `pending`."""
-        deadline = self.clock.now() + self.config.listener_wait_s
+        deadline = self.clock.now() + self.settings.listener_wait_s
         retry = 0
         while True:
             reading = await self._read(listener_id, priority=0)
@@ -437,10 +433,10 @@ class Runner:
     async def _settle_doubt(self, row: Row, settle_from: float) -> CallResult | None:
         """After an answer that may hide an applied change: read the listener until it proves either way. Returns a
         verified success when it shows the target; None (send) when a read sent from `settle_from` on (the answer,
-        plus `settle_s` when the request may still be on its way) shows the domain idle without it; an
+        plus the request timeout when the request may still be on its way) shows the domain idle without it; an
         OUTCOME_UNKNOWN result — not to be resent in this run — when reads keep failing or the domain keeps changing
         through `listener_wait_s`. Never resends blind."""
-        deadline = self.clock.now() + self.config.listener_wait_s
+        deadline = self.clock.now() + self.settings.listener_wait_s
         retry = 0
         while True:
             read_at = self.clock.now()
@@ -471,7 +467,9 @@ class Runner:
         if earlier_ambiguous or (previous is not None and classify.policy_for(previous.code or "").maybe_applied):
             settle_from = self.clock.now()  # an earlier session's answer: long enough ago
             if previous is not None:
-                late_s = self.config.settle_s if classify.may_still_arrive(previous.code or "") else 0.0
+                # a request that timed out may still reach the service for up to its timeout: a read showing the
+                # old state proves nothing until then
+                late_s = self.settings.timeout_s if classify.may_still_arrive(previous.code or "") else 0.0
                 settle_from = previous.sent_at_s + previous.latency_s + late_s
             found = await self._settle_doubt(row, settle_from)
             if found is not None:
@@ -519,7 +517,7 @@ class Runner:
                 and classify.listener_scope(result.code or "") is None
             ),
             patient=lambda result: (result.code or "") in classify.WAITED_OUT,
-            patience_s=self.config.listener_wait_s,
+            patience_s=self.settings.listener_wait_s,
         )
         return self._conclude(row, tries)
 
@@ -592,7 +590,7 @@ class Runner:
             if tries.gave_up is GaveUp.STOPPED or self.stopping:
                 message = f"{message} (not retried: {self.stop_reason})"
             elif tries.gave_up is GaveUp.PATIENCE:
-                message = f"{message} (still busy after --listener-wait {self.config.listener_wait_s:g} s)"
+                message = f"{message} (still busy after --listener-wait {self.settings.listener_wait_s:g} s)"
             elif classify.listener_scope(code) is not None:
                 message = f"{message} (not retried in this run: the listener's connection is not running)"
             elif tries.gave_up is GaveUp.BUDGET:

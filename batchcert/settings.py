@@ -98,14 +98,22 @@ def parse_endpoint(url: str) -> Endpoint:
     return Endpoint(url=f"{parts.scheme}://{netloc}", scheme=parts.scheme, host=netloc)
 
 
+#: what a rehearsal's sessions record as their endpoint (it has none: the emulator is in process)
+REHEARSAL_ENDPOINT = "embedded emulator (rehearsal)"
+
+
 @dataclass(frozen=True)
 class RunSettings:
-    """How a run sends: endpoint, the per-action ceiling (requests/s), per-request timeout (s), attempts per row."""
+    """How a command sends and waits: the endpoint (None: a rehearsal against the embedded emulator), the per-action
+    ceiling (requests/s), the per-request timeout (s), attempts per row, how long a row waits out a busy listener or
+    a changing domain (s), and extra trusted CAs. Built by `resolve_settings` only, so every command resolves the
+    same way."""
 
-    endpoint: Endpoint
+    endpoint: Endpoint | None = None
     rate_per_s: float = DEFAULT_RATE_PER_S
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    listener_wait_s: float = DEFAULT_LISTENER_WAIT_S
     ca_bundle: Path | None = None
 
     def __post_init__(self) -> None:
@@ -115,10 +123,75 @@ class RunSettings:
             raise SettingsError(f"--timeout {self.timeout_s} is out of range — give seconds in (0, 600]")
         if not 1 <= self.max_attempts <= 100:
             raise SettingsError(f"--max-attempts {self.max_attempts} is out of range — give 1 to 100")
+        if not 0 <= self.listener_wait_s <= 86400:
+            raise SettingsError(f"--listener-wait {self.listener_wait_s} is out of range — give seconds in [0, 86400]")
         if self.ca_bundle is not None and not self.ca_bundle.is_file():
             raise SettingsError(
                 f"--ca-bundle {self.ca_bundle} is not a file — give a PEM file of trusted CA certificates"
             )
+
+    @property
+    def rehearsal(self) -> bool:
+        return self.endpoint is None
+
+    @property
+    def endpoint_label(self) -> str:
+        return REHEARSAL_ENDPOINT if self.endpoint is None else self.endpoint.url
+
+    def to_record(self) -> dict[str, str | float | int]:
+        """What a session records, so that a rerun resolves to the same settings (never a secret)."""
+        return {
+            "endpoint": self.endpoint_label,
+            "rate_per_s": self.rate_per_s,
+            "timeout_s": self.timeout_s,
+            "max_attempts": self.max_attempts,
+            "listener_wait_s": self.listener_wait_s,
+        }
+
+
+@dataclass(frozen=True)
+class SettingFlags:
+    """What the command line gave; None means not given (then what the run recorded, then the default)."""
+
+    endpoint: str | None = None
+    rate_per_s: float | None = None
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    listener_wait_s: float | None = None
+    ca_bundle: Path | None = None
+
+
+def resolve_settings(
+    flags: SettingFlags, rehearsal: bool = False, recorded: Mapping[str, object] | None = None
+) -> RunSettings:
+    """The one settings resolution of every command: a flag wins over what an earlier session of the run recorded,
+    which wins over the default. A rehearsal has no endpoint (an `--endpoint` given with it is an error).
+    Raises SettingsError naming the flag when a value is out of range."""
+    recorded = recorded or {}
+
+    def number(given: float | None, name: str, default: float) -> float:
+        if given is not None:
+            return given
+        value = recorded.get(name)
+        if value is None or value == "":
+            return default
+        try:
+            return float(str(value))
+        except ValueError:
+            flag = "--" + name.removesuffix("_per_s").removesuffix("_s").replace("_", "-")
+            raise SettingsError(f"the run recorded {name} = {value!r}, not a number — give {flag} explicitly") from None
+
+    if rehearsal and flags.endpoint is not None:
+        raise SettingsError("--endpoint cannot be combined with a rehearsal (--emulator/--world) — drop one of them")
+    endpoint_text = flags.endpoint or str(recorded.get("endpoint") or DEFAULT_ENDPOINT)
+    return RunSettings(
+        endpoint=None if rehearsal else parse_endpoint(endpoint_text),
+        rate_per_s=number(flags.rate_per_s, "rate_per_s", DEFAULT_RATE_PER_S),
+        timeout_s=number(flags.timeout_s, "timeout_s", DEFAULT_TIMEOUT_S),
+        max_attempts=int(number(flags.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
+        listener_wait_s=number(flags.listener_wait_s, "listener_wait_s", DEFAULT_LISTENER_WAIT_S),
+        ca_bundle=flags.ca_bundle,
+    )
 
 
 @dataclass(frozen=True)

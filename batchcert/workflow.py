@@ -15,7 +15,7 @@ import secrets
 import shlex
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,14 @@ from batchcert.report import Reports, write_reports, write_safe_csv
 from batchcert.runner import LiveReader, PlanLine, Runner, RunnerConfig, plan_rows
 from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RATE_PER_S,
-    DEFAULT_TIMEOUT_S,
     Credentials,
     RunSettings,
+    SettingFlags,
     load_credentials,
     parse_endpoint,
+    resolve_settings,
 )
 
-REHEARSAL_ENDPOINT = "embedded emulator (rehearsal)"
 #: progress callback: (rows per outcome so far, rows finished this session, rows this session sends)
 ProgressFn = Callable[[dict[Outcome, int], int, int], None]
 
@@ -55,17 +52,13 @@ class RunRequest:
 
     mapping: Path
     out: Path | None = None
-    endpoint: str = DEFAULT_ENDPOINT
-    rate_per_s: float = DEFAULT_RATE_PER_S
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    settings: SettingFlags = field(default_factory=SettingFlags)
     profile: str | None = None
     sheet: str | None = None
     rehearsal: bool = False
     world: Path | None = None
     reports_root: Path = Path("reports")
     runner: RunnerConfig = field(default_factory=RunnerConfig)
-    ca_bundle: Path | None = None
     encoding: str | None = None
     include_hidden_rows: bool = False
 
@@ -159,6 +152,44 @@ def _rehearsal_world(world_path: Path | None, mapping: Mapping) -> emulator.Worl
     return emulator.world_for_rows(mapping.valid_rows(), credentials=creds)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where a command sends, chosen once: the resolved settings (no endpoint for a rehearsal), the credential it
+    signs with, and for a rehearsal the world an in-process emulator serves."""
+
+    settings: RunSettings
+    credentials: Credentials
+    world: emulator.World | None = None
+    #: what the credential lookup warned about (a file readable by others)
+    warnings: tuple[str, ...] = ()
+
+
+def choose_target(settings: RunSettings, profile: str | None, rehearsal_world: Callable[[], emulator.World]) -> Target:
+    """The live endpoint with the operator's credentials, or — for a rehearsal — `rehearsal_world()` with its own.
+    Raises CredentialsError when a live target has no credentials."""
+    if settings.rehearsal:
+        world = rehearsal_world()
+        return Target(settings, _emulator_credentials(world), world)
+    lookup = load_credentials(profile)
+    return Target(settings, lookup.credentials, None, lookup.warnings)
+
+
+@contextlib.asynccontextmanager
+async def _connect(target: Target) -> AsyncIterator[tuple[GaapClient, Quota]]:
+    """A client and a quota for `target` for the duration of the block; for a rehearsal, the emulator serving its
+    world on loopback for as long."""
+    async with contextlib.AsyncExitStack() as stack:
+        endpoint = target.settings.endpoint
+        if target.world is not None:
+            url, _ = await stack.enter_async_context(emulator.serve(target.world))
+            endpoint = parse_endpoint(url)
+        assert endpoint is not None  # a live target always has one (resolve_settings)
+        session = await stack.enter_async_context(create_session(endpoint, target.settings.ca_bundle))
+        quota = Quota(target.settings.rate_per_s)
+        stack.callback(quota.close)
+        yield GaapClient(session, endpoint, target.credentials, target.settings.timeout_s), quota
+
+
 def run_mapping(
     request: RunRequest,
     confirm: Callable[[Preview], bool] = lambda _: True,
@@ -171,34 +202,23 @@ def run_mapping(
     """
     mapping = validate_mapping(request.source)
     require_rows_to_send(mapping)
-    settings = RunSettings(
-        endpoint=parse_endpoint(request.endpoint),
-        rate_per_s=request.rate_per_s,
-        timeout_s=request.timeout_s,
-        max_attempts=request.max_attempts,
-        ca_bundle=request.ca_bundle,
+    target = choose_target(
+        resolve_settings(request.settings, request.rehearsal or request.world is not None),
+        request.profile,
+        lambda: _rehearsal_world(request.world, mapping),
     )
-    world: emulator.World | None = None
-    warnings: tuple[str, ...] = ()
-    if request.rehearsal:
-        world = _rehearsal_world(request.world, mapping)
-        credentials = _emulator_credentials(world)
-    else:
-        lookup = load_credentials(request.profile)
-        credentials, warnings = lookup.credentials, lookup.warnings
     run_dir = request.out or default_run_dir(request.reports_root, request.mapping)
-    endpoint_label = REHEARSAL_ENDPOINT if request.rehearsal else settings.endpoint.url
     preview = Preview(
         source=f"{mapping.path} (sha256 {mapping.sha256[:12]}…)",
         rows=len(mapping.rows),
         to_send=len(mapping.valid_rows()),
         invalid=len(mapping.problems),
         duplicates=len(mapping.duplicate_of),
-        endpoint=endpoint_label,
-        secret_id_masked=credentials.masked_id,
-        rehearsal=request.rehearsal,
+        endpoint=target.settings.endpoint_label,
+        secret_id_masked=target.credentials.masked_id,
+        rehearsal=target.settings.rehearsal,
         run_dir=run_dir,
-        warnings=warnings,
+        warnings=target.warnings,
         problems=tuple(mapping.problems[n] for n in sorted(mapping.problems)),
         notes=mapping.notes,
     )
@@ -215,15 +235,15 @@ def run_mapping(
             "sheet": mapping.sheet,
             "encoding": mapping.encoding,
             "header_row": str(mapping.header_row),
-            "endpoint": endpoint_label,
-            "secret_id_masked": credentials.masked_id,
-            "rehearsal": "true" if request.rehearsal else "false",
+            "endpoint": target.settings.endpoint_label,
+            "secret_id_masked": target.credentials.masked_id,
+            "rehearsal": "true" if target.settings.rehearsal else "false",
             "world": str(request.world.resolve()) if request.world else "",
         },
     )
     with journal:
         journal.record_mapping(mapping)
-        return _execute(journal, "run", mapping.valid_rows(), settings, credentials, world, request.runner, on_progress)
+        return _execute(journal, "run", mapping.valid_rows(), target, request.runner, on_progress)
 
 
 @dataclass(frozen=True)
@@ -232,13 +252,9 @@ class RerunRequest:
 
     run_dir: Path
     include_terminal: bool = False
-    endpoint: str | None = None
-    rate_per_s: float | None = None
-    timeout_s: float | None = None
-    max_attempts: int | None = None
+    settings: SettingFlags = field(default_factory=SettingFlags)
     profile: str | None = None
     runner: RunnerConfig = field(default_factory=RunnerConfig)
-    ca_bundle: Path | None = None
 
 
 def rerun_run(
@@ -255,27 +271,15 @@ def rerun_run(
         journal.recover()
         facts = journal.facts()
         recorded = journal.sessions()[-1]["settings"] if journal.sessions() else {}
-        rehearsal = facts.get("rehearsal") == "true"
-        warnings = list(_mapping_change_warning(journal, facts))
-        endpoint = request.endpoint or recorded.get("endpoint", DEFAULT_ENDPOINT)
-        settings = RunSettings(
-            endpoint=parse_endpoint(_LOOPBACK_PLACEHOLDER if rehearsal else endpoint),
-            rate_per_s=request.rate_per_s or float(recorded.get("rate_per_s", DEFAULT_RATE_PER_S)),
-            timeout_s=request.timeout_s or float(recorded.get("timeout_s", DEFAULT_TIMEOUT_S)),
-            max_attempts=request.max_attempts or int(recorded.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
-            ca_bundle=request.ca_bundle,
-        )
+        warnings = _mapping_change_warning(journal, facts)
         wanted = RERUN_OUTCOMES | ({Outcome.TERMINAL} if request.include_terminal else set())
         rows = journal.rows(frozenset(wanted))
-        world: emulator.World | None = None
-        if rehearsal:
-            world_path = facts.get("world", "")
-            world = emulator.load_world(Path(world_path)) if world_path else emulator.world_for_rows(journal.rows())
-            credentials = _emulator_credentials(world)
-        else:
-            lookup = load_credentials(request.profile)
-            credentials = lookup.credentials
-            warnings += lookup.warnings
+        world_path = facts.get("world", "")
+        target = choose_target(
+            resolve_settings(request.settings, facts.get("rehearsal") == "true", recorded),
+            request.profile,
+            lambda: emulator.load_world(Path(world_path)) if world_path else emulator.world_for_rows(journal.rows()),
+        )
         counts = journal.outcome_counts()
         preview = Preview(
             source=facts.get("mapping", ""),
@@ -283,18 +287,15 @@ def rerun_run(
             to_send=len(rows),
             invalid=counts[Outcome.INVALID],
             duplicates=sum(journal.duplicate_counts().values()),
-            endpoint=REHEARSAL_ENDPOINT if rehearsal else settings.endpoint.url,
-            secret_id_masked=credentials.masked_id,
-            rehearsal=rehearsal,
+            endpoint=target.settings.endpoint_label,
+            secret_id_masked=target.credentials.masked_id,
+            rehearsal=target.settings.rehearsal,
             run_dir=request.run_dir,
-            warnings=tuple(warnings),
+            warnings=warnings + target.warnings,
         )
         if not confirm(preview):
             raise Declined("nothing was sent — answered no at the prompt")
-        return _execute(journal, "rerun", rows, settings, credentials, world, request.runner, on_progress)
-
-
-_LOOPBACK_PLACEHOLDER = "http://127.0.0.1"
+        return _execute(journal, "rerun", rows, target, request.runner, on_progress)
 
 
 def _mapping_change_warning(journal: Journal, facts: dict[str, str]) -> tuple[str, ...]:
@@ -327,19 +328,11 @@ def _execute(
     journal: Journal,
     kind: str,
     rows: list[Row],
-    settings: RunSettings,
-    credentials: Credentials,
-    world: emulator.World | None,
+    target: Target,
     config: RunnerConfig,
     on_progress: ProgressFn | None,
 ) -> RunSummary:
-    session_settings: dict[str, Any] = {
-        "endpoint": settings.endpoint.url if world is None else REHEARSAL_ENDPOINT,
-        "rate_per_s": settings.rate_per_s,
-        "timeout_s": settings.timeout_s,
-        "max_attempts": settings.max_attempts,
-    }
-    journal.begin_session(kind, session_settings)
+    journal.begin_session(kind, target.settings.to_record())
     live = journal.outcome_counts()
     current = journal.row_outcomes()
     copies = journal.duplicate_counts()
@@ -356,8 +349,7 @@ def _execute(
         if on_progress is not None:
             on_progress(dict(live), finished, len(rows))
 
-    config = replace(config, max_attempts=settings.max_attempts, settle_s=settings.timeout_s)
-    outcome = asyncio.run(_drive(journal, rows, settings, credentials, world, config, row_done))
+    outcome = asyncio.run(_drive(journal, rows, target, config, row_done))
     with _signals_deferred() as signalled:
         interrupted = outcome.interrupted or bool(signalled)
         status = "interrupted" if interrupted else ("stopped" if outcome.stop_reason else "finished")
@@ -368,7 +360,7 @@ def _execute(
         run_dir=journal.run_dir,
         counts=reports.counts,
         stop_reason=outcome.stop_reason,
-        rehearsal=world is not None,
+        rehearsal=target.settings.rehearsal,
         interrupted=interrupted or bool(signalled),
         reports=reports,
         rerun_command=f"batchcert rerun {shlex.quote(str(journal.run_dir))}",
@@ -400,40 +392,13 @@ class _Drive:
 async def _drive(
     journal: Journal,
     rows: list[Row],
-    settings: RunSettings,
-    credentials: Credentials,
-    world: emulator.World | None,
-    config: RunnerConfig,
-    row_done: Callable[[Row, Outcome], None],
-) -> _Drive:
-    async with _target(settings, world) as target:
-        return await _drive_endpoint(journal, rows, target, credentials, config, row_done)
-
-
-@contextlib.asynccontextmanager
-async def _target(settings: RunSettings, world: emulator.World | None) -> AsyncIterator[RunSettings]:
-    """The settings to send with: as given, or — for a rehearsal — pointed at an in-process emulator serving
-    `world` for the duration of the block."""
-    if world is None:
-        yield settings
-        return
-    async with emulator.serve(world) as (url, _):
-        yield replace(settings, endpoint=parse_endpoint(url))
-
-
-async def _drive_endpoint(
-    journal: Journal,
-    rows: list[Row],
-    settings: RunSettings,
-    credentials: Credentials,
+    target: Target,
     config: RunnerConfig,
     row_done: Callable[[Row, Outcome], None],
 ) -> _Drive:
     interrupted = False
-    async with create_session(settings.endpoint, settings.ca_bundle) as session:
-        quota = Quota(settings.rate_per_s)
-        client = GaapClient(session, settings.endpoint, credentials, settings.timeout_s)
-        runner = Runner(client, quota, journal, config, on_row_done=row_done)
+    async with _connect(target) as (client, quota):
+        runner = Runner(client, quota, journal, config, on_row_done=row_done, settings=target.settings)
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()
 
@@ -455,7 +420,6 @@ async def _drive_endpoint(
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            quota.close()
         return _Drive(runner.stop_reason, interrupted)
 
 
@@ -488,15 +452,12 @@ class PlanRequest:
 
     mapping: Path
     out: Path | None = None
-    endpoint: str = DEFAULT_ENDPOINT
-    rate_per_s: float = DEFAULT_RATE_PER_S
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    settings: SettingFlags = field(default_factory=SettingFlags)
     profile: str | None = None
     sheet: str | None = None
     rehearsal: bool = False
     world: Path | None = None
     reports_root: Path = Path("reports")
-    ca_bundle: Path | None = None
     encoding: str | None = None
     include_hidden_rows: bool = False
 
@@ -542,18 +503,12 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     """Read every distinct listener of the mapping once (under the rate ceiling) and say what `run` would do with
     each row; write plan.csv. Sends no change. Raises BatchcertError for run-level problems."""
     mapping = validate_mapping(request.source)
-    settings = RunSettings(
-        parse_endpoint(request.endpoint), request.rate_per_s, request.timeout_s, ca_bundle=request.ca_bundle
+    target = choose_target(
+        resolve_settings(request.settings, request.rehearsal or request.world is not None),
+        request.profile,
+        lambda: _rehearsal_world(request.world, mapping),
     )
-    world: emulator.World | None = None
-    if request.rehearsal:
-        world = _rehearsal_world(request.world, mapping)
-        credentials = _emulator_credentials(world)
-    else:
-        credentials = load_credentials(request.profile).credentials
-    planned = {
-        line.row.row_number: line for line in asyncio.run(_plan(mapping.valid_rows(), settings, credentials, world))
-    }
+    planned = {line.row.row_number: line for line in asyncio.run(_plan(mapping.valid_rows(), target))}
     lines: list[dict[str, Any]] = []
     for row in mapping.rows:
         primary = mapping.duplicate_of.get(row.row_number, row.row_number)
@@ -585,14 +540,7 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     return PlanResult(lines, counts, out_dir / "plan.csv", mapping.notes)
 
 
-async def _plan(
-    rows: list[Row], settings: RunSettings, credentials: Credentials, world: emulator.World | None
-) -> list[PlanLine]:
-    async with _target(settings, world) as target, create_session(target.endpoint, target.ca_bundle) as session:
-        quota = Quota(target.rate_per_s)
-        client = GaapClient(session, target.endpoint, credentials, target.timeout_s)
-        policy = RunnerConfig(max_attempts=target.max_attempts).retry_policy
-        try:
-            return await plan_rows(LiveReader(client, quota, policy, Sleeper(), random.Random()), rows)
-        finally:
-            quota.close()
+async def _plan(rows: list[Row], target: Target) -> list[PlanLine]:
+    async with _connect(target) as (client, quota):
+        policy = RunnerConfig().retry_policy(target.settings.max_attempts)
+        return await plan_rows(LiveReader(client, quota, policy, Sleeper(), random.Random()), rows)

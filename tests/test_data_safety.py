@@ -14,12 +14,15 @@ from batchcert.journal import Journal
 from batchcert.model import ACTION_MODIFY, RERUN_OUTCOMES, Api, CallResult, Outcome
 from batchcert.runner import OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_MESSAGE, Runner, RunnerConfig
 from batchcert.schedule import Quota
+from batchcert.settings import RunSettings
 from tests.conftest import migration_world
 from tests.fake_api import EmulatorApi
 from tests.test_schedule import new_journal, rows_of
 from tests.virtual_time import run_virtual
 
-QUICK = RunnerConfig(backoff_initial_s=0.2, backoff_jitter_s=0.1, backoff_max_s=2.0, listener_wait_s=30, settle_s=3)
+QUICK = RunnerConfig(backoff_initial_s=0.2, backoff_jitter_s=0.1, backoff_max_s=2.0)
+#: a short request timeout (how long an ambiguous answer's request may still arrive) and listener wait
+SHORT = RunSettings(timeout_s=3, listener_wait_s=30)
 
 
 def one_row_listeners(n: int, **overrides: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
@@ -29,8 +32,8 @@ def one_row_listeners(n: int, **overrides: Any) -> tuple[dict[str, Any], list[tu
 async def run_and_rerun(journal: Journal, first: Api, second: Api, triples: list[tuple[str, str, str]]) -> Runner:
     """A run through `first`, then a `rerun` (the journal's retryable and not_attempted rows) through `second`."""
     rows = rows_of(triples)
-    await Runner(first, Quota(20), journal, QUICK, rng=random.Random(1)).run(rows)
-    runner = Runner(second, Quota(20), journal, QUICK, rng=random.Random(2))
+    await Runner(first, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows)
+    runner = Runner(second, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT)
     await runner.run(journal.rows(RERUN_OUTCOMES))
     return runner
 
@@ -72,14 +75,16 @@ def test_applied_late_and_unreadable_is_never_resent_then_rerun_completes(tmp_pa
     async def main() -> EmulatorApi:
         inner = EmulatorApi(emu.World.from_dict(world))
         proxy = LateAnswersBrokenReads(inner, timeout_s=3)
-        await Runner(proxy, Quota(20), journal, QUICK, rng=random.Random(1)).run(rows_of(triples))
+        await Runner(proxy, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
         assert applied(inner) == Counter({(lid, dom): 1 for lid, dom, _ in triples})
         assert outcomes(journal) == Counter({"retryable": 12})
         records = list(journal.report_records())
         assert {r.error_code for r in records} == {OUTCOME_UNKNOWN}
         assert all(OUTCOME_UNKNOWN_MESSAGE in r.error_message for r in records)
         proxy.reads_broken = False
-        await Runner(proxy, Quota(20), journal, QUICK, rng=random.Random(2)).run(journal.rows(RERUN_OUTCOMES))
+        await Runner(proxy, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT).run(
+            journal.rows(RERUN_OUTCOMES)
+        )
         return inner
 
     inner = run_virtual(main())
@@ -129,13 +134,15 @@ def test_a_key_revoked_mid_run_strands_no_row(tmp_path: Path) -> None:
     async def main() -> EmulatorApi:
         inner = EmulatorApi(emu.World.from_dict(world))
         key = RevokedKey(inner, good=10)
-        await Runner(key, Quota(20), journal, QUICK, rng=random.Random(1)).run(rows_of(triples))
+        await Runner(key, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
         blamed = [r for r in journal.report_records() if r.error_code == "AuthFailure.SecretIdNotFound"]
         assert blamed and all(r.outcome == Outcome.RETRYABLE for r in blamed)
         assert "the run stopped here" in blamed[0].error_message
         assert outcomes(journal)["terminal"] == 0
         key.restored = True
-        await Runner(key, Quota(20), journal, QUICK, rng=random.Random(2)).run(journal.rows(RERUN_OUTCOMES))
+        await Runner(key, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT).run(
+            journal.rows(RERUN_OUTCOMES)
+        )
         return inner
 
     inner = run_virtual(main())
@@ -152,10 +159,10 @@ def test_rows_left_unverified_are_verified_by_the_rerun(tmp_path: Path) -> None:
     async def main() -> None:
         api = EmulatorApi(emu.World.from_dict(world))
         no_verify = RunnerConfig(verify=False)
-        await Runner(api, Quota(20), journal, no_verify, rng=random.Random(1)).run(rows_of(triples))
+        await Runner(api, Quota(20), journal, no_verify, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
         assert {r.verified for r in journal.report_records()} == {""}
         assert len(journal.unverified_listeners()) == 8
-        rerun = Runner(api, Quota(20), journal, QUICK, rng=random.Random(2))
+        rerun = Runner(api, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT)
         await rerun.run(journal.rows(RERUN_OUTCOMES), journal.unverified_listeners())
         assert len(api.sends[ACTION_MODIFY]) == 8  # nothing was sent again
 
@@ -176,12 +183,14 @@ def test_a_lost_journal_tail_does_not_turn_applied_changes_into_unchanged(tmp_pa
 
     async def main() -> None:
         api = EmulatorApi(emu.World.from_dict(world))
-        await Runner(api, Quota(20), journal, QUICK, rng=random.Random(1)).run(rows_of(triples))
+        await Runner(api, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
         journal.commit()
         with journal._tx() as db:  # the lost tail
             db.execute("DELETE FROM attempts WHERE action = 'ModifyCertificate'")
             db.execute("UPDATE rows SET outcome = 'not_attempted', verified = '', error_message = ''")
-        await Runner(api, Quota(20), journal, QUICK, rng=random.Random(2)).run(journal.rows(RERUN_OUTCOMES))
+        await Runner(api, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT).run(
+            journal.rows(RERUN_OUTCOMES)
+        )
         assert len(api.sends[ACTION_MODIFY]) == 6  # nothing sent again
 
     run_virtual(main())

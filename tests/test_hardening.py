@@ -19,7 +19,7 @@ from batchcert import emulator as emu
 from batchcert.client import create_session
 from batchcert.plan import read_mapping
 from batchcert.runner import RunnerConfig
-from batchcert.settings import parse_endpoint
+from batchcert.settings import SettingFlags, parse_endpoint
 from batchcert.workflow import RunRequest, run_mapping
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
 
@@ -51,10 +51,7 @@ def test_combined_network_faults_lose_nothing(
         RunRequest(
             mapping=write_mapping(tmp_path / "m.csv", rows),
             out=tmp_path / "run",
-            endpoint=server.base_url,
-            rate_per_s=100,
-            timeout_s=0.5,
-            max_attempts=15,
+            settings=SettingFlags(endpoint=server.base_url, rate_per_s=100, timeout_s=0.5, max_attempts=15),
             runner=config,
         )
     )
@@ -178,13 +175,17 @@ def test_tls_verification_and_ca_bundle(
     monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
     mapping = write_mapping(tmp_path / "m.csv", rows)
-    untrusted = run_mapping(RunRequest(mapping=mapping, out=tmp_path / "untrusted", endpoint=server.base_url))
+    untrusted = run_mapping(
+        RunRequest(mapping=mapping, out=tmp_path / "untrusted", settings=SettingFlags(endpoint=server.base_url))
+    )
     assert untrusted.exit_code == 1 and "--ca-bundle" in untrusted.stop_reason
     assert server.emulator is not None and server.emulator.ledger == []
     bundle = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     trusted = run_mapping(
-        RunRequest(mapping=mapping, out=tmp_path / "trusted", endpoint=server.base_url, ca_bundle=bundle)
+        RunRequest(
+            mapping=mapping, out=tmp_path / "trusted", settings=SettingFlags(endpoint=server.base_url, ca_bundle=bundle)
+        )
     )
     assert trusted.exit_code == 0 and len(server.emulator.ledger) == 5
 
@@ -226,7 +227,7 @@ def test_report_files_neutralize_formulas_and_feed_back_as_mappings(
     rows = [("listener-aaaa0001", "a.example.com", "cert-new", dangerous[0])]
     rows += [("listener-aaaa0001", f"bad{i}.example.com", "", note) for i, note in enumerate(dangerous[1:])]
     mapping = write_mapping(tmp_path / "m.csv", rows, ("ListenerId", "Domain", "CertificateId", "Note"))
-    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", endpoint=server.base_url))
+    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=SettingFlags(endpoint=server.base_url)))
     for name in ("report.csv", "failed.csv", "rollback.csv"):
         with (tmp_path / "run" / name).open(encoding="utf-8", newline="") as fh:
             cells = [cell for line in csv.reader(fh) for cell in line]

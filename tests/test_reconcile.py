@@ -17,6 +17,7 @@ from batchcert import emulator as emu
 from batchcert.model import Row
 from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, rollback_for
 from batchcert.runner import RunnerConfig
+from batchcert.settings import SettingFlags
 from batchcert.signing import sign_request
 from batchcert.workflow import PlanRequest, RunRequest, plan_mapping, run_mapping
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
@@ -90,7 +91,9 @@ def test_preflight_settles_unchanged_and_absent_rows_without_changes(
     server = threaded_emulator(world())
     run_mapping(
         RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", ROWS, HEADER), out=tmp_path / "run", endpoint=server.base_url
+            mapping=write_mapping(tmp_path / "m.csv", ROWS, HEADER),
+            out=tmp_path / "run",
+            settings=SettingFlags(endpoint=server.base_url),
         )
     )
     rows = {r["domain"] + "@" + r["listener_id"]: r for r in report(tmp_path / "run")}
@@ -121,8 +124,7 @@ def test_apply_then_hang_is_verified_not_resent(
         RunRequest(
             mapping=write_mapping(tmp_path / "m.csv", rows, HEADER),
             out=tmp_path / "run",
-            endpoint=server.base_url,
-            timeout_s=0.5,
+            settings=SettingFlags(endpoint=server.base_url, timeout_s=0.5),
         )
     )
     assert summary.exit_code == 0
@@ -146,7 +148,9 @@ def test_rollback_restores_the_world_exactly(
     rows = [r for r in ROWS if "nope" not in r[1] and "gone" not in r[0]]
     run_mapping(
         RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", rows, HEADER), out=tmp_path / "run", endpoint=server.base_url
+            mapping=write_mapping(tmp_path / "m.csv", rows, HEADER),
+            out=tmp_path / "run",
+            settings=SettingFlags(endpoint=server.base_url),
         )
     )
     assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) != before
@@ -154,7 +158,11 @@ def test_rollback_restores_the_world_exactly(
     assert {r["Domain"] for r in rollback} == {"a.example.com", "b.example.com", "d.example.com", "e.example.com"}
     assert next(r for r in rollback if r["Domain"] == "b.example.com")["CertificateId"] == "default"
     undo = run_mapping(
-        RunRequest(mapping=tmp_path / "run" / "rollback.csv", out=tmp_path / "undo", endpoint=server.base_url)
+        RunRequest(
+            mapping=tmp_path / "run" / "rollback.csv",
+            out=tmp_path / "undo",
+            settings=SettingFlags(endpoint=server.base_url),
+        )
     )
     assert undo.exit_code == 0
     assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) == before
@@ -171,7 +179,7 @@ def test_changing_domain_is_waited_for_not_refused(
         RunRequest(
             mapping=write_mapping(tmp_path / "m.csv", [ROWS[0]], HEADER),
             out=tmp_path / "run",
-            endpoint=server.base_url,
+            settings=SettingFlags(endpoint=server.base_url),
             runner=RunnerConfig(backoff_initial_s=0.2),
         )
     )
@@ -218,12 +226,16 @@ def test_plan_counts_exit_codes_and_read_pacing(
     server = threaded_emulator(world(rate_limit=1000, listeners=listeners))
     rows = [(lid, f"p{i}.example.com", "cert-new", "", "") for i, lid in enumerate(listeners)]
     mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
-    pending = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan1", endpoint=server.base_url))
+    pending = plan_mapping(
+        PlanRequest(mapping=mapping, out=tmp_path / "plan1", settings=SettingFlags(endpoint=server.base_url))
+    )
     assert pending.exit_code == 2 and pending.counts["change"] == 60
     assert server.emulator is not None
     assert server.emulator.requests == Counter({"DescribeRules": 60})
     assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
-    fast = {"endpoint": server.base_url, "rate_per_s": 200.0}  # the ceiling itself is not what the rest is about
+    fast = {
+        "settings": SettingFlags(endpoint=server.base_url, rate_per_s=200.0)
+    }  # the ceiling itself is not what the rest is about
     run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", **fast))
     done = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan2", **fast))
     assert done.exit_code == 0 and done.counts["unchanged"] == 60

@@ -22,12 +22,13 @@ from batchcert.errors import JournalError
 from batchcert.journal import create_journal, open_journal
 from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
+from batchcert.settings import SettingFlags
 from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("credentials_env")
-FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.2, listener_wait_s=2)
+FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.2)
 
 
 def world_and_rows(
@@ -146,7 +147,11 @@ def test_kill_9_at_several_points_then_rerun_matches_an_uninterrupted_run(
     world, rows = world_and_rows(40, hot=12, latency_ms=60)
     reference = threaded_emulator(world_and_rows(40, hot=12, latency_ms=60)[0])
     mapping = write_mapping(tmp_path / "m.csv", rows)
-    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "reference", endpoint=reference.base_url, runner=FAST))
+    run_mapping(
+        RunRequest(
+            mapping=mapping, out=tmp_path / "reference", settings=SettingFlags(endpoint=reference.base_url), runner=FAST
+        )
+    )
     expected = outcomes(tmp_path / "reference")
 
     server = threaded_emulator(world)
@@ -197,8 +202,7 @@ def test_rows_left_retryable_succeed_after_the_listener_is_freed(
         RunRequest(
             mapping=write_mapping(tmp_path / "m.csv", rows),
             out=run_dir,
-            endpoint=server.base_url,
-            max_attempts=3,
+            settings=SettingFlags(endpoint=server.base_url, max_attempts=3, listener_wait_s=2),
             runner=FAST,
         )
     )
@@ -226,7 +230,13 @@ def test_rerun_skips_done_rows_and_include_terminal_resends(
     world, rows = world_and_rows(2)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
-    run_mapping(RunRequest(mapping=write_mapping(tmp_path / "m.csv", rows), out=run_dir, endpoint=server.base_url))
+    run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", rows),
+            out=run_dir,
+            settings=SettingFlags(endpoint=server.base_url),
+        )
+    )
     assert server.emulator is not None
     sent = server.emulator.requests["ModifyCertificate"]
     assert rerun_run(RerunRequest(run_dir=run_dir)).exit_code == 1
@@ -243,7 +253,7 @@ def test_changed_mapping_is_noted_and_the_journal_rows_are_used(
     world, rows = world_and_rows(2)
     server = threaded_emulator(world)
     run_dir, mapping = tmp_path / "run", write_mapping(tmp_path / "m.csv", rows)
-    run_mapping(RunRequest(mapping=mapping, out=run_dir, endpoint=server.base_url))
+    run_mapping(RunRequest(mapping=mapping, out=run_dir, settings=SettingFlags(endpoint=server.base_url)))
     write_mapping(mapping, [("listener-new00001", "x.example.com", "cert-new")])
     seen: list[tuple[str, ...]] = []
     rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True), confirm=lambda p: seen.append(p.warnings) or True)
@@ -260,7 +270,13 @@ def test_second_process_on_a_run_directory_is_refused(
     world, rows = world_and_rows(1)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
-    run_mapping(RunRequest(mapping=write_mapping(tmp_path / "m.csv", rows), out=run_dir, endpoint=server.base_url))
+    run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", rows),
+            out=run_dir,
+            settings=SettingFlags(endpoint=server.base_url),
+        )
+    )
     with open_journal(run_dir):
         with cli("rerun", str(run_dir), "--yes", env=cli_env(tmp_path)) as proc:
             _, err = proc.communicate(timeout=60)

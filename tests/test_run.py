@@ -15,6 +15,7 @@ import xlsxwriter
 
 from batchcert import emulator as emu
 from batchcert.runner import RunnerConfig
+from batchcert.settings import SettingFlags
 from batchcert.workflow import RunRequest, RunSummary, run_mapping
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
 
@@ -47,8 +48,11 @@ def skewed_world(listeners: dict[str, int], **overrides: Any) -> tuple[dict[str,
     return world, rows
 
 
-def run(server: ThreadedEmulator, mapping: Path, out: Path, **kwargs: Any) -> RunSummary:
-    return run_mapping(RunRequest(mapping=mapping, out=out, endpoint=server.base_url, **kwargs))
+def run(
+    server: ThreadedEmulator, mapping: Path, out: Path, timeout_s: float | None = None, **kwargs: Any
+) -> RunSummary:
+    flags = SettingFlags(endpoint=server.base_url, timeout_s=timeout_s)
+    return run_mapping(RunRequest(mapping=mapping, out=out, settings=flags, **kwargs))
 
 
 def report_rows(run_dir: Path) -> list[dict[str, str]]:

@@ -87,7 +87,9 @@ def test_bad_endpoints_are_refused(url: str) -> None:
         parse_endpoint(url)
 
 
-@pytest.mark.parametrize(("field", "value"), [("rate_per_s", 0), ("timeout_s", -1), ("max_attempts", 0)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("rate_per_s", 0), ("timeout_s", -1), ("max_attempts", 0), ("listener_wait_s", -1)]
+)
 def test_settings_ranges(field: str, value: float) -> None:
     """Out-of-range rate, timeout and attempts are refused."""
     with pytest.raises(SettingsError):
@@ -101,3 +103,25 @@ def test_endpoint_host_is_signed_in_lower_case() -> None:
     endpoint = parse_endpoint("https://GAAP.Intl.TencentCloudAPI.com")
     assert endpoint.host == "gaap.intl.tencentcloudapi.com"
     assert endpoint.url == "https://gaap.intl.tencentcloudapi.com"
+
+
+def test_settings_resolve_flag_then_recorded_then_default() -> None:
+    """Every command resolves one way: a flag wins over what the run recorded, which wins over the default; a
+    rehearsal has no endpoint and refuses one."""
+    from batchcert.settings import DEFAULT_LISTENER_WAIT_S, DEFAULT_MAX_ATTEMPTS, SettingFlags, resolve_settings
+
+    recorded = RunSettings(parse_endpoint("https://gaap.intl.tencentcloudapi.com"), 7, 3, 4, 60).to_record()
+    again = resolve_settings(SettingFlags(), recorded=recorded)
+    assert again.to_record() == recorded  # a rerun with no flags sends as the run did
+    flagged = resolve_settings(SettingFlags(rate_per_s=2, listener_wait_s=5), recorded=recorded)
+    assert (flagged.rate_per_s, flagged.timeout_s, flagged.listener_wait_s) == (2, 3, 5)
+    assert flagged.endpoint is not None and flagged.endpoint.host == "gaap.intl.tencentcloudapi.com"
+    fresh = resolve_settings(SettingFlags())
+    assert (fresh.max_attempts, fresh.listener_wait_s) == (DEFAULT_MAX_ATTEMPTS, DEFAULT_LISTENER_WAIT_S)
+    assert fresh.endpoint is not None and fresh.endpoint.url == "https://gaap.tencentcloudapi.com"
+    rehearsal = resolve_settings(SettingFlags(), rehearsal=True, recorded={"endpoint": "embedded emulator (rehearsal)"})
+    assert rehearsal.endpoint is None and rehearsal.to_record()["endpoint"] == "embedded emulator (rehearsal)"
+    with pytest.raises(SettingsError, match="--endpoint"):
+        resolve_settings(SettingFlags(endpoint="http://127.0.0.1:1"), rehearsal=True)
+    with pytest.raises(SettingsError, match="--rate"):
+        resolve_settings(SettingFlags(), recorded={"rate_per_s": "fast"})
