@@ -431,22 +431,16 @@ def plan(
         raise typer.Exit(ExitCode.ROWS_NOT_DONE) from None
     _print_notes(result.notes)
     table = Table("row", "listener", "domain", "action", "current", "target", "reason")
-    shown = [line for line in result.lines if line["action"] != "unchanged"][:PLAN_TABLE_ROWS]
+    shown = [line for line in result.lines if line.action != "unchanged"][:PLAN_TABLE_ROWS]
     for line in shown:
-        target = line["certificate_id"] + (
-            f" / {line['client_certificate_id'] or line['poly_client_certificate_ids']}"
-            if line["client_certificate_id"] or line["poly_client_certificate_ids"]
-            else ""
-        )
-        current = line["current_certificate_id"] + (
-            f" / {line['current_client_certificate_ids']}" if line["current_client_certificate_ids"] else ""
-        )
-        table.add_row(
-            str(line["row"]), line["listener_id"], line["domain"], line["action"], current, target, line["reason"]
-        )
+        row, live = line.row, line.live
+        clients = row.client_certificate_id or ";".join(row.poly_client_certificate_ids)
+        target = row.certificate_id + (f" / {clients}" if clients else "")
+        current = (live.certificate_id + (f" / {live.client_text}" if live.client_text else "")) if live else ""
+        table.add_row(str(row.row_number), row.listener_id, row.domain, line.action, current, target, line.reason)
     if shown:
         out.print(table)
-    hidden = sum(1 for line in result.lines if line["action"] != "unchanged") - len(shown)
+    hidden = sum(1 for line in result.lines if line.action != "unchanged") - len(shown)
     if hidden > 0:
         out.print(f"… {hidden} more in {result.path}", highlight=False)
     c = result.counts

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from batchcert.model import DEFAULT_CERTIFICATE, Row
+from batchcert.model import DEFAULT_CERTIFICATE, Mapping, Row
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,43 @@ def judge(row: Row, live: dict[str, LiveDomain] | None) -> tuple[Verdict, LiveDo
     if domain.status != 0:
         return Verdict.CHANGING, domain
     return Verdict.CHANGE, domain
+
+
+#: what `plan` can say of a row: a pre-flight verdict, or why there is none
+PLAN_ACTIONS = (*(v.value for v in Verdict), "invalid", "unknown")
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    """What the pre-flight says a row would do: `action` (a Verdict's value, "invalid", or "unknown" when the read
+    failed), the live state, and why."""
+
+    row: Row
+    action: str
+    live: LiveDomain | None
+    reason: str = ""
+
+
+def plan_every_row(mapping: Mapping, judged: list[PlanLine]) -> list[PlanLine]:
+    """One line per mapping row, in mapping order: invalid rows with their problem, a duplicate with its primary's
+    verdict, a valid row the pre-flight has no line for as `unknown`."""
+    by_row = {line.row.row_number: line for line in judged}
+    lines = []
+    for row in mapping.rows:
+        if row.row_number in mapping.problems:
+            lines.append(PlanLine(row, "invalid", None, mapping.problems[row.row_number]))
+            continue
+        found = by_row.get(mapping.duplicate_of.get(row.row_number, row.row_number))
+        lines.append(PlanLine(row, found.action, found.live, found.reason) if found else PlanLine(row, "unknown", None))
+    return lines
+
+
+def count_plan_actions(lines: list[PlanLine]) -> dict[str, int]:
+    """Rows per plan action, every action present."""
+    counts = dict.fromkeys(PLAN_ACTIONS, 0)
+    for line in lines:
+        counts[line.action] += 1
+    return counts
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from batchcert.errors import ReportError
 from batchcert.journal import FailedAttempt, Journal, ReportRecord, iso_utc
 from batchcert.model import Outcome, Row
 from batchcert.plan import FORMULA_PREFIXES
-from batchcert.reconcile import CONFIRMED_BY_READ_BACK, rollback_for
+from batchcert.reconcile import CONFIRMED_BY_READ_BACK, PlanLine, rollback_for
 
 REPORT_COLUMNS = (
     "row",
@@ -109,9 +109,51 @@ def _write_atomic(path: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_safe_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Write a CSV atomically with every formula-like text cell neutralized."""
-    _write_csv(path, header, rows)
+PLAN_COLUMNS = (
+    "row",
+    "listener_id",
+    "domain",
+    "action",
+    "current_certificate_id",
+    "current_client_certificate_ids",
+    "domain_status",
+    "certificate_id",
+    "client_certificate_id",
+    "poly_client_certificate_ids",
+    "reason",
+)
+
+
+def write_plan(out_dir: Path, lines: Iterable[PlanLine]) -> Path:
+    """Write `out_dir/plan.csv` (PLAN_COLUMNS, one line per mapping row) and return its path. Raises ReportError
+    naming the path when it cannot be written."""
+    path = out_dir / "plan.csv"
+
+    def cells(line: PlanLine) -> list[Any]:
+        row, live = line.row, line.live
+        return [
+            row.row_number,
+            row.listener_id,
+            row.domain,
+            line.action,
+            live.certificate_id if live else "",
+            live.client_text if live else "",
+            live.status if live else "",
+            row.certificate_id,
+            row.client_certificate_id,
+            ";".join(row.poly_client_certificate_ids),
+            line.reason,
+        ]
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_csv(path, PLAN_COLUMNS, (cells(line) for line in lines))
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise ReportError(
+            f"cannot write {where}: {exc.strerror or exc} — free space or fix permissions, or choose another --out"
+        ) from None
+    return path
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

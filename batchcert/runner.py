@@ -44,6 +44,7 @@ from batchcert.model import (
 from batchcert.reconcile import (
     CONFIRMED_BY_READ_BACK,
     LiveDomain,
+    PlanLine,
     Verdict,
     changed_since,
     is_at_target,
@@ -178,16 +179,6 @@ class LiveReader:
         if classify.says_listener_absent(result.code or "", result.message):
             return Reading(None, result.request_id)
         return Reading(None, result.request_id, failed=True, code=result.code or "")
-
-
-@dataclass(frozen=True)
-class PlanLine:
-    """What the pre-flight says a row would do: verdict (or "unknown" when the read failed) and the live state."""
-
-    row: Row
-    verdict: str
-    live: LiveDomain | None
-    message: str = ""
 
 
 async def plan_rows(reader: LiveReader, rows: list[Row]) -> list[PlanLine]:

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from batchcert import __version__, emulator
 from batchcert.client import GaapClient, create_session
@@ -26,8 +25,9 @@ from batchcert.errors import BatchcertError, ExitCode
 from batchcert.journal import Journal, create_journal, open_journal, read_journal
 from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
-from batchcert.report import Reports, write_reports, write_safe_csv
-from batchcert.runner import LiveReader, PlanLine, Runner, RunnerConfig, plan_rows
+from batchcert.reconcile import PlanLine, count_plan_actions, plan_every_row
+from batchcert.report import Reports, write_plan, write_reports
+from batchcert.runner import LiveReader, Runner, RunnerConfig, plan_rows
 from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import (
     Credentials,
@@ -466,26 +466,11 @@ class PlanRequest:
         return MappingSource(self.mapping, self.sheet, self.encoding, self.include_hidden_rows)
 
 
-PLAN_COLUMNS = (
-    "row",
-    "listener_id",
-    "domain",
-    "action",
-    "current_certificate_id",
-    "current_client_certificate_ids",
-    "domain_status",
-    "certificate_id",
-    "client_certificate_id",
-    "poly_client_certificate_ids",
-    "reason",
-)
-
-
 @dataclass(frozen=True)
 class PlanResult:
-    """What would happen per row (`lines`: dicts with PLAN_COLUMNS), counts per action, and the plan.csv path."""
+    """What would happen per mapping row, counts per action, and the plan.csv path."""
 
-    lines: list[dict[str, Any]]
+    lines: list[PlanLine]
     counts: dict[str, int]
     path: Path
     #: what the mapping reader decided (encoding, sheet, header row, hidden rows)
@@ -508,36 +493,12 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
         request.profile,
         lambda: _rehearsal_world(request.world, mapping),
     )
-    planned = {line.row.row_number: line for line in asyncio.run(_plan(mapping.valid_rows(), target))}
-    lines: list[dict[str, Any]] = []
-    for row in mapping.rows:
-        primary = mapping.duplicate_of.get(row.row_number, row.row_number)
-        line = planned.get(primary)
-        live = line.live if line else None
-        lines.append(
-            {
-                "row": row.row_number,
-                "listener_id": row.listener_id,
-                "domain": row.domain,
-                "action": "invalid" if row.row_number in mapping.problems else (line.verdict if line else "unknown"),
-                "current_certificate_id": live.certificate_id if live else "",
-                "current_client_certificate_ids": live.client_text if live else "",
-                "domain_status": live.status if live else "",
-                "certificate_id": row.certificate_id,
-                "client_certificate_id": row.client_certificate_id,
-                "poly_client_certificate_ids": ";".join(row.poly_client_certificate_ids),
-                "reason": mapping.problems.get(row.row_number) or (line.message if line else ""),
-            }
-        )
-    counts = {k: 0 for k in ("change", "changing", "unchanged", "invalid", "not_found", "unknown")}
-    for line_ in lines:
-        counts[line_["action"]] += 1
+    lines = plan_every_row(mapping, asyncio.run(_plan(mapping.valid_rows(), target)))
     out_dir = request.out or default_run_dir(
         request.reports_root, request.mapping.with_name(request.mapping.stem + "-plan")
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_safe_csv(out_dir / "plan.csv", PLAN_COLUMNS, [[line_[c] for c in PLAN_COLUMNS] for line_ in lines])
-    return PlanResult(lines, counts, out_dir / "plan.csv", mapping.notes)
+    path = write_plan(out_dir, lines)
+    return PlanResult(lines, count_plan_actions(lines), path, mapping.notes)
 
 
 async def _plan(rows: list[Row], target: Target) -> list[PlanLine]:
