@@ -40,7 +40,14 @@ def create_session(
     if endpoint.scheme == "https":
         ssl_context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
     connector = aiohttp.TCPConnector(limit=max_connections, ssl=ssl_context)
-    return aiohttp.ClientSession(connector=connector, trust_env=not endpoint.is_loopback)
+    # the per-request bound is `GaapClient`'s own asyncio.timeout, so aiohttp keeps no timers of its own; the API
+    # sets no cookies (a jar would only cost time per request)
+    return aiohttp.ClientSession(
+        connector=connector,
+        trust_env=not endpoint.is_loopback,
+        timeout=aiohttp.ClientTimeout(total=None),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 class GaapClient:

@@ -2,7 +2,9 @@
 
 Contract ("write the journal before you trust it"): an attempt is recorded before it is sent and
 completed after; SQLite in WAL mode keeps every committed line across a kill -9, and an attempt without an end is
-one that was in flight when the process died. Every valid row starts as `not_attempted`, so a crash leaves every
+one that was in flight when the process died. The intents of changes are also appended to `intents.jsonl`, fsynced
+with the same commit before the request leaves (one group commit for all requests released together), so a journal
+that lost its tail gets them back. Every valid row starts as `not_attempted`, so a crash leaves every
 unfinished row resendable. The secret key is never written here (only the masked SecretId).
 
 A run directory is held by one process at a time: `open_journal` takes an exclusive lock on `RUN_DIR/.lock`.
@@ -10,6 +12,7 @@ A run directory is held by one process at a time: `open_journal` takes an exclus
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -33,10 +36,17 @@ WAL_NAME = "journal.sqlite3-wal"
 #: a small file outside SQLite, written once the run is set up and after every session: the journal's own account
 #: of what it holds, so a journal that lost its `-wal` is recognised as damaged, never as "nothing was sent"
 MARKER_NAME = "run.json"
+#: an append-only copy of every change's intent (attempt id, row, the state read before it), written and fsynced
+#: with the journal's commit before the request leaves: a journal that lost its tail (a truncated `-wal`) gets those
+#: attempts back from here, so no row this run changed can read as "already at the target before the run"
+INTENTS_NAME = "intents.jsonl"
 LOCK_NAME = ".lock"
 SCHEMA_VERSION = "1"
 INTERRUPTED_CODE = "Transport.Interrupted"
 INTERRUPTED_MESSAGE = "no answer was read: the process stopped while this request was in flight"
+RESTORED_MESSAGE = (
+    f"the journal lost this request's record (restored from {INTENTS_NAME}): it was sent, its answer is unknown"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -132,14 +142,24 @@ class Journal:
         self._lock_fd = lock_fd
         self._uncommitted = 0
         self._last_commit_s = time.monotonic()
+        #: the commit the senders of this loop turn wait for (`durable`)
+        self._flush: asyncio.Future[None] | None = None
+        #: INTENTS_NAME, opened for appending at the first intent; True while a line written is not yet fsynced
+        self._intents_fd: int | None = None
+        self._intents_unsynced = False
+        #: each row's state before any change (this session's pre-flight, or an earlier session's), for the intents
+        self._previous: dict[int, tuple[str, tuple[str, ...]]] = {}
         #: what `inspect_journal` found when the journal was opened (shown in the reports)
         self.warnings: tuple[str, ...] = ()
         self.session_id: int | None = None
 
     # -- lifecycle
     def close(self) -> None:
-        if self._uncommitted:
-            self._db.commit()
+        if self._uncommitted or self._intents_unsynced:
+            self.commit()
+        if self._intents_fd is not None:
+            os.close(self._intents_fd)
+            self._intents_fd = None
         self._db.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -179,12 +199,36 @@ class Journal:
         """A disk that refuses a write (read-only, full, permissions) is the user's to fix: exit 2 naming the path."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.OperationalError, OSError) as exc:
             raise JournalError(f"cannot write the journal in {self.run_dir}: {exc}") from None
 
+    async def durable(self) -> None:
+        """Return once every line written so far is committed. Group commit: every caller of one event-loop turn
+        (the intents of all requests the gates released together) shares one commit — one fsync instead of one per
+        request, and still no request leaves before its intent is on disk. Raises JournalError like `commit`."""
+        if self._flush is None:
+            loop = asyncio.get_running_loop()
+            self._flush = loop.create_future()
+            loop.call_soon(self._flush_now)
+        await asyncio.shield(self._flush)
+
+    def _flush_now(self) -> None:
+        flush, self._flush = self._flush, None
+        if flush is None or flush.done():
+            return
+        try:
+            self.commit()
+        except JournalError as exc:
+            flush.set_exception(exc)
+        else:
+            flush.set_result(None)
+
     def commit(self) -> None:
-        """Make every line written so far durable."""
+        """Make every line written so far durable (the intents file first: it is what survives a lost `-wal`)."""
         with self._storage_errors():
+            if self._intents_unsynced and self._intents_fd is not None:
+                os.fsync(self._intents_fd)
+                self._intents_unsynced = False
             self._db.commit()
         self._uncommitted = 0
         self._last_commit_s = time.monotonic()
@@ -283,6 +327,7 @@ class Journal:
         now = time.time()
         settled = 0
         with self._tx() as db:
+            self._restore_intents(db)
             latest = db.execute(
                 "SELECT a.id, a.row_number, a.finished_at, a.code, a.request_id FROM attempts a "
                 "JOIN (SELECT row_number, MAX(id) AS id FROM attempts WHERE action = 'ModifyCertificate' "
@@ -290,16 +335,14 @@ class Journal:
                 "JOIN rows r ON r.row_number = a.row_number "
                 "WHERE a.finished_at IS NULL OR (a.code = 'OK' AND r.outcome != 'succeeded')"
             ).fetchall()
+            messages = dict(db.execute("SELECT id, message FROM attempts WHERE finished_at IS NULL").fetchall())
             for attempt_id, row_number, finished_at, _code, request_id in latest:
                 if finished_at is None:
-                    db.execute(
-                        "UPDATE attempts SET finished_at = ?, code = ?, message = ? WHERE id = ?",
-                        (now, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, attempt_id),
-                    )
+                    message = messages.get(attempt_id) or INTERRUPTED_MESSAGE
                     db.execute(
                         "UPDATE rows SET outcome = ?, error_code = ?, error_message = ?, finished_at = ? "
                         "WHERE row_number = ?",
-                        (Outcome.RETRYABLE.value, INTERRUPTED_CODE, INTERRUPTED_MESSAGE, now, row_number),
+                        (Outcome.RETRYABLE.value, INTERRUPTED_CODE, message, now, row_number),
                     )
                 else:
                     db.execute(
@@ -308,11 +351,62 @@ class Journal:
                         (Outcome.SUCCEEDED.value, request_id, finished_at, row_number),
                     )
                 settled += 1
+            # every request left without an answer (also one a later attempt of its row followed) is closed
+            db.execute(
+                "UPDATE attempts SET finished_at = ?, code = ?, message = CASE WHEN message = '' THEN ? ELSE message "
+                "END WHERE finished_at IS NULL",
+                (now, INTERRUPTED_CODE, INTERRUPTED_MESSAGE),
+            )
             db.execute(
                 "UPDATE sessions SET finished_at = ?, status = 'died' WHERE finished_at IS NULL AND id != ?",
                 (now, self.session_id or 0),
             )
         return settled
+
+    def _restore_intents(self, db: sqlite3.Connection) -> int:
+        """Put back the attempts INTENTS_NAME holds and the journal lost (a truncated `-wal`), open — so recovery
+        closes them as interrupted and the rerun reads the live state before resending — with the state read
+        before them. A torn last line (the process died writing it: never sent) is skipped. Returns how many."""
+        path = self.run_dir / INTENTS_NAME
+        if not path.is_file():
+            return 0
+        known = {int(i) for (i,) in db.execute("SELECT id FROM attempts")}
+        restored = 0
+        with path.open(encoding="utf-8") as fh:
+            for text in fh:
+                try:
+                    intent = json.loads(text)
+                    attempt_id, row_number = int(intent["id"]), int(intent["row"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if attempt_id in known:
+                    continue
+                db.execute(
+                    "INSERT INTO attempts(id, row_number, session_id, action, sent_at, message) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        attempt_id,
+                        row_number,
+                        int(intent.get("session") or 0),
+                        str(intent.get("action", "")),
+                        float(intent.get("sent_at") or 0),
+                        RESTORED_MESSAGE,
+                    ),
+                )
+                previous = intent.get("previous")
+                if previous:
+                    db.execute(
+                        "UPDATE rows SET previous_read = 1, previous_certificate_id = ?, previous_client_ids = ? "
+                        "WHERE row_number = ? AND previous_read = 0",
+                        (str(previous[0]), ";".join(str(c) for c in previous[1]), row_number),
+                    )
+                known.add(attempt_id)
+                restored += 1
+        if restored:
+            db.execute(
+                "INSERT OR REPLACE INTO facts(key, value) VALUES ('intents_restored', ?)",
+                (f"{restored} requests whose journal records were lost were restored from {INTENTS_NAME}",),
+            )
+        return restored
 
     # -- sessions (a run, then each rerun)
     def begin_session(self, kind: str, settings: dict[str, Any]) -> int:
@@ -380,13 +474,29 @@ class Journal:
 
     # -- attempts
     def begin_attempt(self, row_number: int, action: str) -> Attempt:
-        """Record that an attempt is about to be sent (committed before the send)."""
-        with self._tx() as db:
+        """Record that an attempt is about to be sent. Not yet durable: the sender awaits `durable()` before the
+        request leaves (or calls `commit()`)."""
+        sent_at = time.time()
+        with self._later() as db:
             cur = db.execute(
                 "INSERT INTO attempts(row_number, session_id, action, sent_at) VALUES (?, ?, ?, ?)",
-                (row_number, self.session_id or 0, action, time.time()),
+                (row_number, self.session_id or 0, action, sent_at),
             )
-        return Attempt(int(cur.lastrowid or 0), row_number)
+            attempt = Attempt(int(cur.lastrowid or 0), row_number)
+            before = self._previous.get(row_number)
+            line = {
+                "id": attempt.id,
+                "row": row_number,
+                "session": self.session_id or 0,
+                "action": action,
+                "sent_at": sent_at,
+                "previous": [before[0], list(before[1])] if before else None,
+            }
+            if self._intents_fd is None:
+                self._intents_fd = os.open(self.run_dir / INTENTS_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.write(self._intents_fd, (json.dumps(line) + "\n").encode())
+            self._intents_unsynced = True
+        return attempt
 
     def finish_attempt(self, attempt: Attempt, result: CallResult) -> None:
         with self._later() as db:
@@ -431,7 +541,9 @@ class Journal:
         cur = self._db.execute(
             "SELECT row_number, previous_certificate_id, previous_client_ids FROM rows WHERE previous_read = 1"
         )
-        return {int(n): (str(c), tuple(x for x in str(clients).split(";") if x)) for n, c, clients in cur.fetchall()}
+        found = {int(n): (str(c), tuple(x for x in str(clients).split(";") if x)) for n, c, clients in cur.fetchall()}
+        self._previous.update(found)
+        return found
 
     def modified_rows(self) -> frozenset[int]:
         """Rows with any ModifyCertificate attempt recorded."""
@@ -441,6 +553,8 @@ class Journal:
     def record_previous(self, states: list[tuple[int, str, tuple[str, ...]]]) -> None:
         """Record rows' state before any change, as (row number, certificate id, client ids) — only the first time
         per row (a rerun keeps the original state)."""
+        for n, cert, clients in states:
+            self._previous.setdefault(n, (cert, clients))
         with self._later() as db:
             db.executemany(
                 "UPDATE rows SET previous_read = 1, previous_certificate_id = ?, previous_client_ids = ? "

@@ -270,7 +270,8 @@ def _write_reports(journal: Journal, run_dir: Path, notes: tuple[str, ...]) -> R
                         rollback_csv.write(undo)
         by_action, answers = journal.request_counts()
         summary = _summary(facts, tally, by_action, answers, journal.sessions(), journal.run_dir)
-        summary["journal_warnings"] = list(notes)
+        restored = facts.get("intents_restored", "")
+        summary["journal_warnings"] = [*notes, *([f"the journal lost records: {restored}"] if restored else [])]
         book.close(summary, journal.failed_attempts())
         temps["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         temps["summary.md"].write_text(_markdown(summary), encoding="utf-8")

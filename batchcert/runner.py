@@ -481,6 +481,7 @@ class Runner:
                 self._target_of(row).request_params(),
                 priority=len(lane.rows) + 1 + (0.5 if previous is not None else 0.0),
                 before_send=journal_start,
+                durable=self.journal.durable,
             )
         except GateClosed:
             return None

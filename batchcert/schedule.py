@@ -221,13 +221,17 @@ class Quota:
         *,
         priority: float = 0.0,
         before_send: Callable[[], None] | None = None,
+        durable: Callable[[], Awaitable[None]] | None = None,
     ) -> CallResult:
         """Wait for the action's gate, run `before_send` (journal the attempt there; it may raise GateClosed to
-        give up), send, and feed the answer back to the gate. Raises GateClosed when the run stopped first."""
+        give up), wait for `durable` (the journal's group commit: the intent is on disk before the request leaves),
+        send, and feed the answer back to the gate. Raises GateClosed when the run stopped first."""
         gate = self.gate(action)
         granted_at = await gate.acquire(priority)
         if before_send is not None:
             before_send()
+        if durable is not None:
+            await durable()
         gate.mark_sent(granted_at)
         result = await api.send(action, params)
         if (result.code or "").startswith(THROTTLED):

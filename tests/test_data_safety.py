@@ -201,3 +201,34 @@ def test_a_lost_journal_tail_does_not_turn_applied_changes_into_unchanged(tmp_pa
     assert len(rollback) == 1 + 6 and all(",cert-old," in line for line in rollback[1:])
     assert "the journal lost records" in (tmp_path / "run" / "summary.md").read_text(encoding="utf-8")
     assert reports.counts[Outcome.SUCCEEDED] == 6
+
+
+def test_every_change_is_on_disk_before_it_is_sent(tmp_path: Path) -> None:
+    """When a change leaves, its intent is committed in the journal (another connection sees it) and its line in
+    intents.jsonl — with the state read before it — is written."""
+    import json
+    import sqlite3
+
+    from batchcert.journal import INTENTS_NAME, JOURNAL_NAME
+
+    world, triples = one_row_listeners(30)
+    api = EmulatorApi(emu.World.from_dict(world))
+    seen: list[tuple[int, int]] = []
+
+    class Witness:
+        async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+            if action == ACTION_MODIFY:
+                db = sqlite3.connect(tmp_path / "run" / JOURNAL_NAME)
+                (committed,) = db.execute("SELECT COUNT(*) FROM attempts WHERE action = 'ModifyCertificate'").fetchone()
+                db.close()
+                lines = (tmp_path / "run" / INTENTS_NAME).read_text(encoding="utf-8").splitlines()
+                seen.append((committed, len(lines)))
+                assert json.loads(lines[-1])["previous"][0] == "cert-old"
+            return await api.send(action, params)
+
+    journal = new_journal(tmp_path, rows_of(triples))
+    run_virtual(
+        Runner(Witness(), Quota(1000), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
+    )
+    assert [n for n, _ in seen] == [n for _, n in seen] == list(range(1, 31))
+    assert sum(applied(api).values()) == 30

@@ -8,6 +8,7 @@ import hashlib
 import shutil
 import signal
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -252,13 +253,14 @@ def test_a_run_directory_with_a_space_gets_a_command_that_works_pasted(
 def test_a_truncated_wal_never_turns_this_runs_changes_into_unchanged(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """The -wal of a killed run loses its tail (40% cut off, mid-record): the rerun reports no row as `unchanged`
-    whose change this run's surviving records show (its intent or the state read before it) — those are
-    `succeeded`, confirmed by read-back — and rollback.csv covers them. (With synchronous=FULL a power cut cannot
-    take an intent whose request was sent; a row whose every record is gone is beyond any journal.)"""
+    """The -wal of a killed run loses its tail (40% cut off, mid-record): `report` does not call any row this run
+    changed `unchanged`, and after `rerun` every one of them is `succeeded` (confirmed by reading it back), applied
+    once, and covered by rollback.csv — also rows whose every journal record was in the lost tail (their intents
+    are restored from intents.jsonl, written and fsynced before each request left)."""
     import csv
     import sqlite3 as sql
 
+    from batchcert.journal import INTENTS_NAME
     from batchcert.workflow import RerunRequest, rerun_run
 
     world, rows = world_and_rows(60, latency_ms=40)
@@ -266,24 +268,32 @@ def test_a_truncated_wal_never_turns_this_runs_changes_into_unchanged(
     run_dir = kill_a_run(server, rows, tmp_path, 40)
     wal = run_dir / WAL_NAME
     wal.write_bytes(wal.read_bytes()[: int(wal.stat().st_size * 0.6)])
-    copy = copy_run(run_dir, tmp_path / "survivors", wal=True)
-    db = sql.connect(copy / "journal.sqlite3")
-    known = {
-        str(n)
-        for (n,) in db.execute(
-            "SELECT row_number FROM rows WHERE previous_read = 1 UNION SELECT row_number FROM attempts "
-            "WHERE action = 'ModifyCertificate'"
-        )
+    assert server.emulator is not None
+    applied = Counter((e.listener_id, e.domain) for e in server.emulator.ledger)
+    assert (run_dir / INTENTS_NAME).is_file()
+    db = sql.connect(copy_run(run_dir, tmp_path / "survivors", wal=True) / "journal.sqlite3")
+    journalled = {
+        n for (n,) in db.execute("SELECT DISTINCT row_number FROM attempts WHERE action = 'ModifyCertificate'")
     }
     db.close()
-    assert server.emulator is not None
-    applied = {(e.listener_id, e.domain) for e in server.emulator.ledger}
+    domains = {(r[0], r[1]): n for n, r in enumerate(rows, start=2)}
+    assert {domains[k] for k in applied} - journalled  # the cut took every record of some applied rows
+
+    def report_of(directory: Path) -> dict[tuple[str, str], dict[str, str]]:
+        with (directory / "report.csv").open(encoding="utf-8-sig") as fh:
+            return {(r["listener_id"], r["domain"]): r for r in csv.DictReader(fh)}
+
+    assert CliRunner().invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "read")]).exit_code == 0
+    before_rerun = report_of(tmp_path / "read")
+    assert all(before_rerun[k]["outcome"] != "unchanged" for k in applied)
     rerun_run(RerunRequest(run_dir=run_dir))
-    with (run_dir / "report.csv").open(encoding="utf-8-sig") as fh:
-        report = list(csv.DictReader(fh))
-    survived = [r for r in report if (r["listener_id"], r["domain"]) in applied and r["row"] in known]
-    assert survived  # the cut left records to prove something with
-    assert all(r["outcome"] == "succeeded" for r in survived), [r for r in survived if r["outcome"] != "succeeded"]
+    report = report_of(run_dir)
+    wrong = {
+        k: (report[k]["outcome"], report[k]["error_message"]) for k in applied if report[k]["outcome"] != "succeeded"
+    }
+    assert not wrong
+    assert all(n == 1 for n in Counter((e.listener_id, e.domain) for e in server.emulator.ledger).values())
     with (run_dir / "rollback.csv").open(encoding="utf-8-sig") as fh:
         rolled = {(r["ListenerId"], r["Domain"]) for r in csv.DictReader(fh)}
-    assert {(r["listener_id"], r["domain"]) for r in survived} <= rolled
+    assert set(applied) <= rolled
+    assert f"restored from {INTENTS_NAME}" in (run_dir / "summary.md").read_text(encoding="utf-8")
