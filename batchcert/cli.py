@@ -22,6 +22,9 @@ from batchcert.settings import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RATE_PER_S,
     DEFAULT_TIMEOUT_S,
+    ENV_SECRET_ID,
+    ENV_SECRET_KEY,
+    ENV_TOKENS,
     SettingFlags,
 )
 
@@ -34,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 out = Console(soft_wrap=True)
@@ -71,7 +75,9 @@ def options(
 MappingArg = Annotated[
     Path,
     typer.Argument(
-        help="The mapping: .csv/.tsv/.txt (UTF-8, UTF-16 or GB18030; ',' ';' or TAB) or .xlsx.", show_default=False
+        help="The mapping: .csv/.tsv/.txt (UTF-8, UTF-16 or GB18030; ',' ';' or TAB) or .xlsx.",
+        show_default=False,
+        metavar="MAPPING",
     ),
 ]
 SheetOpt = Annotated[
@@ -125,6 +131,14 @@ MaxAttemptsOpt = Annotated[
 CaBundleOpt = Annotated[
     Path | None, typer.Option("--ca-bundle", help="PEM file of extra trusted CAs (a corporate TLS proxy).")
 ]
+
+
+#: the end of `--help` of every command that signs requests (docs/gaap-api.md, "Credentials")
+CREDENTIALS_EPILOG = (
+    f"Credentials: {ENV_SECRET_ID} and {ENV_SECRET_KEY} (temporary keys: also {ENV_TOKENS[0]}), or --profile NAME "
+    "from ~/.tencentcloud/credentials or ~/.tccli/NAME.credential. The secret key is never a flag. A rehearsal "
+    "(--emulator/--world) needs none."
+)
 
 
 def _fail(exc: BatchcertError) -> typer.Exit:
@@ -291,7 +305,7 @@ def _print_summary(summary: RunSummary) -> None:
         )
 
 
-@app.command()
+@app.command(epilog=CREDENTIALS_EPILOG)
 def run(
     mapping: MappingArg,
     out_dir: Annotated[
@@ -336,10 +350,12 @@ def run(
     _send_with_progress(lambda confirm, progress: run_mapping(request, confirm, progress), yes)
 
 
-RunDirArg = Annotated[Path, typer.Argument(help="A run directory made by `batchcert run`.", show_default=False)]
+RunDirArg = Annotated[
+    Path, typer.Argument(help="A run directory made by `batchcert run`.", show_default=False, metavar="RUN_DIR")
+]
 
 
-@app.command()
+@app.command(epilog=CREDENTIALS_EPILOG)
 def rerun(
     run_dir: RunDirArg,
     include_terminal: Annotated[
@@ -391,7 +407,7 @@ def report(
         out.print(str(path), highlight=False)
 
 
-@app.command()
+@app.command(epilog=CREDENTIALS_EPILOG)
 def plan(
     mapping: MappingArg,
     out_dir: Annotated[

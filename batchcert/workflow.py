@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import secrets
 import shlex
@@ -147,9 +148,37 @@ def _rehearsal_world(world_path: Path | None, mapping: Mapping) -> emulator.Worl
     """The given world file, or one in which every valid row of the mapping would succeed."""
     if world_path is not None:
         return emulator.load_world(world_path)
-    # a fresh random credential: the in-process emulator is the only thing that knows it
-    creds = {f"AKIDrehearsal{secrets.token_hex(12)}": secrets.token_urlsafe(24)}
-    return emulator.world_for_rows(mapping.valid_rows(), credentials=creds)
+    return emulator.world_for_rows(mapping.valid_rows(), credentials=_fresh_credentials())
+
+
+def _fresh_credentials() -> dict[str, str]:
+    """A random credential for a rehearsal: the in-process emulator is the only thing that knows it."""
+    return {f"AKIDrehearsal{secrets.token_hex(12)}": secrets.token_urlsafe(24)}
+
+
+#: the state a rehearsal left its emulator world in (credentials removed), so its reruns continue from there
+REHEARSAL_WORLD_NAME = "rehearsal-world.json"
+
+
+def _save_rehearsal_world(run_dir: Path, world: emulator.World) -> None:
+    state = world.to_dict()
+    state.pop("credentials", None)  # never a secret in the run directory, not even an emulator's
+    tmp = run_dir / f".{REHEARSAL_WORLD_NAME}.tmp"
+    tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    tmp.replace(run_dir / REHEARSAL_WORLD_NAME)
+
+
+def _rehearsal_world_of(journal: Journal, facts: dict[str, str]) -> emulator.World:
+    """The world a rehearsal's rerun continues in: the state the last session left, else the run's world file,
+    else one built from the rows."""
+    saved = journal.run_dir / REHEARSAL_WORLD_NAME
+    if saved.is_file():
+        world = emulator.load_world(saved)
+        world.credentials = _fresh_credentials()
+        return world
+    if facts.get("world"):
+        return emulator.load_world(Path(facts["world"]))
+    return emulator.world_for_rows(journal.rows(), credentials=_fresh_credentials())
 
 
 @dataclass(frozen=True)
@@ -274,11 +303,10 @@ def rerun_run(
         warnings = _mapping_change_warning(journal, facts)
         wanted = RERUN_OUTCOMES | ({Outcome.TERMINAL} if request.include_terminal else set())
         rows = journal.rows(frozenset(wanted))
-        world_path = facts.get("world", "")
         target = choose_target(
             resolve_settings(request.settings, facts.get("rehearsal") == "true", recorded),
             request.profile,
-            lambda: emulator.load_world(Path(world_path)) if world_path else emulator.world_for_rows(journal.rows()),
+            lambda: _rehearsal_world_of(journal, facts),
         )
         counts = journal.outcome_counts()
         preview = Preview(
@@ -350,6 +378,8 @@ def _execute(
             on_progress(dict(live), finished, len(rows))
 
     outcome = asyncio.run(_drive(journal, rows, target, config, row_done))
+    if target.world is not None:
+        _save_rehearsal_world(journal.run_dir, target.world)
     with _signals_deferred() as signalled:
         interrupted = outcome.interrupted or bool(signalled)
         status = "interrupted" if interrupted else ("stopped" if outcome.stop_reason else "finished")

@@ -237,3 +237,9 @@ def test_version_and_short_help() -> None:
     assert Runner().invoke(cli_app, ["--version"]).output.strip() == f"batchcert {__version__}"
     short = Runner().invoke(cli_app, ["run", "-h"])
     assert short.exit_code == 0 and "--listener-wait" in short.output
+    for command in ("run", "rerun", "plan"):
+        shown = Runner().invoke(cli_app, [command, "-h"], terminal_width=200).output
+        assert "TENCENTCLOUD_SECRET_ID" in shown and "TENCENTCLOUD_SECRET_KEY" in shown, command
+        flag = next(line for line in shown.splitlines() if "--no-verify" in line or "--emulator" in line)
+        assert "bool" not in flag.lower(), flag  # flags have no type column
+        assert "[default: 20; rerun: recorded]" in " ".join(shown.split()) or command == "plan" and "--rate" in shown

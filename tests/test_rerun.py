@@ -24,7 +24,7 @@ from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("credentials_env")
@@ -326,3 +326,36 @@ def test_second_sigint_abandons_in_flight_requests_but_keeps_the_journal(
     assert proc.returncode == 130, err
     assert set(outcomes(run_dir).values()) == {("retryable", "Transport.Interrupted")}
     assert f"batchcert rerun {run_dir}" in out
+
+
+def test_a_rehearsal_rerun_continues_in_the_world_the_rehearsal_left(tmp_path: Path) -> None:
+    """A rehearsal's rerun starts from the emulator state its run left (saved in the run directory without any
+    credential), so rows the run changed verify as changed — no false "live state differs" alarm."""
+    import json
+
+    from batchcert.workflow import REHEARSAL_WORLD_NAME
+
+    world, _ = migration_world({"listener-aaaa0001": ["a.example.com", "b.example.com"]}, task_seconds=0.05)
+    world["faults"] = {"domains": {"b.example.com": [{"kind": "code", "code": "ResourceUnavailable", "times": 5}]}}
+    world_path = tmp_path / "world.json"
+    world_path.write_text(json.dumps(world), encoding="utf-8")
+    rows = [("listener-aaaa0001", d, "cert-new") for d in ("a.example.com", "b.example.com")]
+    run_dir = tmp_path / "run"
+    first = run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", rows),
+            out=run_dir,
+            settings=SettingFlags(max_attempts=2),
+            rehearsal=True,
+            world=world_path,
+            runner=FAST,
+        )
+    )
+    assert first.counts[Outcome.SUCCEEDED] == 1 and first.counts[Outcome.RETRYABLE] == 1
+    saved = json.loads((run_dir / REHEARSAL_WORLD_NAME).read_text(encoding="utf-8"))
+    assert "credentials" not in saved and SECRET_KEY not in json.dumps(saved)
+    second = rerun_run(RerunRequest(run_dir=run_dir, runner=FAST))
+    assert second.counts[Outcome.SUCCEEDED] == 2
+    assert not second.reports.live_state_differs
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["verification"]["succeeded_but_live_state_differs"] == []
