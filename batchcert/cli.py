@@ -29,7 +29,9 @@ from batchcert.settings import (
 )
 
 if TYPE_CHECKING:
-    from batchcert.model import Outcome
+    from datetime import datetime
+
+    from batchcert.model import Progress
     from batchcert.workflow import Preview, RunSummary
 
 app = typer.Typer(
@@ -193,26 +195,52 @@ def _confirm_on_terminal(yes: bool) -> Any:
             err.print(
                 f"… and {len(preview.problems) - SHOWN_PROBLEMS} more invalid rows (see the report)", highlight=False
             )
-        if yes or not sys.stdin.isatty():
-            return True
-        err.print(f"Mapping:   {preview.source}", highlight=False)
-        err.print(
-            f"Rows:      {preview.rows} — {preview.to_send} to send, {preview.invalid} invalid, "
-            f"{preview.duplicates} duplicate(s)",
-            highlight=False,
-        )
-        err.print(f"Endpoint:  {preview.endpoint}", highlight=False)
-        err.print(f"SecretId:  {preview.secret_id_masked}", highlight=False)
-        err.print(f"Run dir:   {preview.run_dir}", highlight=False)
+        sheet = f", sheet {preview.sheet}" if preview.sheet else ""
+        for line in (
+            f"Mapping:   {preview.source}{sheet}",
+            f"Rows:      {preview.rows} — {preview.to_send} to send on {preview.listeners} listener(s), "
+            f"{preview.invalid} invalid, {preview.duplicates} duplicate(s)",
+            f"Duration:  at least {_duration_text(preview.estimate_s)} at the API's rate",
+            f"Endpoint:  {preview.endpoint}",
+            f"SecretId:  {preview.secret_id_masked}",
+            f"Run dir:   {preview.run_dir}",
+        ):
+            err.print(line, highlight=False, markup=False)
         if preview.rehearsal:
             err.print("[bold]Rehearsal: nothing will change on Tencent Cloud.[/]")
+        if yes or not sys.stdin.isatty():
+            return True
         return bool(typer.confirm("Send these changes?", default=False, err=True))
 
     return confirm
 
 
+def _duration_text(seconds: float) -> str:
+    """1h02m, 3m10s, 42s."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
+
+
+def progress_line(progress: Progress, now: datetime) -> str:
+    """The off-terminal progress line: UTC time, done/total, rate, ETA, and counts that add up to done."""
+    from batchcert.model import Outcome
+
+    eta = "—" if progress.eta_s is None else _duration_text(progress.eta_s)
+    counts = " · ".join(f"{o.value} {progress.counts[o]}" for o in Outcome if progress.counts.get(o))
+    share = 100 * progress.done / progress.total if progress.total else 100.0
+    return (
+        f"{now.strftime('%Y-%m-%dT%H:%M:%SZ')}  {progress.done}/{progress.total} rows ({share:.1f}%)  "
+        f"{progress.rows_per_s:.1f} rows/s  ETA {eta}" + (f"  {counts}" if counts else "")
+    )
+
+
 class _Progress:
-    """A rich progress bar on a terminal; plain periodic lines otherwise."""
+    """A rich progress bar on a terminal; off a terminal a plain line every PLAIN_EVERY_S seconds (and at the end).
+    A stopping run is announced at once, in both."""
+
+    PLAIN_EVERY_S = 5.0
 
     def __init__(self) -> None:
         self.tty = err.is_terminal
@@ -228,6 +256,7 @@ class _Progress:
                 TextColumn("[bold]sending"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
                 TextColumn("{task.description}"),
                 console=err,
@@ -240,19 +269,25 @@ class _Progress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
-    def update(self, counts: dict[Outcome, int], done: int, total: int) -> None:
-        """Called once per finished row: redraws at most 10 times a second (terminal) or every 2 s (plain lines)."""
+    def update(self, progress: Progress) -> None:
+        """Called as rows settle: redraws at most 10 times a second (terminal) or every PLAIN_EVERY_S (plain)."""
+        from datetime import UTC, datetime
+
+        if progress.stopping:
+            err.print(f"[bold yellow]{progress.stopping}[/]", highlight=False)
         now = time.monotonic()
-        if now - self._last < (0.1 if self._bar is not None else 2.0) and done < total:
+        due = now - self._last >= (0.1 if self._bar is not None else self.PLAIN_EVERY_S)
+        if not (due or progress.done >= progress.total):
             return
         self._last = now
-        text = "  ".join(f"{o.value} {n}" for o, n in counts.items() if n)
         if self._bar is None:
-            err.print(f"progress: {done}/{total} sent rows done — {text}", highlight=False)
+            err.print(progress_line(progress, datetime.now(tz=UTC)), highlight=False, markup=False)
             return
+        text = "  ".join(f"{o.value} {n}" for o, n in progress.counts.items() if n)
+        rate = f"{progress.rows_per_s:.1f} rows/s"
         if self._task is None:
-            self._task = self._bar.add_task(text, total=total)
-        self._bar.update(self._task, completed=done, description=text)
+            self._task = self._bar.add_task(text, total=progress.total, rate=rate)
+        self._bar.update(self._task, completed=progress.done, description=text, rate=rate)
 
 
 def _send_with_progress(core: Callable[[Any, Any], RunSummary], yes: bool) -> NoReturn:

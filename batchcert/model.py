@@ -103,6 +103,28 @@ class CallResult:
         return self.code is None
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a sending session is: `done` of `total` rows settled (identical duplicates counted, as in the
+    report), `counts` per outcome (they add up to `done`), seconds since sending began, and — once the run is
+    stopping — what it is waiting for."""
+
+    done: int
+    total: int
+    counts: dict[Outcome, int]
+    elapsed_s: float
+    stopping: str = ""
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the rate so far; None before the first row settled."""
+        return (self.total - self.done) / self.rows_per_s if self.rows_per_s > 0 else None
+
+
 class Api(Protocol):
     """Something that sends one API call and says how it went: the signed HTTP client, or a test's in-process fake.
     Never raises for a per-call problem (the answer's `code` says it)."""

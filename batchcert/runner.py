@@ -25,7 +25,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -94,6 +94,15 @@ class RunnerConfig:
 
     def retry_policy(self, max_attempts: int) -> RetryPolicy:
         return RetryPolicy(max_attempts, self.backoff_initial_s, self.backoff_max_s, self.backoff_jitter_s)
+
+
+def estimate_run_s(rows: list[Row], rate_per_s: float, task_s: float = RunnerConfig.listener_task_s) -> float:
+    """How long sending `rows` takes at best (docs/scheduling.md, "The bound"): the writes at the ceiling, the reads
+    (one before and one after per listener, their own budget) at the ceiling, or the longest listener's chain of
+    changes one task apart — whichever is longest."""
+    per_listener = Counter(row.listener_id for row in rows)
+    longest = max(per_listener.values(), default=0)
+    return max(len(rows) / rate_per_s, 2 * len(per_listener) / rate_per_s, longest * task_s)
 
 
 class ListenerLane:

@@ -200,6 +200,8 @@ class Quota:
         self.clock = clock or LoopClock()
         self._gates: dict[str, RateGate] = {}
         self.closed = False
+        #: requests sent and not yet answered (what a stopping run waits for)
+        self.in_flight = 0
 
     def gate(self, action: str) -> RateGate:
         if action not in self._gates:
@@ -233,7 +235,11 @@ class Quota:
         if durable is not None:
             await durable()
         gate.mark_sent(granted_at)
-        result = await api.send(action, params)
+        self.in_flight += 1
+        try:
+            result = await api.send(action, params)
+        finally:
+            self.in_flight -= 1
         if (result.code or "").startswith(THROTTLED):
             gate.throttled(granted_at)
         elif result.http_status == 200:

@@ -15,6 +15,7 @@ import random
 import secrets
 import shlex
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,11 +25,11 @@ from batchcert import __version__, emulator
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import BatchcertError, ExitCode
 from batchcert.journal import Journal, create_journal, open_journal, read_journal
-from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Row
+from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Progress, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
 from batchcert.reconcile import PlanLine, count_plan_actions, plan_every_row
 from batchcert.report import Reports, write_plan, write_reports
-from batchcert.runner import LiveReader, Runner, RunnerConfig, plan_rows
+from batchcert.runner import LiveReader, Runner, RunnerConfig, estimate_run_s, plan_rows
 from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import (
     Credentials,
@@ -39,8 +40,8 @@ from batchcert.settings import (
     resolve_settings,
 )
 
-#: progress callback: (rows per outcome so far, rows finished this session, rows this session sends)
-ProgressFn = Callable[[dict[Outcome, int], int, int], None]
+#: progress callback: called as rows settle, and at once when the run starts stopping
+ProgressFn = Callable[[Progress], None]
 
 
 class Declined(BatchcertError):
@@ -77,6 +78,12 @@ class Preview:
     to_send: int
     invalid: int
     duplicates: int
+    #: distinct listeners the rows to send are on
+    listeners: int
+    #: the least time sending can take (runner.estimate_run_s), s
+    estimate_s: float
+    #: the .xlsx sheet read ("" for a CSV)
+    sheet: str
     endpoint: str
     secret_id_masked: str
     rehearsal: bool
@@ -243,6 +250,9 @@ def run_mapping(
         to_send=len(mapping.valid_rows()),
         invalid=len(mapping.problems),
         duplicates=len(mapping.duplicate_of),
+        listeners=len({row.listener_id for row in mapping.valid_rows()}),
+        estimate_s=estimate_run_s(mapping.valid_rows(), target.settings.rate_per_s),
+        sheet=mapping.sheet,
         endpoint=target.settings.endpoint_label,
         secret_id_masked=target.credentials.masked_id,
         rehearsal=target.settings.rehearsal,
@@ -315,6 +325,9 @@ def rerun_run(
             to_send=len(rows),
             invalid=counts[Outcome.INVALID],
             duplicates=sum(journal.duplicate_counts().values()),
+            listeners=len({row.listener_id for row in rows}),
+            estimate_s=estimate_run_s(rows, target.settings.rate_per_s),
+            sheet=facts.get("sheet", ""),
             endpoint=target.settings.endpoint_label,
             secret_id_masked=target.credentials.masked_id,
             rehearsal=target.settings.rehearsal,
@@ -361,23 +374,8 @@ def _execute(
     on_progress: ProgressFn | None,
 ) -> RunSummary:
     journal.begin_session(kind, target.settings.to_record())
-    live = journal.outcome_counts()
-    current = journal.row_outcomes()
-    copies = journal.duplicate_counts()
-    finished = 0
-
-    def row_done(row: Row, outcome: Outcome) -> None:
-        nonlocal finished
-        finished += 1
-        # a duplicate's outcome follows its primary's: move every copy
-        moved = 1 + copies.get(row.row_number, 0)
-        live[current[row.row_number]] -= moved
-        live[outcome] += moved
-        current[row.row_number] = outcome
-        if on_progress is not None:
-            on_progress(dict(live), finished, len(rows))
-
-    outcome = asyncio.run(_drive(journal, rows, target, config, row_done))
+    tracker = _Tracker(rows, journal.duplicate_counts(), on_progress or (lambda _progress: None))
+    outcome = asyncio.run(_drive(journal, rows, target, config, tracker))
     if target.world is not None:
         _save_rehearsal_world(journal.run_dir, target.world)
     with _signals_deferred() as signalled:
@@ -419,18 +417,42 @@ class _Drive:
     interrupted: bool
 
 
+class _Tracker:
+    """Counts this session's rows as they settle (a row's identical duplicates with it, so the counts add up to
+    `done`) and tells `on_progress`."""
+
+    def __init__(self, rows: list[Row], copies: dict[int, int], on_progress: ProgressFn) -> None:
+        self._copies = copies
+        self._total = sum(1 + copies.get(row.row_number, 0) for row in rows)
+        self._done = 0
+        self._counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        self._on_progress = on_progress
+        self._started_s = time.monotonic()
+
+    def row_done(self, row: Row, outcome: Outcome) -> None:
+        moved = 1 + self._copies.get(row.row_number, 0)
+        self._done += moved
+        self._counts[outcome] += moved
+        self.tell()
+
+    def tell(self, stopping: str = "") -> None:
+        elapsed_s = time.monotonic() - self._started_s
+        self._on_progress(Progress(self._done, self._total, dict(self._counts), elapsed_s, stopping))
+
+
 async def _drive(
     journal: Journal,
     rows: list[Row],
     target: Target,
     config: RunnerConfig,
-    row_done: Callable[[Row, Outcome], None],
+    tracker: _Tracker,
 ) -> _Drive:
     interrupted = False
     async with _connect(target) as (client, quota):
-        runner = Runner(client, quota, journal, config, on_row_done=row_done, settings=target.settings)
+        runner = Runner(client, quota, journal, config, on_row_done=tracker.row_done, settings=target.settings)
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()
+        timeout_s = target.settings.timeout_s
 
         def on_signal() -> None:
             nonlocal interrupted
@@ -439,6 +461,12 @@ async def _drive(
                 return
             interrupted = True
             runner.stop("interrupted by the operator — run `batchcert rerun` to continue")
+            tracker.tell(
+                f"stopping: {quota.in_flight} request(s) in flight, each answered or given up within "
+                f"{timeout_s:g} s; Ctrl-C again to abandon them"
+            )
+            if main is not None:  # the drain is bounded by the request timeout, whatever else is waiting
+                loop.call_later(timeout_s + 1.0, main.cancel)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)

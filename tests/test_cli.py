@@ -190,7 +190,12 @@ def test_terminal_prompt_shows_the_plan_and_no_sends_nothing(tmp_path: Path) -> 
         _, err = proc.communicate(timeout=60)
     os.close(primary)
     assert proc.returncode == 2
-    assert "1 to send, 1 invalid" in err and "http://127.0.0.1:9" in err and "AKID" + "*" * 28 + "0001" in err
+    assert (
+        "1 to send on 1 listener(s), 1 invalid" in err
+        and "Duration:  at least" in err
+        and "http://127.0.0.1:9" in err
+        and "AKID" + "*" * 28 + "0001" in err
+    )
     assert "nothing was sent" in err
     assert not (tmp_path / "run" / "journal.sqlite3").exists()
 
@@ -242,4 +247,4 @@ def test_version_and_short_help() -> None:
         assert "TENCENTCLOUD_SECRET_ID" in shown and "TENCENTCLOUD_SECRET_KEY" in shown, command
         flag = next(line for line in shown.splitlines() if "--no-verify" in line or "--emulator" in line)
         assert "bool" not in flag.lower(), flag  # flags have no type column
-        assert "[default: 20; rerun: recorded]" in " ".join(shown.split()) or command == "plan" and "--rate" in shown
+        assert "[default: 20; rerun: recorded]" in " ".join(shown.split()) or (command == "plan" and "--rate" in shown)

@@ -359,3 +359,40 @@ def test_a_rehearsal_rerun_continues_in_the_world_the_rehearsal_left(tmp_path: P
     assert not second.reports.live_state_differs
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     assert summary["verification"]["succeeded_but_live_state_differs"] == []
+
+
+def test_ctrl_c_is_acknowledged_at_once_and_the_drain_is_bounded_by_the_timeout(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """Ctrl-C while requests hang: within 1 s the run says it is stopping and how many requests are in flight; it
+    then waits no longer than the request timeout for them (no second Ctrl-C) and exits 130 with its reports; the
+    progress lines off a terminal carry a UTC timestamp, done/total, rate and ETA."""
+    import re
+    import selectors
+
+    world, rows = world_and_rows(6, faults={"hang_seconds": 60, "probabilities": {"hang": 1.0}})
+    server = threaded_emulator(world)
+    run_dir = tmp_path / "run"
+    mapping = write_mapping(tmp_path / "m.csv", rows[:-2])
+    command = ["run", str(mapping), "--endpoint", server.base_url, "--out", str(run_dir), "--timeout", "3"]
+    with cli(*command, env=cli_env(tmp_path)) as proc:
+        wait_for_attempts(run_dir, 6)
+        proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        assert proc.stderr is not None
+        picker = selectors.DefaultSelector()
+        picker.register(proc.stderr, selectors.EVENT_READ)
+        acknowledged = ""
+        while not acknowledged and time.monotonic() - signalled < 1.0:
+            if picker.select(timeout=0.05):
+                line = proc.stderr.readline()
+                acknowledged = line if line.startswith("stopping:") else ""
+        picker.close()
+        assert acknowledged.startswith("stopping: 6 request(s) in flight"), acknowledged
+        _out, err = proc.communicate(timeout=30)
+    assert time.monotonic() - signalled < 3 + 1 + 3  # the timeout, the bound's second, and the reports
+    assert proc.returncode == 130, err
+    assert (run_dir / "report.csv").is_file() and (run_dir / "summary.md").is_file()
+    progress = [line for line in err.splitlines() if re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  ", line)]
+    assert progress, err
+    assert re.search(r"  \d+/6 rows \(\d+\.\d%\)  \d+\.\d rows/s  ETA ", progress[-1]), progress[-1]
