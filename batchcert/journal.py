@@ -109,8 +109,12 @@ class ReportRecord:
 
 @dataclass(frozen=True)
 class FailedAttempt:
-    """An attempt that did not succeed, for the workbook's Errors sheet."""
+    """A line of the workbook's Errors sheet. `kind`: "final" (why a row is not done), "final (pre-flight)" (the
+    same, found by the read before sending: nothing was sent), "pre-flight" (what that read found on a row it did
+    not send: already at the target), "transient" (a failed request of a row that ended done, or a failed read),
+    "attempt" (a failed request of a row not done: its history). Final lines come first."""
 
+    kind: str
     row: int | None
     action: str
     sent_at: str
@@ -662,13 +666,38 @@ class Journal:
         return by_action, by_code
 
     def failed_attempts(self) -> Iterator[FailedAttempt]:
-        """Every attempt that did not succeed, in sending order, streamed."""
-        for values in self._db.execute(
-            "SELECT row_number, action, sent_at, code, message, request_id, latency_ms FROM attempts "
-            "WHERE code IS NULL OR code != 'OK' ORDER BY id"
+        """The Errors sheet, streamed: each row not done with its final error (mapping order), the pre-flight's
+        findings, then every request that did not succeed (sending order) marked transient or not."""
+        modified = self.modified_rows()
+        for n, outcome, code, message, rid, finished in self._db.execute(
+            "SELECT row_number, outcome, error_code, error_message, request_id, finished_at FROM rows "
+            "WHERE outcome IN ('terminal', 'retryable', 'not_attempted', 'invalid', 'unchanged') "
+            "AND duplicate_of IS NULL ORDER BY outcome = 'unchanged', row_number"
         ):
-            n, action, sent_at, code, message, rid, latency = values
-            yield FailedAttempt(n, action, iso_utc(sent_at), code or "in flight", message, rid, latency)
+            if outcome == Outcome.UNCHANGED.value:
+                kind = "pre-flight"
+            else:
+                kind = "final" if n in modified or outcome != Outcome.TERMINAL.value else "final (pre-flight)"
+            yield FailedAttempt(kind, n, "", iso_utc(finished), code or outcome, message, rid, None)
+        done = (Outcome.SUCCEEDED.value, Outcome.UNCHANGED.value)
+        for values in self._db.execute(
+            "SELECT a.row_number, a.action, a.sent_at, a.code, a.message, a.request_id, a.latency_ms, r.outcome "
+            "FROM attempts a LEFT JOIN rows r ON r.row_number = a.row_number "
+            "WHERE a.code IS NULL OR a.code != 'OK' ORDER BY a.id"
+        ):
+            n, action, sent_at, code, message, rid, latency, outcome = values
+            kind = "transient" if outcome is None or outcome in done or action != "ModifyCertificate" else "attempt"
+            yield FailedAttempt(kind, n, action, iso_utc(sent_at), code or "in flight", message, rid, latency)
+
+    def transient_error_counts(self) -> dict[str, int]:
+        """Failed requests the run got past (their row ended done), by code, most frequent first."""
+        return dict(
+            self._db.execute(
+                "SELECT a.code, COUNT(*) FROM attempts a JOIN rows r ON r.row_number = a.row_number "
+                "WHERE a.action = 'ModifyCertificate' AND a.code != 'OK' AND r.outcome IN ('succeeded', 'unchanged') "
+                "GROUP BY a.code ORDER BY COUNT(*) DESC, a.code"
+            ).fetchall()
+        )
 
     def attempt_records(self) -> list[dict[str, Any]]:
         cur = self._db.execute(

@@ -269,7 +269,9 @@ def _write_reports(journal: Journal, run_dir: Path, notes: tuple[str, ...]) -> R
                     if undo is not None:
                         rollback_csv.write(undo)
         by_action, answers = journal.request_counts()
-        summary = _summary(facts, tally, by_action, answers, journal.sessions(), journal.run_dir)
+        summary = _summary(
+            facts, tally, by_action, answers, journal.sessions(), journal.run_dir, journal.transient_error_counts()
+        )
         restored = facts.get("intents_restored", "")
         summary["journal_warnings"] = [*notes, *([f"the journal lost records: {restored}"] if restored else [])]
         book.close(summary, journal.failed_attempts())
@@ -335,6 +337,7 @@ def _summary(
     answers: dict[str, int],
     sessions: list[dict[str, Any]],
     run_dir: Path,
+    transient: dict[str, int],
 ) -> dict[str, Any]:
     started = sessions[0]["started_at"] if sessions else None
     finished = sessions[-1]["finished_at"] if sessions else None
@@ -352,6 +355,8 @@ def _summary(
         "rows": tally.rows,
         "counts": counts,
         "error_codes": dict(tally.codes.most_common()),
+        #: failed requests of rows that ended done (retried past), by code: not in error_codes
+        "transient_errors": transient,
         # an unknown code is terminal (never retried blindly); naming it lets the table grow by one line
         "codes_not_in_table": sorted(
             c for c in tally.codes if not classify.in_table(c) and not c.startswith("Preflight")
@@ -440,6 +445,9 @@ def _markdown(summary: dict[str, Any]) -> str:
     if summary["error_codes"]:
         lines += ["", "| error code | rows |", "|---|---:|"]
         lines += [f"| {k} | {v} |" for k, v in summary["error_codes"].items()]
+    if summary["transient_errors"]:
+        got_past = ", ".join(f"{k} {v}" for k, v in summary["transient_errors"].items())
+        lines += ["", f"Transient errors the run got past (retried; not in the table above): {got_past}"]
     if summary["codes_not_in_table"]:
         codes = ", ".join(f"`{c}`" for c in summary["codes_not_in_table"])
         lines += [
@@ -478,6 +486,31 @@ def next_steps(run_dir: Path, counts: dict[str, int]) -> list[str]:
     return steps
 
 
+#: report.xlsx column widths (characters) so that ids and timestamps show whole; others get 14
+COLUMN_WIDTHS = {
+    "row": 7,
+    "listener_id": 22,
+    "domain": 30,
+    "certificate_id": 16,
+    "client_certificate_id": 18,
+    "poly_client_certificate_ids": 28,
+    "outcome": 14,
+    "error_code": 34,
+    "error_message": 60,
+    "attempts": 9,
+    "request_id": 38,
+    "request_ids": 40,
+    "started_at": 25,
+    "finished_at": 25,
+    "duplicate_of": 12,
+    "previous_certificate_id": 22,
+    "previous_client_certificate_ids": 28,
+    "verified_certificate_id": 22,
+    "verified": 10,
+}
+ERRORS_COLUMN_WIDTHS = {"kind": 18, "row": 7, "action": 24, "at": 25, "code": 40, "message": 70, "request_id": 38}
+
+
 class _Workbook:
     """report.xlsx written as the rows stream past (xlsxwriter's constant_memory mode: each row goes to disk when
     the next begins): Summary (with a chart), Rows (filterable, colour-coded, header frozen), Errors."""
@@ -500,6 +533,9 @@ class _Workbook:
         self._header = list(header)
         for c, name in enumerate(header):
             self._put(self._rows_ws, 0, c, name, self._bold)
+            self._rows_ws.set_column(c, c, COLUMN_WIDTHS.get(name, 14))
+        #: `verified` is written as a real boolean (TRUE/FALSE) where it is one
+        self._verified_col = self._header.index("verified")
         self._rows = 0
 
     def _put(self, sheet: Any, r: int, c: int, value: Any, fmt: Any = None) -> None:
@@ -518,7 +554,9 @@ class _Workbook:
         self._rows += 1
         r, write_string = self._rows, self._rows_ws.write_string
         for c, value in enumerate(line):
-            if (
+            if c == self._verified_col and value in ("true", "false"):
+                self._rows_ws.write_boolean(r, c, value == "true")
+            elif (
                 type(value) is str
                 and value
                 and not value.startswith(FORMULA_PREFIXES)
@@ -557,16 +595,25 @@ class _Workbook:
         ws, bold = self._summary_ws, self._bold
         ws.set_column(0, 0, 24)
         ws.set_column(1, 1, 70)
+        settings = ", ".join(f"{k} {v}" for k, v in summary["settings"].items() if k != "endpoint")
         top = [
+            ("Run by", f"{summary['operator']} with batchcert {summary['batchcert_version']}"),
             ("Mapping", summary["mapping"]),
             ("Mapping sha256", summary["mapping_sha256"]),
+            ("Sheet", summary["sheet"] or "(CSV)"),
+            ("Encoding", summary["encoding"]),
+            ("Settings", settings or "none recorded"),
             ("Endpoint", summary["endpoint"]),
             ("SecretId", summary["secret_id"]),
             ("Started", summary["started_at"]),
             ("Finished", summary["finished_at"]),
             ("Rows", summary["rows"]),
             ("Verified after the run", summary["verification"]["verified"]),
+            ("Transient errors got past", sum(summary["transient_errors"].values())),
+            *(("Next step", step) for step in summary["next_steps"]),
         ]
+        if summary["interrupted"]:
+            top.insert(0, ("INTERRUPTED", "the last session was interrupted: rows not attempted are listed below"))
         if summary["verification"]["succeeded_but_live_state_differs"]:
             differs = ", ".join(str(r) for r in summary["verification"]["succeeded_but_live_state_differs"])
             top.insert(0, ("WARNING", f"rows {differs} succeeded but the live state shows something else"))
@@ -599,14 +646,17 @@ class _Workbook:
             ws.write_number(codes_at + i, 1, v)
 
     def _write_errors(self, failed: Iterable[FailedAttempt]) -> None:
-        """Every attempt that did not succeed."""
+        """Why rows are not done (final errors first), the pre-flight's findings, then every failed request with
+        `kind` saying whether the run got past it (transient)."""
         ws = self._errors_ws
-        headers = ["row", "action", "sent_at", "code", "message", "request_id", "latency_ms"]
+        headers = ["kind", "row", "action", "at", "code", "message", "request_id", "latency_ms"]
         for c, name in enumerate(headers):
             ws.write_string(0, c, name, self._bold)
+            ws.set_column(c, c, ERRORS_COLUMN_WIDTHS.get(name, 14))
         r = 0
         for r, a in enumerate(failed, start=1):
-            for c, value in enumerate((a.row, a.action, a.sent_at, a.code, a.message, a.request_id, a.latency_ms)):
+            line = (a.kind, a.row, a.action, a.sent_at, a.code, a.message, a.request_id, a.latency_ms)
+            for c, value in enumerate(line):
                 self._put(ws, r, c, value)
         ws.freeze_panes(1, 0)
         ws.autofilter(0, 0, max(r, 1), len(headers) - 1)

@@ -235,7 +235,8 @@ def test_workbook_has_summary_chart_filterable_rows_and_errors(
     assert notes == ['=HYPERLINK("http://x")', "@cmd"]
     assert all(c.data_type == "s" and c.quotePrefix for c in rows_ws[note_column][1:])
     errors = list(book["Errors"].iter_rows(values_only=True))
-    assert errors[1][3] == "InvalidParameterValue.CertificateNotMatchDomain"
+    assert errors[0][:5] == ("kind", "row", "action", "at", "code")
+    assert errors[1][0] == "final" and errors[1][4] == "InvalidParameterValue.CertificateNotMatchDomain"
 
 
 def test_probabilistic_faults_still_end_right(
