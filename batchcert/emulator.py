@@ -1,36 +1,70 @@
-"""An emulator of the GAAP API (`ModifyCertificate`, `DescribeRules`, `DescribeHTTPSListeners`) as an aiohttp.web app.
+"""An emulator of the GAAP API as an aiohttp.web app: the writes `ModifyCertificate` (a domain's certificates) and
+`ModifyHTTPSListenerAttribute` (a listener's own certificates), the reads `DescribeRules`, `DescribeHTTPSListeners`,
+`DescribeHTTPListeners`, `DescribeProxies`, `DescribeProxyGroupList` and `DescribeCertificates` (the estate an
+inventory reads; docs/gaap-api.md, "Inventory and listener certificates").
 
 Faithful where a bulk run can tell (docs/gaap-api.md, all sections): TC3 signatures, the per-(SecretId, action) limit in
-a sliding 1 s window of admitted requests with the real throttle message, changes as asynchronous listener tasks
-(`FailedOperation.ListenerHasTask`), the service's validation codes, HTTP 200 with `Content-Type: application/json`
-exactly for API errors, and the response shapes the official SDK deserializes. It keeps a ledger of applied
-changes and injects faults on demand. Test hooks live under `/_emulator/` (never part of the real API).
+a sliding 1 s window of admitted requests with the real throttle message (every action, reads included), changes as
+asynchronous listener tasks (`FailedOperation.ListenerHasTask`), the service's validation codes, paging with each
+action's maximum `Limit`, HTTP 200 with `Content-Type: application/json` exactly for API errors, and the response
+shapes the official SDK deserializes. It keeps a ledger of applied changes and injects faults on demand. Test hooks
+live under `/_emulator/` (never part of the real API).
 
-The world file is a contract other tools write:
+The world file is a contract other tools write (every key but `listeners` and `certificates` is optional):
 ```
 {"credentials": {"<SecretId>": "<SecretKey>"},              optional; demo credentials are used (and printed) if absent
  "rate_limit": 20, "task_seconds": 0.3, "latency_ms": 20,    optional; latency_ms may be [min, max]
- "listeners": {"listener-…": {"proxy_version": "3.0", "proxy_status": "RUNNING", "certificate_id": "cert-…",
+ "proxies": {"link-…": {"name": "…", "status": "RUNNING", "version": "3.0", "group_id": null}},
+ "groups": {"lg-…": {"name": "…", "status": "RUNNING", "version": "3.0"}},
+ "listeners": {"listener-…": {"proxy_id": "link-…", "certificate_id": "cert-…",
+     "protocol": "HTTPS", "port": 443, "name": "…", "auth_type": 0, "client_certificate_ids": [],
+     "forward_protocol": "HTTP",
      "domains": {"www.example.com": {"certificate_id": "cert-…", "client_certificate_id": null,
                                      "poly_client_certificate_ids": [], "status": 0}}}},
- "certificates": {"cert-…": {"type": 2, "domains": ["*.example.com", "example.com"]}},
+ "certificates": {"cert-…": {"type": 2, "domains": ["*.example.com", "example.com"], "name": "…",
+                             "subject_cn": "*.example.com", "issuer_cn": "…",
+                             "begin_time": "2025-01-01T00:00:00Z", "end_time": 1767225600, "expires_in_days": 30}},
  "faults": {"seed": 1, "hang_seconds": 30, "probabilities": {"InternalError": 0.1, ...},
-            "domains": {"www.example.com": [{"kind": "InternalError", "times": 2}, {"kind": "changing", "seconds": 1}]}},
+            "domains": {"www.example.com": [{"kind": "InternalError", "times": 2}, {"kind": "changing", "seconds": 1}]},
+            "listeners": {"listener-…": [{"kind": "task_fail"}]}},
  "competing_rate": 0,                                          optional; requests/s another client spends of each limit
  "clock_offset_s": 0}                                         optional; the server clock runs this far ahead
 ```
+Connections. A listener sits on a proxy (`proxy_id`, a key of `proxies`) or on a proxy group (`group_id`, a key of
+`groups`), never both; a proxy in a group (`group_id`) has no listeners of its own. A listener naming neither (every
+world written before proxies existed) gets a proxy of its own, synthesized on load as `link-<listener id without
+"listener-">` (suffixed `-2`, `-3`… on a clash), whose version and status are that listener's `"proxy_version"`
+(default "3.0") and `"proxy_status"` (default RUNNING; anything else: the connection is closed); to_dict writes such
+listeners back as they were. A listener naming a proxy or group takes version and status from it, and may not carry
+`proxy_version`/`proxy_status` itself. `protocol` is HTTPS (default), HTTP, TCP or UDP: only HTTPS listeners take the
+certificate actions and appear in DescribeHTTPSListeners (a listener of another protocol answers there as a missing
+one), HTTP ones appear in DescribeHTTPListeners, TCP/UDP ones have no domains. `name` defaults to the listener id,
+`port` to 443, `auth_type` to 0 (one-way; 1 mutual), `client_certificate_ids` (the listener's own client CAs) to [].
+Order of every listing: the world file's order (synthesized proxies after the named ones).
+
+Certificates. Times are unix seconds or ISO 8601 strings (UTC when no offset is given); to_dict writes unix seconds.
+`expires_in_days` (may be negative: expired) sets `end_time` relative to the emulator's wall clock when it starts.
+Without `end_time`/`expires_in_days` a certificate ends 365 days after that start; without `begin_time` it begins 365
+days before its end — so an unmodified world always reads valid, and tests write expired ones explicitly. `name`
+(CertificateName/CertificateAlias) defaults to the id, `subject_cn` to the first of `domains` (else the id), `issuer_cn`
+to "batchcert emulator CA". `type`: 0 basic auth, 1 client CA, 2 server SSL, 3 origin CA, 4 proxy SSL.
+
 Fault kinds: `InternalError`, `http502`, `reset`, `hang` (no answer, nothing applied), `apply_then_hang` (applied, no
-answer), `changing` (the domain reports DomainStatus 1 for `seconds`), `ListenerHasTask` (the listener stays busy
-for `seconds`; < 0 until released through `/_emulator/release`), `task_fail` (accepted, DomainStatus 1 during the
-task, then rolled back), `code` (answers `{"code": "FailedOperation.…"}`). `faults.storms`: [[start_s, seconds], …]
-after start during which every request is throttled.
+answer), `changing` (the domain reports DomainStatus 1 for `seconds`; at listener scope the listener reads
+ListenerStatus 4 and refuses changes for `seconds`), `ListenerHasTask` (the listener stays busy for `seconds`; < 0 until
+released through `/_emulator/release`), `task_fail` (accepted, DomainStatus 1 / ListenerStatus 4 during the task, then
+rolled back), `code` (answers `{"code": "FailedOperation.…"}`). `faults.domains` scripts ModifyCertificate per domain,
+`faults.listeners` scripts ModifyHTTPSListenerAttribute per listener; `faults.probabilities` draw for both writes.
+`faults.storms`: [[start_s, seconds], …] after start during which every request is throttled.
 
 Per listener: `"denied_actions": ["ModifyCertificate"]` (CAM denies this credential those actions there:
-AuthFailure.UnauthorizedOperation), `"task_seconds"` (its own task time), `"proxy_status"` (not RUNNING: the
-connection is closed). World: `"missing_listener_code": "InvalidParameter"` answers a missing listener as
-"ListenerId(…) Not Exist." A domain on its listener's client CA reads `ClientCertificateId: "default"` and
-`PolyClientCertificateAliasInfo: [{"CertificateId": "default", …}]`; a change naming no client CA on a mutual-TLS
-domain resets its client CAs (the adversarial reading).
+AuthFailure.UnauthorizedOperation), `"task_seconds"` (its own task time). World: `"missing_listener_code":
+"InvalidParameter"` answers a missing listener as "ListenerId(…) Not Exist." A domain on its listener's client CA reads
+`ClientCertificateId: "default"` and `PolyClientCertificateAliasInfo: [{"CertificateId": "default", …}]`; a change
+naming no client CA on a mutual-TLS domain resets its client CAs (the adversarial reading). A domain whose certificate
+is `default` keeps reading `default` in DescribeRules while its effective certificate follows the listener's
+(`World.effective_certificates`). The ledger records domain changes (`scope` "domain") and listener changes (`scope`
+"listener", `domain` "").
 """
 
 from __future__ import annotations
@@ -49,6 +83,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -82,6 +117,26 @@ FAULT_KINDS = (
     "code",
 )
 _MODIFY_PARAMS = {"ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds"}
+
+# Actions beyond batchcert.model's three (docs/gaap-api.md, "Inventory and listener certificates").
+ACTION_MODIFY_LISTENER = "ModifyHTTPSListenerAttribute"
+ACTION_DESCRIBE_HTTP_LISTENERS = "DescribeHTTPListeners"
+ACTION_DESCRIBE_PROXIES = "DescribeProxies"
+ACTION_DESCRIBE_GROUPS = "DescribeProxyGroupList"
+ACTION_DESCRIBE_CERTIFICATES = "DescribeCertificates"
+
+#: the page size when a request gives no Limit (every paged action documents 20)
+DEFAULT_LIMIT = 20
+#: the largest Limit each paged action accepts; above it answers InvalidParameterValue (docs/gaap-api.md, "Inventory
+#: and listener certificates"): DescribeProxies and DescribeProxyGroupList document 100; the listener and certificate
+#: listings document none, and 50 is what the Terraform provider pages them with (known to be accepted)
+MAX_LIMIT = {
+    ACTION_DESCRIBE_PROXIES: 100,
+    ACTION_DESCRIBE_GROUPS: 100,
+    ACTION_DESCRIBE_LISTENERS: 50,
+    ACTION_DESCRIBE_HTTP_LISTENERS: 50,
+    ACTION_DESCRIBE_CERTIFICATES: 50,
+}
 _LISTENER_FILTERS = {
     "ProxyId",
     "GroupId",
@@ -91,7 +146,39 @@ _LISTENER_FILTERS = {
     "Offset",
     "Limit",
     "SearchValue",
+    "Http3Supported",
 }
+_MODIFY_LISTENER_PARAMS = {
+    "ListenerId",
+    "ProxyId",
+    "ListenerName",
+    "ForwardProtocol",
+    "CertificateId",
+    "ClientCertificateId",
+    "PolyClientCertificateIds",
+}
+_PROXIES_PARAMS = {
+    "InstanceIds",
+    "ProxyIds",
+    "Offset",
+    "Limit",
+    "Filters",
+    "TagSet",
+    "Independent",
+    "Order",
+    "OrderField",
+}
+#: DescribeProxies filter names (py-sdk models.py, DescribeProxiesRequest.Filters); GroupId and ProjectId are applied
+_PROXY_FILTER_NAMES = {"ProjectId", "AccessRegion", "RealServerRegion", "GroupId", "IPAddressVersion", "PackageType"}
+_GROUPS_PARAMS = {"Offset", "Limit", "ProjectId", "Filters", "TagSet"}
+_CERTIFICATES_PARAMS = {"CertificateType", "Offset", "Limit"}
+PROTOCOLS = ("HTTPS", "HTTP", "TCP", "UDP")
+#: CertificateType values (CN docs 36977): 0 basic auth, 1 client CA, 2 server SSL, 3 origin CA, 4 proxy SSL
+CERTIFICATE_TYPES = (0, 1, 2, 3, 4)
+#: the validity a certificate has when the world gives none, around the emulator's start (see the module docstring)
+DEFAULT_VALIDITY_S = 365 * 86400
+#: a fixed creation time for everything the world does not date (2019-02-25, the signing docs' example)
+CREATED_AT = 1551113065
 
 
 #: scripted fault kinds that act on a change once it is applied (a refused attempt does not use them up)
@@ -118,7 +205,39 @@ class DomainState:
 
 
 @dataclass
+class ProxyState:
+    """A proxy (GAAP "connection", `link-…`). `owner` is set on a proxy synthesized for a listener that names none: its
+    version and status are then that listener's `proxy_version`/`proxy_status`, and to_dict does not write it."""
+
+    name: str = ""
+    status: str = "RUNNING"
+    version: str = "3.0"
+    group_id: str | None = None
+    owner: str | None = None
+
+
+@dataclass
+class GroupState:
+    """A proxy group (`lg-…`)."""
+
+    name: str = ""
+    status: str = "RUNNING"
+    version: str = "3.0"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What a listener sits on, as its writes are checked: a proxy or a group, with its version and status."""
+
+    kind: str  # "proxy" or "group"
+    id: str
+    version: str
+    status: str
+
+
+@dataclass
 class ListenerState:
+    #: version and status of the listener's own synthesized proxy (when it names no proxy or group)
     proxy_version: str = "3.0"
     proxy_status: str = "RUNNING"
     certificate_id: str = ""
@@ -129,12 +248,56 @@ class ListenerState:
     denied_actions: list[str] = field(default_factory=list)
     #: this listener's task time, when it differs from the world's
     task_seconds: float | None = None
+    #: the proxy or the group the listener sits on (None and None: a proxy is synthesized for it, `World.attach`)
+    proxy_id: str | None = None
+    group_id: str | None = None
+    protocol: str = "HTTPS"
+    port: int = 443
+    #: ListenerName; "" reads as the listener id
+    name: str = ""
+    #: 0 one-way, 1 mutual authentication
+    auth_type: int = 0
+    #: the listener's own client CAs (ClientCertificateId / PolyClientCertificateAliasInfo of DescribeHTTPSListeners)
+    client_certificate_ids: list[str] = field(default_factory=list)
+    forward_protocol: str = "HTTP"
 
 
 @dataclass
 class Certificate:
+    """A certificate. Unset times (None) are placed around the emulator's start (`validity`)."""
+
     type: int
     domains: list[str]
+    name: str = ""
+    subject_cn: str = ""
+    issuer_cn: str = ""
+    begin_time: int | None = None
+    end_time: int | None = None
+    #: end_time relative to the emulator's start, in days (negative: expired)
+    expires_in_days: float | None = None
+
+    def validity(self, epoch: float) -> tuple[int, int]:
+        """(BeginTime, EndTime) in unix seconds, for an emulator that started at wall time `epoch`."""
+        if self.end_time is not None:
+            end = self.end_time
+        elif self.expires_in_days is not None:
+            end = int(epoch + self.expires_in_days * 86400)
+        elif self.begin_time is not None:
+            end = self.begin_time + DEFAULT_VALIDITY_S
+        else:
+            end = int(epoch) + DEFAULT_VALIDITY_S
+        begin = self.begin_time if self.begin_time is not None else end - DEFAULT_VALIDITY_S
+        return begin, end
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type, "domains": list(self.domains)}
+        for key in ("name", "subject_cn", "issuer_cn"):
+            if getattr(self, key):
+                data[key] = getattr(self, key)
+        for key in ("begin_time", "end_time", "expires_in_days"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return data
 
 
 @dataclass
@@ -142,8 +305,11 @@ class Faults:
     seed: int = 0
     hang_seconds: float = 30.0
     probabilities: dict[str, float] = field(default_factory=dict)
+    #: scripted faults of ModifyCertificate, by domain
     domains: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     storms: list[tuple[float, float]] = field(default_factory=list)
+    #: scripted faults of ModifyHTTPSListenerAttribute, by listener
+    listeners: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,6 +327,8 @@ class World:
     clock_offset_s: float = 0.0
     #: how a missing listener is answered: `ResourceNotFound`, or `InvalidParameter` ("ListenerId(…) Not Exist.")
     missing_listener_code: str = "ResourceNotFound"
+    proxies: dict[str, ProxyState] = field(default_factory=dict)
+    groups: dict[str, GroupState] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any) -> World:
@@ -172,32 +340,186 @@ class World:
                 f"world file does not follow the world contract: {exc!r} — see batchcert.emulator"
             ) from None
 
+    def attach(self, listener_id: str) -> ListenerState:
+        """The listener, given a proxy of its own (`link-…`, see the module docstring) when it names neither a proxy
+        nor a group — listeners of older worlds, or added after loading."""
+        listener = self.listeners[listener_id]
+        if listener.proxy_id is None and listener.group_id is None:
+            base = "link-" + listener_id.removeprefix("listener-")
+            proxy_id, n = base, 1
+            while proxy_id in self.proxies:
+                n += 1
+                proxy_id = f"{base}-{n}"
+            self.proxies[proxy_id] = ProxyState(name=proxy_id, owner=listener_id)
+            listener.proxy_id = proxy_id
+        return listener
+
+    def attach_all(self) -> None:
+        """Synthesize the proxy of every listener that names none (idempotent)."""
+        for listener_id in self.listeners:
+            self.attach(listener_id)
+
+    def connection(self, listener_id: str) -> Connection:
+        """The proxy or group `listener_id` sits on, with the version and status its writes are checked against."""
+        listener = self.attach(listener_id)
+        if listener.group_id is not None:
+            group = self.groups[listener.group_id]
+            return Connection("group", listener.group_id, group.version, group.status)
+        assert listener.proxy_id is not None  # attach() gave it one
+        proxy = self.proxies[listener.proxy_id]
+        if proxy.owner is not None:
+            return Connection("proxy", listener.proxy_id, listener.proxy_version, listener.proxy_status)
+        return Connection("proxy", listener.proxy_id, proxy.version, proxy.status)
+
+    def proxy_view(self, proxy_id: str) -> tuple[str, str]:
+        """(version, status) of a proxy as DescribeProxies reads it (a synthesized one: its listener's)."""
+        proxy = self.proxies[proxy_id]
+        owner = self.listeners.get(proxy.owner) if proxy.owner is not None else None
+        return (owner.proxy_version, owner.proxy_status) if owner is not None else (proxy.version, proxy.status)
+
+    def effective_certificates(self, listener_id: str, domain: str) -> tuple[str, tuple[str, ...]]:
+        """(server certificate, client CAs) a domain serves with: a domain on `default` follows its listener's."""
+        listener = self.listeners[listener_id]
+        state = listener.domains[domain]
+        server = listener.certificate_id if state.certificate_id == DEFAULT_CERTIFICATE else state.certificate_id
+        own = [c for c in state.poly_client_certificate_ids or [state.client_certificate_id or ""] if c]
+        if not own or own == [DEFAULT_CERTIFICATE]:
+            return server, tuple(listener.client_certificate_ids)
+        return server, tuple(own)
+
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON shape of the current state (busy timers and faults excluded)."""
+        """The contract's JSON shape of the current state (busy timers and faults excluded). Synthesized proxies are
+        not written: their listeners keep `proxy_version`/`proxy_status` as before."""
         return {
             "credentials": dict(self.credentials),
             "rate_limit": self.rate_limit,
             "task_seconds": self.task_seconds,
             "latency_ms": list(self.latency_ms),
-            "listeners": {
-                lid: {
-                    "proxy_version": ls.proxy_version,
-                    "proxy_status": ls.proxy_status,
-                    "certificate_id": ls.certificate_id,
-                    "domains": {
-                        name: {
-                            "certificate_id": d.certificate_id,
-                            "client_certificate_id": d.client_certificate_id,
-                            "poly_client_certificate_ids": list(d.poly_client_certificate_ids),
-                            "status": d.status,
-                        }
-                        for name, d in ls.domains.items()
-                    },
-                }
-                for lid, ls in self.listeners.items()
+            "proxies": {
+                pid: {"name": p.name, "status": p.status, "version": p.version, "group_id": p.group_id}
+                for pid, p in self.proxies.items()
+                if p.owner is None
             },
-            "certificates": {cid: {"type": c.type, "domains": list(c.domains)} for cid, c in self.certificates.items()},
+            "groups": {
+                gid: {"name": g.name, "status": g.status, "version": g.version} for gid, g in self.groups.items()
+            },
+            "listeners": {lid: self._listener_dict(lid, ls) for lid, ls in self.listeners.items()},
+            "certificates": {cid: c.to_dict() for cid, c in self.certificates.items()},
         }
+
+    def _listener_dict(self, listener_id: str, ls: ListenerState) -> dict[str, Any]:
+        own_proxy = ls.group_id is None and (ls.proxy_id is None or self.proxies[ls.proxy_id].owner == listener_id)
+        data: dict[str, Any] = (
+            {"proxy_version": ls.proxy_version, "proxy_status": ls.proxy_status}
+            if own_proxy
+            else {"group_id": ls.group_id}
+            if ls.group_id is not None
+            else {"proxy_id": ls.proxy_id}
+        )
+        data |= {
+            "certificate_id": ls.certificate_id,
+            "protocol": ls.protocol,
+            "port": ls.port,
+            "auth_type": ls.auth_type,
+            "client_certificate_ids": list(ls.client_certificate_ids),
+            "forward_protocol": ls.forward_protocol,
+        }
+        if ls.name:
+            data["name"] = ls.name
+        data["domains"] = {
+            name: {
+                "certificate_id": d.certificate_id,
+                "client_certificate_id": d.client_certificate_id,
+                "poly_client_certificate_ids": list(d.poly_client_certificate_ids),
+                "status": d.status,
+            }
+            for name, d in ls.domains.items()
+        }
+        return data
+
+
+def _unix_seconds(value: Any, key: str) -> int:
+    """A world time: unix seconds, or an ISO 8601 string (UTC when it carries no offset)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{key} must be unix seconds or an ISO 8601 string")
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp())
+    raise TypeError(f"{key} must be unix seconds or an ISO 8601 string, not {value!r}")
+
+
+def _certificate_from_dict(cid: str, c: dict[str, Any]) -> Certificate:
+    times = {key: _unix_seconds(c[key], f"certificate {cid}: {key}") for key in ("begin_time", "end_time") if key in c}
+    expires = c.get("expires_in_days")
+    if expires is not None and "end_time" in c:
+        raise ValueError(f"certificate {cid}: give end_time or expires_in_days, not both")
+    return Certificate(
+        type=int(c["type"]),
+        domains=[str(x) for x in c.get("domains", [])],
+        name=str(c.get("name") or ""),
+        subject_cn=str(c.get("subject_cn") or ""),
+        issuer_cn=str(c.get("issuer_cn") or ""),
+        begin_time=times.get("begin_time"),
+        end_time=times.get("end_time"),
+        expires_in_days=float(expires) if expires is not None else None,
+    )
+
+
+def _listener_from_dict(lid: str, spec: dict[str, Any], data: dict[str, Any]) -> ListenerState:
+    domains = {
+        name: DomainState(
+            certificate_id=str(d.get("certificate_id") or DEFAULT_CERTIFICATE),
+            client_certificate_id=d.get("client_certificate_id"),
+            poly_client_certificate_ids=[str(x) for x in d.get("poly_client_certificate_ids") or []],
+            status=int(d.get("status", 0)),
+        )
+        for name, d in dict(spec.get("domains", {})).items()
+    }
+    proxy_id, group_id = spec.get("proxy_id"), spec.get("group_id")
+    if proxy_id is not None and group_id is not None:
+        raise ValueError(f"listener {lid} names both proxy_id and group_id — a listener sits on one of them")
+    if (proxy_id is not None or group_id is not None) and ("proxy_version" in spec or "proxy_status" in spec):
+        raise ValueError(
+            f"listener {lid} names a proxy or group and also proxy_version/proxy_status — give those on the proxy"
+        )
+    if proxy_id is not None:
+        proxy = dict(data.get("proxies") or {}).get(proxy_id)
+        if proxy is None:
+            raise ValueError(f"listener {lid}: proxy_id {proxy_id!r} is not in proxies")
+        if proxy.get("group_id") is not None:
+            raise ValueError(
+                f"listener {lid}: proxy {proxy_id} belongs to group {proxy['group_id']} — give the listener group_id"
+            )
+    if group_id is not None and group_id not in dict(data.get("groups") or {}):
+        raise ValueError(f"listener {lid}: group_id {group_id!r} is not in groups")
+    protocol = str(spec.get("protocol", "HTTPS")).upper()
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"listener {lid}: protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if protocol in ("TCP", "UDP") and domains:
+        raise ValueError(f"listener {lid}: a {protocol} listener has no domains")
+    auth_type = int(spec.get("auth_type", 0))
+    if auth_type not in (0, 1):
+        raise ValueError(f"listener {lid}: auth_type must be 0 (one-way) or 1 (mutual)")
+    return ListenerState(
+        proxy_version=str(spec.get("proxy_version", "3.0")),
+        proxy_status=str(spec.get("proxy_status", "RUNNING")),
+        certificate_id=str(spec.get("certificate_id", "")),
+        domains=domains,
+        denied_actions=[str(a) for a in spec.get("denied_actions", [])],
+        task_seconds=float(spec["task_seconds"]) if spec.get("task_seconds") is not None else None,
+        proxy_id=str(proxy_id) if proxy_id is not None else None,
+        group_id=str(group_id) if group_id is not None else None,
+        protocol=protocol,
+        port=int(spec.get("port", 443)),
+        name=str(spec.get("name") or ""),
+        auth_type=auth_type,
+        client_certificate_ids=[str(x) for x in spec.get("client_certificate_ids") or []],
+        forward_protocol=str(spec.get("forward_protocol", "HTTP")),
+    )
 
 
 def _world_from_dict(data: Any) -> World:
@@ -205,28 +527,29 @@ def _world_from_dict(data: Any) -> World:
         raise TypeError("the world must be a JSON object")
     latency = data.get("latency_ms", 20)
     lo, hi = (float(latency[0]), float(latency[1])) if isinstance(latency, list) else (float(latency), float(latency))
-    listeners = {}
-    for lid, spec in dict(data.get("listeners", {})).items():
-        domains = {
-            name: DomainState(
-                certificate_id=str(d.get("certificate_id") or DEFAULT_CERTIFICATE),
-                client_certificate_id=d.get("client_certificate_id"),
-                poly_client_certificate_ids=[str(x) for x in d.get("poly_client_certificate_ids") or []],
-                status=int(d.get("status", 0)),
-            )
-            for name, d in dict(spec.get("domains", {})).items()
-        }
-        listeners[str(lid)] = ListenerState(
-            proxy_version=str(spec.get("proxy_version", "3.0")),
-            proxy_status=str(spec.get("proxy_status", "RUNNING")),
-            certificate_id=str(spec.get("certificate_id", "")),
-            domains=domains,
-            denied_actions=[str(a) for a in spec.get("denied_actions", [])],
-            task_seconds=float(spec["task_seconds"]) if spec.get("task_seconds") is not None else None,
+    groups = {
+        str(gid): GroupState(
+            name=str(g.get("name") or gid), status=str(g.get("status", "RUNNING")), version=str(g.get("version", "3.0"))
         )
+        for gid, g in dict(data.get("groups") or {}).items()
+    }
+    proxies = {}
+    for pid, spec in dict(data.get("proxies") or {}).items():
+        group_id = spec.get("group_id")
+        if group_id is not None and group_id not in groups:
+            raise ValueError(f"proxy {pid}: group_id {group_id!r} is not in groups")
+        proxies[str(pid)] = ProxyState(
+            name=str(spec.get("name") or pid),
+            status=str(spec.get("status", "RUNNING")),
+            version=str(spec.get("version", "3.0")),
+            group_id=str(group_id) if group_id is not None else None,
+        )
+    listeners = {
+        str(lid): _listener_from_dict(str(lid), dict(spec), data)
+        for lid, spec in dict(data.get("listeners", {})).items()
+    }
     certificates = {
-        str(cid): Certificate(type=int(c["type"]), domains=[str(x) for x in c.get("domains", [])])
-        for cid, c in dict(data.get("certificates", {})).items()
+        str(cid): _certificate_from_dict(str(cid), dict(c)) for cid, c in dict(data.get("certificates", {})).items()
     }
     f = dict(data.get("faults", {}))
     faults = Faults(
@@ -235,11 +558,13 @@ def _world_from_dict(data: Any) -> World:
         probabilities={str(k): float(v) for k, v in dict(f.get("probabilities", {})).items()},
         domains={str(k): [dict(x) for x in v] for k, v in dict(f.get("domains", {})).items()},
         storms=[(float(a), float(b)) for a, b in f.get("storms", [])],
+        listeners={str(k): [dict(x) for x in v] for k, v in dict(f.get("listeners", {})).items()},
     )
-    for kind in [*faults.probabilities, *(x.get("kind") for v in faults.domains.values() for x in v)]:
+    scripted = [x.get("kind") for script in (faults.domains, faults.listeners) for v in script.values() for x in v]
+    for kind in [*faults.probabilities, *scripted]:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-    return World(
+    world = World(
         credentials={
             str(k): str(v) for k, v in dict(data.get("credentials") or {DEMO_SECRET_ID: DEMO_SECRET_KEY}).items()
         },
@@ -252,7 +577,11 @@ def _world_from_dict(data: Any) -> World:
         competing_rate=float(data.get("competing_rate", 0.0)),
         clock_offset_s=float(data.get("clock_offset_s", 0.0)),
         missing_listener_code=str(data.get("missing_listener_code", "ResourceNotFound")),
+        proxies=proxies,
+        groups=groups,
     )
+    world.attach_all()
+    return world
 
 
 def load_world(path: Path) -> World:
@@ -269,9 +598,14 @@ LISTENER_CERTIFICATE = "cert-listener0"
 
 
 def world_for_rows(rows: Iterable[Row], credentials: dict[str, str] | None = None, **knobs: Any) -> World:
-    """A world in which every given row would succeed: its listener and domain exist (on `cert-previous0`), its
-    server certificate is type 2 covering its domain, its client certificates are type 1. `knobs` set rate_limit,
-    task_seconds, latency_ms."""
+    """A world in which every given row would succeed: its listener exists on a running 3.0 proxy of its own
+    (`link-…`), on the server certificate `cert-listener0`; a domain row's domain exists (on `cert-previous0`); its
+    server certificate is type 2 covering its domain, its client certificates are type 1 (and their listener is
+    mutual-TLS). Certificates carry a SubjectCN and the default validity (see the module docstring). `knobs` set
+    rate_limit, task_seconds, latency_ms.
+
+    A row whose `scope` attribute is "listener" (a listener-level change: empty domain) gets its listener and its
+    certificates but no domain; rows without that attribute are domain rows."""
     listeners: dict[str, ListenerState] = {}
     certificates: dict[str, Certificate] = {
         PREVIOUS_CERTIFICATE: Certificate(2, []),
@@ -279,22 +613,34 @@ def world_for_rows(rows: Iterable[Row], credentials: dict[str, str] | None = Non
     }
     for row in rows:
         listener = listeners.setdefault(row.listener_id, ListenerState(certificate_id=LISTENER_CERTIFICATE))
-        listener.domains.setdefault(row.domain, DomainState(certificate_id=PREVIOUS_CERTIFICATE))
-        certificates[PREVIOUS_CERTIFICATE].domains.append(row.domain)
+        domain_row = getattr(row, "scope", "domain") != "listener"
+        if domain_row:
+            listener.domains.setdefault(row.domain, DomainState(certificate_id=PREVIOUS_CERTIFICATE))
+            certificates[PREVIOUS_CERTIFICATE].domains.append(row.domain)
         if row.certificate_id != DEFAULT_CERTIFICATE:
             cert = certificates.setdefault(row.certificate_id, Certificate(2, []))
-            cert.domains.append(row.domain)
+            if domain_row:
+                cert.domains.append(row.domain)
         for client_id in (row.client_certificate_id, *row.poly_client_certificate_ids):
             if client_id and client_id != DEFAULT_CERTIFICATE:
                 certificates.setdefault(client_id, Certificate(1, []))
+                listener.auth_type = 1
+    for cid, cert in certificates.items():
+        cert.subject_cn = cert.domains[0] if cert.domains else cid
     latency = knobs.pop("latency_ms", 20.0)
-    return World(
+    world = World(
         credentials=credentials or {DEMO_SECRET_ID: DEMO_SECRET_KEY},
         listeners=listeners,
         certificates=certificates,
         latency_ms=(float(latency), float(latency)),
         **knobs,
     )
+    world.attach_all()
+    for proxy in world.proxies.values():
+        proxy.owner = None  # written out as real proxies: the rehearsal world a rerun reloads keeps them
+    for listener in listeners.values():
+        listener.proxy_version, listener.proxy_status = "3.0", "RUNNING"
+    return world
 
 
 def domain_covered(names: Iterable[str], domain: str) -> bool:
@@ -314,7 +660,10 @@ def domain_covered(names: Iterable[str], domain: str) -> bool:
 # ---------------------------------------------------------------------------------------------------------- server
 @dataclass(frozen=True)
 class LedgerEntry:
-    """One applied change: wall time, where, the certificate state before and after, the answering RequestId."""
+    """One applied change: wall time, where, the certificate state before and after, the answering RequestId.
+
+    `scope` "domain": a ModifyCertificate of `domain`; "listener": a ModifyHTTPSListenerAttribute of the listener's
+    own certificates (`domain` is ""; before/after also carry `listener_name`)."""
 
     time: float
     listener_id: str
@@ -322,6 +671,7 @@ class LedgerEntry:
     before: dict[str, Any]
     after: dict[str, Any]
     request_id: str
+    scope: str = "domain"
 
 
 class Emulator:
@@ -348,6 +698,10 @@ class Emulator:
         self.admitted: dict[tuple[str, str], deque[float]] = {}
         self._rng = random.Random(world.faults.seed)
         self._scripted = copy.deepcopy(world.faults.domains)
+        self._scripted_listeners = copy.deepcopy(world.faults.listeners)
+        #: the wall time certificates without dates are placed around (the module docstring, "Certificates")
+        self.epoch = self.wall_clock()
+        world.attach_all()
 
     # -- public helpers for tests and tools
     def app(self) -> web.Application:
@@ -432,7 +786,17 @@ class Emulator:
             elif action == ACTION_DESCRIBE_RULES:
                 payload = self._describe_rules(params)
             elif action == ACTION_DESCRIBE_LISTENERS:
-                payload = self._describe_listeners(params)
+                payload = self._describe_listeners(params, "HTTPS", action)
+            elif action == ACTION_DESCRIBE_HTTP_LISTENERS:
+                payload = self._describe_listeners(params, "HTTP", action)
+            elif action == ACTION_MODIFY_LISTENER:
+                payload = await self._modify_listener(params, request_id)
+            elif action == ACTION_DESCRIBE_PROXIES:
+                payload = self._describe_proxies(params)
+            elif action == ACTION_DESCRIBE_GROUPS:
+                payload = self._describe_groups(params)
+            elif action == ACTION_DESCRIBE_CERTIFICATES:
+                payload = self._describe_certificates(params)
             else:
                 raise ApiError("InvalidAction", f"The action `{action}` is not supported by gaap.")
         except ApiError as err:
@@ -509,8 +873,9 @@ class Emulator:
         # their requests land at k × period; count those in (now-1, now]
         return int(now // period) - int((now - 1.0) // period)
 
-    def _next_fault(self, domain: str) -> dict[str, Any] | None:
-        script = self._scripted.get(domain)
+    def _next_fault(self, key: str, scripts: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any] | None:
+        """The fault scripted for `key` (a domain; a listener with `scripts` = the listener scripts), else a drawn one."""
+        script = (self._scripted if scripts is None else scripts).get(key)
         if script and script[0].get("kind") in _APPLY_FAULTS:
             return None  # taken by the change that is applied (`_take_apply_fault`), not by a refused attempt
         if script:
@@ -546,32 +911,23 @@ class Emulator:
         listener_id, domain_name, cert_id = params["ListenerId"], params["Domain"], params["CertificateId"]
         fault = self._next_fault(domain_name)
         kind = fault["kind"] if fault else None
-        if kind == "InternalError":
-            raise ApiError("InternalError", "An internal error has occurred. Retry your request.")
-        if kind == "http502":
-            raise HttpFault(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
-        if kind == "reset":
-            raise ConnectionAborted
-        if kind == "hang":
-            await asyncio.sleep(self.world.faults.hang_seconds)
-            raise ConnectionAborted
-        if kind == "code" and fault is not None:
-            raise ApiError(str(fault["code"]), str(fault.get("message", "The operation failed; try again later.")))
+        await self._answer_fault(fault)
 
-        listener = self._listener(listener_id, ACTION_MODIFY)
+        listener = self._https_listener(listener_id, ACTION_MODIFY)
         now = monotonic_s()
         if kind == "changing" and domain_name in listener.domains:
             listener.domains[domain_name].changing_until = now + float(fault.get("seconds", 1.0))  # type: ignore[union-attr]
         if kind == "ListenerHasTask":
-            seconds = float(fault.get("seconds", 1.0))  # type: ignore[union-attr]
-            listener.pinned_busy = listener.pinned_busy or seconds < 0
-            listener.busy_until = max(listener.busy_until, now + max(seconds, 0))
-        if listener.proxy_version != "3.0":
+            self._hold_busy(listener, fault, now)
+        connection = self.world.connection(listener_id)
+        if connection.version != "3.0":
             raise ApiError(
                 "FailedOperation.ProxyVersionNotSupport",
                 "This operation is only supported on version 3.0 connections.",
             )
-        if listener.proxy_status != "RUNNING":
+        if connection.status != "RUNNING":
+            if connection.kind == "group":
+                raise ApiError("FailedOperation.GroupStatusNotInRuning", "The connection group is not running.")
             raise ApiError("FailedOperation.ProxyStatusNotInRuning", "The connection is not running.")
         if listener.pinned_busy or now < listener.busy_until:
             raise ApiError("FailedOperation.ListenerHasTask", "The listener has a task in progress; try again later.")
@@ -619,9 +975,31 @@ class Emulator:
             raise ConnectionAborted
         return {}
 
-    def _take_apply_fault(self, domain: str) -> str | None:
+    async def _answer_fault(self, fault: dict[str, Any] | None) -> None:
+        """Answer a fault that acts before anything is looked at: errors, gateway pages, dropped connections."""
+        kind = fault["kind"] if fault else None
+        if kind == "InternalError":
+            raise ApiError("InternalError", "An internal error has occurred. Retry your request.")
+        if kind == "http502":
+            raise HttpFault(502, "<html><body><h1>502 Bad Gateway</h1></body></html>")
+        if kind == "reset":
+            raise ConnectionAborted
+        if kind == "hang":
+            await asyncio.sleep(self.world.faults.hang_seconds)
+            raise ConnectionAborted
+        if kind == "code" and fault is not None:
+            raise ApiError(str(fault["code"]), str(fault.get("message", "The operation failed; try again later.")))
+
+    @staticmethod
+    def _hold_busy(listener: ListenerState, fault: dict[str, Any] | None, now: float) -> None:
+        """Fault `ListenerHasTask`: the listener stays busy for the fault's `seconds` (< 0: until released)."""
+        seconds = float((fault or {}).get("seconds", 1.0))
+        listener.pinned_busy = listener.pinned_busy or seconds < 0
+        listener.busy_until = max(listener.busy_until, now + max(seconds, 0))
+
+    def _take_apply_fault(self, key: str, scripts: dict[str, list[dict[str, Any]]] | None = None) -> str | None:
         """The kind of a scripted fault that acts on an applied change (`task_fail`), consumed now."""
-        script = self._scripted.get(domain)
+        script = (self._scripted if scripts is None else scripts).get(key)
         if not script or script[0].get("kind") not in _APPLY_FAULTS:
             return None
         fault = script[0]
@@ -642,9 +1020,7 @@ class Emulator:
         """The listener, as this credential may use it: absent (answered as the world says) or denied by CAM."""
         listener = self.world.listeners.get(listener_id)
         if listener is None:
-            if self.world.missing_listener_code == "InvalidParameter":
-                raise ApiError("InvalidParameter", f"ListenerId({listener_id}) Not Exist.")
-            raise ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
+            raise self._missing_listener(listener_id)
         if action in listener.denied_actions:
             raise ApiError(
                 "AuthFailure.UnauthorizedOperation",
@@ -652,6 +1028,18 @@ class Emulator:
                 f"(qcs::gaap::uin/100000000001:listener/{listener_id}).",
             )
         return listener
+
+    def _https_listener(self, listener_id: str, action: str) -> ListenerState:
+        """The listener for an action on HTTPS listeners: one of another protocol answers as a missing listener."""
+        listener = self._listener(listener_id, action)
+        if listener.protocol != "HTTPS":
+            raise self._missing_listener(listener_id)
+        return listener
+
+    def _missing_listener(self, listener_id: str) -> ApiError:
+        if self.world.missing_listener_code == "InvalidParameter":
+            return ApiError("InvalidParameter", f"ListenerId({listener_id}) Not Exist.")
+        return ApiError("ResourceNotFound", f"The listener `{listener_id}` does not exist.")
 
     def _check_certificate(self, cert_id: str, cert_type: int, param: str) -> None:
         if cert_id == DEFAULT_CERTIFICATE:

@@ -22,10 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import xlsxwriter
+from typing import TYPE_CHECKING, Any
 
 from batchcert import classify
 from batchcert.errors import ReportError
@@ -33,6 +30,13 @@ from batchcert.journal import FailedAttempt, Journal, ReportRecord, iso_utc
 from batchcert.model import Outcome, Row
 from batchcert.plan import FORMULA_PREFIXES
 from batchcert.reconcile import CONFIRMED_BY_READ_BACK, PlanLine, rollback_for
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: pandas and xlsxwriter are imported when the reports are written, not with this module: a run imports them on a
+#: thread while it waits on the network (batchcert.workflow), so they are off the start-up path
+REPORT_LIBRARIES = ("pandas", "xlsxwriter")
 
 REPORT_COLUMNS = (
     "row",
@@ -216,6 +220,8 @@ def report_frames(
 ) -> Iterator[tuple[list[ReportRecord], pd.DataFrame]]:
     """The report table in chunks of FRAME_ROWS lines: each chunk's records and its frame (REPORT_COLUMNS, then the
     mapping's extra columns; every cell kept as the object it is — ids stay text, blanks stay blank)."""
+    import pandas as pd
+
     columns = [*REPORT_COLUMNS, *extra_names]
     iterator = iter(records)
     while chunk := list(itertools.islice(iterator, FRAME_ROWS)):
@@ -516,6 +522,8 @@ class _Workbook:
     the next begins): Summary (with a chart), Rows (filterable, colour-coded, header frozen), Errors."""
 
     def __init__(self, path: Path, header: Sequence[str]) -> None:
+        import xlsxwriter
+
         self._book = xlsxwriter.Workbook(
             str(path),
             {
