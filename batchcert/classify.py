@@ -13,7 +13,7 @@ import enum
 import re
 from dataclasses import dataclass
 
-from batchcert.model import Disposition
+from batchcert.model import PREFLIGHT_EXPIRED, PREFLIGHT_NOT_FOUND, PREFLIGHT_TYPE_MISMATCH, Disposition
 
 R, T, S = Disposition.RETRYABLE, Disposition.TERMINAL, Disposition.STOP_RUN
 
@@ -180,6 +180,16 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
     "InvalidRequest": (T, False, "the request was malformed — report this bug"),
     "DryRunOperation": (T, False, "a dry run was requested — nothing changed"),
     "UnsupportedOperation": (T, False, "the service does not support this change — see the message"),
+    # --- batchcert's own certificate pre-flight (never sent): the target looked up with DescribeCertificates
+    # (docs/gaap-api.md, "Certificates"; the `Certificate` model in https://github.com/TencentCloud/
+    # tencentcloud-sdk-python/blob/master/tencentcloud/gaap/v20180529/models.py: CertificateType, EndTime) ---
+    PREFLIGHT_NOT_FOUND: (T, False, "no certificate with this id in the account — upload it or fix the id"),
+    PREFLIGHT_TYPE_MISMATCH: (
+        T,
+        False,
+        "the certificate has the wrong type — a server certificate must be type 2 (SSL), a client CA type 1",
+    ),
+    PREFLIGHT_EXPIRED: (T, False, "the certificate has expired — upload a valid one and map to its id"),
 }
 
 _UNKNOWN = Policy(T, False, "an unknown error code — see the message, fix the cause, rerun with --include-terminal")

@@ -179,6 +179,8 @@ CERTIFICATE_TYPES = (0, 1, 2, 3, 4)
 DEFAULT_VALIDITY_S = 365 * 86400
 #: a fixed creation time for everything the world does not date (2019-02-25, the signing docs' example)
 CREATED_AT = 1551113065
+_ACCESS_REGION = {"RegionId": "ap-guangzhou", "RegionName": "South China (Guangzhou)"}
+_REAL_SERVER_REGION = {"RegionId": "na-siliconvalley", "RegionName": "Silicon Valley"}
 
 
 #: scripted fault kinds that act on a change once it is applied (a refused attempt does not use them up)
@@ -663,7 +665,7 @@ class LedgerEntry:
     """One applied change: wall time, where, the certificate state before and after, the answering RequestId.
 
     `scope` "domain": a ModifyCertificate of `domain`; "listener": a ModifyHTTPSListenerAttribute of the listener's
-    own certificates (`domain` is ""; before/after also carry `listener_name`)."""
+    own certificates (`domain` is ""; before/after also carry `listener_name` and `forward_protocol`)."""
 
     time: float
     listener_id: str
@@ -1089,22 +1091,359 @@ class Emulator:
         ]
         return {"DomainRuleSet": rule_sets, "TotalCount": len(rule_sets)}
 
-    def _describe_listeners(self, params: dict[str, Any]) -> dict[str, Any]:
-        listener_id, listener = self._listener_or_404(params, _LISTENER_FILTERS)
-        busy = listener.pinned_busy or monotonic_s() < listener.busy_until
-        item = {
-            "ListenerId": listener_id,
-            "ListenerName": listener_id,
-            "Port": 443,
-            "Protocol": "HTTPS",
-            "ListenerStatus": 4 if busy else 0,
-            "CertificateId": listener.certificate_id,
-            "ForwardProtocol": "HTTP",
-            "CreateTime": 1551113065,
-            "AuthType": 0,
-            "PolyClientCertificateAliasInfo": [],
+    # -- listings (docs/gaap-api.md, "Inventory and listener certificates")
+    @staticmethod
+    def _params(params: dict[str, Any], allowed: set[str], strings: Iterable[str] = ()) -> None:
+        """Refuse unknown parameters and string parameters of another type."""
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ApiError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
+        for name in strings:
+            if params.get(name) is not None and not isinstance(params[name], str):
+                raise ApiError("InvalidParameter", f"The parameter `{name}` must be a string.")
+
+    @staticmethod
+    def _integer(params: dict[str, Any], name: str, default: int | None) -> int | None:
+        value = params.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ApiError("InvalidParameter", f"The parameter `{name}` must be an integer.")
+        return value
+
+    def _page(self, params: dict[str, Any], action: str) -> tuple[int, int]:
+        """(Offset, Limit) of a paged listing: Offset ≥ 0, 1 ≤ Limit ≤ the action's maximum (MAX_LIMIT)."""
+        offset = self._integer(params, "Offset", 0)
+        limit = self._integer(params, "Limit", DEFAULT_LIMIT)
+        assert offset is not None and limit is not None
+        if offset < 0:
+            raise ApiError("InvalidParameterValue", f"The value of `Offset` ({offset}) must not be negative.")
+        top = MAX_LIMIT[action]
+        if not 1 <= limit <= top:
+            raise ApiError("InvalidParameterValue", f"The value of `Limit` ({limit}) must be between 1 and {top}.")
+        return offset, limit
+
+    @staticmethod
+    def _string_list(params: dict[str, Any], name: str, most: int) -> list[str] | None:
+        value = params.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            raise ApiError("InvalidParameter", f"The parameter `{name}` must be a list of strings.")
+        if len(value) > most:
+            raise ApiError("InvalidParameterValue", f"The parameter `{name}` takes at most {most} values.")
+        return list(value)
+
+    @staticmethod
+    def _filters(params: dict[str, Any], names: set[str]) -> dict[str, list[str]]:
+        """`Filters` as {Name: Values}: at most 10 filters of at most 5 values each (DescribeProxiesRequest)."""
+        raw = params.get("Filters")
+        if raw is None:
+            return {}
+        if not isinstance(raw, list) or len(raw) > 10:
+            raise ApiError("InvalidParameterValue", "The parameter `Filters` takes a list of at most 10 filters.")
+        out: dict[str, list[str]] = {}
+        for item in raw:
+            name, values = (item.get("Name"), item.get("Values")) if isinstance(item, dict) else (None, None)
+            if name not in names:
+                raise ApiError("InvalidParameterValue", f"The filter name `{name}` is not supported.")
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values) or len(values) > 5:
+                raise ApiError("InvalidParameterValue", f"The filter `{name}` takes a list of at most 5 strings.")
+            out.setdefault(name, []).extend(values)
+        return out
+
+    def _alias(self, cert_id: str | None) -> str | None:
+        cert = self.world.certificates.get(cert_id or "")
+        return (cert.name or cert_id) if cert is not None else None
+
+    def _describe_listeners(self, params: dict[str, Any], protocol: str, action: str) -> dict[str, Any]:
+        """DescribeHTTPSListeners / DescribeHTTPListeners: by ListenerId, ProxyId or GroupId (at least one; not both
+        of the last two), exact ListenerName and Port, fuzzy SearchValue; paged."""
+        self._params(params, _LISTENER_FILTERS, ("ListenerId", "ProxyId", "GroupId", "ListenerName", "SearchValue"))
+        listener_id, proxy_id, group_id = params.get("ListenerId"), params.get("ProxyId"), params.get("GroupId")
+        if not (listener_id or proxy_id or group_id):
+            raise ApiError("MissingParameter", "At least one of `ListenerId`, `ProxyId` and `GroupId` is required.")
+        if proxy_id and group_id:
+            raise ApiError("InvalidParameter", "`ProxyId` and `GroupId` cannot both be set.")
+        port = self._integer(params, "Port", None)
+        self._integer(params, "Http3Supported", None)
+        offset, limit = self._page(params, action)
+        if listener_id:
+            listener = self._listener(listener_id, action)
+            if listener.protocol != protocol:
+                raise self._missing_listener(listener_id)
+            candidates = [(listener_id, self.world.attach(listener_id))]
+        else:
+            self.world.attach_all()
+            candidates = [(lid, ls) for lid, ls in self.world.listeners.items() if ls.protocol == protocol]
+        if proxy_id and proxy_id not in self.world.proxies:
+            raise ApiError("ResourceNotFound", f"The connection `{proxy_id}` does not exist.")
+        if group_id and group_id not in self.world.groups:
+            raise ApiError("ResourceNotFound", f"The connection group `{group_id}` does not exist.")
+        name, search = params.get("ListenerName"), params.get("SearchValue")
+        matches = [
+            (lid, ls)
+            for lid, ls in candidates
+            if (not proxy_id or (ls.group_id is None and ls.proxy_id == proxy_id))
+            and (not group_id or ls.group_id == group_id)
+            and (name is None or (ls.name or lid) == name)
+            and (port is None or ls.port == port)
+            and (not search or search in (ls.name or lid) or search == str(ls.port))
+        ]
+        return {
+            "TotalCount": len(matches),
+            "ListenerSet": [self._listener_item(lid, ls) for lid, ls in matches[offset : offset + limit]],
         }
-        return {"TotalCount": 1, "ListenerSet": [item]}
+
+    def _listener_item(self, listener_id: str, ls: ListenerState) -> dict[str, Any]:
+        """One HTTPSListener / HTTPListener as py-sdk models.py names its fields."""
+        busy = ls.pinned_busy or monotonic_s() < ls.busy_until
+        item: dict[str, Any] = {
+            "ListenerId": listener_id,
+            "ListenerName": ls.name or listener_id,
+            "Port": ls.port,
+            "Protocol": ls.protocol,
+            "ListenerStatus": 4 if busy else 0,
+            "CreateTime": CREATED_AT,
+            "ProxyId": ls.proxy_id if ls.group_id is None else None,
+            "GroupId": ls.group_id,
+        }
+        if ls.protocol == "HTTPS":
+            clients = ls.client_certificate_ids
+            item |= {
+                "CertificateId": ls.certificate_id,
+                "CertificateAlias": self._alias(ls.certificate_id),
+                "ForwardProtocol": ls.forward_protocol,
+                "AuthType": ls.auth_type,
+                "ClientCertificateId": clients[0] if clients else None,
+                "ClientCertificateAlias": self._alias(clients[0]) if clients else None,
+                "PolyClientCertificateAliasInfo": [
+                    {"CertificateId": c, "CertificateAlias": self._alias(c)} for c in clients
+                ],
+                "Http3Supported": 0,
+            }
+        return item
+
+    def _describe_proxies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeProxies: by ProxyIds (or the older InstanceIds) or Filters (GroupId, ProjectId applied; the other
+        documented names accepted), Independent (1: proxies outside groups, 0: in groups); paged; InstanceSet and
+        ProxySet carry the same proxies."""
+        self._params(params, _PROXIES_PARAMS, ("Order", "OrderField"))
+        offset, limit = self._page(params, ACTION_DESCRIBE_PROXIES)
+        wanted = self._string_list(params, "ProxyIds", 100)
+        legacy = self._string_list(params, "InstanceIds", 100)
+        filters = self._filters(params, _PROXY_FILTER_NAMES)
+        if (wanted is not None or legacy is not None) and filters:
+            raise ApiError("InvalidParameter", "`ProxyIds`/`InstanceIds` and `Filters` cannot both be set.")
+        wanted = wanted if wanted is not None else legacy
+        independent = self._integer(params, "Independent", None)
+        self.world.attach_all()
+        matches = [
+            (pid, proxy)
+            for pid, proxy in self.world.proxies.items()
+            if (wanted is None or pid in wanted)
+            and (independent is None or (proxy.group_id is None) == (independent == 1))
+            and ("GroupId" not in filters or proxy.group_id in filters["GroupId"])
+            and ("ProjectId" not in filters or "0" in filters["ProjectId"])
+        ]
+        items = [self._proxy_item(pid, proxy) for pid, proxy in matches[offset : offset + limit]]
+        return {"TotalCount": len(matches), "InstanceSet": items, "ProxySet": copy.deepcopy(items)}
+
+    def _proxy_item(self, proxy_id: str, proxy: ProxyState) -> dict[str, Any]:
+        """One ProxyInfo (py-sdk models.py); fields the world does not model carry fixed, plausible values."""
+        version, status = self.world.proxy_view(proxy_id)
+        return {
+            "InstanceId": proxy_id,
+            "ProxyId": proxy_id,
+            "ProxyName": proxy.name or proxy_id,
+            "Status": status,
+            "Version": version,
+            "GroupId": proxy.group_id,
+            "CreateTime": CREATED_AT,
+            "ProjectId": 0,
+            "AccessRegion": _ACCESS_REGION["RegionId"],
+            "RealServerRegion": _REAL_SERVER_REGION["RegionId"],
+            "AccessRegionInfo": dict(_ACCESS_REGION),
+            "RealServerRegionInfo": dict(_REAL_SERVER_REGION),
+            "Bandwidth": 10,
+            "Concurrent": 2,
+            "Domain": f"{proxy_id}.gaap.emulator.invalid",
+            "IP": "",
+            "Scalarable": 1,
+            "SupportProtocols": list(PROTOCOLS),
+            "PolicyId": None,
+            "ForwardIP": "",
+            "TagSet": [],
+            "IPAddressVersion": "IPv4",
+            "NetworkType": "normal",
+            "PackageType": "Thunder",
+            "BanStatus": "RECOVER",
+            "IPList": [],
+        }
+
+    def _describe_groups(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeProxyGroupList: every group is in the default project (ProjectId -1 or 0 lists them); paged."""
+        self._params(params, _GROUPS_PARAMS)
+        offset, limit = self._page(params, ACTION_DESCRIBE_GROUPS)
+        project = self._integer(params, "ProjectId", -1)
+        self._filters(params, {"RealServerRegion", "PackageType"})
+        matches: list[tuple[str, GroupState]] = list(self.world.groups.items()) if project in (-1, 0) else []
+        items: list[dict[str, Any]] = [
+            {
+                "GroupId": gid,
+                "GroupName": group.name or gid,
+                "Domain": None,
+                "ProjectId": 0,
+                "RealServerRegionInfo": dict(_REAL_SERVER_REGION),
+                "Status": group.status,
+                "TagSet": [],
+                "Version": group.version,
+                "CreateTime": CREATED_AT,
+                "ProxyType": 0,
+                "Http3Supported": 0,
+            }
+            for gid, group in matches[offset : offset + limit]
+        ]
+        return {"TotalCount": len(matches), "ProxyGroupList": items}
+
+    def _describe_certificates(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeCertificates: CertificateType -1 (default) or absent lists every type; paged; never key material.
+        Times are integer unix seconds (py-sdk models.py, Certificate.BeginTime/EndTime)."""
+        self._params(params, _CERTIFICATES_PARAMS)
+        offset, limit = self._page(params, ACTION_DESCRIBE_CERTIFICATES)
+        wanted = self._integer(params, "CertificateType", -1)
+        if wanted != -1 and wanted not in CERTIFICATE_TYPES:
+            raise ApiError("InvalidParameterValue", f"The value of `CertificateType` ({wanted}) is not supported.")
+        matches = [(cid, c) for cid, c in self.world.certificates.items() if wanted in (-1, c.type)]
+        items: list[dict[str, Any]] = []
+        for cid, cert in matches[offset : offset + limit]:
+            begin, end = cert.validity(self.epoch)
+            items.append(
+                {
+                    "CertificateId": cid,
+                    "CertificateName": cert.name or cid,
+                    "CertificateAlias": cert.name or cid,
+                    "CertificateType": cert.type,
+                    "CreateTime": begin,
+                    "BeginTime": begin,
+                    "EndTime": end,
+                    "IssuerCN": cert.issuer_cn or "batchcert emulator CA",
+                    "SubjectCN": cert.subject_cn or (cert.domains[0] if cert.domains else cid),
+                }
+            )
+        return {"TotalCount": len(matches), "CertificateSet": items}
+
+    # -- a listener's own certificates
+    async def _modify_listener(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """ModifyHTTPSListenerAttribute (CN docs 36996): a listener's name, forward protocol, server certificate and
+        client CAs, applied as a listener task like ModifyCertificate. ProxyId is required for a listener on a single
+        proxy (and must be its proxy); a group listener takes none. Version 1.0 proxies and groups are refused."""
+        self._params(
+            params,
+            _MODIFY_LISTENER_PARAMS,
+            ("ListenerId", "ProxyId", "ListenerName", "ForwardProtocol", "CertificateId", "ClientCertificateId"),
+        )
+        if not params.get("ListenerId"):
+            raise ApiError("MissingParameter", "The request is missing a required parameter `ListenerId`.")
+        poly = params.get("PolyClientCertificateIds")
+        if poly is not None and (not isinstance(poly, list) or not all(isinstance(x, str) for x in poly)):
+            raise ApiError("InvalidParameter", "The parameter `PolyClientCertificateIds` must be a list of strings.")
+        client_id = params.get("ClientCertificateId") or None
+        if client_id and poly:
+            raise ApiError("InvalidParameter", "ClientCertificateId and PolyClientCertificateIds cannot both be set.")
+
+        listener_id: str = params["ListenerId"]
+        fault = self._next_fault(listener_id, self._scripted_listeners)
+        kind = fault["kind"] if fault else None
+        await self._answer_fault(fault)
+        listener = self._https_listener(listener_id, ACTION_MODIFY_LISTENER)
+        now = monotonic_s()
+        if kind in ("ListenerHasTask", "changing"):
+            self._hold_busy(listener, fault, now)
+        self._check_connection(listener_id, params.get("ProxyId") or None)
+        if listener.pinned_busy or now < listener.busy_until:
+            raise ApiError("FailedOperation.ListenerHasTask", "The listener has a task in progress; try again later.")
+        cert_id = params.get("CertificateId") or None
+        clients = [client_id] if client_id else list(poly or [])
+        for cid, cert_type, param in [
+            *([(cert_id, 2, "CertificateId")] if cert_id else []),
+            *((c, 1, "ClientCertificateId" if client_id else "PolyClientCertificateIds") for c in clients),
+        ]:
+            if cid == DEFAULT_CERTIFICATE:
+                raise ApiError("InvalidParameterValue", f"The {param} of a listener cannot be `default`.")
+            self._check_certificate(cid, cert_type, param)
+        if clients and listener.auth_type != 1:
+            raise ApiError(
+                "InvalidParameterValue",
+                f"The listener `{listener_id}` uses one-way authentication: client CA certificates need mutual.",
+            )
+        forward = params.get("ForwardProtocol")
+        if forward is not None and forward not in ("HTTP", "HTTPS"):
+            raise ApiError("InvalidParameterValue", f"The ForwardProtocol `{forward}` is not HTTP or HTTPS.")
+        name = params.get("ListenerName")
+        if name is not None and not name.strip():
+            raise ApiError("InvalidParameterValue", "The ListenerName cannot be empty.")
+
+        before = _listener_state(listener)
+        listener.certificate_id = cert_id or listener.certificate_id
+        listener.client_certificate_ids = clients or listener.client_certificate_ids
+        listener.forward_protocol = forward or listener.forward_protocol
+        listener.name = name if name is not None else listener.name
+        task_s = self.world.task_seconds if listener.task_seconds is None else listener.task_seconds
+        listener.busy_until = now + task_s
+        self.ledger.append(
+            LedgerEntry(
+                self.wall_clock(), listener_id, "", before, _listener_state(listener), request_id, scope="listener"
+            )
+        )
+        if kind == "task_fail" or self._take_apply_fault(listener_id, self._scripted_listeners) == "task_fail":
+            asyncio.get_running_loop().call_later(task_s, self._revert_listener, listener_id, before)
+        if kind == "apply_then_hang":
+            await asyncio.sleep(self.world.faults.hang_seconds)
+            raise ConnectionAborted
+        return {}
+
+    def _check_connection(self, listener_id: str, proxy_id: str | None) -> None:
+        """The connection rules of ModifyHTTPSListenerAttribute (go-sdk client.go lists these codes for it)."""
+        connection = self.world.connection(listener_id)
+        if connection.kind == "proxy":
+            if proxy_id is None:
+                raise ApiError(
+                    "MissingParameter",
+                    f"The request is missing a required parameter `ProxyId` (listener `{listener_id}` is on a "
+                    "single connection).",
+                )
+            if proxy_id != connection.id:
+                if proxy_id not in self.world.proxies:
+                    raise ApiError("ResourceNotFound", f"The connection `{proxy_id}` does not exist.")
+                raise ApiError(
+                    "InvalidParameterValue",
+                    f"The listener `{listener_id}` does not belong to the connection `{proxy_id}`.",
+                )
+            if connection.version == "1.0":
+                raise ApiError(
+                    "FailedOperation.NotSupportOldVersionProxy", "Version 1.0 connections are not supported."
+                )
+            if connection.status != "RUNNING":
+                raise ApiError("FailedOperation.InstanceStatusNotInRuning", "The connection is not running.")
+            return
+        if proxy_id is not None:
+            raise ApiError(
+                "InvalidParameterValue",
+                f"The listener `{listener_id}` belongs to the connection group `{connection.id}`, not to `{proxy_id}`.",
+            )
+        if connection.version == "1.0":
+            raise ApiError("FailedOperation.NotSupportProxyGroup", "Version 1.0 connection groups are not supported.")
+        if connection.status != "RUNNING":
+            raise ApiError("FailedOperation.GroupStatusNotInRuning", "The connection group is not running.")
+
+    def _revert_listener(self, listener_id: str, before: dict[str, Any]) -> None:
+        listener = self.world.listeners[listener_id]
+        listener.certificate_id = before["certificate_id"]
+        listener.client_certificate_ids = list(before["poly_client_certificate_ids"])
+        listener.name = before["listener_name"]
+        listener.forward_protocol = before["forward_protocol"]
+        self.reverted.append((listener_id, ""))
 
 
 class ConnectionAborted(Exception):
@@ -1126,6 +1465,17 @@ def monotonic_s() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return time.monotonic()
+
+
+def _listener_state(listener: ListenerState) -> dict[str, Any]:
+    """A listener's own certificate state for the ledger (the keys of `_cert_state`, and its name and forwarding)."""
+    return {
+        "certificate_id": listener.certificate_id,
+        "client_certificate_id": listener.client_certificate_ids[0] if listener.client_certificate_ids else None,
+        "poly_client_certificate_ids": list(listener.client_certificate_ids),
+        "listener_name": listener.name,
+        "forward_protocol": listener.forward_protocol,
+    }
 
 
 def _cert_state(domain: DomainState) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 
 from batchcert.errors import JournalError
 from batchcert.model import CallResult, Mapping, Outcome, Row
+from batchcert.reconcile import CertificateInfo
 
 JOURNAL_NAME = "journal.sqlite3"
 WAL_NAME = "journal.sqlite3-wal"
@@ -68,7 +69,12 @@ CREATE TABLE IF NOT EXISTS attempts (
     action TEXT NOT NULL, sent_at REAL NOT NULL, finished_at REAL, request_id TEXT NOT NULL DEFAULT '',
     code TEXT, message TEXT NOT NULL DEFAULT '', http_status INTEGER, latency_ms REAL);
 CREATE INDEX IF NOT EXISTS attempts_by_row ON attempts(row_number);
+CREATE TABLE IF NOT EXISTS certificates (
+    certificate_id TEXT PRIMARY KEY, type INTEGER NOT NULL, end_time REAL, subject_cn TEXT NOT NULL DEFAULT '',
+    alias TEXT NOT NULL DEFAULT '');
 """
+#: run directories made before the certificates table existed get it when written again
+_CERTIFICATES_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS certificates") :]
 
 
 def iso_utc(timestamp: float | None) -> str:
@@ -105,6 +111,8 @@ class ReportRecord:
     verified: str
     extra: tuple[tuple[str, str], ...]
     cells: tuple[str, ...]
+    #: ISO 8601 UTC end of the server certificate the row installs, as the certificate pre-flight read it
+    target_certificate_end_time: str = ""
 
 
 @dataclass(frozen=True)
@@ -531,13 +539,21 @@ class Journal:
                 [(outcome.value, message, now, n) for n in row_numbers],
             )
 
-    def record_read(self, listener_id: str, result: CallResult, sent_at: float, row_number: int | None = None) -> None:
-        """Record a read (DescribeRules) after the fact: reads change nothing, so nothing is at stake before."""
+    def record_read(
+        self,
+        listener_id: str,
+        result: CallResult,
+        sent_at: float,
+        row_number: int | None = None,
+        action: str = "DescribeRules",
+    ) -> None:
+        """Record a read (DescribeRules, DescribeCertificates) after the fact: reads change nothing, so nothing is
+        at stake before."""
         with self._later() as db:
             db.execute(
                 "INSERT INTO attempts(row_number, listener_id, session_id, action, sent_at, finished_at, request_id, "
-                "code, message, http_status, latency_ms) VALUES (?, ?, ?, 'DescribeRules', ?, ?, ?, ?, ?, ?, ?)",
-                (row_number, listener_id, self.session_id or 0, sent_at, *_answer_fields(result)),
+                "code, message, http_status, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row_number, listener_id, self.session_id or 0, action, sent_at, *_answer_fields(result)),
             )
 
     def previous_states(self) -> dict[int, tuple[str, tuple[str, ...]]]:
@@ -564,6 +580,16 @@ class Journal:
                 "UPDATE rows SET previous_read = 1, previous_certificate_id = ?, previous_client_ids = ? "
                 "WHERE row_number = ? AND previous_read = 0",
                 [(cert, ";".join(clients), n) for n, cert, clients in states],
+            )
+
+    def record_certificates(self, certificates: Iterable[CertificateInfo]) -> None:
+        """Record the account's certificates as the certificate pre-flight read them (for the report's
+        `target_certificate_end_time`)."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO certificates(certificate_id, type, end_time, subject_cn, alias) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(c.certificate_id, c.type, c.end_time_s or None, c.subject_cn, c.alias) for c in certificates],
             )
 
     def record_verification(self, checks: list[tuple[int, str, tuple[str, ...], bool | str]]) -> None:
@@ -610,9 +636,10 @@ class Journal:
                    COALESCE(p.previous_certificate_id, r.previous_certificate_id),
                    COALESCE(p.previous_client_ids, r.previous_client_ids), COALESCE(p.verified, r.verified),
                    COALESCE(p.verified_certificate_id, r.verified_certificate_id),
-                   h.n, h.first_sent, h.last_done, h.request_ids
+                   h.n, h.first_sent, h.last_done, h.request_ids, c.end_time
             FROM rows r
             LEFT JOIN rows p ON p.row_number = r.duplicate_of
+            LEFT JOIN certificates c ON c.certificate_id = r.certificate_id
             LEFT JOIN (
                 -- group_concat follows the attempts_by_row index: ascending id within a row, i.e. sending order
                 SELECT row_number, COUNT(*) AS n, MIN(sent_at) AS first_sent,
@@ -624,7 +651,7 @@ class Journal:
         """
         for values in self._db.execute(query):
             (n, lid, dom, cert, client, poly, extra, cells, dup, outcome, code, message, rid) = values[:13]
-            (prev_read, prev_cert, prev_clients, verified, verified_cert, tries, first, last, rids) = values[13:]
+            (prev_read, prev_cert, prev_clients, verified, verified_cert, tries, first, last, rids, ends) = values[13:]
             yield ReportRecord(
                 row=n,
                 listener_id=lid,
@@ -648,6 +675,7 @@ class Journal:
                 verified=verified,
                 extra=tuple((str(k), str(v)) for k, v in json.loads(extra)),
                 cells=tuple(str(c) for c in json.loads(cells)),
+                target_certificate_end_time=iso_utc(ends).replace(".000Z", "Z") if ends else "",
             )
 
     def extra_column_names(self) -> list[str]:
@@ -871,6 +899,8 @@ def open_journal(run_dir: Path) -> Journal:
         raise JournalError(f"cannot open the journal of {run_dir} for writing: {exc}") from None
     journal = Journal(run_dir, db, fd)
     journal.warnings = inspection.warnings
+    with journal._tx() as tx:
+        tx.execute(_CERTIFICATES_TABLE)  # a run directory made by an earlier version
     return journal
 
 
@@ -884,6 +914,7 @@ def read_journal(run_dir: Path) -> Iterator[tuple[Journal, Inspection, bool]]:
     live = _is_held(run_dir)
     with _copy_of(run_dir) as copy:
         db = sqlite3.connect(copy, isolation_level="DEFERRED")
+        db.execute(_CERTIFICATES_TABLE)  # in the private copy: a run directory made by an earlier version
         journal = Journal(run_dir, db, None)
         try:
             if not live:

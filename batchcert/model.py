@@ -17,7 +17,13 @@ DEFAULT_CERTIFICATE = "default"
 ACTION_MODIFY = "ModifyCertificate"
 ACTION_DESCRIBE_RULES = "DescribeRules"
 ACTION_DESCRIBE_LISTENERS = "DescribeHTTPSListeners"
+ACTION_DESCRIBE_CERTIFICATES = "DescribeCertificates"
 API_VERSION = "2018-05-29"
+#: a row's target certificate, looked up before anything is sent, cannot be installed (batchcert's own codes, never
+#: the service's; batchcert.classify says what each means)
+PREFLIGHT_NOT_FOUND = "Preflight.CertificateNotFound"
+PREFLIGHT_TYPE_MISMATCH = "Preflight.CertificateTypeMismatch"
+PREFLIGHT_EXPIRED = "Preflight.CertificateExpired"
 SERVICE = "gaap"
 
 

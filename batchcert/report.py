@@ -45,6 +45,7 @@ REPORT_COLUMNS = (
     "certificate_id",
     "client_certificate_id",
     "poly_client_certificate_ids",
+    "target_certificate_end_time",
     "outcome",
     "error_code",
     "error_message",
@@ -363,10 +364,13 @@ def _summary(
         "error_codes": dict(tally.codes.most_common()),
         #: failed requests of rows that ended done (retried past), by code: not in error_codes
         "transient_errors": transient,
+        #: target certificates expiring within --min-validity-days, or why they could not be checked
+        "certificate_warnings": [
+            *json.loads(facts.get("certificate_warnings") or "[]"),
+            *([f"certificate pre-flight {facts['certificate_check']}"] if facts.get("certificate_check") else []),
+        ],
         # an unknown code is terminal (never retried blindly); naming it lets the table grow by one line
-        "codes_not_in_table": sorted(
-            c for c in tally.codes if not classify.in_table(c) and not c.startswith("Preflight")
-        ),
+        "codes_not_in_table": sorted(c for c in tally.codes if not classify.in_table(c)),
         "requests": by_action,
         "answers": answers,
         "sessions": [
@@ -422,6 +426,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- **Note:** {summary['mapping_changed']}")
     for note in summary.get("journal_warnings", []):
         lines += ["", f"**WARNING: {note}**"]
+    for note in summary["certificate_warnings"]:
+        lines += ["", f"**Certificate warning: {note}**"]
     if summary["journal_lost_records"]:
         rows = ", ".join(str(r) for r in summary["journal_lost_records"])
         lines += [
@@ -500,6 +506,7 @@ COLUMN_WIDTHS = {
     "certificate_id": 16,
     "client_certificate_id": 18,
     "poly_client_certificate_ids": 28,
+    "target_certificate_end_time": 22,
     "outcome": 14,
     "error_code": 34,
     "error_message": 60,

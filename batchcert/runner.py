@@ -28,10 +28,12 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from batchcert import classify
 from batchcert.journal import Attempt, Journal
 from batchcert.model import (
+    ACTION_DESCRIBE_CERTIFICATES,
     ACTION_DESCRIBE_RULES,
     ACTION_MODIFY,
     DEFAULT_CERTIFICATE,
@@ -43,10 +45,14 @@ from batchcert.model import (
 )
 from batchcert.reconcile import (
     CONFIRMED_BY_READ_BACK,
+    REFUSED,
+    CertificateInfo,
     LiveDomain,
     PlanLine,
     Verdict,
+    certificates_in,
     changed_since,
+    check_targets,
     is_at_target,
     judge,
     live_domains,
@@ -138,9 +144,24 @@ class Reading:
     code: str = ""
 
 
+#: DescribeCertificates page size: the API documents no maximum Limit; 50 is what the Terraform provider pages with
+#: (docs/gaap-api.md, "Inventory and listener certificates")
+CERTIFICATES_PAGE = 50
+
+
+@dataclass(frozen=True)
+class CertificateIndex:
+    """The account's certificates by id, as the certificate pre-flight read them; `failed` names the code when
+    they could not be read (the check is then skipped, never guessed)."""
+
+    by_id: dict[str, CertificateInfo]
+    failed: str = ""
+
+
 class LiveReader:
-    """Reads listeners with DescribeRules through the quota (its own action budget), retrying transient failures
-    with backoff. `on_read(listener_id, result, sent_at_wall_s, row_number)` is called for every answer."""
+    """Reads listeners with DescribeRules (and the account's certificates with DescribeCertificates) through the
+    quota (each action its own budget), retrying transient failures with backoff. `on_read(listener_id, result,
+    sent_at_wall_s, row_number, action)` is called for every answer."""
 
     def __init__(
         self,
@@ -149,7 +170,7 @@ class LiveReader:
         policy: RetryPolicy,
         sleeper: Sleeper,
         rng: random.Random,
-        on_read: Callable[[str, CallResult, float, int | None], None] | None = None,
+        on_read: Callable[[str, CallResult, float, int | None, str], None] | None = None,
     ) -> None:
         self._api = api
         self._quota = quota
@@ -163,24 +184,7 @@ class LiveReader:
         `priority` orders reads at the gate: URGENT for a read a lane is blocked on, rows waiting for a pre-flight
         read, 0 for verification (it must not delay reads that gate changes)."""
 
-        async def once(_previous: CallResult | None) -> CallResult | None:
-            sent_at: list[float] = []
-            try:
-                result = await self._quota.send(
-                    self._api,
-                    ACTION_DESCRIBE_RULES,
-                    {"ListenerId": listener_id},
-                    priority=priority,
-                    before_send=lambda: sent_at.append(time.time()),
-                )
-            except GateClosed:
-                return None
-            if self._on_read is not None:
-                self._on_read(listener_id, result, sent_at[0], row_number)
-            return result
-
-        tries = await retry_call(once, policy=self._policy, sleeper=self._sleeper, rng=self._rng)
-        result = tries.last or (tries.results[-1] if tries.results else None)
+        result = await self._call(ACTION_DESCRIBE_RULES, {"ListenerId": listener_id}, priority, listener_id, row_number)
         if result is None:
             return Reading(None, failed=True, code="NotSent")
         if result.ok:
@@ -189,20 +193,66 @@ class LiveReader:
             return Reading(None, result.request_id)
         return Reading(None, result.request_id, failed=True, code=result.code or "")
 
+    async def certificates(self) -> CertificateIndex:
+        """Every certificate of the account, page by page (one lookup per run). Never raises."""
+        found: dict[str, CertificateInfo] = {}
+        offset = 0
+        while True:
+            params = {"Offset": offset, "Limit": CERTIFICATES_PAGE}
+            result = await self._call(ACTION_DESCRIBE_CERTIFICATES, params, URGENT, "", None)
+            if result is None or not result.ok:
+                return CertificateIndex(found, failed=(result.code or "failed") if result is not None else "NotSent")
+            page = certificates_in(result.response)
+            found.update((c.certificate_id, c) for c in page)
+            offset += len(page)
+            if not page or offset >= int(result.response.get("TotalCount") or 0):
+                return CertificateIndex(found)
 
-async def plan_rows(reader: LiveReader, rows: list[Row]) -> list[PlanLine]:
-    """Read each distinct listener once and judge every row against it (`batchcert plan`)."""
+    async def _call(
+        self, action: str, params: dict[str, Any], priority: float, listener_id: str, row_number: int | None
+    ) -> CallResult | None:
+        """One read with retries; None when the run stopped before it was sent."""
+
+        async def once(_previous: CallResult | None) -> CallResult | None:
+            sent_at: list[float] = []
+            try:
+                result = await self._quota.send(
+                    self._api, action, params, priority=priority, before_send=lambda: sent_at.append(time.time())
+                )
+            except GateClosed:
+                return None
+            if self._on_read is not None:
+                self._on_read(listener_id, result, sent_at[0], row_number, action)
+            return result
+
+        tries = await retry_call(once, policy=self._policy, sleeper=self._sleeper, rng=self._rng)
+        return tries.last or (tries.results[-1] if tries.results else None)
+
+
+async def plan_rows(
+    reader: LiveReader, rows: list[Row], certificates: CertificateIndex, min_validity_days: float
+) -> list[PlanLine]:
+    """Read each distinct listener once and judge every row against it and its target certificates against the
+    account's (`batchcert plan`): a row `run` would refuse is `refused` with its Preflight code; expiry and
+    SubjectCN warnings go into the reason."""
     listeners = list(dict.fromkeys(r.listener_id for r in rows))
     readings = dict(zip(listeners, await asyncio.gather(*(reader.read(lid) for lid in listeners)), strict=True))
-    lines = []
+    now_s, lines = time.time(), []
     for row in rows:
+        check = None if certificates.failed else check_targets(row, certificates.by_id, now_s, min_validity_days)
+        if check is not None and check.code:
+            lines.append(PlanLine(row, REFUSED, None, f"{check.code}: {check.message}"))
+            continue
         reading = readings[row.listener_id]
         if reading.failed:
             lines.append(PlanLine(row, "unknown", None, f"could not read the listener: {reading.code}"))
             continue
         verdict, live = judge(row, reading.domains)
         message = VERDICT_OUTCOMES[verdict][2] if verdict in VERDICT_OUTCOMES else ""
-        lines.append(PlanLine(row, verdict.value, live, message))
+        notes = [message] if message else []
+        if check is not None:
+            notes += [f"warning: {w}" for w in (*check.expiring, check.name_mismatch) if w]
+        lines.append(PlanLine(row, verdict.value, live, "; ".join(notes)))
     return lines
 
 
@@ -220,6 +270,7 @@ class Runner:
         rng: random.Random | None = None,
         max_lanes: int = MAX_LANES,
         settings: RunSettings | None = None,
+        certificates: CertificateIndex | None = None,
     ) -> None:
         self.api = api
         self.quota = quota
@@ -250,6 +301,8 @@ class Runner:
         #: rows whose listener the pre-flight read: an earlier session's ambiguous answer is settled by that read
         self._read_before: set[int] = set()
         self._verify_rows: dict[str, list[Row]] = defaultdict(list)
+        #: the account's certificates (read once per run, by the workflow before asking, or by `run`)
+        self.certificates = certificates
 
     @property
     def stopping(self) -> bool:
@@ -274,6 +327,8 @@ class Runner:
         self._ambiguous = frozenset(
             n for n, code in self.journal.last_modify_codes().items() if classify.policy_for(code).maybe_applied
         )
+        if self.config.preflight:
+            rows = await self._refuse_unusable_targets(rows)
         self._before = self.journal.previous_states()
         queues: dict[str, deque[Row]] = defaultdict(deque)
         for row in rows:
@@ -296,6 +351,31 @@ class Runner:
 
         await asyncio.gather(*(work() for _ in range(min(self._max_lanes, len(waiting)))))
         self._settle_unstarted([row for lid in waiting for row in queues[lid]])
+
+    async def _refuse_unusable_targets(self, rows: list[Row]) -> list[Row]:
+        """The certificate pre-flight: rows whose target certificate is missing, of the wrong type or expired end
+        `terminal` with a `Preflight.*` code and are never sent; the rest go on. Skipped (with a journal note) when
+        the certificates cannot be read."""
+        if self.certificates is None:
+            self.certificates = await self.reader.certificates()
+            self.journal.record_certificates(self.certificates.by_id.values())
+        if self.certificates.failed:
+            self.journal.set_facts(
+                certificate_check=f"skipped: DescribeCertificates answered {self.certificates.failed}"
+            )
+            return rows
+        now_s, keep = time.time(), []
+        for row in rows:
+            check = check_targets(row, self.certificates.by_id, now_s, self.settings.min_validity_days)
+            if not check.code:
+                keep.append(row)
+                continue
+            advice = classify.policy_for(check.code).advice
+            self.journal.finish_row(
+                row.row_number, Outcome.TERMINAL, check.code, f"{check.message} — {advice}; not sent"
+            )
+            self._on_row_done(row, Outcome.TERMINAL)
+        return keep
 
     def _settle_unstarted(self, rows: list[Row]) -> None:
         """Rows of listeners never started because the run stopped: `not_attempted`, in one journal transaction."""

@@ -28,6 +28,8 @@ DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_ATTEMPTS = 6
 #: how long a row waits out a busy listener or a changing domain (Terraform waits minutes for GAAP listeners)
 DEFAULT_LISTENER_WAIT_S = 300.0
+#: a target certificate expiring sooner than this many days is a warning (plan, confirmation, summary)
+DEFAULT_MIN_VALIDITY_DAYS = 30.0
 
 ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"  # noqa: S105 - a variable name
 ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105 - a variable name
@@ -115,6 +117,7 @@ class RunSettings:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     listener_wait_s: float = DEFAULT_LISTENER_WAIT_S
     ca_bundle: Path | None = None
+    min_validity_days: float = DEFAULT_MIN_VALIDITY_DAYS
 
     def __post_init__(self) -> None:
         if not 0 < self.rate_per_s <= 10000:
@@ -129,6 +132,8 @@ class RunSettings:
             raise SettingsError(
                 f"--ca-bundle {self.ca_bundle} is not a file — give a PEM file of trusted CA certificates"
             )
+        if not 0 <= self.min_validity_days <= 3650:
+            raise SettingsError(f"--min-validity-days {self.min_validity_days} is out of range — give 0 to 3650")
 
     @property
     def rehearsal(self) -> bool:
@@ -146,6 +151,7 @@ class RunSettings:
             "timeout_s": self.timeout_s,
             "max_attempts": self.max_attempts,
             "listener_wait_s": self.listener_wait_s,
+            "min_validity_days": self.min_validity_days,
         }
 
 
@@ -159,6 +165,7 @@ class SettingFlags:
     max_attempts: int | None = None
     listener_wait_s: float | None = None
     ca_bundle: Path | None = None
+    min_validity_days: float | None = None
 
 
 def resolve_settings(
@@ -191,6 +198,7 @@ def resolve_settings(
         max_attempts=int(number(flags.max_attempts, "max_attempts", DEFAULT_MAX_ATTEMPTS)),
         listener_wait_s=number(flags.listener_wait_s, "listener_wait_s", DEFAULT_LISTENER_WAIT_S),
         ca_bundle=flags.ca_bundle,
+        min_validity_days=number(flags.min_validity_days, "min_validity_days", DEFAULT_MIN_VALIDITY_DAYS),
     )
 
 

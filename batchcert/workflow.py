@@ -30,9 +30,9 @@ from batchcert.errors import BatchcertError, ExitCode
 from batchcert.journal import Journal, create_journal, open_journal, read_journal
 from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Progress, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
-from batchcert.reconcile import PlanLine, count_plan_actions, plan_every_row
+from batchcert.reconcile import REFUSED, PlanLine, count_plan_actions, expiring_targets, plan_every_row
 from batchcert.report import REPORT_LIBRARIES, Reports, write_plan, write_reports
-from batchcert.runner import LiveReader, Runner, RunnerConfig, estimate_run_s, plan_rows
+from batchcert.runner import CertificateIndex, LiveReader, Runner, RunnerConfig, estimate_run_s, plan_rows
 from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import (
     Credentials,
@@ -256,6 +256,8 @@ def run_mapping(
         lambda: _rehearsal_world(request.world, mapping),
     )
     run_dir = request.out or default_run_dir(request.reports_root, request.mapping)
+    certificates = read_certificates(target) if request.runner.preflight else None
+    expiring = _certificate_warnings(mapping.valid_rows(), certificates, target.settings) if certificates else ()
     preview = Preview(
         source=f"{mapping.path} (sha256 {mapping.sha256[:12]}…)",
         rows=len(mapping.rows),
@@ -269,7 +271,7 @@ def run_mapping(
         secret_id_masked=target.credentials.masked_id,
         rehearsal=target.settings.rehearsal,
         run_dir=run_dir,
-        warnings=target.warnings,
+        warnings=target.warnings + expiring,
         problems=tuple(mapping.problems[n] for n in sorted(mapping.problems)),
         notes=mapping.notes,
     )
@@ -294,7 +296,9 @@ def run_mapping(
     )
     with journal:
         journal.record_mapping(mapping)
-        return _execute(journal, "run", mapping.valid_rows(), target, request.runner, on_progress)
+        return _execute(
+            journal, "run", mapping.valid_rows(), target, request.runner, on_progress, certificates, expiring
+        )
 
 
 @dataclass(frozen=True)
@@ -331,6 +335,8 @@ def rerun_run(
             lambda: _rehearsal_world_of(journal, facts),
         )
         counts = journal.outcome_counts()
+        certificates = read_certificates(target) if request.runner.preflight and rows else None
+        expiring = _certificate_warnings(rows, certificates, target.settings) if certificates else ()
         preview = Preview(
             source=facts.get("mapping", ""),
             rows=sum(counts.values()),
@@ -344,11 +350,11 @@ def rerun_run(
             secret_id_masked=target.credentials.masked_id,
             rehearsal=target.settings.rehearsal,
             run_dir=request.run_dir,
-            warnings=warnings + target.warnings,
+            warnings=warnings + target.warnings + expiring,
         )
         if not confirm(preview):
             raise Declined("nothing was sent — answered no at the prompt")
-        return _execute(journal, "rerun", rows, target, request.runner, on_progress)
+        return _execute(journal, "rerun", rows, target, request.runner, on_progress, certificates, expiring)
 
 
 def _mapping_change_warning(journal: Journal, facts: dict[str, str]) -> tuple[str, ...]:
@@ -384,11 +390,16 @@ def _execute(
     target: Target,
     config: RunnerConfig,
     on_progress: ProgressFn | None,
+    certificates: CertificateIndex | None = None,
+    expiring: tuple[str, ...] = (),
 ) -> RunSummary:
     journal.begin_session(kind, target.settings.to_record())
+    if certificates is not None:
+        journal.record_certificates(certificates.by_id.values())
+    journal.set_facts(certificate_warnings=json.dumps(list(expiring)))
     _import_report_libraries_meanwhile()
     tracker = _Tracker(rows, journal.duplicate_counts(), on_progress or (lambda _progress: None))
-    outcome = asyncio.run(_drive(journal, rows, target, config, tracker))
+    outcome = asyncio.run(_drive(journal, rows, target, config, tracker, certificates))
     if target.world is not None:
         _save_rehearsal_world(journal.run_dir, target.world)
     with _signals_deferred() as signalled:
@@ -471,10 +482,19 @@ async def _drive(
     target: Target,
     config: RunnerConfig,
     tracker: _Tracker,
+    certificates: CertificateIndex | None,
 ) -> _Drive:
     interrupted = False
     async with _connect(target) as (client, quota):
-        runner = Runner(client, quota, journal, config, on_row_done=tracker.row_done, settings=target.settings)
+        runner = Runner(
+            client,
+            quota,
+            journal,
+            config,
+            on_row_done=tracker.row_done,
+            settings=target.settings,
+            certificates=certificates,
+        )
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()
         timeout_s = target.settings.timeout_s
@@ -568,7 +588,7 @@ class PlanResult:
     @property
     def exit_code(self) -> int:
         """0 nothing would change; 1 some row is invalid, absent or unreadable; 2 changes are pending."""
-        if self.counts["invalid"] or self.counts["not_found"] or self.counts["unknown"]:
+        if self.counts["invalid"] or self.counts["not_found"] or self.counts["unknown"] or self.counts[REFUSED]:
             return ExitCode.ROWS_NOT_DONE
         return ExitCode.CHANGES_PENDING if self.counts["change"] or self.counts["changing"] else ExitCode.OK
 
@@ -592,5 +612,30 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
 
 async def _plan(rows: list[Row], target: Target) -> list[PlanLine]:
     async with _connect(target) as (client, quota):
-        policy = RunnerConfig().retry_policy(target.settings.max_attempts)
-        return await plan_rows(LiveReader(client, quota, policy, Sleeper(), random.Random()), rows)
+        reader = _reader(client, quota, target)
+        certificates = await reader.certificates()
+        return await plan_rows(reader, rows, certificates, target.settings.min_validity_days)
+
+
+def _reader(client: GaapClient, quota: Quota, target: Target) -> LiveReader:
+    return LiveReader(
+        client, quota, RunnerConfig().retry_policy(target.settings.max_attempts), Sleeper(), random.Random()
+    )
+
+
+def read_certificates(target: Target) -> CertificateIndex:
+    """The account's certificates (DescribeCertificates, paged), read once before the operator is asked."""
+
+    async def read() -> CertificateIndex:
+        async with _connect(target) as (client, quota):
+            return await _reader(client, quota, target).certificates()
+
+    return asyncio.run(read())
+
+
+def _certificate_warnings(rows: list[Row], certificates: CertificateIndex, settings: RunSettings) -> tuple[str, ...]:
+    """What the operator should know about the targets before sending: those expiring soon, or that they could
+    not be checked."""
+    if certificates.failed:
+        return (f"the target certificates could not be checked: DescribeCertificates answered {certificates.failed}",)
+    return expiring_targets(rows, certificates.by_id, time.time(), settings.min_validity_days)

@@ -231,7 +231,7 @@ def test_plan_counts_exit_codes_and_read_pacing(
     )
     assert pending.exit_code == 2 and pending.counts["change"] == 60
     assert server.emulator is not None
-    assert server.emulator.requests == Counter({"DescribeRules": 60})
+    assert server.emulator.requests == Counter({"DescribeRules": 60, "DescribeCertificates": 1})
     assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
     fast = {
         "settings": SettingFlags(endpoint=server.base_url, rate_per_s=200.0)
