@@ -507,6 +507,61 @@ def plan(
 PLAN_TABLE_ROWS = 50
 
 
+@app.command(epilog=CREDENTIALS_EPILOG)
+def inventory(
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where the files go (default reports/<UTC>-inventory/).")
+    ] = None,
+    endpoint: EndpointOpt = None,
+    rate: RateOpt = None,
+    timeout: TimeoutOpt = None,
+    profile: Annotated[str | None, typer.Option(help="Credential profile.")] = None,
+    ca_bundle: CaBundleOpt = None,
+    emulator: Annotated[bool, typer.Option("--emulator", help="Read an in-process emulator (with --world).")] = False,
+    world: Annotated[Path | None, typer.Option(help="Emulator world file to read (implies --emulator).")] = None,
+    replace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--replace",
+            metavar="OLD=NEW",
+            help="Also write mapping.csv moving every use of certificate OLD to NEW (repeatable).",
+        ),
+    ] = None,
+) -> None:
+    """List every HTTPS listener and domain with the certificates it uses (inventory.csv, inventory.xlsx); with
+    --replace OLD=NEW, also the mapping that rotates OLD out everywhere."""
+    from batchcert.workflow import InventoryRequest, take_inventory
+
+    request = InventoryRequest(
+        out=out_dir,
+        settings=SettingFlags(endpoint, rate, timeout, ca_bundle=ca_bundle),
+        profile=profile,
+        rehearsal=emulator or world is not None,
+        world=world,
+        replace=tuple(replace or ()),
+    )
+    try:
+        found = take_inventory(request)
+    except BatchcertError as exc:
+        raise _fail(exc) from None
+    out.print(
+        f"{found.listeners} HTTPS listener(s), {found.domains} domain(s), {found.certificates} certificate(s)",
+        highlight=False,
+    )
+    if found.rotation is not None:
+        r = found.rotation
+        out.print(
+            f"To replace: {r.domain_server} domain server certificate(s), {r.listener_server} listener server "
+            f"certificate(s), {r.client_lists} client CA list(s) — {len(r.lines)} mapping row(s)",
+            highlight=False,
+        )
+    for path in found.files:
+        out.print(str(path), highlight=False, markup=False)
+    if found.rotation is not None and found.rotation.lines:
+        mapping = shlex.quote(str(found.files[-1]))
+        out.print(f"Next: batchcert plan {mapping}, then batchcert run {mapping}", highlight=False, markup=False)
+
+
 @app.command("emulator")
 def emulator_command(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0 = any free port).")] = 8765,

@@ -100,6 +100,7 @@ from batchcert.model import (
     SERVICE,
     Row,
 )
+from batchcert.reconcile import domain_covered
 from batchcert.signing import canonical_request, parse_authorization, signature, string_to_sign, utc_date
 
 DEMO_SECRET_ID = "AKIDbatchcertEmulatorDemo0000000000"  # noqa: S105 - published demo id
@@ -643,20 +644,6 @@ def world_for_rows(rows: Iterable[Row], credentials: dict[str, str] | None = Non
     for listener in listeners.values():
         listener.proxy_version, listener.proxy_status = "3.0", "RUNNING"
     return world
-
-
-def domain_covered(names: Iterable[str], domain: str) -> bool:
-    """True when a certificate name covers `domain`: equal, or a `*.` wildcard matching exactly one leftmost label."""
-    domain = domain.lower().rstrip(".")
-    for name in names:
-        name = name.lower().rstrip(".")
-        if name == domain:
-            return True
-        if name.startswith("*.") and not domain.startswith("*."):
-            head, _, rest = domain.partition(".")
-            if head and rest == name[2:]:
-                return True
-    return False
 
 
 # ---------------------------------------------------------------------------------------------------------- server

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from batchcert.errors import JournalError
-from batchcert.model import CallResult, Mapping, Outcome, Row
+from batchcert.model import CHANGE_ACTIONS, CallResult, Mapping, Outcome, Row
 from batchcert.reconcile import CertificateInfo
 
 JOURNAL_NAME = "journal.sqlite3"
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS rows (
     request_id TEXT NOT NULL DEFAULT '', finished_at REAL,
     previous_read INTEGER NOT NULL DEFAULT 0, previous_certificate_id TEXT NOT NULL DEFAULT '',
     previous_client_ids TEXT NOT NULL DEFAULT '', verified TEXT NOT NULL DEFAULT '',
-    verified_certificate_id TEXT NOT NULL DEFAULT '', verified_client_ids TEXT NOT NULL DEFAULT '');
+    verified_certificate_id TEXT NOT NULL DEFAULT '', verified_client_ids TEXT NOT NULL DEFAULT '',
+    scope TEXT NOT NULL DEFAULT 'domain', proxy_id TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER, listener_id TEXT NOT NULL DEFAULT '',
     session_id INTEGER NOT NULL,
@@ -75,6 +76,21 @@ CREATE TABLE IF NOT EXISTS certificates (
 """
 #: run directories made before the certificates table existed get it when written again
 _CERTIFICATES_TABLE = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS certificates") :]
+
+
+#: the writes of a row, as SQL: `action IN _CHANGES`
+_CHANGES = "(" + ", ".join(f"'{action}'" for action in CHANGE_ACTIONS) + ")"
+
+
+def _bring_up_to_date(db: sqlite3.Connection) -> None:
+    """Give a journal written by an earlier batchcert what this one reads: the certificates table, the rows'
+    scope and proxy_id (every earlier row was a domain row)."""
+    db.execute(_CERTIFICATES_TABLE)
+    columns = {str(c[1]) for c in db.execute("PRAGMA table_info(rows)")}
+    if "scope" not in columns:
+        db.execute("ALTER TABLE rows ADD COLUMN scope TEXT NOT NULL DEFAULT 'domain'")
+    if "proxy_id" not in columns:
+        db.execute("ALTER TABLE rows ADD COLUMN proxy_id TEXT NOT NULL DEFAULT ''")
 
 
 def iso_utc(timestamp: float | None) -> str:
@@ -113,6 +129,9 @@ class ReportRecord:
     cells: tuple[str, ...]
     #: ISO 8601 UTC end of the server certificate the row installs, as the certificate pre-flight read it
     target_certificate_end_time: str = ""
+    #: `domain`, or `listener` for a row that changes the listener's own certificates
+    scope: str = "domain"
+    proxy_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -261,8 +280,8 @@ class Journal:
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO rows(row_number, listener_id, domain, certificate_id, client_certificate_id, "
-                "poly_client_certificate_ids, extra, cells, problem, duplicate_of, outcome, error_message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "poly_client_certificate_ids, extra, cells, problem, duplicate_of, outcome, error_message, scope, "
+                "proxy_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.row_number,
@@ -277,6 +296,8 @@ class Journal:
                         mapping.duplicate_of.get(r.row_number),
                         Outcome.INVALID if r.row_number in mapping.problems else Outcome.NOT_ATTEMPTED,
                         mapping.problems.get(r.row_number, ""),
+                        r.scope,
+                        r.proxy_id,
                     )
                     for r in mapping.rows
                 ],
@@ -292,7 +313,8 @@ class Journal:
         """Primary rows (not duplicates), in mapping order, optionally only those with the given outcomes."""
         found = self._db.execute(
             "SELECT row_number, listener_id, domain, certificate_id, client_certificate_id, "
-            "poly_client_certificate_ids, extra, outcome FROM rows WHERE duplicate_of IS NULL ORDER BY row_number"
+            "poly_client_certificate_ids, extra, outcome, scope, proxy_id FROM rows WHERE duplicate_of IS NULL "
+            "ORDER BY row_number"
         ).fetchall()
         return [
             Row(
@@ -303,8 +325,10 @@ class Journal:
                 client,
                 tuple(p for p in poly.split(";") if p),
                 tuple(tuple(x) for x in json.loads(extra)),
+                scope,
+                proxy,
             )
-            for n, lid, dom, cert, client, poly, extra, outcome in found
+            for n, lid, dom, cert, client, poly, extra, outcome, scope, proxy in found
             if outcomes is None or Outcome(outcome) in outcomes
         ]
 
@@ -341,8 +365,8 @@ class Journal:
         with self._tx() as db:
             self._restore_intents(db)
             latest = db.execute(
-                "SELECT a.id, a.row_number, a.finished_at, a.code, a.request_id FROM attempts a "
-                "JOIN (SELECT row_number, MAX(id) AS id FROM attempts WHERE action = 'ModifyCertificate' "
+                "SELECT a.id, a.row_number, a.finished_at, a.code, a.request_id FROM attempts a "  # noqa: S608 - _CHANGES is a constant (CHANGE_ACTIONS), never input
+                f"JOIN (SELECT row_number, MAX(id) AS id FROM attempts WHERE action IN {_CHANGES} "
                 "GROUP BY row_number) m ON a.id = m.id "
                 "JOIN rows r ON r.row_number = a.row_number "
                 "WHERE a.finished_at IS NULL OR (a.code = 'OK' AND r.outcome != 'succeeded')"
@@ -567,7 +591,7 @@ class Journal:
 
     def modified_rows(self) -> frozenset[int]:
         """Rows with any ModifyCertificate attempt recorded."""
-        cur = self._db.execute("SELECT DISTINCT row_number FROM attempts WHERE action = 'ModifyCertificate'")
+        cur = self._db.execute(f"SELECT DISTINCT row_number FROM attempts WHERE action IN {_CHANGES}")  # noqa: S608 - _CHANGES is a constant (CHANGE_ACTIONS), never input
         return frozenset(int(n) for (n,) in cur.fetchall())
 
     def record_previous(self, states: list[tuple[int, str, tuple[str, ...]]]) -> None:
@@ -617,8 +641,8 @@ class Journal:
     def last_modify_codes(self) -> dict[int, str]:
         """Row number → code of its latest ModifyCertificate attempt (rows with any)."""
         cur = self._db.execute(
-            "SELECT a.row_number, a.code FROM attempts a JOIN (SELECT row_number, MAX(id) AS id FROM attempts "
-            "WHERE action = 'ModifyCertificate' GROUP BY row_number) m ON a.id = m.id"
+            "SELECT a.row_number, a.code FROM attempts a JOIN (SELECT row_number, MAX(id) AS id FROM attempts "  # noqa: S608 - _CHANGES is a constant (CHANGE_ACTIONS), never input
+            f"WHERE action IN {_CHANGES} GROUP BY row_number) m ON a.id = m.id"
         )
         return {int(n): str(c or "") for n, c in cur.fetchall()}
 
@@ -627,7 +651,7 @@ class Journal:
         """One record per mapping row in mapping order, streamed from SQLite (a 100,000-row run is never held in
         memory whole): its outcome, reads and verification (a duplicate takes its primary's) and the history of its
         ModifyCertificate attempts across all sessions."""
-        query = """
+        query = f"""
             SELECT r.row_number, r.listener_id, r.domain, r.certificate_id, r.client_certificate_id,
                    r.poly_client_certificate_ids, r.extra, r.cells, r.duplicate_of,
                    COALESCE(p.outcome, r.outcome), COALESCE(p.error_code, r.error_code),
@@ -636,7 +660,7 @@ class Journal:
                    COALESCE(p.previous_certificate_id, r.previous_certificate_id),
                    COALESCE(p.previous_client_ids, r.previous_client_ids), COALESCE(p.verified, r.verified),
                    COALESCE(p.verified_certificate_id, r.verified_certificate_id),
-                   h.n, h.first_sent, h.last_done, h.request_ids, c.end_time
+                   h.n, h.first_sent, h.last_done, h.request_ids, c.end_time, r.scope, r.proxy_id
             FROM rows r
             LEFT JOIN rows p ON p.row_number = r.duplicate_of
             LEFT JOIN certificates c ON c.certificate_id = r.certificate_id
@@ -645,13 +669,16 @@ class Journal:
                 SELECT row_number, COUNT(*) AS n, MIN(sent_at) AS first_sent,
                        MAX(COALESCE(finished_at, sent_at)) AS last_done,
                        GROUP_CONCAT(NULLIF(request_id, ''), ';') AS request_ids
-                FROM attempts WHERE action = 'ModifyCertificate' GROUP BY row_number
+                FROM attempts WHERE action IN {_CHANGES} GROUP BY row_number
             ) h ON h.row_number = COALESCE(r.duplicate_of, r.row_number)
             ORDER BY r.row_number
-        """
+        """  # noqa: S608 - _CHANGES is a constant (CHANGE_ACTIONS), never input
         for values in self._db.execute(query):
             (n, lid, dom, cert, client, poly, extra, cells, dup, outcome, code, message, rid) = values[:13]
-            (prev_read, prev_cert, prev_clients, verified, verified_cert, tries, first, last, rids, ends) = values[13:]
+            (prev_read, prev_cert, prev_clients, verified, verified_cert, tries, first, last, rids, ends) = values[
+                13:23
+            ]
+            scope, proxy_id = values[23:]
             yield ReportRecord(
                 row=n,
                 listener_id=lid,
@@ -676,6 +703,8 @@ class Journal:
                 extra=tuple((str(k), str(v)) for k, v in json.loads(extra)),
                 cells=tuple(str(c) for c in json.loads(cells)),
                 target_certificate_end_time=iso_utc(ends).replace(".000Z", "Z") if ends else "",
+                scope=scope,
+                proxy_id=proxy_id,
             )
 
     def extra_column_names(self) -> list[str]:
@@ -714,15 +743,15 @@ class Journal:
             "WHERE a.code IS NULL OR a.code != 'OK' ORDER BY a.id"
         ):
             n, action, sent_at, code, message, rid, latency, outcome = values
-            kind = "transient" if outcome is None or outcome in done or action != "ModifyCertificate" else "attempt"
+            kind = "transient" if outcome is None or outcome in done or action not in CHANGE_ACTIONS else "attempt"
             yield FailedAttempt(kind, n, action, iso_utc(sent_at), code or "in flight", message, rid, latency)
 
     def transient_error_counts(self) -> dict[str, int]:
         """Failed requests the run got past (their row ended done), by code, most frequent first."""
         return dict(
             self._db.execute(
-                "SELECT a.code, COUNT(*) FROM attempts a JOIN rows r ON r.row_number = a.row_number "
-                "WHERE a.action = 'ModifyCertificate' AND a.code != 'OK' AND r.outcome IN ('succeeded', 'unchanged') "
+                "SELECT a.code, COUNT(*) FROM attempts a JOIN rows r ON r.row_number = a.row_number "  # noqa: S608 - _CHANGES is a constant (CHANGE_ACTIONS), never input
+                f"WHERE a.action IN {_CHANGES} AND a.code != 'OK' AND r.outcome IN ('succeeded', 'unchanged') "
                 "GROUP BY a.code ORDER BY COUNT(*) DESC, a.code"
             ).fetchall()
         )
@@ -900,7 +929,7 @@ def open_journal(run_dir: Path) -> Journal:
     journal = Journal(run_dir, db, fd)
     journal.warnings = inspection.warnings
     with journal._tx() as tx:
-        tx.execute(_CERTIFICATES_TABLE)  # a run directory made by an earlier version
+        _bring_up_to_date(tx)
     return journal
 
 
@@ -914,7 +943,7 @@ def read_journal(run_dir: Path) -> Iterator[tuple[Journal, Inspection, bool]]:
     live = _is_held(run_dir)
     with _copy_of(run_dir) as copy:
         db = sqlite3.connect(copy, isolation_level="DEFERRED")
-        db.execute(_CERTIFICATES_TABLE)  # in the private copy: a run directory made by an earlier version
+        _bring_up_to_date(db)  # in the private copy
         journal = Journal(run_dir, db, None)
         try:
             if not live:

@@ -15,6 +15,10 @@ from typing import Any, Protocol
 DEFAULT_CERTIFICATE = "default"
 
 ACTION_MODIFY = "ModifyCertificate"
+#: a listener's own certificates (a mapping row with Scope `listener`)
+ACTION_MODIFY_LISTENER = "ModifyHTTPSListenerAttribute"
+#: the writes a row may send (the journal's history of a row is its attempts of these)
+CHANGE_ACTIONS = (ACTION_MODIFY, ACTION_MODIFY_LISTENER)
 ACTION_DESCRIBE_RULES = "DescribeRules"
 ACTION_DESCRIBE_LISTENERS = "DescribeHTTPSListeners"
 ACTION_DESCRIBE_CERTIFICATES = "DescribeCertificates"
@@ -65,6 +69,15 @@ class Row:
     client_certificate_id: str = ""
     poly_client_certificate_ids: tuple[str, ...] = ()
     extra: tuple[tuple[str, str], ...] = ()
+    #: SCOPE_DOMAIN (a domain's certificates) or SCOPE_LISTENER (the listener's own; `domain` is "")
+    scope: str = "domain"
+    #: the listener's proxy, for a listener row (ModifyHTTPSListenerAttribute takes it); "" when not given
+    proxy_id: str = ""
+
+    @property
+    def action(self) -> str:
+        """The write this row sends."""
+        return ACTION_MODIFY_LISTENER if self.scope == "listener" else ACTION_MODIFY
 
     @property
     def target_key(self) -> tuple[str, str, tuple[str, ...]]:
@@ -72,12 +85,14 @@ class Row:
         return (self.certificate_id, self.client_certificate_id, self.poly_client_certificate_ids)
 
     def request_params(self) -> dict[str, Any]:
-        """The `ModifyCertificate` parameters for this row; optional ids are sent only when set."""
-        params: dict[str, Any] = {
-            "ListenerId": self.listener_id,
-            "Domain": self.domain,
-            "CertificateId": self.certificate_id,
-        }
+        """The parameters of this row's write (`action`); optional ids are sent only when set."""
+        params: dict[str, Any] = {"ListenerId": self.listener_id}
+        if self.scope == "listener":
+            if self.proxy_id:
+                params["ProxyId"] = self.proxy_id
+        else:
+            params["Domain"] = self.domain
+        params["CertificateId"] = self.certificate_id
         if self.client_certificate_id:
             params["ClientCertificateId"] = self.client_certificate_id
         if self.poly_client_certificate_ids:
@@ -129,6 +144,46 @@ class Progress:
     def eta_s(self) -> float | None:
         """Seconds left at the rate so far; None before the first row settled."""
         return (self.total - self.done) / self.rows_per_s if self.rows_per_s > 0 else None
+
+
+#: what a row or an inventory line changes: a domain's certificates (ModifyCertificate) or a listener's own
+#: (ModifyHTTPSListenerAttribute)
+SCOPE_DOMAIN = "domain"
+SCOPE_LISTENER = "listener"
+
+
+@dataclass(frozen=True)
+class Place:
+    """One place certificates are used: an HTTPS listener's own (`scope` listener, `domain` "") or a domain's.
+    `certificate_id` as the API says it (a domain may say `default`); `effective_certificate_id` resolves `default`
+    to the listener's; `status` is ListenerStatus or DomainStatus."""
+
+    scope: str
+    proxy_id: str
+    group_id: str
+    listener_id: str
+    domain: str
+    certificate_id: str
+    client_certificate_ids: tuple[str, ...]
+    effective_certificate_id: str
+    listener_name: str
+    port: int | None
+    status: int
+    proxy_name: str
+    proxy_status: str
+
+
+@dataclass(frozen=True)
+class MappingLine:
+    """A row of the rotation mapping (REPLACE_COLUMNS). `poly_client_certificate_ids` is the full new client list
+    when the row changes one (else empty: the server certificate alone changes, client CAs are kept)."""
+
+    scope: str
+    proxy_id: str
+    listener_id: str
+    domain: str
+    certificate_id: str
+    poly_client_certificate_ids: tuple[str, ...]
 
 
 class Api(Protocol):

@@ -41,11 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from batchcert.errors import MappingError
-from batchcert.model import DEFAULT_CERTIFICATE, Mapping, Row
+from batchcert.model import DEFAULT_CERTIFICATE, SCOPE_DOMAIN, SCOPE_LISTENER, Mapping, Row
 
 LISTENER_ID, DOMAIN, CERTIFICATE_ID = "ListenerId", "Domain", "CertificateId"
 CLIENT_CERTIFICATE_ID, POLY_CLIENT_CERTIFICATE_IDS = "ClientCertificateId", "PolyClientCertificateIds"
-COLUMNS = (LISTENER_ID, DOMAIN, CERTIFICATE_ID, CLIENT_CERTIFICATE_ID, POLY_CLIENT_CERTIFICATE_IDS)
+#: optional: what a row changes (`domain`, the default, or `listener`: the listener's own certificates, Domain empty)
+#: and the listener's proxy (ModifyHTTPSListenerAttribute takes it)
+SCOPE, PROXY_ID = "Scope", "ProxyId"
+COLUMNS = (SCOPE, PROXY_ID, LISTENER_ID, DOMAIN, CERTIFICATE_ID, CLIENT_CERTIFICATE_ID, POLY_CLIENT_CERTIFICATE_IDS)
 REQUIRED_COLUMNS = (LISTENER_ID, DOMAIN, CERTIFICATE_ID)
 
 #: Header spellings accepted for each column, as `normalize_header` leaves them (NFKC, lower case, no spaces,
@@ -82,7 +85,16 @@ COLUMN_ALIASES: dict[str, str] = {
     "多客户端证书ids": POLY_CLIENT_CERTIFICATE_IDS,
     "多客户端证书": POLY_CLIENT_CERTIFICATE_IDS,
     "客户端证书ids": POLY_CLIENT_CERTIFICATE_IDS,
+    "scope": SCOPE,
+    "范围": SCOPE,
+    "作用域": SCOPE,
+    "proxyid": PROXY_ID,
+    "通道id": PROXY_ID,
+    "通道": PROXY_ID,
 }
+SCOPES = (SCOPE_DOMAIN, SCOPE_LISTENER)
+#: a connection's id: a proxy (link-…); a listener on a proxy group has none
+PROXY_ID_RE = re.compile(r"link-[0-9a-z]{1,32}")
 
 LISTENER_ID_RE = re.compile(r"listener-[0-9a-z]{1,32}")
 CERTIFICATE_ID_RE = re.compile(r"cert-[0-9a-z]{1,32}")
@@ -259,6 +271,8 @@ def _read_mapping(path: Path, sheet: str | None, encoding: str | None, include_h
             client_certificate_id=cell(CLIENT_CERTIFICATE_ID),
             poly_client_certificate_ids=tuple(p for p in POLY_SEPARATORS.split(poly_text) if p),
             extra=tuple((columns[i], record[i]) for i in extra_index),
+            scope=cell(SCOPE).lower() or SCOPE_DOMAIN,
+            proxy_id=cell(PROXY_ID),
         )
         rows.append(row)
         if row_number in table.hidden:
@@ -859,7 +873,27 @@ def _row_problems(row: Row, column_of: dict[str, str], formulas: frozenset[str] 
         out.append(empty(LISTENER_ID))
     elif not LISTENER_ID_RE.fullmatch(row.listener_id):
         out.append(_not_a(n, col(LISTENER_ID), row.listener_id, "a listener id (listener-…)"))
-    if not row.domain:
+    if row.scope not in SCOPES:
+        out.append(
+            _not_a(
+                n,
+                col(SCOPE),
+                row.scope,
+                "a scope — `domain` (a domain's certificates) or `listener` (the listener's own)",
+            )
+        )
+    elif row.scope == SCOPE_LISTENER and row.domain:
+        out.append(
+            f"row {n}: {col(SCOPE)} is listener but {col(DOMAIN)} is {_show(row.domain)} — a listener row changes the "
+            "listener's own certificates: empty the domain, or make the scope domain"
+        )
+    elif row.scope == SCOPE_LISTENER and row.certificate_id == DEFAULT_CERTIFICATE:
+        out.append(f"row {n}: a listener row cannot set {col(CERTIFICATE_ID)} to default — name a certificate")
+    if row.proxy_id and not PROXY_ID_RE.fullmatch(row.proxy_id):
+        out.append(_not_a(n, col(PROXY_ID), row.proxy_id, "a proxy id (link-…)"))
+    if row.scope == SCOPE_LISTENER:
+        pass  # no domain: checked above
+    elif not row.domain:
         out.append(empty(DOMAIN))
     elif len(row.domain) > 253 or not DOMAIN_RE.fullmatch(row.domain):
         out.append(_not_a(n, col(DOMAIN), row.domain, "a host name (e.g. www.example.com or *.example.com)"))

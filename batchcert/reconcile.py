@@ -34,10 +34,34 @@ class LiveDomain:
     certificate_id: str
     client_ids: tuple[str, ...]
     status: int
+    #: for a listener's own state: its proxy ("" on a proxy group)
+    proxy_id: str = ""
 
     @property
     def client_text(self) -> str:
         return ";".join(self.client_ids)
+
+
+#: the key of a listener's own state among its live domains (a listener row's `domain` is "")
+LISTENER_KEY = ""
+
+
+def live_listener(response: dict[str, Any]) -> LiveDomain | None:
+    """A `DescribeHTTPSListeners(ListenerId=…)` answer as the listener's own state (`domain` ""; `status` is
+    ListenerStatus: 0 running), or None when it lists no listener."""
+    listed = response.get("ListenerSet") or []
+    if not listed:
+        return None
+    item = listed[0]
+    poly = tuple(str(p.get("CertificateId")) for p in item.get("PolyClientCertificateAliasInfo") or [] if p)
+    single = item.get("ClientCertificateId")
+    return LiveDomain(
+        domain=LISTENER_KEY,
+        certificate_id=str(item.get("CertificateId") or ""),
+        client_ids=poly or ((str(single),) if single else ()),
+        status=int(item.get("ListenerStatus") or 0),
+        proxy_id=str(item.get("ProxyId") or ""),
+    )
 
 
 def live_domains(response: dict[str, Any]) -> dict[str, LiveDomain]:

@@ -27,9 +27,15 @@ from typing import TYPE_CHECKING, Any
 from batchcert import classify
 from batchcert.errors import ReportError
 from batchcert.journal import FailedAttempt, Journal, ReportRecord, iso_utc
-from batchcert.model import Outcome, Row
+from batchcert.model import DEFAULT_CERTIFICATE, MappingLine, Outcome, Place, Row
 from batchcert.plan import FORMULA_PREFIXES
-from batchcert.reconcile import CONFIRMED_BY_READ_BACK, PlanLine, rollback_for
+from batchcert.reconcile import (
+    CERTIFICATE_TYPE_NAMES,
+    CONFIRMED_BY_READ_BACK,
+    CertificateInfo,
+    PlanLine,
+    rollback_for,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +46,7 @@ REPORT_LIBRARIES = ("pandas", "xlsxwriter")
 
 REPORT_COLUMNS = (
     "row",
+    "scope",
     "listener_id",
     "domain",
     "certificate_id",
@@ -61,6 +68,8 @@ REPORT_COLUMNS = (
     "verified",
 )
 ROLLBACK_COLUMNS = (
+    "Scope",
+    "ProxyId",
     "ListenerId",
     "Domain",
     "CertificateId",
@@ -323,10 +332,14 @@ def _rollback_line(record: ReportRecord) -> list[Any] | None:
         record.certificate_id,
         record.client_certificate_id,
         tuple(p for p in record.poly_client_certificate_ids.split(";") if p),
+        scope=record.scope,
+        proxy_id=record.proxy_id,
     )
     previous_clients = tuple(p for p in record.previous_client_certificate_ids.split(";") if p)
     undo = rollback_for(row, record.previous_certificate_id, previous_clients)
     return [
+        row.scope,
+        row.proxy_id,
         row.listener_id,
         row.domain,
         undo.certificate_id,
@@ -498,6 +511,139 @@ def next_steps(run_dir: Path, counts: dict[str, int]) -> list[str]:
     return steps
 
 
+# ------------------------------------------------------------------------------------------------------ inventory
+#: the first columns of inventory.csv, exactly these names in this order (README, "Rotate a certificate")
+INVENTORY_COLUMNS = (
+    "scope",
+    "proxy_id",
+    "listener_id",
+    "domain",
+    "certificate_id",
+    "client_certificate_ids",
+    "effective_certificate_id",
+    "certificate_end_time",
+    "days_to_expiry",
+    "certificate_alias",
+    "subject_cn",
+    "proxy_name",
+    "proxy_status",
+    "group_id",
+    "listener_name",
+    "port",
+    "status",
+)
+#: the columns of the mapping `inventory --replace` writes (a mapping `batchcert run` takes as it is)
+ROTATION_COLUMNS = ("Scope", "ProxyId", "ListenerId", "Domain", "CertificateId", "PolyClientCertificateIds")
+CERTIFICATE_COLUMNS = ("certificate_id", "alias", "type", "subject_cn", "end_time", "days_to_expiry", "places")
+
+
+def write_inventory(
+    out_dir: Path, places: Sequence[Place], certificates: dict[str, CertificateInfo], now_s: float
+) -> tuple[Path, Path]:
+    """Write `inventory.csv` (INVENTORY_COLUMNS, one line per HTTPS listener and per domain) and `inventory.xlsx`
+    (the same, plus the certificates by expiry with the number of places each is used). Raises ReportError naming
+    the path when they cannot be written."""
+
+    def days(cert_id: str) -> int | str:
+        found = certificates.get(cert_id)
+        return int((found.end_time_s - now_s) // 86400) if found and found.end_time_s else ""
+
+    def cells(place: Place) -> list[Any]:
+        found = certificates.get(place.effective_certificate_id)
+        return [
+            place.scope,
+            place.proxy_id,
+            place.listener_id,
+            place.domain,
+            place.certificate_id,
+            ";".join(place.client_certificate_ids),
+            place.effective_certificate_id,
+            iso_utc(found.end_time_s).replace(".000Z", "Z") if found and found.end_time_s else "",
+            days(place.effective_certificate_id),
+            found.alias if found else "",
+            found.subject_cn if found else "",
+            place.proxy_name,
+            place.proxy_status,
+            place.group_id,
+            place.listener_name,
+            "" if place.port is None else place.port,
+            place.status,
+        ]
+
+    uses: Counter[str] = Counter()
+    for place in places:
+        uses.update({place.effective_certificate_id, *place.client_certificate_ids} - {"", DEFAULT_CERTIFICATE})
+    by_expiry = sorted(certificates.values(), key=lambda c: (c.end_time_s or float("inf"), c.certificate_id))
+    table = [cells(place) for place in places]
+    certificate_table = [
+        [
+            c.certificate_id,
+            c.alias,
+            CERTIFICATE_TYPE_NAMES.get(c.type, str(c.type)),
+            c.subject_cn,
+            iso_utc(c.end_time_s).replace(".000Z", "Z") if c.end_time_s else "",
+            days(c.certificate_id),
+            uses[c.certificate_id],
+        ]
+        for c in by_expiry
+    ]
+    csv_path, xlsx_path = out_dir / "inventory.csv", out_dir / "inventory.xlsx"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_csv(csv_path, INVENTORY_COLUMNS, table)
+        _write_atomic(
+            xlsx_path,
+            lambda tmp: _write_sheets(
+                tmp, {"Inventory": (INVENTORY_COLUMNS, table), "Certificates": (CERTIFICATE_COLUMNS, certificate_table)}
+            ),
+        )
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write the inventory to {exc.filename or out_dir}: {exc.strerror or exc} — choose another --out"
+        ) from None
+    return csv_path, xlsx_path
+
+
+def write_rotation(out_dir: Path, lines: Sequence[MappingLine]) -> Path:
+    """Write `mapping.csv` (ROTATION_COLUMNS) for `batchcert run`."""
+    path = out_dir / "mapping.csv"
+    rows = [
+        [ln.scope, ln.proxy_id, ln.listener_id, ln.domain, ln.certificate_id, ";".join(ln.poly_client_certificate_ids)]
+        for ln in lines
+    ]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_csv(path, ROTATION_COLUMNS, rows)
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc} — choose another --out") from None
+    return path
+
+
+def _write_sheets(path: Path, sheets: dict[str, tuple[Sequence[str], list[list[Any]]]]) -> None:
+    """A workbook of plain tables: a bold frozen header, filters, sized columns; text never turned into formulas."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(
+        str(path), {"strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False}
+    )
+    bold, quoted = book.add_format({"bold": True}), book.add_format({"quote_prefix": True})
+    for name, (header, table) in sheets.items():
+        ws = book.add_worksheet(name)
+        for c, title in enumerate(header):
+            ws.write_string(0, c, title, bold)
+            ws.set_column(c, c, COLUMN_WIDTHS.get(title, 16))
+        for r, line in enumerate(table, start=1):
+            for c, value in enumerate(line):
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    ws.write_number(r, c, value)
+                elif value != "":
+                    text = str(value)
+                    ws.write_string(r, c, text, quoted if text.startswith(FORMULA_PREFIXES) else None)
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(len(table), 1), len(header) - 1)
+    book.close()
+
+
 #: report.xlsx column widths (characters) so that ids and timestamps show whole; others get 14
 COLUMN_WIDTHS = {
     "row": 7,
@@ -520,6 +666,13 @@ COLUMN_WIDTHS = {
     "previous_client_certificate_ids": 28,
     "verified_certificate_id": 22,
     "verified": 10,
+    "scope": 9,
+    "proxy_id": 16,
+    "effective_certificate_id": 22,
+    "client_certificate_ids": 28,
+    "certificate_end_time": 22,
+    "subject_cn": 24,
+    "end_time": 22,
 }
 ERRORS_COLUMN_WIDTHS = {"kind": 18, "row": 7, "action": 24, "at": 25, "code": 40, "message": 70, "request_id": 38}
 

@@ -28,34 +28,30 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from batchcert import classify
 from batchcert.journal import Attempt, Journal
 from batchcert.model import (
-    ACTION_DESCRIBE_CERTIFICATES,
-    ACTION_DESCRIBE_RULES,
-    ACTION_MODIFY,
     DEFAULT_CERTIFICATE,
+    SCOPE_LISTENER,
     Api,
     CallResult,
     Disposition,
     Outcome,
     Row,
 )
+from batchcert.reading import URGENT, CertificateIndex, LiveReader, Reading
 from batchcert.reconcile import (
     CONFIRMED_BY_READ_BACK,
+    LISTENER_KEY,
     REFUSED,
-    CertificateInfo,
     LiveDomain,
     PlanLine,
     Verdict,
-    certificates_in,
     changed_since,
     check_targets,
     is_at_target,
     judge,
-    live_domains,
 )
 from batchcert.schedule import (
     GateClosed,
@@ -73,8 +69,6 @@ from batchcert.settings import RunSettings
 
 log = logging.getLogger("batchcert.runner")
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
-#: gate priority of a read that a listener lane is blocked on (ambiguous answer, changing domain)
-URGENT = 1e9
 #: listeners worked on at once. Enough to keep both action budgets busy (each lane waits at a gate most of the
 #: time), few enough that a 100,000-listener mapping does not hold 100,000 suspended coroutines in memory.
 MAX_LANES = 256
@@ -131,102 +125,6 @@ VERDICT_OUTCOMES: dict[Verdict, tuple[Outcome, str, str]] = {
     Verdict.UNCHANGED: (Outcome.UNCHANGED, "", UNCHANGED_MESSAGE),
     Verdict.NOT_FOUND: (Outcome.TERMINAL, "ResourceNotFound", NOT_FOUND_MESSAGE),
 }
-
-
-@dataclass(frozen=True)
-class Reading:
-    """A listener's live state: `domains` by lower-cased name (None when the listener does not exist), or `failed`
-    with the code of the last answer."""
-
-    domains: dict[str, LiveDomain] | None
-    request_id: str = ""
-    failed: bool = False
-    code: str = ""
-
-
-#: DescribeCertificates page size: the API documents no maximum Limit; 50 is what the Terraform provider pages with
-#: (docs/gaap-api.md, "Inventory and listener certificates")
-CERTIFICATES_PAGE = 50
-
-
-@dataclass(frozen=True)
-class CertificateIndex:
-    """The account's certificates by id, as the certificate pre-flight read them; `failed` names the code when
-    they could not be read (the check is then skipped, never guessed)."""
-
-    by_id: dict[str, CertificateInfo]
-    failed: str = ""
-
-
-class LiveReader:
-    """Reads listeners with DescribeRules (and the account's certificates with DescribeCertificates) through the
-    quota (each action its own budget), retrying transient failures with backoff. `on_read(listener_id, result,
-    sent_at_wall_s, row_number, action)` is called for every answer."""
-
-    def __init__(
-        self,
-        api: Api,
-        quota: Quota,
-        policy: RetryPolicy,
-        sleeper: Sleeper,
-        rng: random.Random,
-        on_read: Callable[[str, CallResult, float, int | None, str], None] | None = None,
-    ) -> None:
-        self._api = api
-        self._quota = quota
-        self._policy = policy
-        self._sleeper = sleeper
-        self._rng = rng
-        self._on_read = on_read
-
-    async def read(self, listener_id: str, row_number: int | None = None, priority: float = URGENT) -> Reading:
-        """The listener's live domains. Never raises for API or network problems (a failed Reading instead).
-        `priority` orders reads at the gate: URGENT for a read a lane is blocked on, rows waiting for a pre-flight
-        read, 0 for verification (it must not delay reads that gate changes)."""
-
-        result = await self._call(ACTION_DESCRIBE_RULES, {"ListenerId": listener_id}, priority, listener_id, row_number)
-        if result is None:
-            return Reading(None, failed=True, code="NotSent")
-        if result.ok:
-            return Reading(live_domains(result.response), result.request_id)
-        if classify.says_listener_absent(result.code or "", result.message):
-            return Reading(None, result.request_id)
-        return Reading(None, result.request_id, failed=True, code=result.code or "")
-
-    async def certificates(self) -> CertificateIndex:
-        """Every certificate of the account, page by page (one lookup per run). Never raises."""
-        found: dict[str, CertificateInfo] = {}
-        offset = 0
-        while True:
-            params = {"Offset": offset, "Limit": CERTIFICATES_PAGE}
-            result = await self._call(ACTION_DESCRIBE_CERTIFICATES, params, URGENT, "", None)
-            if result is None or not result.ok:
-                return CertificateIndex(found, failed=(result.code or "failed") if result is not None else "NotSent")
-            page = certificates_in(result.response)
-            found.update((c.certificate_id, c) for c in page)
-            offset += len(page)
-            if not page or offset >= int(result.response.get("TotalCount") or 0):
-                return CertificateIndex(found)
-
-    async def _call(
-        self, action: str, params: dict[str, Any], priority: float, listener_id: str, row_number: int | None
-    ) -> CallResult | None:
-        """One read with retries; None when the run stopped before it was sent."""
-
-        async def once(_previous: CallResult | None) -> CallResult | None:
-            sent_at: list[float] = []
-            try:
-                result = await self._quota.send(
-                    self._api, action, params, priority=priority, before_send=lambda: sent_at.append(time.time())
-                )
-            except GateClosed:
-                return None
-            if self._on_read is not None:
-                self._on_read(listener_id, result, sent_at[0], row_number, action)
-            return result
-
-        tries = await retry_call(once, policy=self._policy, sleeper=self._sleeper, rng=self._rng)
-        return tries.last or (tries.results[-1] if tries.results else None)
 
 
 async def plan_rows(
@@ -303,6 +201,10 @@ class Runner:
         self._verify_rows: dict[str, list[Row]] = defaultdict(list)
         #: the account's certificates (read once per run, by the workflow before asking, or by `run`)
         self.certificates = certificates
+        #: listeners with a listener row: their reads include the listener's own certificates
+        self._own_read: set[str] = set()
+        #: a listener's proxy as its own read showed it (ModifyHTTPSListenerAttribute takes it)
+        self._proxy_of: dict[str, str] = {}
 
     @property
     def stopping(self) -> bool:
@@ -341,6 +243,8 @@ class Runner:
         for row in self.journal.rows():
             if row.listener_id in queues and outcomes.get(row.row_number) is not Outcome.INVALID:
                 self._verify_rows[row.listener_id].append(row)
+                if row.scope == SCOPE_LISTENER:
+                    self._own_read.add(row.listener_id)
         # longest queue first (a stable sort keeps mapping order among equals): the longest chain bounds the run
         waiting = deque(sorted(queues, key=lambda lid: -len(queues[lid])))
 
@@ -395,7 +299,12 @@ class Runner:
             await self._verify(listener_id, self._verify_rows[listener_id])
 
     async def _read(self, listener_id: str, row_number: int | None = None, priority: float = URGENT) -> Reading:
-        reading = await self.reader.read(listener_id, row_number, priority)
+        """Read a listener's domains — and its own certificates when a listener row is on it."""
+        own = listener_id in self._own_read
+        reading = await self.reader.read(listener_id, row_number, priority, own=own)
+        mine = (reading.domains or {}).get(LISTENER_KEY) if own else None
+        if mine is not None and mine.proxy_id:
+            self._proxy_of[listener_id] = mine.proxy_id
         if reading.failed and classify.disposition_of(reading.code) is Disposition.STOP_RUN:
             self.stop(f"the run stopped at {reading.code} — {classify.policy_for(reading.code).advice}")
         return reading
@@ -559,14 +468,14 @@ class Runner:
         def journal_start() -> None:
             if self.stopping:
                 raise GateClosed
-            handle.append(self.journal.begin_attempt(row.row_number, ACTION_MODIFY))
+            handle.append(self.journal.begin_attempt(row.row_number, row.action))
 
         # gate priority: rows left on the lane; a retry goes half a step ahead of first attempts of equally long
         # lanes, or rows hit by a transient fault would queue behind every fresh row and become the run's tail
         try:
             result = await self.quota.send(
                 self.api,
-                ACTION_MODIFY,
+                row.action,
                 self._target_of(row).request_params(),
                 priority=len(lane.rows) + 1 + (0.5 if previous is not None else 0.0),
                 before_send=journal_start,
@@ -603,9 +512,14 @@ class Runner:
         return self._conclude(row, tries)
 
     def _target_of(self, row: Row) -> Row:
-        """The row as sent: with the live client CAs carried over when it names none on a mutual-TLS domain."""
+        """The row as sent: with the live client CAs carried over when it names none on a mutual-TLS domain or
+        listener, and a listener row's proxy as the listener's read showed it when the mapping gives none."""
         carried = self._carried.get(row.row_number)
-        return replace(row, poly_client_certificate_ids=carried) if carried else row
+        if carried:
+            row = replace(row, poly_client_certificate_ids=carried)
+        if row.scope == SCOPE_LISTENER and not row.proxy_id and row.listener_id in self._proxy_of:
+            row = replace(row, proxy_id=self._proxy_of[row.listener_id])
+        return row
 
     def _conclude_scoped_out(self, row: Row) -> Outcome:
         """A row on a listener that an earlier row found denied or closed: not sent, the same reason."""

@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING
 
 from batchcert import __version__
 from batchcert.client import GaapClient, create_session
-from batchcert.errors import BatchcertError, ExitCode
+from batchcert.errors import BatchcertError, ExitCode, SettingsError
+from batchcert.inventory import Estate, Rotation, parse_replacement, plan_rotation, read_estate
 from batchcert.journal import Journal, create_journal, open_journal, read_journal
-from batchcert.model import RERUN_OUTCOMES, Mapping, MappingSource, Outcome, Progress, Row
+from batchcert.model import RERUN_OUTCOMES, SCOPE_LISTENER, Mapping, MappingSource, Outcome, Progress, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
+from batchcert.reading import CertificateIndex, LiveReader
 from batchcert.reconcile import REFUSED, PlanLine, count_plan_actions, expiring_targets, plan_every_row
-from batchcert.report import REPORT_LIBRARIES, Reports, write_plan, write_reports
-from batchcert.runner import CertificateIndex, LiveReader, Runner, RunnerConfig, estimate_run_s, plan_rows
+from batchcert.report import REPORT_LIBRARIES, Reports, write_inventory, write_plan, write_reports, write_rotation
+from batchcert.runner import Runner, RunnerConfig, estimate_run_s, plan_rows
 from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import (
     Credentials,
@@ -639,3 +641,60 @@ def _certificate_warnings(rows: list[Row], certificates: CertificateIndex, setti
     if certificates.failed:
         return (f"the target certificates could not be checked: DescribeCertificates answered {certificates.failed}",)
     return expiring_targets(rows, certificates.by_id, time.time(), settings.min_validity_days)
+
+
+@dataclass(frozen=True)
+class InventoryRequest:
+    """`batchcert inventory`: read the estate; with `replace` (OLD=NEW texts) also write the rotation mapping."""
+
+    out: Path | None = None
+    settings: SettingFlags = field(default_factory=SettingFlags)
+    profile: str | None = None
+    rehearsal: bool = False
+    world: Path | None = None
+    reports_root: Path = Path("reports")
+    replace: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InventoryResult:
+    """What the inventory found and wrote: places per scope, the rotation (when asked) and the files."""
+
+    listeners: int
+    domains: int
+    certificates: int
+    rotation: Rotation | None
+    files: tuple[Path, ...]
+
+
+def take_inventory(request: InventoryRequest) -> InventoryResult:
+    """Read every connection, HTTPS listener, domain and certificate (under the rate ceiling, with retries), write
+    inventory.csv/xlsx, and with `replace` the mapping that moves every use of OLD to NEW. Raises BatchcertError
+    (exit 2) when the estate cannot be read whole, or a NEW does not exist or has the wrong type — before writing
+    anything."""
+    from batchcert import emulator
+
+    replacements = [parse_replacement(text) for text in request.replace]
+    rehearsal = request.rehearsal or request.world is not None
+    target = choose_target(
+        resolve_settings(request.settings, rehearsal),
+        request.profile,
+        lambda: emulator.load_world(request.world) if request.world else _missing_world(),
+    )
+
+    async def read() -> Estate:
+        async with _connect(target) as (client, quota):
+            return await read_estate(_reader(client, quota, target))
+
+    estate = asyncio.run(read())
+    rotation = plan_rotation(estate, replacements) if replacements else None
+    out_dir = request.out or request.reports_root / f"{datetime.now(tz=UTC).strftime('%Y%m%dT%H%M%SZ')}-inventory"
+    files: tuple[Path, ...] = write_inventory(out_dir, estate.places, estate.certificates, time.time())
+    if rotation is not None:
+        files += (write_rotation(out_dir, rotation.lines),)
+    listeners = sum(1 for p in estate.places if p.scope == SCOPE_LISTENER)
+    return InventoryResult(listeners, len(estate.places) - listeners, len(estate.certificates), rotation, files)
+
+
+def _missing_world() -> emulator.World:
+    raise SettingsError("an inventory rehearsal needs the estate to read: pass --world FILE")
