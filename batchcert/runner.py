@@ -134,7 +134,9 @@ async def plan_rows(
     account's (`batchcert plan`): a row `run` would refuse is `refused` with its Preflight code; expiry and
     SubjectCN warnings go into the reason."""
     listeners = list(dict.fromkeys(r.listener_id for r in rows))
-    readings = dict(zip(listeners, await asyncio.gather(*(reader.read(lid) for lid in listeners)), strict=True))
+    own = {r.listener_id for r in rows if r.scope == SCOPE_LISTENER}
+    reads = [reader.read(lid, own=lid in own) for lid in listeners]
+    readings = dict(zip(listeners, await asyncio.gather(*reads), strict=True))
     now_s, lines = time.time(), []
     for row in rows:
         check = None if certificates.failed else check_targets(row, certificates.by_id, now_s, min_validity_days)
