@@ -158,6 +158,18 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         False,
         "the listener is not on a 3.0 connection — change it in the console",
     ),
+    # ModifyHTTPSListenerAttribute's own refusals (its error list in the go-sdk client.go, docs/gaap-api.md
+    # "Inventory and listener certificates"): the connection's kind, not a passing state
+    "FailedOperation.NotSupportOldVersionProxy": (
+        T,
+        False,
+        "the listener's connection is an old version — upgrade it in the console",
+    ),
+    "FailedOperation.NotSupportProxyGroup": (
+        T,
+        False,
+        "this connection group does not take listener certificate changes — change it in the console",
+    ),
     "FailedOperation.NonStandardProxy": (
         T,
         False,
@@ -181,7 +193,7 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
     "DryRunOperation": (T, False, "a dry run was requested — nothing changed"),
     "UnsupportedOperation": (T, False, "the service does not support this change — see the message"),
     # --- batchcert's own certificate pre-flight (never sent): the target looked up with DescribeCertificates
-    # (docs/gaap-api.md, "Certificates"; the `Certificate` model in https://github.com/TencentCloud/
+    # (docs/gaap-api.md, "Inventory and listener certificates"; the `Certificate` model in https://github.com/TencentCloud/
     # tencentcloud-sdk-python/blob/master/tencentcloud/gaap/v20180529/models.py: CertificateType, EndTime) ---
     PREFLIGHT_NOT_FOUND: (T, False, "no certificate with this id in the account — upload it or fix the id"),
     PREFLIGHT_TYPE_MISMATCH: (

@@ -207,7 +207,7 @@ def rollback_for(row: Row, previous_certificate_id: str, previous_client_ids: tu
 
 
 # ----------------------------------------------------------------------------------------- certificate pre-flight
-#: CertificateType values (docs/gaap-api.md, "Certificates")
+#: CertificateType values (docs/gaap-api.md, "Inventory and listener certificates")
 CLIENT_CA_TYPE = 1
 SERVER_SSL_TYPE = 2
 CERTIFICATE_TYPE_NAMES = {0: "basic-auth", 1: "client CA", 2: "server SSL", 3: "origin CA", 4: "proxy SSL"}

@@ -34,6 +34,11 @@ CASES = [
     ("FailedOperation.ActionIsDoing", R),
     ("FailedOperation.ActionOperateTooQuickly", R),
     ("FailedOperation.NonStandardProxy", T),
+    ("FailedOperation.NotSupportOldVersionProxy", T),
+    ("FailedOperation.NotSupportProxyGroup", T),
+    ("Preflight.CertificateNotFound", T),
+    ("Preflight.CertificateTypeMismatch", T),
+    ("Preflight.CertificateExpired", T),
     ("InvalidParameterValue.InvalidCertificateId", T),
     # common codes
     ("AuthFailure.InvalidAuthorization", S),
