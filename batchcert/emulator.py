@@ -890,12 +890,7 @@ class Emulator:
         for name in ("ListenerId", "Domain", "CertificateId", "ClientCertificateId"):
             if name in params and not isinstance(params[name], str):
                 raise ApiError("InvalidParameter", f"The parameter `{name}` must be a string.")
-        poly = params.get("PolyClientCertificateIds")
-        if poly is not None and (not isinstance(poly, list) or not all(isinstance(x, str) for x in poly)):
-            raise ApiError("InvalidParameter", "The parameter `PolyClientCertificateIds` must be a list of strings.")
-        client_id = params.get("ClientCertificateId") or None
-        if client_id and poly:
-            raise ApiError("InvalidParameter", "ClientCertificateId and PolyClientCertificateIds cannot both be set.")
+        client_id, poly = _client_params(params)
 
         listener_id, domain_name, cert_id = params["ListenerId"], params["Domain"], params["CertificateId"]
         fault = self._next_fault(domain_name)
@@ -1332,12 +1327,7 @@ class Emulator:
         )
         if not params.get("ListenerId"):
             raise ApiError("MissingParameter", "The request is missing a required parameter `ListenerId`.")
-        poly = params.get("PolyClientCertificateIds")
-        if poly is not None and (not isinstance(poly, list) or not all(isinstance(x, str) for x in poly)):
-            raise ApiError("InvalidParameter", "The parameter `PolyClientCertificateIds` must be a list of strings.")
-        client_id = params.get("ClientCertificateId") or None
-        if client_id and poly:
-            raise ApiError("InvalidParameter", "ClientCertificateId and PolyClientCertificateIds cannot both be set.")
+        client_id, poly = _client_params(params)
 
         listener_id: str = params["ListenerId"]
         fault = self._next_fault(listener_id, self._scripted_listeners)
@@ -1443,6 +1433,18 @@ class HttpFault(Exception):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(status)
         self.status, self.text = status, text
+
+
+def _client_params(params: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+    """(ClientCertificateId, PolyClientCertificateIds) of a write, checked as the service does: a list of strings,
+    and not both."""
+    poly = params.get("PolyClientCertificateIds")
+    if poly is not None and (not isinstance(poly, list) or not all(isinstance(x, str) for x in poly)):
+        raise ApiError("InvalidParameter", "The parameter `PolyClientCertificateIds` must be a list of strings.")
+    client_id = params.get("ClientCertificateId") or None
+    if client_id and poly:
+        raise ApiError("InvalidParameter", "ClientCertificateId and PolyClientCertificateIds cannot both be set.")
+    return client_id, poly
 
 
 def monotonic_s() -> float:
