@@ -58,7 +58,8 @@ rolled back), `code` (answers `{"code": "FailedOperation.…"}`). `faults.domain
 `faults.storms`: [[start_s, seconds], …] after start during which every request is throttled.
 
 Per listener: `"denied_actions": ["ModifyCertificate"]` (CAM denies this credential those actions there:
-AuthFailure.UnauthorizedOperation), `"task_seconds"` (its own task time). World: `"missing_listener_code":
+AuthFailure.UnauthorizedOperation), `"task_seconds"` (its own task time). World: `"denied_actions":
+["DescribeCertificates"]` (denied account-wide: UnauthorizedOperation), `"missing_listener_code":
 "InvalidParameter"` answers a missing listener as "ListenerId(…) Not Exist." A domain on its listener's client CA reads
 `ClientCertificateId: "default"` and `PolyClientCertificateAliasInfo: [{"CertificateId": "default", …}]`; a change
 naming no client CA on a mutual-TLS domain resets its client CAs (the adversarial reading). A domain whose certificate
@@ -330,6 +331,9 @@ class World:
     clock_offset_s: float = 0.0
     #: how a missing listener is answered: `ResourceNotFound`, or `InvalidParameter` ("ListenerId(…) Not Exist.")
     missing_listener_code: str = "ResourceNotFound"
+    #: actions CAM denies this credential account-wide (a sub-account without, say, gaap:DescribeCertificates):
+    #: UnauthorizedOperation for every request of them
+    denied_actions: list[str] = field(default_factory=list)
     proxies: dict[str, ProxyState] = field(default_factory=dict)
     groups: dict[str, GroupState] = field(default_factory=dict)
 
@@ -408,6 +412,8 @@ class World:
             },
             "listeners": {lid: self._listener_dict(lid, ls) for lid, ls in self.listeners.items()},
             "certificates": {cid: c.to_dict() for cid, c in self.certificates.items()},
+            "missing_listener_code": self.missing_listener_code,
+            "denied_actions": list(self.denied_actions),
         }
 
     def _listener_dict(self, listener_id: str, ls: ListenerState) -> dict[str, Any]:
@@ -580,6 +586,7 @@ def _world_from_dict(data: Any) -> World:
         competing_rate=float(data.get("competing_rate", 0.0)),
         clock_offset_s=float(data.get("clock_offset_s", 0.0)),
         missing_listener_code=str(data.get("missing_listener_code", "ResourceNotFound")),
+        denied_actions=[str(a) for a in data.get("denied_actions", [])],
         proxies=proxies,
         groups=groups,
     )
@@ -770,6 +777,12 @@ class Emulator:
         try:
             self._admit(secret_id, action)
             params = _parse_body(body)
+            if action in self.world.denied_actions:
+                raise ApiError(
+                    "UnauthorizedOperation",
+                    f"You are not authorized to perform operation (gaap:{action}) on resource (qcs::gaap::uin/"
+                    "100000000001:*).",
+                )
             if action == ACTION_MODIFY:
                 payload = await self._modify(params, request_id)
             elif action == ACTION_DESCRIBE_RULES:
