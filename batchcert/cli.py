@@ -334,9 +334,10 @@ def _print_summary(summary: RunSummary) -> None:
             highlight=False,
         )
     if summary.counts[Outcome.INVALID]:
-        failed = shlex.quote(str(summary.run_dir / "failed.csv"))
         out.print(
-            f"Invalid rows were never sent: fix them in failed.csv, then: batchcert run {failed}", highlight=False
+            f"Invalid rows were never sent: fix them in failed.csv, then: {summary.failed_command}",
+            highlight=False,
+            markup=False,
         )
 
 

@@ -36,6 +36,7 @@ from batchcert.reconcile import (
     PlanLine,
     rollback_for,
 )
+from batchcert.settings import DEFAULT_ENDPOINT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -397,7 +398,7 @@ def _summary(
             for s in sessions
         ],
         "all_done": all(n == 0 for o, n in counts.items() if o not in DONE_VALUES),
-        "next_steps": next_steps(run_dir, counts),
+        "next_steps": next_steps(run_dir, counts, facts),
         "interrupted": bool(sessions) and sessions[-1]["status"] in ("interrupted", "died"),
         "operator": facts.get("operator", ""),
         "batchcert_version": facts.get("batchcert_version", ""),
@@ -488,7 +489,18 @@ def _markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def next_steps(run_dir: Path, counts: dict[str, int]) -> list[str]:
+def failed_run_command(run_dir: Path, facts: dict[str, str]) -> str:
+    """`batchcert run RUN_DIR/failed.csv` aimed where the run went: `--endpoint` when it was not the default, the
+    same rehearsal world for a rehearsal (a fixed row of a rehearsal must not go to the live API)."""
+    command = f"batchcert run {shlex.quote(str(run_dir / 'failed.csv'))}"
+    if facts.get("rehearsal") == "true":
+        world = facts.get("world", "")
+        return command + (f" --world {shlex.quote(world)}" if world else " --emulator")
+    endpoint = facts.get("endpoint", "")
+    return command + (f" --endpoint {shlex.quote(endpoint)}" if endpoint and endpoint != DEFAULT_ENDPOINT else "")
+
+
+def next_steps(run_dir: Path, counts: dict[str, int], facts: dict[str, str] | None = None) -> list[str]:
     """The rows not done, grouped by what to do, each with the exact command (the run directory shell-quoted)."""
     where = shlex.quote(str(run_dir))
     steps = []
@@ -503,10 +515,9 @@ def next_steps(run_dir: Path, counts: dict[str, int]) -> list[str]:
             f"run `batchcert rerun {where} --include-terminal`"
         )
     if counts[Outcome.INVALID]:
-        failed = shlex.quote(str(run_dir / "failed.csv"))
         steps.append(
             f"{counts[Outcome.INVALID]} invalid (never sent): fix them in failed.csv (the `reason` column says what), "
-            f"then run `batchcert run {failed}`"
+            f"then run `{failed_run_command(run_dir, facts or {})}`"
         )
     return steps
 

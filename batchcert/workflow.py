@@ -33,7 +33,15 @@ from batchcert.model import RERUN_OUTCOMES, SCOPE_LISTENER, Mapping, MappingSour
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
 from batchcert.reading import CertificateIndex, LiveReader
 from batchcert.reconcile import REFUSED, PlanLine, count_plan_actions, expiring_targets, plan_every_row
-from batchcert.report import REPORT_LIBRARIES, Reports, write_inventory, write_plan, write_reports, write_rotation
+from batchcert.report import (
+    REPORT_LIBRARIES,
+    Reports,
+    failed_run_command,
+    write_inventory,
+    write_plan,
+    write_reports,
+    write_rotation,
+)
 from batchcert.runner import Runner, RunnerConfig, estimate_run_s, plan_rows
 from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import (
@@ -114,6 +122,8 @@ class RunSummary:
     interrupted: bool
     reports: Reports
     rerun_command: str
+    #: `batchcert run RUN_DIR/failed.csv` aimed where the run went
+    failed_command: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -418,6 +428,7 @@ def _execute(
         interrupted=interrupted or bool(signalled),
         reports=reports,
         rerun_command=f"batchcert rerun {shlex.quote(str(journal.run_dir))}",
+        failed_command=failed_run_command(journal.run_dir, journal.facts()),
     )
 
 
