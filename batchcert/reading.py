@@ -19,6 +19,7 @@ from batchcert.model import (
     ACTION_DESCRIBE_RULES,
     Api,
     CallResult,
+    Disposition,
 )
 from batchcert.reconcile import (
     LISTENER_KEY,
@@ -57,6 +58,11 @@ class CertificateIndex:
 
     by_id: dict[str, CertificateInfo]
     failed: str = ""
+
+    @property
+    def worth_reading_again(self) -> bool:
+        """The read failed for a reason that may pass (a network error, throttling) — not a denial."""
+        return bool(self.failed) and classify.disposition_of(self.failed) is not Disposition.TERMINAL
 
 
 class LiveReader:

@@ -269,7 +269,7 @@ def run_mapping(
     )
     run_dir = request.out or default_run_dir(request.reports_root, request.mapping)
     certificates = read_certificates(target) if request.runner.preflight else None
-    expiring = _certificate_warnings(mapping.valid_rows(), certificates, target.settings) if certificates else ()
+    expiring = _certificate_warnings(mapping.valid_rows(), certificates, target.settings)
     preview = Preview(
         source=f"{mapping.path} (sha256 {mapping.sha256[:12]}…)",
         rows=len(mapping.rows),
@@ -348,7 +348,7 @@ def rerun_run(
         )
         counts = journal.outcome_counts()
         certificates = read_certificates(target) if request.runner.preflight and rows else None
-        expiring = _certificate_warnings(rows, certificates, target.settings) if certificates else ()
+        expiring = _certificate_warnings(rows, certificates, target.settings)
         preview = Preview(
             source=facts.get("mapping", ""),
             rows=sum(counts.values()),
@@ -506,7 +506,7 @@ async def _drive(
             config,
             on_row_done=tracker.row_done,
             settings=target.settings,
-            certificates=certificates,
+            certificates=None if certificates is None or certificates.worth_reading_again else certificates,
         )
         main = asyncio.current_task()
         loop = asyncio.get_running_loop()
@@ -630,10 +630,14 @@ async def _plan(rows: list[Row], target: Target) -> list[PlanLine]:
         return await plan_rows(reader, rows, certificates, target.settings.min_validity_days)
 
 
-def _reader(client: GaapClient, quota: Quota, target: Target) -> LiveReader:
-    return LiveReader(
-        client, quota, RunnerConfig().retry_policy(target.settings.max_attempts), Sleeper(), random.Random()
-    )
+def _reader(client: GaapClient, quota: Quota, target: Target, max_attempts: int | None = None) -> LiveReader:
+    policy = RunnerConfig().retry_policy(max_attempts or target.settings.max_attempts)
+    return LiveReader(client, quota, policy, Sleeper(), random.Random())
+
+
+#: attempts of the certificate read before the operator is asked: it only feeds warnings, and a run whose read
+#: fails here reads again (with the run's attempts) before it sends — an unreachable endpoint must not hold the prompt
+PROMPT_READ_ATTEMPTS = 2
 
 
 def read_certificates(target: Target) -> CertificateIndex:
@@ -641,14 +645,20 @@ def read_certificates(target: Target) -> CertificateIndex:
 
     async def read() -> CertificateIndex:
         async with _connect(target) as (client, quota):
-            return await _reader(client, quota, target).certificates()
+            return await _reader(client, quota, target, PROMPT_READ_ATTEMPTS).certificates()
 
     return asyncio.run(read())
 
 
-def _certificate_warnings(rows: list[Row], certificates: CertificateIndex, settings: RunSettings) -> tuple[str, ...]:
+def _certificate_warnings(
+    rows: list[Row], certificates: CertificateIndex | None, settings: RunSettings
+) -> tuple[str, ...]:
     """What the operator should know about the targets before sending: those expiring soon, or that they could
-    not be checked."""
+    not be checked (or not yet: a transient failure is read again before sending)."""
+    if certificates is None or not rows:
+        return ()
+    if certificates.worth_reading_again:
+        return (f"the target certificates could not be read yet ({certificates.failed}): read again before sending",)
     if certificates.failed:
         return (f"the target certificates could not be checked: DescribeCertificates answered {certificates.failed}",)
     return expiring_targets(rows, certificates.by_id, time.time(), settings.min_validity_days)

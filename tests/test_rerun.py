@@ -144,14 +144,12 @@ def test_kill_9_at_several_points_then_rerun_matches_an_uninterrupted_run(
 ) -> None:
     """kill -9 three times at different depths; reruns complete the run: every valid row applied, nothing applied
     twice except rows in flight at a kill, final outcomes equal to those of an uninterrupted run."""
-    world, rows = world_and_rows(40, hot=12, latency_ms=60)
-    reference = threaded_emulator(world_and_rows(40, hot=12, latency_ms=60)[0])
+    world, rows = world_and_rows(40, hot=6, latency_ms=60)
+    # the uninterrupted reference: the same world at a higher rate limit (the pace is not what decides outcomes)
+    reference = threaded_emulator(world_and_rows(40, hot=6, latency_ms=60, rate_limit=200)[0])
     mapping = write_mapping(tmp_path / "m.csv", rows)
-    run_mapping(
-        RunRequest(
-            mapping=mapping, out=tmp_path / "reference", settings=SettingFlags(endpoint=reference.base_url), runner=FAST
-        )
-    )
+    fast = SettingFlags(endpoint=reference.base_url, rate_per_s=200)
+    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "reference", settings=fast, runner=FAST))
     expected = outcomes(tmp_path / "reference")
 
     server = threaded_emulator(world)
