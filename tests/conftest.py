@@ -164,3 +164,30 @@ def credentials_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
     for name in ("TENCENTCLOUD_SESSION_TOKEN", "TENCENTCLOUD_TOKEN", "TENCENTCLOUD_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+
+
+def read_stderr_until(proc: Any, wanted: Callable[[str], bool], timeout_s: float) -> tuple[str, float | None]:
+    """Read a subprocess's stderr as it comes (raw chunks: a line buffered behind another is never missed) until a
+    line satisfies `wanted` or `timeout_s` passes. Returns the text read (to put in front of what `communicate`
+    returns later) and the monotonic time the line arrived (None when it did not)."""
+    import os
+    import selectors
+    import time
+
+    fd = proc.stderr.fileno()
+    picker = selectors.DefaultSelector()
+    picker.register(fd, selectors.EVENT_READ)
+    text, deadline = "", time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if not picker.select(timeout=0.02):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            text += chunk.decode("utf-8", "replace")
+            if any(wanted(line) for line in text.splitlines()):
+                return text, time.monotonic()
+    finally:
+        picker.close()
+    return text, None

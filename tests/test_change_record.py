@@ -9,7 +9,6 @@ import getpass
 import hashlib
 import json
 import re
-import selectors
 import shlex
 import signal
 import socket
@@ -27,7 +26,7 @@ import pytest
 
 import batchcert
 from batchcert import emulator as emu
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, read_stderr_until
 from tests.test_rerun import cli, cli_env, wait_for_attempts
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
@@ -415,17 +414,9 @@ def run_verbatim_guarded(argv: list[str], env: dict[str, str], cwd: Path) -> str
         cwd=cwd,
     ) as proc:
         assert proc.stderr is not None
-        picker = selectors.DefaultSelector()
-        picker.register(proc.stderr, selectors.EVENT_READ)
-        endpoint, deadline = None, time.monotonic() + 20
-        while time.monotonic() < deadline and proc.poll() is None:
-            if not picker.select(timeout=0.05):
-                continue
-            line = proc.stderr.readline()
-            if line.startswith("Endpoint:"):
-                endpoint = line.split(":", 1)[1].strip()
-                break
-        picker.close()
+        early, _ = read_stderr_until(proc, lambda line: line.startswith("Endpoint:"), 20.0)
+        named = [ln.split(":", 1)[1].strip() for ln in early.splitlines() if ln.startswith("Endpoint:")]
+        endpoint = named[0] if named else None
         if endpoint is None or not endpoint.startswith("http://127.0.0.1"):
             proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)

@@ -24,7 +24,7 @@ from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, read_stderr_until, write_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("credentials_env")
@@ -366,7 +366,6 @@ def test_ctrl_c_is_acknowledged_at_once_and_the_drain_is_bounded_by_the_timeout(
     then waits no longer than the request timeout for them (no second Ctrl-C) and exits 130 with its reports; the
     progress lines off a terminal carry a UTC timestamp, done/total, rate and ETA."""
     import re
-    import selectors
 
     world, rows = world_and_rows(6, faults={"hang_seconds": 60, "probabilities": {"hang": 1.0}})
     server = threaded_emulator(world)
@@ -377,17 +376,12 @@ def test_ctrl_c_is_acknowledged_at_once_and_the_drain_is_bounded_by_the_timeout(
         wait_for_attempts(run_dir, 6)
         proc.send_signal(signal.SIGINT)
         signalled = time.monotonic()
-        assert proc.stderr is not None
-        picker = selectors.DefaultSelector()
-        picker.register(proc.stderr, selectors.EVENT_READ)
-        acknowledged = ""
-        while not acknowledged and time.monotonic() - signalled < 1.0:
-            if picker.select(timeout=0.05):
-                line = proc.stderr.readline()
-                acknowledged = line if line.startswith("stopping:") else ""
-        picker.close()
-        assert acknowledged.startswith("stopping: 6 request(s) in flight"), acknowledged
-        _out, err = proc.communicate(timeout=30)
+        early, acknowledged_at = read_stderr_until(proc, lambda line: line.startswith("stopping:"), 5.0)
+        acknowledgement = next((ln for ln in early.splitlines() if ln.startswith("stopping:")), "")
+        assert acknowledgement.startswith("stopping: 6 request(s) in flight"), early
+        assert acknowledged_at is not None and acknowledged_at - signalled < 1.0, acknowledged_at
+        _out, rest = proc.communicate(timeout=30)
+    err = early + rest
     assert time.monotonic() - signalled < 3 + 1 + 3  # the timeout, the bound's second, and the reports
     assert proc.returncode == 130, err
     assert (run_dir / "report.csv").is_file() and (run_dir / "summary.md").is_file()
