@@ -541,8 +541,17 @@ def inventory(
         world=world,
         replace=tuple(replace or ()),
     )
+    shown = {"at": 0.0}
+
+    def step(what: str, done: int, total: int) -> None:
+        """A line every 2 s and at the end of each phase: what is read, how far."""
+        now = time.monotonic()
+        if done == total or now - shown["at"] >= 2.0:
+            shown["at"] = now
+            err.print(f"reading {what}: {done}/{total}", highlight=False, markup=False)
+
     try:
-        found = take_inventory(request)
+        found = take_inventory(request, step)
     except BatchcertError as exc:
         raise _fail(exc) from None
     out.print(

@@ -11,9 +11,10 @@ read; `report` writes the files.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from batchcert.errors import BatchcertError
 from batchcert.model import (
@@ -56,9 +57,24 @@ class Connection:
     status: str
 
 
-async def read_estate(reader: LiveReader) -> Estate:
-    """Read every connection, HTTPS listener, domain and certificate. Raises InventoryError naming the action and
-    the code when a listing cannot be read (an inventory with holes would hide places a rotation must change)."""
+T = TypeVar("T")
+#: progress callback: (what is being read, how many of them are read, how many there are)
+StepFn = Callable[[str, int, int], None]
+
+
+async def read_estate(reader: LiveReader, on_step: StepFn | None = None) -> Estate:
+    """Read every connection, HTTPS listener, domain and certificate; `on_step` hears how far each phase is.
+    Raises InventoryError naming the action and the code when a listing cannot be read (an inventory with holes
+    would hide places a rotation must change)."""
+    step = on_step or (lambda _what, _done, _total: None)
+    done: Counter[str] = Counter()
+
+    async def counted(read: Awaitable[T], what: str, total: int) -> T:
+        result = await read
+        done[what] += 1
+        step(what, done[what], total)
+        return result
+
     proxies, groups, certificates = await asyncio.gather(
         _listing(reader, ACTION_DESCRIBE_PROXIES, {}, "ProxySet"),
         _listing(reader, ACTION_DESCRIBE_GROUPS, {}, "ProxyGroupList"),
@@ -76,9 +92,13 @@ async def read_estate(reader: LiveReader) -> Estate:
     connections += [
         Connection("", str(g.get("GroupId")), str(g.get("GroupName") or ""), str(g.get("Status"))) for g in groups
     ]
-    listeners = await asyncio.gather(*(_listeners_of(reader, c) for c in connections))
+    listeners = await asyncio.gather(
+        *(counted(_listeners_of(reader, c), "connections", len(connections)) for c in connections)
+    )
     found = [(c, listener) for c, listed in zip(connections, listeners, strict=True) for listener in listed]
-    rules = await asyncio.gather(*(_rules_of(reader, str(listener.get("ListenerId"))) for _, listener in found))
+    rules = await asyncio.gather(
+        *(counted(_rules_of(reader, str(listener.get("ListenerId"))), "listeners", len(found)) for _, listener in found)
+    )
     places: list[Place] = []
     for (connection, listener), domains in zip(found, rules, strict=True):
         places += _places_of(connection, listener, domains)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from batchcert import __version__
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import BatchcertError, ExitCode, SettingsError
-from batchcert.inventory import Estate, Rotation, parse_replacement, plan_rotation, read_estate
+from batchcert.inventory import Estate, Rotation, StepFn, parse_replacement, plan_rotation, read_estate
 from batchcert.journal import Journal, create_journal, open_journal, read_journal
 from batchcert.model import RERUN_OUTCOMES, SCOPE_LISTENER, Mapping, MappingSource, Outcome, Progress, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
@@ -688,7 +688,7 @@ class InventoryResult:
     files: tuple[Path, ...]
 
 
-def take_inventory(request: InventoryRequest) -> InventoryResult:
+def take_inventory(request: InventoryRequest, on_step: StepFn | None = None) -> InventoryResult:
     """Read every connection, HTTPS listener, domain and certificate (under the rate ceiling, with retries), write
     inventory.csv/xlsx, and with `replace` the mapping that moves every use of OLD to NEW. Raises BatchcertError
     (exit 2) when the estate cannot be read whole, or a NEW does not exist or has the wrong type — before writing
@@ -705,7 +705,7 @@ def take_inventory(request: InventoryRequest) -> InventoryResult:
 
     async def read() -> Estate:
         async with _connect(target) as (client, quota):
-            return await read_estate(_reader(client, quota, target))
+            return await read_estate(_reader(client, quota, target), on_step)
 
     estate = asyncio.run(read())
     rotation = plan_rotation(estate, replacements) if replacements else None

@@ -215,11 +215,15 @@ def test_inventory_lists_every_https_listener_and_domain_once(
     data = estate_data()
     server = threaded_emulator(emu.World.from_dict(data))
     out = tmp_path / "inventory"
-    found = take_inventory(InventoryRequest(out=out, settings=settings(server)))
+    steps: list[tuple[str, int, int]] = []
+    found = take_inventory(InventoryRequest(out=out, settings=settings(server)), lambda *step: steps.append(step))
 
     https = https_listeners(data)
     all_domains = {(lid, d) for lid, spec in https.items() for d in spec.get("domains", {})}
     assert (found.listeners, found.domains, found.certificates) == (len(https), len(all_domains), 60)
+    # progress as it goes: each phase counted up to its total
+    listener_steps = [done for what, done, total in steps if what == "listeners"]
+    assert listener_steps == list(range(1, len(https) + 1)) and steps[-1] == ("listeners", len(https), len(https))
     requests = emulator_of(server).requests
     assert requests["DescribeProxies"] >= 2 and requests["DescribeCertificates"] >= 2  # paged, every page read
 
