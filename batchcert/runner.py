@@ -15,7 +15,11 @@ This module decides *what* is sent; `batchcert.schedule` decides *when* (gates, 
 Reconciliation (README, "Reconciliation"): each lane reads its listener once before its first
 change (`DescribeRules`, its own action budget; rows at target end `unchanged`, absent ones `terminal`), reads it
 before resending after an ambiguous answer (an applied change is `succeeded`, not resent), and once more after its
-last change to record `verified` per row. `plan_rows` is the pre-flight alone.
+last change to record `verified` per row. A listener with a listener row (Scope `listener`:
+ModifyHTTPSListenerAttribute) is read with DescribeHTTPSListeners too, its own state judged like a domain's under
+`reconcile.LISTENER_KEY`; its listener row and domain rows share the lane, so they are never in flight together.
+Before any lane starts, the certificate pre-flight ends rows whose target certificate is missing, of the wrong type
+or expired (`Preflight.*`, never sent). `plan_rows` is the pre-flight alone.
 Per-row failures are outcomes in the journal, never exceptions.
 """
 
