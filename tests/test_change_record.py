@@ -26,7 +26,7 @@ import pytest
 
 import batchcert
 from batchcert import emulator as emu
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, read_stderr_until
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, read_stderr_until
 from tests.test_rerun import cli, cli_env, wait_for_attempts
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
@@ -428,28 +428,11 @@ def test_an_interrupted_run_says_so_at_the_top(
 ) -> None:
     """SIGINT mid-run: exit 130; summary.md says "interrupted" in its first lines, summary.json `interrupted` true."""
     listeners = {f"listener-int{i:05d}": [f"d{i}-{j}.example.com" for j in range(5)] for i in range(8)}
-    world = emu.World.from_dict(
-        {
-            "credentials": {SECRET_ID: SECRET_KEY},
-            "rate_limit": 200,
-            "task_seconds": 0.3,
-            "latency_ms": 20,
-            "listeners": {
-                lid: {"certificate_id": "cert-old", "domains": {d: {"certificate_id": "cert-old"} for d in doms}}
-                for lid, doms in listeners.items()
-            },
-            "certificates": {
-                "cert-old": {"type": 2, "domains": ["*.example.com"]},
-                "cert-new": {"type": 2, "domains": ["*.example.com"]},
-            },
-        }
-    )
-    server = threaded_emulator(world)
+    data, rows = migration_world(listeners, rate_limit=200)
+    server = threaded_emulator(emu.World.from_dict(data))
     mapping = tmp_path / "m.csv"
     with mapping.open("w", encoding="utf-8", newline="") as fh:
-        out = csv.writer(fh)
-        out.writerow(["ListenerId", "Domain", "CertificateId"])
-        out.writerows((lid, d, "cert-new") for lid, doms in listeners.items() for d in doms)
+        csv.writer(fh).writerows([["ListenerId", "Domain", "CertificateId"], *rows])
     run_dir = tmp_path / "run"
     command = ["run", str(mapping), "--endpoint", server.base_url, "--out", str(run_dir), "--rate", "50", "--yes"]
     with cli(*command, env=cli_env(tmp_path)) as proc:
