@@ -1,9 +1,12 @@
-"""One core function per command, composing runner, report and emulator (siblings that must not import each other).
+"""One core function per command, composing runner, inventory, report and emulator (siblings that must not import
+each other).
 
-This layer is an addition to the project's layering (README, "Development"), made for a reason: `run --emulator` needs the emulator
-and the runner in one event loop, and every command ends by writing reports from the journal; without a layer
-above the three siblings the CLI would have to orchestrate them itself and stop being thin. It owns no policy about
-rows (that is in `runner`, `plan`, `classify`); it opens, wires, runs and closes.
+This layer is an addition to the project's layering (README, "Development"), made for a reason: `run --emulator`
+needs the emulator and the runner in one event loop, and every command ends by writing reports from the journal;
+without a layer above the siblings the CLI would have to orchestrate them itself and stop being thin. It owns no
+policy about rows (that is in `runner`, `inventory`, `plan`, `reconcile`, `classify`); it resolves the settings once
+(`settings.resolve_settings`), chooses the target once (`choose_target`: live or rehearsal), opens, wires, runs and
+closes.
 """
 
 from __future__ import annotations
