@@ -27,7 +27,7 @@ from batchcert.model import (
     Place,
 )
 from batchcert.reading import LiveReader
-from batchcert.reconcile import CERTIFICATE_TYPE_NAMES, CertificateInfo, live_domains
+from batchcert.reconcile import CERTIFICATE_TYPE_NAMES, CertificateInfo, client_ids_of, live_domains
 
 ACTION_DESCRIBE_PROXIES = "DescribeProxies"
 ACTION_DESCRIBE_GROUPS = "DescribeProxyGroupList"
@@ -136,12 +136,6 @@ async def _rules_of(reader: LiveReader, listener_id: str) -> dict[str, Any]:
     return result.response
 
 
-def _client_ids(item: dict[str, Any]) -> tuple[str, ...]:
-    poly = tuple(str(p.get("CertificateId")) for p in item.get("PolyClientCertificateAliasInfo") or [] if p)
-    single = item.get("ClientCertificateId")
-    return poly or ((str(single),) if single else ())
-
-
 def _places_of(connection: Connection, listener: dict[str, Any], rules: dict[str, Any]) -> list[Place]:
     """The listener's own place, then one per domain on it."""
     own = str(listener.get("CertificateId") or "")
@@ -152,7 +146,7 @@ def _places_of(connection: Connection, listener: dict[str, Any], rules: dict[str
         listener_id=str(listener.get("ListenerId")),
         domain="",
         certificate_id=own,
-        client_certificate_ids=_client_ids(listener),
+        client_certificate_ids=client_ids_of(listener),
         effective_certificate_id=own,
         listener_name=str(listener.get("ListenerName") or ""),
         port=int(listener["Port"]) if listener.get("Port") is not None else None,

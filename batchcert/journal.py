@@ -93,11 +93,12 @@ def _bring_up_to_date(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rows ADD COLUMN proxy_id TEXT NOT NULL DEFAULT ''")
 
 
-def iso_utc(timestamp: float | None) -> str:
-    """Seconds since the epoch as ISO 8601 UTC with milliseconds; "" for None."""
-    if timestamp is None:
+def iso_utc(timestamp: float | None, timespec: str = "milliseconds") -> str:
+    """Seconds since the epoch as ISO 8601 UTC (with milliseconds unless `timespec` says "seconds"); "" for None
+    and 0 (no time)."""
+    if not timestamp:
         return ""
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -702,7 +703,7 @@ class Journal:
                 verified=verified,
                 extra=tuple((str(k), str(v)) for k, v in json.loads(extra)),
                 cells=tuple(str(c) for c in json.loads(cells)),
-                target_certificate_end_time=iso_utc(ends).replace(".000Z", "Z") if ends else "",
+                target_certificate_end_time=iso_utc(ends, "seconds"),
                 scope=scope,
                 proxy_id=proxy_id,
             )

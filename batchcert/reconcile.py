@@ -46,6 +46,16 @@ class LiveDomain:
 LISTENER_KEY = ""
 
 
+def client_ids_of(item: dict[str, Any]) -> tuple[str, ...]:
+    """The client CA ids a DescribeRules rule or a DescribeHTTPSListeners listener shows: its poly list, or its single
+    ClientCertificateId when there is no list; () for one-way TLS."""
+    poly = tuple(
+        str(p.get("CertificateId")) for p in item.get("PolyClientCertificateAliasInfo") or [] if p.get("CertificateId")
+    )
+    single = item.get("ClientCertificateId")
+    return poly or ((str(single),) if single else ())
+
+
 def live_listener(response: dict[str, Any]) -> LiveDomain | None:
     """A `DescribeHTTPSListeners(ListenerId=…)` answer as the listener's own state (`domain` ""; `status` is
     ListenerStatus: 0 running), or None when it lists no listener."""
@@ -53,12 +63,10 @@ def live_listener(response: dict[str, Any]) -> LiveDomain | None:
     if not listed:
         return None
     item = listed[0]
-    poly = tuple(str(p.get("CertificateId")) for p in item.get("PolyClientCertificateAliasInfo") or [] if p)
-    single = item.get("ClientCertificateId")
     return LiveDomain(
         domain=LISTENER_KEY,
         certificate_id=str(item.get("CertificateId") or ""),
-        client_ids=poly or ((str(single),) if single else ()),
+        client_ids=client_ids_of(item),
         status=int(item.get("ListenerStatus") or 0),
         proxy_id=str(item.get("ProxyId") or ""),
     )
@@ -68,18 +76,11 @@ def live_domains(response: dict[str, Any]) -> dict[str, LiveDomain]:
     """Index a DescribeRules answer by lower-cased domain."""
     found: dict[str, LiveDomain] = {}
     for rule in response.get("DomainRuleSet") or []:
-        poly = tuple(
-            str(p.get("CertificateId"))
-            for p in rule.get("PolyClientCertificateAliasInfo") or []
-            if p.get("CertificateId")
-        )
-        single = rule.get("ClientCertificateId")
-        clients = poly or ((str(single),) if single else ())
         domain = str(rule.get("Domain", ""))
         found[domain.lower()] = LiveDomain(
             domain=domain,
             certificate_id=str(rule.get("CertificateId") or DEFAULT_CERTIFICATE),
-            client_ids=clients,
+            client_ids=client_ids_of(rule),
             status=int(rule.get("DomainStatus") or 0),
         )
     return found

@@ -569,7 +569,7 @@ def write_inventory(
             place.certificate_id,
             ";".join(place.client_certificate_ids),
             place.effective_certificate_id,
-            iso_utc(found.end_time_s).replace(".000Z", "Z") if found and found.end_time_s else "",
+            iso_utc(found.end_time_s, "seconds") if found else "",
             days(place.effective_certificate_id),
             found.alias if found else "",
             found.subject_cn if found else "",
@@ -592,7 +592,7 @@ def write_inventory(
             c.alias,
             CERTIFICATE_TYPE_NAMES.get(c.type, str(c.type)),
             c.subject_cn,
-            iso_utc(c.end_time_s).replace(".000Z", "Z") if c.end_time_s else "",
+            iso_utc(c.end_time_s, "seconds"),
             days(c.certificate_id),
             uses[c.certificate_id],
         ]
