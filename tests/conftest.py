@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,3 +192,15 @@ def read_stderr_until(proc: Any, wanted: Callable[[str], bool], timeout_s: float
     finally:
         picker.close()
     return text, None
+
+
+def run_against(
+    server: ThreadedEmulator, mapping: Path, out: Path, timeout_s: float | None = None, **request: Any
+) -> Any:
+    """`batchcert run` in process against a threaded emulator: `run_mapping` of `mapping` into `out`, sending to the
+    emulator (other RunRequest fields in `request`). Returns the RunSummary."""
+    from batchcert.settings import SettingFlags
+    from batchcert.workflow import RunRequest, run_mapping
+
+    flags = SettingFlags(endpoint=server.base_url, timeout_s=timeout_s)
+    return run_mapping(RunRequest(mapping=mapping, out=out, settings=flags, **request))

@@ -21,7 +21,7 @@ from batchcert.plan import read_mapping
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags, parse_endpoint
 from batchcert.workflow import RunRequest, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, run_against, write_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,9 +175,7 @@ def test_tls_verification_and_ca_bundle(
     monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
     mapping = write_mapping(tmp_path / "m.csv", rows)
-    untrusted = run_mapping(
-        RunRequest(mapping=mapping, out=tmp_path / "untrusted", settings=SettingFlags(endpoint=server.base_url))
-    )
+    untrusted = run_against(server, mapping, tmp_path / "untrusted")
     assert untrusted.exit_code == 1 and "--ca-bundle" in untrusted.stop_reason
     assert server.emulator is not None and server.emulator.ledger == []
     bundle = tmp_path / "ca.pem"
@@ -227,7 +225,7 @@ def test_report_files_neutralize_formulas_and_feed_back_as_mappings(
     rows = [("listener-aaaa0001", "a.example.com", "cert-new", dangerous[0])]
     rows += [("listener-aaaa0001", f"bad{i}.example.com", "", note) for i, note in enumerate(dangerous[1:])]
     mapping = write_mapping(tmp_path / "m.csv", rows, ("ListenerId", "Domain", "CertificateId", "Note"))
-    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=SettingFlags(endpoint=server.base_url)))
+    run_against(server, mapping, tmp_path / "run")
     for name in ("report.csv", "failed.csv", "rollback.csv"):
         with (tmp_path / "run" / name).open(encoding="utf-8", newline="") as fh:
             cells = [cell for line in csv.reader(fh) for cell in line]

@@ -19,8 +19,7 @@ from batchcert import journal as journal_module
 from batchcert.cli import app
 from batchcert.journal import MARKER_NAME, WAL_NAME
 from batchcert.settings import SettingFlags
-from batchcert.workflow import RunRequest, run_mapping
-from tests.conftest import ThreadedEmulator, write_mapping
+from tests.conftest import ThreadedEmulator, run_against, write_mapping
 from tests.test_rerun import cli, cli_env, wait_for_attempts, world_and_rows
 
 
@@ -107,13 +106,7 @@ def test_a_finished_run_journal_is_complete_on_its_own(
     world, rows = world_and_rows(5)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
-    run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", rows),
-            out=run_dir,
-            settings=SettingFlags(endpoint=server.base_url),
-        )
-    )
+    run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
     copy = copy_run(run_dir, tmp_path / "copy", wal=False)
     (copy / "report.csv").unlink()
     result = CliRunner().invoke(app, ["report", str(copy)])
@@ -157,13 +150,7 @@ def test_reports_that_cannot_be_written_name_the_path(
     world, rows = world_and_rows(3)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
-    run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", rows),
-            out=run_dir,
-            settings=SettingFlags(endpoint=server.base_url),
-        )
-    )
+    run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
     import tempfile
 
     real_mkstemp = tempfile.mkstemp

@@ -20,7 +20,7 @@ from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.signing import sign_request
 from batchcert.workflow import PlanRequest, RunRequest, plan_mapping, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, run_against, write_mapping
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 HEADER = ("ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds")
@@ -89,13 +89,7 @@ def test_preflight_settles_unchanged_and_absent_rows_without_changes(
     """Rows at target end unchanged and absent listeners/domains terminal, with no ModifyCertificate for them; the
     report carries previous ids and a verified flag on every done row."""
     server = threaded_emulator(world())
-    run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", ROWS, HEADER),
-            out=tmp_path / "run",
-            settings=SettingFlags(endpoint=server.base_url),
-        )
-    )
+    run_against(server, write_mapping(tmp_path / "m.csv", ROWS, HEADER), tmp_path / "run")
     rows = {r["domain"] + "@" + r["listener_id"]: r for r in report(tmp_path / "run")}
     assert rows["c.example.com@listener-aaaa0001"]["outcome"] == "unchanged"
     assert rows["nope.example.com@listener-aaaa0001"]["outcome"] == "terminal"
@@ -146,24 +140,12 @@ def test_rollback_restores_the_world_exactly(
     assert server.emulator is not None
     before = json.dumps(server.emulator.world.to_dict(), sort_keys=True)
     rows = [r for r in ROWS if "nope" not in r[1] and "gone" not in r[0]]
-    run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", rows, HEADER),
-            out=tmp_path / "run",
-            settings=SettingFlags(endpoint=server.base_url),
-        )
-    )
+    run_against(server, write_mapping(tmp_path / "m.csv", rows, HEADER), tmp_path / "run")
     assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) != before
     rollback = list(csv.DictReader((tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert {r["Domain"] for r in rollback} == {"a.example.com", "b.example.com", "d.example.com", "e.example.com"}
     assert next(r for r in rollback if r["Domain"] == "b.example.com")["CertificateId"] == "default"
-    undo = run_mapping(
-        RunRequest(
-            mapping=tmp_path / "run" / "rollback.csv",
-            out=tmp_path / "undo",
-            settings=SettingFlags(endpoint=server.base_url),
-        )
-    )
+    undo = run_against(server, tmp_path / "run" / "rollback.csv", tmp_path / "undo")
     assert undo.exit_code == 0
     assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) == before
 
@@ -175,13 +157,11 @@ def test_changing_domain_is_waited_for_not_refused(
     server = threaded_emulator(world(task_seconds=1.0))
     assert server.emulator is not None
     asyncio.run(other_operator_changes(server.base_url, "listener-aaaa0001", "a.example.com"))
-    summary = run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", [ROWS[0]], HEADER),
-            out=tmp_path / "run",
-            settings=SettingFlags(endpoint=server.base_url),
-            runner=RunnerConfig(backoff_initial_s=0.2),
-        )
+    summary = run_against(
+        server,
+        write_mapping(tmp_path / "m.csv", [ROWS[0]], HEADER),
+        tmp_path / "run",
+        runner=RunnerConfig(backoff_initial_s=0.2),
     )
     assert summary.exit_code == 0
     assert server.emulator.stats["FailedOperation.DomainStatusNotInRunning"] == 0

@@ -24,7 +24,15 @@ from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, read_stderr_until, write_mapping
+from tests.conftest import (
+    SECRET_ID,
+    SECRET_KEY,
+    ThreadedEmulator,
+    migration_world,
+    read_stderr_until,
+    run_against,
+    write_mapping,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("credentials_env")
@@ -228,13 +236,7 @@ def test_rerun_skips_done_rows_and_include_terminal_resends(
     world, rows = world_and_rows(2)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
-    run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", rows),
-            out=run_dir,
-            settings=SettingFlags(endpoint=server.base_url),
-        )
-    )
+    run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
     assert server.emulator is not None
     sent = server.emulator.requests["ModifyCertificate"]
     assert rerun_run(RerunRequest(run_dir=run_dir)).exit_code == 1
@@ -251,7 +253,7 @@ def test_changed_mapping_is_noted_and_the_journal_rows_are_used(
     world, rows = world_and_rows(2)
     server = threaded_emulator(world)
     run_dir, mapping = tmp_path / "run", write_mapping(tmp_path / "m.csv", rows)
-    run_mapping(RunRequest(mapping=mapping, out=run_dir, settings=SettingFlags(endpoint=server.base_url)))
+    run_against(server, mapping, run_dir)
     write_mapping(mapping, [("listener-new00001", "x.example.com", "cert-new")])
     seen: list[tuple[str, ...]] = []
     rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True), confirm=lambda p: seen.append(p.warnings) or True)
@@ -268,13 +270,7 @@ def test_second_process_on_a_run_directory_is_refused(
     world, rows = world_and_rows(1)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
-    run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", rows),
-            out=run_dir,
-            settings=SettingFlags(endpoint=server.base_url),
-        )
-    )
+    run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
     with open_journal(run_dir):
         with cli("rerun", str(run_dir), "--yes", env=cli_env(tmp_path)) as proc:
             _, err = proc.communicate(timeout=60)

@@ -15,9 +15,7 @@ import xlsxwriter
 
 from batchcert import emulator as emu
 from batchcert.runner import RunnerConfig
-from batchcert.settings import SettingFlags
-from batchcert.workflow import RunRequest, RunSummary, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, write_mapping
+from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, run_against, write_mapping
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 
@@ -48,13 +46,6 @@ def skewed_world(listeners: dict[str, int], **overrides: Any) -> tuple[dict[str,
     return world, rows
 
 
-def run(
-    server: ThreadedEmulator, mapping: Path, out: Path, timeout_s: float | None = None, **kwargs: Any
-) -> RunSummary:
-    flags = SettingFlags(endpoint=server.base_url, timeout_s=timeout_s)
-    return run_mapping(RunRequest(mapping=mapping, out=out, settings=flags, **kwargs))
-
-
 def report_rows(run_dir: Path) -> list[dict[str, str]]:
     with (run_dir / "report.csv").open(encoding="utf-8-sig") as fh:
         return list(csv.DictReader(fh))
@@ -74,7 +65,7 @@ def test_skewed_run_over_sockets_is_paced_and_applied_exactly_once(
     listeners.update({f"listener-one{i:05d}": 1 for i in range(25)})
     world, rows = skewed_world(listeners)
     server = threaded_emulator(emu.World.from_dict(world))
-    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
+    summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
     assert summary.exit_code == 0
     assert server.emulator is not None
     assert server.emulator.stats["RequestLimitExceeded"] == 0
@@ -98,7 +89,7 @@ def test_outcomes_and_error_codes_per_row(threaded_emulator: Callable[..., Threa
         ("listener-old00001", "www.example.com", "cert-wild0001"),
         ("listener-aaaa0001", "www.example.com", "cert-wild0001"),
     ]
-    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
+    summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
     got = [(r["row"], r["outcome"], r["error_code"]) for r in report_rows(tmp_path / "run")]
     assert got == [
         ("2", "succeeded", ""),
@@ -142,7 +133,9 @@ def test_transient_faults_all_end_succeeded(threaded_emulator: Callable[..., Thr
     server = threaded_emulator(emu.World.from_dict(world))
     rows = [("listener-aaaa0001", f"d{i}.example.com", "cert-new") for i in range(5)]
     fast_backoff = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.1)
-    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", timeout_s=1.0, runner=fast_backoff)
+    summary = run_against(
+        server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", timeout_s=1.0, runner=fast_backoff
+    )
     assert summary.exit_code == 0, summary.counts
     assert applied_per_domain(server) == Counter({(lid, d): 1 for lid, d, _ in rows})
     by_row = {r["domain"]: r for r in report_rows(tmp_path / "run")}
@@ -178,7 +171,7 @@ def test_xlsx_mapping_gives_the_same_report(threaded_emulator: Callable[..., Thr
     reports = []
     for path in (csv_path, xlsx_path):
         server = threaded_emulator()
-        run(server, path, tmp_path / path.suffix[1:])
+        run_against(server, path, tmp_path / path.suffix[1:])
         volatile = {
             "request_id",
             "request_ids",
@@ -200,7 +193,7 @@ def test_wrong_secret_key_stops_within_five_requests(
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "not-the-key")
     world, rows = skewed_world({f"listener-one{i:05d}": 1 for i in range(40)})
     server = threaded_emulator(emu.World.from_dict(world))
-    summary = run(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
+    summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
     assert server.emulator is not None
     assert sum(server.emulator.stats.values()) <= 5
     assert summary.exit_code == 1
@@ -221,7 +214,7 @@ def test_workbook_has_summary_chart_filterable_rows_and_errors(
         ("listener-aaaa0001", "www.example.com", "cert-wild0001", '=HYPERLINK("http://x")'),
         ("listener-aaaa0001", "shop.other.org", "cert-wild0001", "@cmd"),
     ]
-    run(
+    run_against(
         server,
         write_mapping(tmp_path / "m.csv", rows, ("ListenerId", "Domain", "CertificateId", "Note")),
         tmp_path / "run",
@@ -255,7 +248,7 @@ def test_probabilistic_faults_still_end_right(
     server = threaded_emulator(emu.World.from_dict(world))
     config = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05)
     mapping = write_mapping(tmp_path / "m.csv", rows)
-    summary = run(server, mapping, tmp_path / "run", runner=config, timeout_s=1.0)
+    summary = run_against(server, mapping, tmp_path / "run", runner=config, timeout_s=1.0)
     assert summary.exit_code == 0
     assert server.emulator is not None
     assert (
