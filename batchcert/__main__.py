@@ -31,6 +31,9 @@ def _interrupt(_signum: int, _frame: FrameType | None) -> None:
 
 
 def main() -> None:
+    # batchcert does no linear algebra, but numpy (imported by pandas) starts one OpenBLAS thread per core, and those
+    # threads spin while idle — CPU taken from the run (docs/scheduling.md, "CPU"). A user's own setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
     try:

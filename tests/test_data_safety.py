@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from batchcert import emulator as emu
 from batchcert.journal import Journal
 from batchcert.model import ACTION_MODIFY, RERUN_OUTCOMES, Api, CallResult, Outcome
@@ -204,8 +206,9 @@ def test_a_lost_journal_tail_does_not_turn_applied_changes_into_unchanged(tmp_pa
 
 
 def test_every_change_is_on_disk_before_it_is_sent(tmp_path: Path) -> None:
-    """When a change leaves, its intent is committed in the journal (another connection sees it) and its line in
-    intents.jsonl — with the state read before it — is written."""
+    """When a change leaves, its own attempt is committed in the journal (another connection sees it) and its line in
+    intents.jsonl — with the state read before it — is written. Changes that leave within one flush window share a
+    commit (the journal's group commit), so fewer commits than changes are made."""
     import json
     import sqlite3
 
@@ -213,22 +216,118 @@ def test_every_change_is_on_disk_before_it_is_sent(tmp_path: Path) -> None:
 
     world, triples = one_row_listeners(30)
     api = EmulatorApi(emu.World.from_dict(world))
-    seen: list[tuple[int, int]] = []
+    row_of = {(lid, domain): n for n, (lid, domain, _) in enumerate(triples, start=2)}
+    sent: list[int] = []
+    committed_counts: set[int] = set()
 
     class Witness:
         async def send(self, action: str, params: dict[str, Any]) -> CallResult:
             if action == ACTION_MODIFY:
+                row = row_of[(params["ListenerId"], params["Domain"])]
                 db = sqlite3.connect(tmp_path / "run" / JOURNAL_NAME)
-                (committed,) = db.execute("SELECT COUNT(*) FROM attempts WHERE action = 'ModifyCertificate'").fetchone()
+                committed = {
+                    n for (n,) in db.execute("SELECT row_number FROM attempts WHERE action = 'ModifyCertificate'")
+                }
                 db.close()
-                lines = (tmp_path / "run" / INTENTS_NAME).read_text(encoding="utf-8").splitlines()
-                seen.append((committed, len(lines)))
-                assert json.loads(lines[-1])["previous"][0] == "cert-old"
+                intents = [
+                    json.loads(line)
+                    for line in (tmp_path / "run" / INTENTS_NAME).read_text(encoding="utf-8").splitlines()
+                ]
+                assert row in committed, f"row {row} sent before its attempt was committed"
+                mine = [i for i in intents if i["row"] == row]
+                assert len(mine) == 1 and mine[0]["previous"][0] == "cert-old"
+                sent.append(row)
+                committed_counts.add(len(committed))
             return await api.send(action, params)
 
     journal = new_journal(tmp_path, rows_of(triples))
     run_virtual(
         Runner(Witness(), Quota(1000), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
     )
-    assert [n for n, _ in seen] == [n for _, n in seen] == list(range(1, 31))
+    assert sorted(sent) == list(range(2, 32))
+    assert len(committed_counts) < 30  # some changes shared a flush
     assert sum(applied(api).values()) == 30
+
+
+def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flush_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal's group commit: a change after a quiet window is committed without waiting for the event loop;
+    changes within FLUSH_WINDOW_S of the last flush wait for the next one and share its fsync."""
+    import os
+    import sqlite3
+
+    from batchcert import journal as journal_module
+    from batchcert.journal import JOURNAL_NAME
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(journal_module.os, "fsync", counting_fsync)
+    journal = new_journal(tmp_path, rows_of(one_row_listeners(4)[1]))
+    window = journal.FLUSH_WINDOW_S
+
+    async def main() -> tuple[int, float, list[float], int, float]:
+        loop = asyncio.get_running_loop()
+        before = len(synced)
+        journal.begin_attempt(2, ACTION_MODIFY)
+        start = loop.time()
+        await journal.durable()
+        at_once = loop.time() - start
+
+        async def change(row: int) -> float:
+            journal.begin_attempt(row, ACTION_MODIFY)
+            await journal.durable()
+            return loop.time() - start
+
+        together = list(await asyncio.gather(change(3), change(4)))
+        shared = len(synced) - before
+        await asyncio.sleep(2 * window)
+        asked = loop.time() - start
+        quiet = await change(5) - asked
+        return len(synced) - before, at_once, together, shared, quiet
+
+    fsyncs, at_once, together, shared, quiet = run_virtual(main())
+    assert at_once == 0 and quiet == 0  # no turn of the (virtual-time) loop: committed on the spot
+    assert together == [pytest.approx(window, abs=1e-6)] * 2
+    assert (shared, fsyncs) == (2, 3)  # rows 3 and 4 shared one fsync
+    db = sqlite3.connect(tmp_path / "run" / JOURNAL_NAME)
+    assert db.execute("SELECT COUNT(*) FROM attempts").fetchone() == (4,)
+    db.close()
+
+
+def test_a_cancelled_wait_leaves_the_flush_to_the_others_and_a_refused_flush_fails_every_waiter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from batchcert.errors import JournalError
+    from batchcert.journal import JOURNAL_NAME
+
+    journal = new_journal(tmp_path, rows_of(one_row_listeners(4)[1]))
+
+    def refuse() -> None:
+        raise JournalError("cannot write the journal: disk full")
+
+    async def main() -> list[BaseException | None]:
+        journal.begin_attempt(2, ACTION_MODIFY)
+        await journal.durable()  # opens a window
+        journal.begin_attempt(3, ACTION_MODIFY)
+        gone, kept = asyncio.ensure_future(journal.durable()), asyncio.ensure_future(journal.durable())
+        await asyncio.sleep(0)
+        gone.cancel()
+        await kept
+        monkeypatch.setattr(journal, "commit", refuse)  # the next flush fails: the disk filled up
+        journal.begin_attempt(4, ACTION_MODIFY)
+        waits = await asyncio.gather(journal.durable(), journal.durable(), return_exceptions=True)
+        return list(waits)
+
+    waits = run_virtual(main())
+    assert all(isinstance(w, JournalError) for w in waits)
+    db = sqlite3.connect(tmp_path / "run" / JOURNAL_NAME)
+    assert {n for (n,) in db.execute("SELECT row_number FROM attempts")} == {2, 3}
+    db.close()

@@ -25,6 +25,7 @@ from batchcert.schedule import (
     GateClosed,
     GaveUp,
     ListenerPacer,
+    LoopClock,
     Quota,
     RateGate,
     RetryBudget,
@@ -34,7 +35,7 @@ from batchcert.schedule import (
 )
 from tests.conftest import migration_world
 from tests.fake_api import EmulatorApi, max_in_window
-from tests.virtual_time import run_virtual
+from tests.virtual_time import START_S, run_virtual
 
 #: retries quick enough that a test is about the schedule, not about waiting
 QUICK = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.05, backoff_max_s=1.0)
@@ -303,6 +304,36 @@ def test_gate_grants_by_priority_and_spaced_under_the_ceiling() -> None:
     period = 1 / (50 * 0.96) - min(TIMER_LATENESS_S, 0.02 / (50 * 0.96))
     assert [round(b - a, 6) for a, b in itertools.pairwise(stamps)] == [round(period, 6)] * 3
     assert period >= 1 / (50 * 0.98)  # never closer than 0.98 of the ceiling, whatever the loop's timers
+
+
+def test_an_uncontended_caller_is_granted_at_once_and_the_next_one_is_still_paced() -> None:
+    """Nobody waiting and room in the limiter's bucket: the grant comes without a pump task or a turn of the event
+    loop (virtual time does not move); a caller right after it waits the limiter's interval all the same."""
+
+    async def main() -> tuple[float, float, float, int]:
+        loop = asyncio.get_running_loop()
+        gate = RateGate(10, Quota(10).clock)
+        asked = loop.time()
+        first = await gate.acquire()
+        tasks = len(asyncio.all_tasks())
+        second = await gate.acquire()
+        gate.close()
+        return asked, first, second, tasks
+
+    asked, first, second, tasks = run_virtual(main())
+    assert first == asked and tasks == 1
+    assert second - first == pytest.approx(1 / (10 * 0.96) - TIMER_LATENESS_S, abs=1e-6)
+
+
+def test_the_loop_clock_follows_a_new_loop_once_the_old_one_is_closed() -> None:
+    clock = LoopClock()
+
+    async def after(seconds: float) -> float:
+        await asyncio.sleep(seconds)
+        return clock.now()
+
+    assert run_virtual(after(50)) == pytest.approx(START_S + 50)
+    assert run_virtual(after(1)) == pytest.approx(START_S + 1)
 
 
 def test_closing_the_gate_fails_waiters_and_later_callers() -> None:
