@@ -52,8 +52,8 @@ THROTTLED = "RequestLimitExceeded"
 #: The least send-to-send gap `ListenerPacer` keeps on one listener while the service has refused nothing. A real
 #: GAAP task takes seconds (docs/gaap-api.md, "Listener tasks"), so the probe meets a refusal long before this; it
 #: binds only against a service whose tasks end at once — an emulator or a rehearsal — where a higher floor only
-#: idles the run (at 20 ms, the 3,333 rows of one listener in the bench's 30,000-row run took 67 s; at 5 ms, 18 s).
-#: Above the event loop's timer resolution (1 ms).
+#: idles the run: at 20 ms the bench's 30,000-row run (3,333 rows on each of three listeners) took 84 s, at 5 ms
+#: 34 s (docs/scheduling.md, "CPU"). Above the event loop's timer resolution (1 ms).
 GAP_FLOOR_S = 0.005
 
 
