@@ -22,7 +22,7 @@ from batchcert.model import PREFLIGHT_EXPIRED, PREFLIGHT_NOT_FOUND, PREFLIGHT_TY
 from batchcert.reconcile import CertificateInfo, check_targets, expiring_targets
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
-from batchcert.workflow import Declined, PlanRequest, Preview, RunRequest, plan_mapping, run_mapping
+from batchcert.workflow import Declined, PlanRequest, Preview, RunRequest, RunSummary, plan_mapping, run_mapping
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
 
 HEADER = ("ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds")
@@ -131,6 +131,29 @@ def settings(server: ThreadedEmulator, **flags: Any) -> SettingFlags:
     return SettingFlags(endpoint=server.base_url, rate_per_s=200, **flags)
 
 
+def run_previewed(
+    previews: list[Preview],
+    server: ThreadedEmulator,
+    rows: list[tuple[str, ...]],
+    tmp_path: Path,
+    *,
+    answer: bool = True,
+    runner: RunnerConfig = FAST,
+    **flags: Any,
+) -> RunSummary:
+    """`run_mapping` of `rows` against `server`, keeping in `previews` the Preview the prompt shows (answered
+    `answer`; a declined run raises Declined)."""
+    return run_mapping(
+        RunRequest(
+            mapping=write_mapping(tmp_path / "m.csv", rows, HEADER),
+            out=tmp_path / "run",
+            settings=settings(server, **flags),
+            runner=runner,
+        ),
+        confirm=capture(previews, answer=answer),
+    )
+
+
 # ------------------------------------------------------------------------------------------------------- run
 
 
@@ -141,15 +164,7 @@ def test_run_refuses_unusable_targets_unsent_and_warns_of_expiring_ones(
     assert server.emulator is not None
     assert pages(server) == 2 and list(server.emulator.world.certificates).index("cert-good") >= 50
     previews: list[Preview] = []
-    summary = run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", ROWS, HEADER),
-            out=tmp_path / "run",
-            settings=settings(server),
-            runner=FAST,
-        ),
-        confirm=capture(previews, answer=True),
-    )
+    summary = run_previewed(previews, server, ROWS, tmp_path)
     # one round of pages for the whole run (read before asking, reused by the runner)
     assert server.emulator.requests["DescribeCertificates"] == pages(server) == 2
     # refused rows were never sent: only the sendable rows reached ModifyCertificate, every answer was OK
@@ -199,15 +214,7 @@ def test_min_validity_days_sets_what_the_confirmation_warns_of(
     server = threaded_emulator(world())
     previews: list[Preview] = []
     with pytest.raises(Declined):
-        run_mapping(
-            RunRequest(
-                mapping=write_mapping(tmp_path / "m.csv", ROWS, HEADER),
-                out=tmp_path / "run",
-                settings=settings(server, min_validity_days=min_days),
-                runner=FAST,
-            ),
-            confirm=capture(previews, answer=False),
-        )
+        run_previewed(previews, server, ROWS, tmp_path, answer=False, min_validity_days=min_days)
     assert {w.split()[0] for w in previews[0].warnings if "expires on" in w} == warned
     assert server.emulator is not None
     assert dict(server.emulator.requests) == {"DescribeCertificates": pages(server)}
@@ -219,14 +226,12 @@ def test_no_preflight_sends_without_the_check(
     server = threaded_emulator(world())
     rows: list[tuple[str, ...]] = [R_OK, R_EXPIRED, R_MISSING]
     previews: list[Preview] = []
-    run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", rows, HEADER),
-            out=tmp_path / "run",
-            settings=settings(server),
-            runner=RunnerConfig(preflight=False, listener_task_s=0.1, backoff_initial_s=0.05),
-        ),
-        confirm=capture(previews, answer=True),
+    run_previewed(
+        previews,
+        server,
+        rows,
+        tmp_path,
+        runner=RunnerConfig(preflight=False, listener_task_s=0.1, backoff_initial_s=0.05),
     )
     assert server.emulator is not None
     assert server.emulator.requests["DescribeCertificates"] == 0
@@ -248,15 +253,7 @@ def test_denied_describe_certificates_skips_the_check_and_says_so(
     server = threaded_emulator(world(denied_actions=["DescribeCertificates"]))
     assert server.emulator is not None
     previews: list[Preview] = []
-    summary = run_mapping(
-        RunRequest(
-            mapping=write_mapping(tmp_path / "m.csv", OK_SOON_EXPIRED, HEADER),
-            out=tmp_path / "run",
-            settings=settings(server),
-            runner=FAST,
-        ),
-        confirm=capture(previews, answer=True),
-    )
+    summary = run_previewed(previews, server, OK_SOON_EXPIRED, tmp_path)
     assert server.emulator.requests["DescribeCertificates"] == 1  # a denial is not retried, and not read again
     # the run went on: every row sent (unchecked, so the expired one too)
     assert {e.domain for e in server.emulator.ledger} == {"ok.example.com", "soon.example.com", "expired.example.com"}

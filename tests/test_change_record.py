@@ -404,15 +404,7 @@ def nowhere_env(env: dict[str, str]) -> dict[str, str]:
 def run_verbatim_guarded(argv: list[str], env: dict[str, str], cwd: Path) -> str | None:
     """Run a printed `batchcert run …` verbatim; returns the endpoint its confirmation names. When that endpoint is
     not loopback (the live API) the run is interrupted before it can send anything (proxies point nowhere too)."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "batchcert", *argv[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=cwd,
-    ) as proc:
+    with cli(*argv[1:], env=env, cwd=cwd) as proc:
         assert proc.stderr is not None
         early, _ = read_stderr_until(proc, lambda line: line.startswith("Endpoint:"), 20.0)
         named = [ln.split(":", 1)[1].strip() for ln in early.splitlines() if ln.startswith("Endpoint:")]

@@ -80,7 +80,8 @@ def outcomes(run_dir: Path) -> dict[str, tuple[str, str]]:
         return {r["row"]: (r["outcome"], r["error_code"]) for r in csv.DictReader(fh)}
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+def cli(*args: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Popen[str]:
+    """`batchcert ARGS` as a process, its output piped, no stdin (a prompt would see end of input)."""
     return subprocess.Popen(
         [sys.executable, "-m", "batchcert", *args],
         stdout=subprocess.PIPE,
@@ -88,7 +89,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL,
         text=True,
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
