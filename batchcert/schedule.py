@@ -2,10 +2,10 @@
 loop, all on one `Clock`. The runner decides *what* to send; this module decides *when*.
 
 Design (docs/scheduling.md has the reasoning and the figures):
-- **aiolimiter paces.** Each action has a `RateGate` whose grants come from an `AsyncLimiter(1, 1/(rate × margin))`:
-  a leaky bucket of capacity one, so grants are spaced 1/(rate × margin) apart on the loop's clock and no burst is
-  possible (`AsyncLimiter(rate, 1)` would admit `rate` at once after every idle second — up to 2×rate in a sliding
-  second, which the service refuses). On top of it sit only the things aiolimiter does not do: priority among
+- **aiolimiter paces.** Each action has a `RateGate` whose grants come from an `AsyncLimiter(k, k/(rate × margin))`
+  with k = one timer tick's worth of grants (`BURST_S`, at least one): at the API's 20/s a bucket of capacity one,
+  grants spaced 1/(rate × margin) apart on the loop's clock and no burst possible (`AsyncLimiter(rate, 1)` would admit
+  `rate` at once after every idle second — up to 2×rate in a sliding second, which the service refuses). On top of it sit only the things aiolimiter does not do: priority among
   waiters (long listener queues first), the hold after a throttled answer, the extra spacing while the quota is
   shared (adaptive rate below the ceiling), and a charge to the bucket for a send that left late. With the limiter's `acquire` made a no-op nothing else spaces grants:
   `tests/test_schedule.py` proves it.
@@ -48,13 +48,21 @@ LAG_TOLERANCE_S = 0.01
 #: limiter's period is shortened by that much — never by more than 2% of it, so even a loop with exact timers stays
 #: under 0.96 / 0.98 of the ceiling (the 21st request trails the 1st by 1.02 s or more).
 TIMER_LATENESS_S = 0.001
+#: The most grants the bucket hands out at once: what the ceiling allows in one tick of the event loop's timers (1 ms).
+#: A grant closer than a tick to the last one cannot be timed anyway, so a bucket of capacity one would grant at most
+#: one caller per turn of the loop: against a fast service (the emulator at 10,000/s, a rehearsal) every request then
+#: cost a turn of its own, and the 30,000-row bench run spent ~0.1 ms of CPU per row on them (docs/scheduling.md,
+#: "CPU"). At most rate × BURST_S extra requests in any second — 0.1% of the ceiling, inside RATE_MARGIN's 4%; below
+#: 1,000/s (the API's 20/s) the capacity is one and nothing changes.
+BURST_S = 0.001
 THROTTLED = "RequestLimitExceeded"
-#: The least send-to-send gap `ListenerPacer` keeps on one listener while the service has refused nothing. A real
-#: GAAP task takes seconds (docs/gaap-api.md, "Listener tasks"), so the probe meets a refusal long before this; it
-#: binds only against a service whose tasks end at once — an emulator or a rehearsal — where a higher floor only
-#: idles the run: at 20 ms the bench's 30,000-row run (3,333 rows on each of three listeners) took 84 s, at 5 ms
-#: 34 s (docs/scheduling.md, "CPU"). Above the event loop's timer resolution (1 ms).
-GAP_FLOOR_S = 0.005
+#: The least send-to-send gap `ListenerPacer` keeps on one listener while the service has refused nothing: the event
+#: loop's timer resolution (1 ms). A real GAAP task takes seconds (docs/gaap-api.md, "Listener tasks"), so the probe
+#: meets a refusal long before this; it binds only against a service whose tasks end at once — an emulator or a
+#: rehearsal — where any higher floor only idles the run: at 20 ms the bench's 30,000-row run (3,333 rows on each of
+#: three listeners) took 84 s, at 5 ms 34 s, and its three long listeners still finished after the others, in a tail
+#: where every change woke an idle process (docs/scheduling.md, "CPU").
+GAP_FLOOR_S = 0.001
 
 
 class Clock(Protocol):
@@ -145,7 +153,8 @@ class RateGate:
         self._clock = clock
         target_s = 1 / (rate_per_s * RATE_MARGIN)
         self._interval_s = target_s - min(TIMER_LATENESS_S, 0.02 * target_s)
-        self._limiter = AsyncLimiter(1, self._interval_s)
+        burst = max(1, int(rate_per_s * BURST_S))
+        self._limiter = AsyncLimiter(burst, burst * self._interval_s)
         self._lag_s = 0.0
         self._waiters: list[tuple[float, int, asyncio.Future[float]]] = []
         self._order = itertools.count()

@@ -55,6 +55,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return float(self._fast_forward.now)
 
+    def spend(self, seconds: float) -> None:
+        """Move the clock on by `seconds`, as if the code that just ran had kept the loop busy that long."""
+        self._fast_forward.now += seconds
+
+
+def spend(seconds: float) -> None:
+    """Keep the running virtual-time loop busy for `seconds` of its time (a turn that comes late)."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop), "spend() needs run_virtual's loop"
+    loop.spend(seconds)
+
 
 def run_virtual(main: Coroutine[Any, Any, T]) -> T:
     """Run `main` to completion on a fresh virtual-time loop, then close the loop cleanly."""
