@@ -4,11 +4,12 @@ loop, all on one `Clock`. The runner decides *what* to send; this module decides
 Design (docs/scheduling.md has the reasoning and the figures):
 - **aiolimiter paces.** Each action has a `RateGate` whose grants come from an `AsyncLimiter(k, k/(rate × margin))`
   with k = one timer tick's worth of grants (`BURST_S`, at least one): at the API's 20/s a bucket of capacity one,
-  grants spaced 1/(rate × margin) apart on the loop's clock and no burst possible (`AsyncLimiter(rate, 1)` would admit
-  `rate` at once after every idle second — up to 2×rate in a sliding second, which the service refuses). On top of it sit only the things aiolimiter does not do: priority among
-  waiters (long listener queues first), the hold after a throttled answer, the extra spacing while the quota is
-  shared (adaptive rate below the ceiling), and a charge to the bucket for a send that left late. With the limiter's `acquire` made a no-op nothing else spaces grants:
-  `tests/test_schedule.py` proves it.
+  grants spaced 1/(rate × margin) apart on the loop's clock and no burst possible (`AsyncLimiter(rate, 1)` would
+  admit `rate` at once after every idle second — up to 2×rate in a sliding second, which the service refuses). On
+  top of it sit only the things aiolimiter does not do: priority among waiters (long listener queues first), the
+  hold after a throttled answer, the extra spacing while the quota is shared (adaptive rate below the ceiling), and a
+  charge to the bucket for a send that left late. With the limiter's `acquire` made a no-op nothing else spaces
+  grants: `tests/test_schedule.py` proves it.
 - **One clock.** aiolimiter reads `loop.time()`, so the scheduler's `Clock` is the running loop's clock too; a test
   fakes time by running the loop on virtual time (`tests/virtual_time.py`), and every wait here — gate, pacer,
   backoff, polling — moves with it.
@@ -51,9 +52,9 @@ TIMER_LATENESS_S = 0.001
 #: The most grants the bucket hands out at once: what the ceiling allows in one tick of the event loop's timers (1 ms).
 #: A grant closer than a tick to the last one cannot be timed anyway, so a bucket of capacity one would grant at most
 #: one caller per turn of the loop: against a fast service (the emulator at 10,000/s, a rehearsal) every request then
-#: cost a turn of its own, and the 30,000-row bench run spent ~0.1 ms of CPU per row on them (docs/scheduling.md,
-#: "CPU"). At most rate × BURST_S extra requests in any second — 0.1% of the ceiling, inside RATE_MARGIN's 4%; below
-#: 1,000/s (the API's 20/s) the capacity is one and nothing changes.
+#: cost a turn of its own: in the 30,000-row bench run's busy stretch 0.31 ms of CPU per request, against 0.23–0.26 with
+#: a tick's worth per turn (docs/scheduling.md, "CPU"). At most rate × BURST_S extra requests in any second — 0.1% of
+#: the ceiling, inside RATE_MARGIN's 4%; below 2,000/s (the API's 20/s) the capacity is one and nothing changes.
 BURST_S = 0.001
 THROTTLED = "RequestLimitExceeded"
 #: The least send-to-send gap `ListenerPacer` keeps on one listener while the service has refused nothing: the event
@@ -131,7 +132,8 @@ class GateClosed(Exception):
 
 
 class RateGate:
-    """Admits callers one at a time, never more than `ceiling_per_s × RATE_MARGIN` per second (see the module doc).
+    """Admits callers one at a time (at most a timer tick's worth at once, `BURST_S`), never more than
+    `ceiling_per_s × RATE_MARGIN` per second (see the module doc).
 
     Among waiting callers the one with the highest `priority` goes first (ties: first come). Adaptive for a shared
     quota (console, other tools on the same sub-account): a throttled answer although we kept the ceiling means
