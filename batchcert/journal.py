@@ -160,6 +160,10 @@ class Attempt:
     row_number: int
 
 
+#: what a disk that refuses a write raises (read-only, full, permissions): the user's to fix, exit 2 naming the path
+_STORAGE_FAILURES = (sqlite3.OperationalError, OSError)
+
+
 class _LaterWrites:
     """`Journal._later`'s context: yields the connection, turns a refused write into JournalError, counts the line
     towards the group commit."""
@@ -173,7 +177,7 @@ class _LaterWrites:
         return self._journal._db
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        if isinstance(exc, (sqlite3.OperationalError, OSError)):
+        if isinstance(exc, _STORAGE_FAILURES):
             raise self._journal._storage_error(exc) from None
         if exc is None:
             self._journal._wrote_later()
@@ -260,7 +264,7 @@ class Journal:
         """A disk that refuses a write (read-only, full, permissions) is the user's to fix: exit 2 naming the path."""
         try:
             yield
-        except (sqlite3.OperationalError, OSError) as exc:
+        except _STORAGE_FAILURES as exc:
             raise self._storage_error(exc) from None
 
     def _storage_error(self, exc: BaseException) -> JournalError:
@@ -286,16 +290,18 @@ class Journal:
     def _flush_now(self) -> None:
         self._flushed_at = asyncio.get_running_loop().time()
         waiters, self._flush_waiters, self._flush_timer = self._flush_waiters, [], None
+        refused: JournalError | None = None
         try:
             self.commit()
         except JournalError as exc:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
-        else:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            refused = exc
+        for waiter in waiters:
+            if waiter.done():
+                continue  # cancelled: its sender gave up the wait
+            if refused is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(refused)
 
     def commit(self) -> None:
         """Make every line written so far durable (the intents file first: it is what survives a lost `-wal`)."""
