@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,13 +168,18 @@ def test_run_refuses_unusable_targets_unsent_and_warns_of_expiring_ones(
     summary = run_previewed(previews, server, ROWS, tmp_path)
     # one round of pages for the whole run (read before asking, reused by the runner)
     assert server.emulator.requests["DescribeCertificates"] == pages(server) == 2
-    # refused rows were never sent: only the sendable rows reached ModifyCertificate, every answer was OK
-    assert {(e.listener_id, e.domain) for e in server.emulator.ledger} == {(r[0], r[1]) for r in SENDABLE}
-    assert server.emulator.requests["ModifyCertificate"] == len(SENDABLE)
-    assert set(server.emulator.stats) == {"OK"}, server.emulator.stats
+    # refused rows were never sent: each sendable row was applied once, and every ModifyCertificate the service
+    # received is an attempt of a sendable row (refused rows have none, below)
+    assert Counter((e.listener_id, e.domain) for e in server.emulator.ledger) == Counter((r[0], r[1]) for r in SENDABLE)
+    rows = by_domain(tmp_path / "run" / "report.csv")
+    assert server.emulator.requests["ModifyCertificate"] == sum(int(rows[r[1]]["attempts"]) for r in SENDABLE)
+    # every answer was OK, but for ListenerHasTask: the listener pacer probes its gap down until the service
+    # refuses one (docs/scheduling.md), and on a loaded machine the emulator can start a task late enough for that
+    extra = server.emulator.requests["ModifyCertificate"] - len(SENDABLE)
+    assert set(server.emulator.stats) <= {"OK", "FailedOperation.ListenerHasTask"}, server.emulator.stats
+    assert server.emulator.stats["FailedOperation.ListenerHasTask"] == extra, server.emulator.stats
     assert summary.exit_code == 1
 
-    rows = by_domain(tmp_path / "run" / "report.csv")
     for row, code in REFUSED.items():
         line = rows[row[1]]
         assert (line["outcome"], line["error_code"], line["attempts"]) == ("terminal", code, "0"), line
@@ -235,9 +241,11 @@ def test_no_preflight_sends_without_the_check(
     )
     assert server.emulator is not None
     assert server.emulator.requests["DescribeCertificates"] == 0
-    assert server.emulator.requests["ModifyCertificate"] == 3  # every row sent, the expired and the missing one too
     assert {e.domain for e in server.emulator.ledger} == {"ok.example.com", "expired.example.com"}
     report = by_domain(tmp_path / "run" / "report.csv")
+    # every row sent, the expired and the missing one too (a ListenerHasTask refusal is one more attempt)
+    assert all(int(report[r[1]]["attempts"]) >= 1 for r in rows)
+    assert server.emulator.requests["ModifyCertificate"] == sum(int(report[r[1]]["attempts"]) for r in rows)
     assert not any(r["error_code"].startswith("Preflight.") for r in report.values())
     assert report["missing.example.com"]["error_code"] == "InvalidParameterValue"  # the service refused it
     assert previews[0].warnings == ()
