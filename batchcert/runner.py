@@ -1,9 +1,11 @@
 """The batch run: send every row's change once, listener by listener, under the rate ceiling, and journal it all.
 
 This module decides *what* is sent; `batchcert.schedule` decides *when* (gates, pacer, budget, retry loop, clock).
-- one lane per listener (a `ListenerLane`) takes that listener's rows in mapping order, so never two changes are
-  in flight on one listener; between changes it waits out the listener's asynchronous task (`ListenerPacer`)
-  while the rate budget goes to other listeners;
+- one lane per listener (a `ListenerLane`) takes that listener's rows in mapping order, and sends one change at a
+  time (the lane's turn), so never two of our changes are in flight on one listener; between changes it waits out
+  the listener's asynchronous task (`ListenerPacer`) while the rate budget goes to other listeners. A row that must
+  wait before its retry (a backoff, or reads until an ambiguous answer is settled) hands the rest of its lane on
+  and waits aside, so one fault does not stall the listener's whole chain (docs/scheduling.md, "Listener pacing");
 - every call waits at the action's `RateGate` with priority = rows left on its listener, so long listener queues
   start early and are never starved by many short ones;
 - retries follow `batchcert.classify` (never an `if` per code here) through `batchcert.schedule.retry_call`: jittered
@@ -73,6 +75,9 @@ from batchcert.settings import RunSettings
 
 log = logging.getLogger("batchcert.runner")
 LISTENER_HAS_TASK = "FailedOperation.ListenerHasTask"
+#: rows of one lane waiting aside for their retry while the lane goes on: enough that the faults of a flaky network
+#: never stall a long chain, few enough that an outage on a listener is not a burst of first attempts
+MAX_PARKED_PER_LANE = 8
 #: listeners worked on at once. Enough to keep both action budgets busy (each lane waits at a gate most of the
 #: time), few enough that a 100,000-listener mapping does not hold 100,000 suspended coroutines in memory.
 MAX_LANES = 256
@@ -110,11 +115,28 @@ def estimate_run_s(rows: list[Row], rate_per_s: float, task_s: float = RunnerCon
 
 
 class ListenerLane:
-    """One listener's queue of rows and the send time (clock s) of the last change that may have applied."""
+    """One listener's queue of rows, the send time (clock s) of the last change that may have applied, and the turn
+    each change holds from the pacer's wait to its answer. `dispatcher` names the task that takes the next row;
+    rows that handed the lane on while they wait for a retry are `parked` and their successors in `handoffs`."""
 
     def __init__(self, rows: deque[Row]) -> None:
         self.rows = rows
         self.last_change_sent: float | None = None
+        self.turn = asyncio.Lock()
+        self.dispatcher: object | None = None
+        self.parked = 0
+        self.handoffs: set[asyncio.Task[None]] = set()
+
+
+def _forget_if_finished_well(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    """A done callback that drops a task from `tasks` once it has finished without an error, so a long lane holds
+    only the tasks still running and the failures still to be raised."""
+
+    def forget(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            tasks.discard(task)
+
+    return forget
 
 
 #: the code of a row whose change may or may not have been applied, and that no read could settle: retryable, but
@@ -299,7 +321,18 @@ class Runner:
         lane = ListenerLane(queue)
         if self.config.preflight and queue:
             lane.rows = deque(await self._preflight(listener_id, list(queue)))
-        await self._work_lane(lane)
+        try:
+            await self._work_lane(lane)
+            while lane.handoffs:  # a successor may hand on again: wait until none is left, failing at the first
+                done, _ = await asyncio.wait(set(lane.handoffs), return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    lane.handoffs.discard(task)
+                    task.result()
+        finally:
+            for task in lane.handoffs:  # only after a failure (the run is over): stop the lane's other tasks
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: the first failure is the one raised
+                task.cancel()
         if self.config.verify and not self.stopping:
             await self.sleeper.sleep(self._until_listener_free(lane))  # let the last change's task end first
             await self._verify(listener_id, self._verify_rows[listener_id])
@@ -400,17 +433,34 @@ class Runner:
             )
         self.journal.record_verification(checks)
 
-    async def _work_lane(self, lane: ListenerLane) -> None:
-        while lane.rows:
+    async def _work_lane(self, lane: ListenerLane, me: object | None = None) -> None:
+        """Take the lane's rows one after another while this task is the lane's dispatcher; a row that parks
+        (`_hand_off`) makes a new task the dispatcher, and this one ends with that row."""
+        me = me or object()
+        lane.dispatcher = me
+        while lane.rows and lane.dispatcher is me:
             row = lane.rows.popleft()
             if row.listener_id in self._scoped_out:
                 self._on_row_done(row, self._conclude_scoped_out(row))
                 continue
             if row.row_number in self._changing:
                 await self._wait_domain_idle(row)
-            await self.sleeper.sleep(self._until_listener_free(lane))
             outcome = await self._process_row(row, lane)
             self._on_row_done(row, outcome)
+
+    def _hand_off(self, lane: ListenerLane) -> bool:
+        """Let a row wait for its retry aside: a new task takes the lane's next rows (True), unless none is left,
+        the run stops, or `MAX_PARKED_PER_LANE` rows already wait (False: the row keeps the lane, as a lane with
+        one row always does)."""
+        if not lane.rows or self.stopping or lane.parked >= MAX_PARKED_PER_LANE:
+            return False
+        lane.parked += 1
+        successor = object()
+        lane.dispatcher = successor
+        task = asyncio.get_running_loop().create_task(self._work_lane(lane, successor))
+        lane.handoffs.add(task)
+        task.add_done_callback(_forget_if_finished_well(lane.handoffs))
+        return True
 
     def _until_listener_free(self, lane: ListenerLane) -> float:
         """Seconds until the pacer's gap since the lane's last change has passed (0 when it has)."""
@@ -449,15 +499,21 @@ class Runner:
                     message=f"{OUTCOME_UNKNOWN_MESSAGE}; {why} — not resent in this run",
                     request_id=reading.request_id,
                 )
+            if live is not None and live.status == 0:  # idle, read too early: only time settles it, not a backoff
+                await self.sleeper.sleep(max(0.0, min(settle_from, deadline) - self.clock.now()))
+                continue
             retry += 1
             until_settled_s = settle_from - self.clock.now() if not reading.failed and not settled else 0.0
             await self._pause_before_reread(retry, deadline, at_least_s=until_settled_s)
 
-    async def _send(self, row: Row, lane: ListenerLane, previous: CallResult | None) -> CallResult | None:
+    async def _send(
+        self, row: Row, lane: ListenerLane, previous: CallResult | None, not_before_s: float = 0.0
+    ) -> CallResult | None:
         """One attempt: journal it just before it leaves, send, journal the answer, teach the pacer.
         Returns None when the run stopped before it was sent. After an answer that may hide an applied change
         (timeout, reset, InternalError, 5xx — or such an answer in an earlier session) the live state is read first:
-        when it already shows the target, nothing is resent and a verified success is returned instead."""
+        when it already shows the target, nothing is resent and a verified success is returned instead. Nothing is
+        sent before `not_before_s` (clock s: a backoff the read-back did not wait out)."""
         earlier_ambiguous = previous is None and row.row_number in self._ambiguous - self._read_before
         if earlier_ambiguous or (previous is not None and classify.policy_for(previous.code or "").maybe_applied):
             settle_from = self.clock.now()  # an earlier session's answer: long enough ago
@@ -469,6 +525,7 @@ class Runner:
             found = await self._settle_doubt(row, settle_from)
             if found is not None:
                 return found
+        await self.sleeper.sleep(max(0.0, not_before_s - self.clock.now()))
         handle: list[Attempt] = []
 
         def journal_start() -> None:
@@ -476,23 +533,27 @@ class Runner:
                 raise GateClosed
             handle.append(self.journal.begin_attempt(row.row_number, row.action))
 
-        # gate priority: rows left on the lane; a retry goes half a step ahead of first attempts of equally long
-        # lanes, or rows hit by a transient fault would queue behind every fresh row and become the run's tail
-        try:
-            result = await self.quota.send(
-                self.api,
-                row.action,
-                self._target_of(row).request_params(),
-                priority=len(lane.rows) + 1 + (0.5 if previous is not None else 0.0),
-                before_send=journal_start,
-                durable=self.journal.durable,
-            )
-        except GateClosed:
-            return None
-        self.journal.finish_attempt(handle[0], result)
-        last_sent = lane.last_change_sent
-        if result.ok or classify.policy_for(result.code or "").maybe_applied:
-            lane.last_change_sent = result.sent_at_s
+        # the lane's turn, from the pacer's wait to the answer: one change of ours in flight per listener.
+        # Gate priority: rows left on the lane; a retry goes half a step ahead of first attempts of equally long
+        # lanes, or rows hit by a transient fault would queue behind every fresh row and become the run's tail —
+        # and so does any row of a lane with rows waiting aside, since their retries queue for its turn
+        async with lane.turn:
+            await self.sleeper.sleep(self._until_listener_free(lane))
+            try:
+                result = await self.quota.send(
+                    self.api,
+                    row.action,
+                    self._target_of(row).request_params(),
+                    priority=len(lane.rows) + 1 + (0.5 if previous is not None or lane.parked else 0.0),
+                    before_send=journal_start,
+                    durable=self.journal.durable,
+                )
+            except GateClosed:
+                return None
+            self.journal.finish_attempt(handle[0], result)
+            last_sent = lane.last_change_sent
+            if result.ok or classify.policy_for(result.code or "").maybe_applied:
+                lane.last_change_sent = result.sent_at_s
         if last_sent is not None and result.ok:
             self.pacer.accepted(result.sent_at_s - last_sent)
         elif last_sent is not None and result.code == LISTENER_HAS_TASK:
@@ -500,21 +561,42 @@ class Runner:
         return result
 
     async def _process_row(self, row: Row, lane: ListenerLane) -> Outcome:
-        tries = await retry_call(
-            lambda previous: self._send(row, lane, previous),
-            policy=self.policy,
-            sleeper=self.sleeper,
-            rng=self._rng,
-            budget=self.budget,
-            wait_s=lambda result, _n: self._wait_before_retry(lane, result),
-            retry_if=lambda result: (
-                is_retryable(result)
-                and result.code != OUTCOME_UNKNOWN
-                and classify.listener_scope(result.code or "") is None
-            ),
-            patient=lambda result: (result.code or "") in classify.WAITED_OUT,
-            patience_s=self.settings.listener_wait_s,
-        )
+        parked = False
+        resend_at_s = 0.0
+
+        def wait_s(result: CallResult, retry: int) -> float | None:
+            nonlocal parked, resend_at_s
+            # a backoff, maybe reads to settle a doubt: wait aside — but a busy listener refuses every row alike,
+            # so a row it refused keeps the lane
+            if not parked and result.code != LISTENER_HAS_TASK:
+                parked = self._hand_off(lane)
+            chosen_s = self._wait_before_retry(lane, result)
+            if chosen_s is None and classify.may_still_arrive(result.code or ""):
+                # read back at once — it may already show the change — while the resend still keeps the backoff
+                # (and waits for a read at least the timeout after the answer: `_send`)
+                resend_at_s = self.clock.now() + self.policy.backoff_s(min(retry, 6), self._rng)
+                return 0.0
+            return chosen_s
+
+        try:
+            tries = await retry_call(
+                lambda previous: self._send(row, lane, previous, resend_at_s),
+                policy=self.policy,
+                sleeper=self.sleeper,
+                rng=self._rng,
+                budget=self.budget,
+                wait_s=wait_s,
+                retry_if=lambda result: (
+                    is_retryable(result)
+                    and result.code != OUTCOME_UNKNOWN
+                    and classify.listener_scope(result.code or "") is None
+                ),
+                patient=lambda result: (result.code or "") in classify.WAITED_OUT,
+                patience_s=self.settings.listener_wait_s,
+            )
+        finally:
+            if parked:
+                lane.parked -= 1
         return self._conclude(row, tries)
 
     def _target_of(self, row: Row) -> Row:

@@ -4,6 +4,7 @@ loop whose clock jumps (`tests/virtual_time.py`). Minutes of schedule take milli
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import random
 from collections import Counter
@@ -16,6 +17,7 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 from batchcert import emulator as emu
+from batchcert import runner as runner_module
 from batchcert.journal import Journal, create_journal
 from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, CallResult, Mapping, Row
 from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
@@ -34,6 +36,7 @@ from batchcert.schedule import (
     Sleeper,
     retry_call,
 )
+from batchcert.settings import RunSettings
 from tests.conftest import migration_world
 from tests.fake_api import EmulatorApi, max_in_window
 from tests.virtual_time import START_S, run_virtual, spend
@@ -92,14 +95,21 @@ def simulate(
     wrap: Callable[[EmulatorApi], Any] | None = None,
     during: Callable[[Runner], Any] | None = None,
 ) -> Ran:
-    """Run `triples` against `world` on virtual time. `wrap(api)` may put a fake in front of the emulator;
-    `during(runner)` runs beside the run (to stop it, say)."""
+    """Run `triples` against `world` on virtual time, the client's requests timing out after `timeout_s`.
+    `wrap(api)` may put a fake in front of the emulator; `during(runner)` runs beside the run (to stop it, say)."""
     rows = rows_of(triples)
     journal = new_journal(tmp_path, rows)
 
     async def main() -> Ran:
         api = EmulatorApi(emu.World.from_dict(world), timeout_s=timeout_s)
-        runner = Runner(wrap(api) if wrap else api, Quota(rate_per_s), journal, config, rng=random.Random(7))
+        runner = Runner(
+            wrap(api) if wrap else api,
+            Quota(rate_per_s),
+            journal,
+            config,
+            rng=random.Random(7),
+            settings=RunSettings(timeout_s=timeout_s),
+        )
         loop = asyncio.get_running_loop()
         started = loop.time()
         side = asyncio.ensure_future(during(runner)) if during else None
@@ -249,6 +259,139 @@ def test_an_ambiguous_answer_is_read_back_before_anything_is_resent(tmp_path: Pa
     record = next(r for r in ran.journal.report_records() if r.domain == domain)
     assert record.outcome == "succeeded" and record.error_message == VERIFIED_MESSAGE
     assert record.attempts == 1
+
+
+@dataclass(frozen=True)
+class Write:
+    domain: str
+    sent_s: float
+    answered_s: float
+    code: str | None
+
+
+class RecordingApi:
+    """Passes every call through and keeps each write (its domain, when it was sent and answered, its code) and the
+    send time of each listener read."""
+
+    def __init__(self, inner: EmulatorApi) -> None:
+        self.inner = inner
+        self.writes: list[Write] = []
+        self.reads_s: list[float] = []
+
+    async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+        result = await self.inner.send(action, params)
+        if action == ACTION_MODIFY:
+            answered_s = asyncio.get_running_loop().time()
+            self.writes.append(Write(params["Domain"], result.sent_at_s, answered_s, result.code))
+        elif action == ACTION_DESCRIBE_RULES:
+            self.reads_s.append(result.sent_at_s)
+        return result
+
+
+def simulate_recorded(
+    path: Path, world: dict[str, Any], triples: list[tuple[str, str, str]], **kw: Any
+) -> tuple[Ran, RecordingApi]:
+    """`simulate` into its own directory `path`, with every write recorded."""
+    path.mkdir()
+    recorded: list[RecordingApi] = []
+
+    def wrap(api: EmulatorApi) -> RecordingApi:
+        recorded.append(RecordingApi(api))
+        return recorded[0]
+
+    return simulate(path, copy.deepcopy(world), triples, wrap=wrap, **kw), recorded[0]
+
+
+def one_change_in_flight(writes: list[Write]) -> bool:
+    """True when every write was sent after the one before it was answered."""
+    return all(later.sent_s >= earlier.answered_s for earlier, later in itertools.pairwise(writes))
+
+
+def test_a_row_waiting_to_retry_does_not_stall_its_listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One listener, 12 rows, the third answered 502: its request may still arrive, so it is resent only after a
+    read sent the timeout (2 s) later. Meanwhile the rows after it go on, still one change of ours in flight at a
+    time and first attempts in mapping order; the run ends well before the same run whose waiting row holds the
+    lane (MAX_PARKED_PER_LANE = 0, as before), and every row is applied once."""
+    world, triples = skewed({"listener-chain": 12}, latency_ms=20, task_seconds=0.3)
+    faulty = triples[2][1]
+    world["faults"] = {"domains": {faulty: [{"kind": "http502"}]}}
+    ran, api = simulate_recorded(tmp_path / "parked", world, triples, timeout_s=2.0)
+    assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
+    assert ran.outcomes() == Counter({"succeeded": 12})
+    first, resent = (w.sent_s for w in api.writes if w.domain == faulty)
+    assert resent - first >= 2.0
+    assert len([w for w in api.writes if first < w.sent_s < resent]) >= 4
+    assert one_change_in_flight(api.writes)
+    assert list(dict.fromkeys(w.domain for w in api.writes)) == [dom for _, dom, _ in triples]
+
+    monkeypatch.setattr(runner_module, "MAX_PARKED_PER_LANE", 0)
+    held, held_api = simulate_recorded(tmp_path / "held", world, triples, timeout_s=2.0)
+    assert held.ledger == ran.ledger
+    first, resent = (w.sent_s for w in held_api.writes if w.domain == faulty)
+    assert not [w for w in held_api.writes if first < w.sent_s < resent]
+    assert held.elapsed_s >= ran.elapsed_s + 1.5, (held.elapsed_s, ran.elapsed_s)
+
+
+def test_rows_waiting_aside_are_bounded_per_listener(tmp_path: Path) -> None:
+    """An outage on one listener with retry budget to spare: rows wait aside for their retries, but never more than
+    MAX_PARKED_PER_LANE of them at once beside the one taking the lane, and one change is in flight at a time."""
+    world, triples = skewed({"listener-down": 30}, latency_ms=20, task_seconds=0.3)
+    world["faults"] = {"probabilities": {"InternalError": 1.0}}
+    config = RunnerConfig(retry_budget_initial=1000, backoff_initial_s=1.0, backoff_jitter_s=0.1)
+    ran, api = simulate_recorded(tmp_path / "down", world, triples, config=config, timeout_s=2.0)
+    assert ran.outcomes() == Counter({"retryable": 30})
+    spans: dict[str, list[float]] = {}
+    for w in api.writes:
+        spans.setdefault(w.domain, [w.sent_s, w.answered_s])[1] = w.answered_s
+    edges = sorted([(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()])
+    open_rows = max(itertools.accumulate(step for _, step in edges))
+    assert open_rows == runner_module.MAX_PARKED_PER_LANE + 1 > 1
+    assert one_change_in_flight(api.writes)
+    assert Counter(w.domain for w in api.writes) == Counter({dom: 6 for _, dom, _ in triples})
+
+
+def test_a_transport_failure_is_read_back_at_once_and_resent_after_both_the_timeout_and_the_backoff(
+    tmp_path: Path,
+) -> None:
+    """A change applied but unanswered (timeout) is found by a read right after the timeout, not a backoff later; a
+    502 is read at once too, but resent only after the request timeout (it may still arrive) and the backoff
+    (3 s here, longer than the timeout) have both passed since the answer."""
+    world, triples = skewed({"listener-amb": 3}, latency_ms=20, faults={"hang_seconds": 30})
+    hung, failed = triples[0][1], triples[1][1]
+    world["faults"]["domains"] = {hung: [{"kind": "apply_then_hang"}], failed: [{"kind": "http502"}]}
+    config = RunnerConfig(backoff_initial_s=3.0, backoff_jitter_s=0.0)
+    ran, api = simulate_recorded(tmp_path / "amb", world, triples, config=config, timeout_s=2.0)
+    assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
+    timed_out = next(w for w in api.writes if w.domain == hung)
+    assert min(t for t in api.reads_s if t >= timed_out.answered_s) - timed_out.answered_s < 0.1
+    record = next(r for r in ran.journal.report_records() if r.domain == hung)
+    assert (record.outcome, record.error_message, record.attempts) == ("succeeded", VERIFIED_MESSAGE, 1)
+    first, resent = (w for w in api.writes if w.domain == failed)
+    assert first.code == "Transport.HTTP502" and resent.code is None
+    assert min(t for t in api.reads_s if t >= first.answered_s) - first.answered_s < 0.1
+    assert resent.sent_s - first.answered_s >= 3.0
+    assert any(first.answered_s + 2.0 <= t <= resent.sent_s for t in api.reads_s)
+
+
+class Boom(Exception):
+    """A run-level failure raised from inside a send."""
+
+
+def test_a_failure_in_a_task_taking_the_lane_on_ends_the_run_with_that_failure(tmp_path: Path) -> None:
+    """The second row waits aside after a 502, so a new task takes the lane on; a run-level failure there (here
+    from the API itself) is what the run raises — not a group of failures, not lost in a task nobody awaits."""
+    world, triples = skewed({"listener-chain": 8}, latency_ms=20, task_seconds=0.3)
+    world["faults"] = {"domains": {triples[1][1]: [{"kind": "http502"}]}}
+    doomed = triples[4][1]
+
+    class BreakingApi(RecordingApi):
+        async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+            if params.get("Domain") == doomed:
+                raise Boom(doomed)
+            return await super().send(action, params)
+
+    with pytest.raises(Boom, match=doomed):
+        simulate(tmp_path, world, triples, wrap=BreakingApi, timeout_s=2.0)
 
 
 def test_a_stop_lets_requests_in_flight_finish_and_sends_nothing_after(tmp_path: Path) -> None:
