@@ -314,7 +314,11 @@ class ListenerPacer:
     faster — so refusals stay rare. Two refusals in a row, the second although the pacer's own gap was kept, mean
     the estimate is far off (tasks of several seconds are possible: Terraform waits minutes for GAAP listeners), so
     `busy_s` doubles: a long task is learned in a few refusals, not dozens of +10% steps. (One refusal at the
-    pacer's gap is the expected end of a downward probe, and only sets `busy_s`.)
+    pacer's gap is the expected end of a downward probe, and only sets `busy_s`.) A doubled estimate is a guess,
+    not a measurement — two refusals in a row also happen when the first change's request was slow to arrive — so
+    it comes down again by 10% per accepted change, never below the gap a refusal proved too short, and the pacer
+    settles there; otherwise one unlucky pair of refusals would keep a long listener at twice its task time for
+    hundreds of changes.
     """
 
     def __init__(self, initial_s: float, floor_s: float = GAP_FLOOR_S, cap_s: float = 30.0) -> None:
@@ -323,6 +327,8 @@ class ListenerPacer:
         self._floor_s, self._cap_s = floor_s, cap_s
         self._accepted = 0
         self._refused_last = False
+        #: after a doubling: the longest gap a refusal proved too short, which the fast way down stops at
+        self._proven_s: float | None = None
 
     @property
     def gap_s(self) -> float:
@@ -337,6 +343,10 @@ class ListenerPacer:
         self._refused_last = False
         if self.busy_s is None:
             self._probe_s = max(self._floor_s, min(self._probe_s, gap_s) * 0.9)
+        elif self._proven_s is not None:
+            self.busy_s = max(self._proven_s, self.busy_s * 0.9)
+            if self.busy_s == self._proven_s:
+                self._proven_s = None
         elif self._accepted % 20 == 0:
             self.busy_s *= 0.95
 
@@ -344,9 +354,11 @@ class ListenerPacer:
         """A change sent `gap_s` after the listener's previous one got ListenerHasTask."""
         before = self.busy_s
         if before is not None and self._refused_last and gap_s >= self.gap_s * 0.999:
-            self.busy_s = max(before, gap_s) * 2
+            self._proven_s = max(before, gap_s)
+            self.busy_s = self._proven_s * 2
         else:
             self.busy_s = max(before or 0.0, gap_s)
+            self._proven_s = None
         self._refused_last = True
         if before != self.busy_s:
             log.info("listener tasks take over %.3f s: changes on one listener now %.3f s apart", gap_s, self.gap_s)
