@@ -207,17 +207,27 @@ def test_listener_tasks_are_learned_and_refusals_stay_rare(tmp_path: Path) -> No
     assert ran.runner.pacer.busy_s is not None and ran.runner.pacer.gap_s >= 0.8
 
 
-def test_an_unlucky_pair_of_refusals_does_not_slow_a_long_listener_for_good(tmp_path: Path) -> None:
+def test_an_unlucky_pair_of_refusals_does_not_slow_a_long_listener_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One 100-row listener, a 0.3 s task and 20–80 ms of latency. With these latency draws (seed 13) two refusals
     come in a row early on and double the pacer's estimate; it comes down again within a few changes, so the run
     stays near the chain's bound (it took twice as long while a doubling lasted for hundreds of changes)."""
+    estimates: list[tuple[float | None, float | None]] = []
+    refused = ListenerPacer.refused
+
+    def recording_refused(pacer: ListenerPacer, gap_s: float) -> None:
+        before = pacer.busy_s
+        refused(pacer, gap_s)
+        estimates.append((before, pacer.busy_s))
+
+    monkeypatch.setattr(ListenerPacer, "refused", recording_refused)
     world, triples = skewed({"listener-big": 100}, latency_ms=[20, 80], task_seconds=0.3, faults={"seed": 13})
     ran = simulate(tmp_path, world, triples, RunnerConfig())
-    refusals = ran.api.emulator.stats["FailedOperation.ListenerHasTask"]
-    assert refusals >= 2  # the pair that doubles the estimate happened
+    assert any(b is not None and a is not None and a >= 2 * b for b, a in estimates)  # the doubling happened
     assert ran.outcomes() == Counter({"succeeded": 100})
     assert ran.elapsed_s <= 1.25 * 100 * 0.3, ran.elapsed_s
-    assert refusals <= 5
+    assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 5
 
 
 def test_an_outage_is_bounded_by_the_retry_budget(tmp_path: Path) -> None:
