@@ -525,7 +525,7 @@ class Runner:
             found = await self._settle_doubt(row, settle_from)
             if found is not None:
                 return found
-        await self.sleeper.sleep(max(0.0, not_before_s - self.clock.now()))
+            await self.sleeper.sleep(max(0.0, not_before_s - self.clock.now()))
         handle: list[Attempt] = []
 
         def journal_start() -> None:

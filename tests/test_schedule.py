@@ -293,21 +293,18 @@ class Write:
 
 
 class RecordingApi:
-    """Passes every call through and keeps each write (its domain, when it was sent and answered, its code) and the
-    send time of each listener read."""
+    """Passes every call through and keeps each write: its domain, when it was sent and answered, its code (the
+    send times of reads are in the emulator API's own `sends`)."""
 
     def __init__(self, inner: EmulatorApi) -> None:
         self.inner = inner
         self.writes: list[Write] = []
-        self.reads_s: list[float] = []
 
     async def send(self, action: str, params: dict[str, Any]) -> CallResult:
         result = await self.inner.send(action, params)
         if action == ACTION_MODIFY:
             answered_s = asyncio.get_running_loop().time()
             self.writes.append(Write(params["Domain"], result.sent_at_s, answered_s, result.code))
-        elif action == ACTION_DESCRIBE_RULES:
-            self.reads_s.append(result.sent_at_s)
         return result
 
 
@@ -384,16 +381,17 @@ def test_a_transport_failure_is_read_back_at_once_and_resent_after_both_the_time
     world["faults"]["domains"] = {hung: [{"kind": "apply_then_hang"}], failed: [{"kind": "http502"}]}
     config = RunnerConfig(backoff_initial_s=3.0, backoff_jitter_s=0.0)
     ran, api = simulate_recorded(tmp_path / "amb", world, triples, config=config, timeout_s=2.0)
+    reads_s = ran.api.sends[ACTION_DESCRIBE_RULES]
     assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
     timed_out = next(w for w in api.writes if w.domain == hung)
-    assert min(t for t in api.reads_s if t >= timed_out.answered_s) - timed_out.answered_s < 0.1
+    assert min(t for t in reads_s if t >= timed_out.answered_s) - timed_out.answered_s < 0.1
     record = next(r for r in ran.journal.report_records() if r.domain == hung)
     assert (record.outcome, record.error_message, record.attempts) == ("succeeded", VERIFIED_MESSAGE, 1)
     first, resent = (w for w in api.writes if w.domain == failed)
     assert first.code == "Transport.HTTP502" and resent.code is None
-    assert min(t for t in api.reads_s if t >= first.answered_s) - first.answered_s < 0.1
+    assert min(t for t in reads_s if t >= first.answered_s) - first.answered_s < 0.1
     assert resent.sent_s - first.answered_s >= 3.0
-    assert any(first.answered_s + 2.0 <= t <= resent.sent_s for t in api.reads_s)
+    assert any(first.answered_s + 2.0 <= t <= resent.sent_s for t in reads_s)
 
 
 class Boom(Exception):
