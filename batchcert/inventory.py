@@ -240,6 +240,8 @@ def plan_rotation(estate: Estate, replacements: Iterable[Replacement]) -> Rotati
                 place.domain,
                 swaps.get(place.certificate_id, place.certificate_id),
                 clients,
+                current_certificate_id=place.certificate_id,
+                current_client_certificate_ids=place.client_certificate_ids if client_hit else (),
             )
         )
     return Rotation(tuple(lines), domain_server, listener_server, client_lists)

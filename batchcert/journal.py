@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from batchcert.errors import JournalError
-from batchcert.model import CHANGE_ACTIONS, CallResult, Mapping, Outcome, Row
+from batchcert.model import CHANGE_ACTIONS, CallResult, Expected, Mapping, Outcome, Row
 from batchcert.reconcile import CertificateInfo
 
 JOURNAL_NAME = "journal.sqlite3"
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS rows (
     previous_read INTEGER NOT NULL DEFAULT 0, previous_certificate_id TEXT NOT NULL DEFAULT '',
     previous_client_ids TEXT NOT NULL DEFAULT '', verified TEXT NOT NULL DEFAULT '',
     verified_certificate_id TEXT NOT NULL DEFAULT '', verified_client_ids TEXT NOT NULL DEFAULT '',
-    scope TEXT NOT NULL DEFAULT 'domain', proxy_id TEXT NOT NULL DEFAULT '');
+    scope TEXT NOT NULL DEFAULT 'domain', proxy_id TEXT NOT NULL DEFAULT '', expected TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER, listener_id TEXT NOT NULL DEFAULT '',
     session_id INTEGER NOT NULL,
@@ -84,13 +84,32 @@ _CHANGES = "(" + ", ".join(f"'{action}'" for action in CHANGE_ACTIONS) + ")"
 
 def _bring_up_to_date(db: sqlite3.Connection) -> None:
     """Give a journal written by an earlier batchcert what this one reads: the certificates table, the rows'
-    scope and proxy_id (every earlier row was a domain row)."""
+    scope and proxy_id (every earlier row was a domain row) and expected state (no earlier row had one)."""
     db.execute(_CERTIFICATES_TABLE)
     columns = {str(c[1]) for c in db.execute("PRAGMA table_info(rows)")}
     if "scope" not in columns:
         db.execute("ALTER TABLE rows ADD COLUMN scope TEXT NOT NULL DEFAULT 'domain'")
     if "proxy_id" not in columns:
         db.execute("ALTER TABLE rows ADD COLUMN proxy_id TEXT NOT NULL DEFAULT ''")
+    if "expected" not in columns:
+        db.execute("ALTER TABLE rows ADD COLUMN expected TEXT NOT NULL DEFAULT ''")
+
+
+def _expected_text(expected: Expected | None) -> str:
+    """A row's expected current state as the journal stores it: "" for none, else JSON (client ids null when the
+    mapping does not say)."""
+    if expected is None:
+        return ""
+    clients = None if expected.client_ids is None else list(expected.client_ids)
+    return json.dumps({"certificate_id": expected.certificate_id, "client_ids": clients})
+
+
+def _expected_of(text: str) -> Expected | None:
+    if not text:
+        return None
+    stored = json.loads(text)
+    clients = stored.get("client_ids")
+    return Expected(str(stored["certificate_id"]), None if clients is None else tuple(str(c) for c in clients))
 
 
 def iso_utc(timestamp: float | None, timespec: str = "milliseconds") -> str:
@@ -133,6 +152,8 @@ class ReportRecord:
     #: `domain`, or `listener` for a row that changes the listener's own certificates
     scope: str = "domain"
     proxy_id: str = ""
+    #: a compare-and-swap row's expected current state (None: the mapping has no current → new columns)
+    expected: Expected | None = None
 
 
 @dataclass(frozen=True)
@@ -330,7 +351,7 @@ class Journal:
             db.executemany(
                 "INSERT INTO rows(row_number, listener_id, domain, certificate_id, client_certificate_id, "
                 "poly_client_certificate_ids, extra, cells, problem, duplicate_of, outcome, error_message, scope, "
-                "proxy_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "proxy_id, expected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.row_number,
@@ -347,6 +368,7 @@ class Journal:
                         mapping.problems.get(r.row_number, ""),
                         r.scope,
                         r.proxy_id,
+                        _expected_text(r.expected),
                     )
                     for r in mapping.rows
                 ],
@@ -362,7 +384,7 @@ class Journal:
         """Primary rows (not duplicates), in mapping order, optionally only those with the given outcomes."""
         found = self._db.execute(
             "SELECT row_number, listener_id, domain, certificate_id, client_certificate_id, "
-            "poly_client_certificate_ids, extra, outcome, scope, proxy_id FROM rows WHERE duplicate_of IS NULL "
+            "poly_client_certificate_ids, extra, outcome, scope, proxy_id, expected FROM rows WHERE duplicate_of IS NULL "
             "ORDER BY row_number"
         ).fetchall()
         return [
@@ -376,8 +398,9 @@ class Journal:
                 tuple(tuple(x) for x in json.loads(extra)),
                 scope,
                 proxy,
+                _expected_of(expected),
             )
-            for n, lid, dom, cert, client, poly, extra, outcome, scope, proxy in found
+            for n, lid, dom, cert, client, poly, extra, outcome, scope, proxy, expected in found
             if outcomes is None or Outcome(outcome) in outcomes
         ]
 
@@ -709,7 +732,7 @@ class Journal:
                    COALESCE(p.previous_certificate_id, r.previous_certificate_id),
                    COALESCE(p.previous_client_ids, r.previous_client_ids), COALESCE(p.verified, r.verified),
                    COALESCE(p.verified_certificate_id, r.verified_certificate_id),
-                   h.n, h.first_sent, h.last_done, h.request_ids, c.end_time, r.scope, r.proxy_id
+                   h.n, h.first_sent, h.last_done, h.request_ids, c.end_time, r.scope, r.proxy_id, r.expected
             FROM rows r
             LEFT JOIN rows p ON p.row_number = r.duplicate_of
             LEFT JOIN certificates c ON c.certificate_id = r.certificate_id
@@ -727,7 +750,7 @@ class Journal:
             (prev_read, prev_cert, prev_clients, verified, verified_cert, tries, first, last, rids, ends) = values[
                 13:23
             ]
-            scope, proxy_id = values[23:]
+            scope, proxy_id, expected = values[23:]
             yield ReportRecord(
                 row=n,
                 listener_id=lid,
@@ -754,6 +777,7 @@ class Journal:
                 target_certificate_end_time=iso_utc(ends, "seconds"),
                 scope=scope,
                 proxy_id=proxy_id,
+                expected=_expected_of(expected),
             )
 
     def extra_column_names(self) -> list[str]:

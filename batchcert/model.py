@@ -28,6 +28,12 @@ API_VERSION = "2018-05-29"
 PREFLIGHT_NOT_FOUND = "Preflight.CertificateNotFound"
 PREFLIGHT_TYPE_MISMATCH = "Preflight.CertificateTypeMismatch"
 PREFLIGHT_EXPIRED = "Preflight.CertificateExpired"
+#: a compare-and-swap row (README, "Current → new") whose live state, read before sending, is not the one the file
+#: expects: someone changed the place since the file was made; never sent (batchcert's own code)
+PRECONDITION_MISMATCH = "Precondition.CurrentCertificateMismatch"
+#: a change the service accepted, whose task then failed: the read-back after it shows the old state again
+#: (batchcert's own code; retryable: `rerun` reads the row and sends it again)
+CHANGE_REVERTED = "Verification.ChangeReverted"
 SERVICE = "gaap"
 
 
@@ -56,6 +62,20 @@ class Disposition(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Expected:
+    """What a compare-and-swap row expects to find live before it is sent (the mapping's current-certificate
+    columns, README "Current → new"): the server certificate as the API reads it (`default` included), and the client
+    CA ids, or None when the file does not say (then they are not compared)."""
+
+    certificate_id: str
+    client_ids: tuple[str, ...] | None = None
+
+    @property
+    def client_text(self) -> str:
+        return "" if self.client_ids is None else ";".join(self.client_ids)
+
+
+@dataclass(frozen=True)
 class Row:
     """One mapping record. `row_number` is what a spreadsheet shows (header is 1, first data row is 2).
 
@@ -73,6 +93,8 @@ class Row:
     scope: str = "domain"
     #: the listener's proxy, for a listener row (ModifyHTTPSListenerAttribute takes it); "" when not given
     proxy_id: str = ""
+    #: a compare-and-swap row's expected current state (None: the mapping has no current → new columns)
+    expected: Expected | None = None
 
     @property
     def action(self) -> str:
@@ -184,6 +206,10 @@ class MappingLine:
     domain: str
     certificate_id: str
     poly_client_certificate_ids: tuple[str, ...]
+    #: what the place uses now, as the inventory read it: the row's expected current state (compare-and-swap), so a
+    #: rotation never overwrites a place changed since the inventory. Client ids only on rows that change them.
+    current_certificate_id: str = ""
+    current_client_certificate_ids: tuple[str, ...] = ()
 
 
 class Api(Protocol):
