@@ -53,7 +53,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL,
-    settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'running', note TEXT NOT NULL DEFAULT '');
+    settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'running', note TEXT NOT NULL DEFAULT '',
+    operator TEXT NOT NULL DEFAULT '', secret_id_masked TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS rows (
     row_number INTEGER PRIMARY KEY, listener_id TEXT NOT NULL, domain TEXT NOT NULL, certificate_id TEXT NOT NULL,
     client_certificate_id TEXT NOT NULL, poly_client_certificate_ids TEXT NOT NULL, extra TEXT NOT NULL,
@@ -93,6 +94,10 @@ def _bring_up_to_date(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rows ADD COLUMN proxy_id TEXT NOT NULL DEFAULT ''")
     if "expected" not in columns:
         db.execute("ALTER TABLE rows ADD COLUMN expected TEXT NOT NULL DEFAULT ''")
+    session_columns = {str(c[1]) for c in db.execute("PRAGMA table_info(sessions)")}
+    for name in ("operator", "secret_id_masked"):  # who ran each session (earlier journals: the run's facts say)
+        if name not in session_columns:
+            db.execute(f"ALTER TABLE sessions ADD COLUMN {name} TEXT NOT NULL DEFAULT ''")
 
 
 def _expected_text(expected: Expected | None) -> str:
@@ -517,11 +522,14 @@ class Journal:
         return restored
 
     # -- sessions (a run, then each rerun)
-    def begin_session(self, kind: str, settings: dict[str, Any]) -> int:
+    def begin_session(
+        self, kind: str, settings: dict[str, Any], operator: str = "", secret_id_masked: str = ""
+    ) -> int:
+        """Open a session (a run, then each rerun): its settings, who ran it and with which (masked) SecretId."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT INTO sessions(kind, started_at, settings) VALUES (?, ?, ?)",
-                (kind, time.time(), json.dumps(settings)),
+                "INSERT INTO sessions(kind, started_at, settings, operator, secret_id_masked) VALUES (?, ?, ?, ?, ?)",
+                (kind, time.time(), json.dumps(settings), operator, secret_id_masked),
             )
         self.session_id = int(cur.lastrowid or 0)
         return self.session_id
@@ -565,7 +573,8 @@ class Journal:
 
     def sessions(self) -> list[dict[str, Any]]:
         cur = self._db.execute(
-            "SELECT id, kind, started_at, finished_at, settings, status, note FROM sessions ORDER BY id"
+            "SELECT id, kind, started_at, finished_at, settings, status, note, operator, secret_id_masked "
+            "FROM sessions ORDER BY id"
         )
         return [
             {
@@ -576,8 +585,10 @@ class Journal:
                 "settings": json.loads(st),
                 "status": stat,
                 "note": note,
+                "operator": operator,
+                "secret_id_masked": masked,
             }
-            for i, k, s, f, st, stat, note in cur.fetchall()
+            for i, k, s, f, st, stat, note, operator, masked in cur.fetchall()
         ]
 
     # -- attempts

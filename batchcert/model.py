@@ -228,6 +228,8 @@ class MappingSource:
     sheet: str | None = None
     encoding: str | None = None
     include_hidden_rows: bool = False
+    #: columns passed through deliberately although their cells look like certificate ids (`--ignore-column`)
+    ignore_columns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -408,7 +408,7 @@ def _execute(
     certificates: CertificateIndex | None = None,
     expiring: tuple[str, ...] = (),
 ) -> RunSummary:
-    journal.begin_session(kind, target.settings.to_record())
+    journal.begin_session(kind, target.settings.to_record(), _operator(), target.credentials.masked_id)
     if certificates is not None:
         journal.record_certificates(certificates.by_id.values())
     journal.set_facts(certificate_warnings=json.dumps(list(expiring)))
