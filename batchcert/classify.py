@@ -13,7 +13,14 @@ import enum
 import re
 from dataclasses import dataclass
 
-from batchcert.model import PREFLIGHT_EXPIRED, PREFLIGHT_NOT_FOUND, PREFLIGHT_TYPE_MISMATCH, Disposition
+from batchcert.model import (
+    CHANGE_REVERTED,
+    PRECONDITION_MISMATCH,
+    PREFLIGHT_EXPIRED,
+    PREFLIGHT_NOT_FOUND,
+    PREFLIGHT_TYPE_MISMATCH,
+    Disposition,
+)
 
 R, T, S = Disposition.RETRYABLE, Disposition.TERMINAL, Disposition.STOP_RUN
 
@@ -27,6 +34,8 @@ TRANSPORT_CERTIFICATE = "Transport.CertificateError"
 TRANSPORT_TLS = "Transport.TLSError"
 #: SignatureExpire answered while our clock was off: the client corrected its offset from the Date header
 CLOCK_CORRECTED = "Transport.ClockCorrected"
+#: a request in flight when the process stopped (killed, or abandoned at a second Ctrl-C): no answer was read
+TRANSPORT_INTERRUPTED = "Transport.Interrupted"
 #: an ambiguous answer no read could settle (batchcert's own code, never the service's)
 OUTCOME_UNKNOWN = "Batchcert.OutcomeUnknown"
 
@@ -133,7 +142,19 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
     "ServiceUnavailable": (R, True, "the service is unavailable — rerun later"),
     "ResourceInUse": (R, False, "the resource is in use — rerun later"),
     "ResourceUnavailable": (R, False, "the resource is unavailable right now — rerun later"),
+    # batchcert's own transport codes (batchcert/client.py): no answer came from the service, so the request may
+    # still have reached it — never resent before a read settles it (docs/scheduling.md). `Transport.HTTP<status>`
+    # (a gateway's page, `transport_http`) takes the family line.
     "Transport": (R, True, "the network failed — rerun; the report shows whether it applied"),
+    TRANSPORT_TIMEOUT: (R, True, "no answer in time — rerun; the report shows whether it applied"),
+    TRANSPORT_RESET: (R, True, "the connection was dropped — rerun; the report shows whether it applied"),
+    TRANSPORT_INVALID: (R, True, "the answer was not the API's — rerun; the report shows whether it applied"),
+    TRANSPORT_CLIENT: (R, True, "the request failed on the way — rerun; the report shows whether it applied"),
+    TRANSPORT_INTERRUPTED: (
+        R,
+        True,
+        "the process stopped while the request was in flight — `batchcert rerun` reads the listener first",
+    ),
     TRANSPORT_CONNECT: (
         R,
         False,
@@ -202,6 +223,19 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         "the certificate has the wrong type — a server certificate must be type 2 (SSL), a client CA type 1",
     ),
     PREFLIGHT_EXPIRED: (T, False, "the certificate has expired — upload a valid one and map to its id"),
+    # --- batchcert's own compare-and-swap and read-back verdicts (README, "Current → new"; never the service's) ---
+    PRECONDITION_MISMATCH: (
+        T,
+        False,
+        "the place no longer uses the certificate the file expects (changed since the file was made) — check who "
+        "changed it; update the current-certificate column, then run the row again",
+    ),
+    CHANGE_REVERTED: (
+        R,
+        False,
+        "the service accepted the change, then its task failed and the old certificates came back — "
+        "`batchcert rerun RUN_DIR` reads the row again and sends it again",
+    ),
 }
 
 _UNKNOWN = Policy(T, False, "an unknown error code — see the message, fix the cause, rerun with --include-terminal")

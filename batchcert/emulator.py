@@ -73,6 +73,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import hmac
 import json
 import random
@@ -315,6 +316,17 @@ class Faults:
     #: scripted faults of ModifyHTTPSListenerAttribute, by listener
     listeners: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON shape (`faults` of a world file)."""
+        return {
+            "seed": self.seed,
+            "hang_seconds": self.hang_seconds,
+            "probabilities": dict(self.probabilities),
+            "domains": copy.deepcopy(self.domains),
+            "storms": [list(s) for s in self.storms],
+            "listeners": copy.deepcopy(self.listeners),
+        }
+
 
 @dataclass
 class World:
@@ -395,13 +407,17 @@ class World:
         return server, tuple(own)
 
     def to_dict(self) -> dict[str, Any]:
-        """The contract's JSON shape of the current state (busy timers and faults excluded). Synthesized proxies are
-        not written: their listeners keep `proxy_version`/`proxy_status` as before."""
+        """The contract's JSON shape of the current state, with every option (faults, denials, latency, a competing
+        client, a skewed clock), so a world saved after a rehearsal behaves as it did; busy timers are not kept.
+        Synthesized proxies are not written: their listeners keep `proxy_version`/`proxy_status` as before."""
         return {
             "credentials": dict(self.credentials),
             "rate_limit": self.rate_limit,
             "task_seconds": self.task_seconds,
             "latency_ms": list(self.latency_ms),
+            "faults": self.faults.to_dict(),
+            "competing_rate": self.competing_rate,
+            "clock_offset_s": self.clock_offset_s,
             "proxies": {
                 pid: {"name": p.name, "status": p.status, "version": p.version, "group_id": p.group_id}
                 for pid, p in self.proxies.items()
@@ -435,6 +451,10 @@ class World:
         }
         if ls.name:
             data["name"] = ls.name
+        if ls.denied_actions:
+            data["denied_actions"] = list(ls.denied_actions)
+        if ls.task_seconds is not None:
+            data["task_seconds"] = ls.task_seconds
         data["domains"] = {
             name: {
                 "certificate_id": d.certificate_id,
@@ -1004,6 +1024,15 @@ class Emulator:
         if fault["times"] <= 0:
             script.pop(0)
         return str(fault["kind"])
+
+    def remaining_faults(self) -> Faults:
+        """The world's faults with the scripted ones this emulator has not consumed yet: what a world saved after a
+        rehearsal keeps, so its rerun meets what is left, not the whole script again."""
+        return dataclasses.replace(
+            self.world.faults,
+            domains=copy.deepcopy({k: v for k, v in self._scripted.items() if v}),
+            listeners=copy.deepcopy({k: v for k, v in self._scripted_listeners.items() if v}),
+        )
 
     def _revert(self, listener_id: str, domain_name: str, before: dict[str, Any]) -> None:
         domain = self.world.listeners[listener_id].domains[domain_name]

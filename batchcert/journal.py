@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from batchcert.errors import JournalError
+from batchcert.classify import TRANSPORT_INTERRUPTED
 from batchcert.model import CHANGE_ACTIONS, CallResult, Expected, Mapping, Outcome, Row
 from batchcert.reconcile import CertificateInfo
 
@@ -43,7 +44,7 @@ MARKER_NAME = "run.json"
 INTENTS_NAME = "intents.jsonl"
 LOCK_NAME = ".lock"
 SCHEMA_VERSION = "1"
-INTERRUPTED_CODE = "Transport.Interrupted"
+INTERRUPTED_CODE = TRANSPORT_INTERRUPTED
 INTERRUPTED_MESSAGE = "no answer was read: the process stopped while this request was in flight"
 RESTORED_MESSAGE = (
     f"the journal lost this request's record (restored from {INTENTS_NAME}): it was sent, its answer is unknown"

@@ -244,7 +244,10 @@ async def _connect(target: Target) -> AsyncIterator[tuple[GaapClient, Quota]]:
         if target.world is not None:
             from batchcert import emulator
 
-            url, _ = await stack.enter_async_context(emulator.serve(target.world))
+            world = target.world
+            url, served = await stack.enter_async_context(emulator.serve(world))
+            # the world a rehearsal leaves keeps what is left of its scripted faults (README, "Reruns")
+            stack.callback(lambda: setattr(world, "faults", served.remaining_faults()))
             endpoint = parse_endpoint(url)
         assert endpoint is not None  # a live target always has one (resolve_settings)
         session = await stack.enter_async_context(create_session(endpoint, target.settings.ca_bundle))

@@ -78,6 +78,7 @@ CASES = [
     ("UnsupportedProtocol", S),
     ("UnsupportedRegion", S),
     # transport failures made by the client
+    ("Transport", R),
     ("Transport.Timeout", R),
     ("Transport.ConnectionReset", R),
     ("Transport.ConnectionError", R),
@@ -85,10 +86,14 @@ CASES = [
     ("Transport.InvalidResponse", R),
     ("Transport.Interrupted", R),
     ("Transport.ClockCorrected", R),
+    ("Transport.ClientError", R),
     ("Transport.CertificateError", S),
     ("Transport.TLSError", S),
     # batchcert's own: an ambiguous answer no read could settle (rerun reads first)
     ("Batchcert.OutcomeUnknown", R),
+    # batchcert's own: a compare-and-swap row whose place moved meanwhile; a change the service reverted
+    ("Precondition.CurrentCertificateMismatch", T),
+    ("Verification.ChangeReverted", R),
     # sub-codes fall back to their parent; unknown codes are terminal
     ("ResourceInUse.Listener", R),
     ("AuthFailure.SomethingNew", S),
@@ -113,6 +118,8 @@ def test_disposition(code: str, expected: Disposition) -> None:
         ("Transport.HTTP502", True),
         ("Batchcert.OutcomeUnknown", True),
         ("Transport.ConnectionError", False),
+        ("Verification.ChangeReverted", False),  # the read-back proved the old state is live
+        ("Precondition.CurrentCertificateMismatch", False),
         ("FailedOperation.ListenerHasTask", False),
         ("RequestLimitExceeded", False),
         ("InvalidParameterValue.CertificateNotMatchDomain", False),
@@ -121,6 +128,27 @@ def test_disposition(code: str, expected: Disposition) -> None:
 def test_ambiguous_answers_are_marked_maybe_applied(code: str, maybe_applied: bool) -> None:
     """Answers after which the change may have taken effect are flagged; refusals are not."""
     assert classify.policy_for(code).maybe_applied is maybe_applied
+
+
+def test_every_table_line_has_a_case() -> None:
+    """A table line is a deliberate choice: each has its own case above (a new code is one line plus one case)."""
+    assert set(classify.TABLE) <= {code for code, _ in CASES}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "Transport.Timeout",
+        "Transport.ConnectionReset",
+        "Transport.InvalidResponse",
+        "Transport.ClientError",
+        "Transport.Interrupted",
+    ],
+)
+def test_the_tools_own_transport_codes_have_their_own_lines(code: str) -> None:
+    """The client's and journal's Transport.* codes are table lines, not only their family's fallback."""
+    assert classify.in_table(code)
+    assert classify.policy_for(code).maybe_applied
 
 
 def test_every_table_line_has_advice() -> None:
