@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from batchcert.model import (
     CHANGE_REVERTED,
     PRECONDITION_MISMATCH,
+    PRECONDITION_WRONG_PROXY,
     PREFLIGHT_EXPIRED,
     PREFLIGHT_NOT_FOUND,
     PREFLIGHT_TYPE_MISMATCH,
@@ -229,6 +230,11 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         False,
         "the place no longer uses the certificate the file expects (changed since the file was made) — check who "
         "changed it; update the current-certificate column, then run the row again",
+    ),
+    PRECONDITION_WRONG_PROXY: (
+        T,
+        False,
+        "the listener is not on the proxy the row names — fix ProxyId (or empty it: batchcert reads the listener's)",
     ),
     CHANGE_REVERTED: (
         R,

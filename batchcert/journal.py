@@ -673,6 +673,11 @@ class Journal:
         self._previous.update(found)
         return found
 
+    def previous_state(self, row_number: int) -> tuple[str, tuple[str, ...]] | None:
+        """A row's (certificate id, client ids) before any change, as recorded in this process or loaded by
+        `previous_states` (no query: the verification of every listener asks)."""
+        return self._previous.get(row_number)
+
     def modified_rows(self) -> frozenset[int]:
         """Rows with any ModifyCertificate attempt recorded."""
         cur = self._db.execute(f"SELECT DISTINCT row_number FROM attempts WHERE action IN {_CHANGES}")  # noqa: S608 - _CHANGES is a constant (CHANGE_ACTIONS), never input

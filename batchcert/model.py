@@ -34,6 +34,8 @@ PRECONDITION_MISMATCH = "Precondition.CurrentCertificateMismatch"
 #: a change the service accepted, whose task then failed: the read-back after it shows the old state again
 #: (batchcert's own code; retryable: `rerun` reads the row and sends it again)
 CHANGE_REVERTED = "Verification.ChangeReverted"
+#: a listener row whose ProxyId is not the proxy the listener is on (its own read says which): never sent
+PRECONDITION_WRONG_PROXY = "Precondition.ListenerNotOnProxy"
 SERVICE = "gaap"
 
 

@@ -20,6 +20,7 @@ from batchcert.model import (
     PREFLIGHT_EXPIRED,
     PREFLIGHT_NOT_FOUND,
     PREFLIGHT_TYPE_MISMATCH,
+    Expected,
     Mapping,
     Row,
 )
@@ -100,6 +101,44 @@ def is_at_target(row: Row, live: LiveDomain) -> bool:
     return True
 
 
+def same_clients(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two client CA lists mean the same: the same ids in any order; none and the listener's (`default`) alike."""
+    none = ((), (DEFAULT_CERTIFICATE,))
+    return (a in none and b in none) or set(a) == set(b)
+
+
+def matches_expected(expected: Expected, live: LiveDomain) -> bool:
+    """True when the live state is the one a compare-and-swap row expects to replace: the same server certificate
+    (as the API reads it, `default` included) and, when the file names them, the same client CAs."""
+    if live.certificate_id != expected.certificate_id:
+        return False
+    return expected.client_ids is None or same_clients(live.client_ids, expected.client_ids)
+
+
+def mismatch_message(expected: Expected, live: LiveDomain) -> str:
+    """Why a compare-and-swap row is not sent: both states, by id."""
+
+    def state(cert: str, clients: tuple[str, ...] | None) -> str:
+        return cert + (f" with client CAs {';'.join(clients) or 'none'}" if clients is not None else "")
+
+    return (
+        f"the live certificate is {state(live.certificate_id, live.client_ids if expected.client_ids is not None else None)}, "
+        f"the file expects {state(expected.certificate_id, expected.client_ids)} as the current one — not sent: the "
+        "place changed since the file was made"
+    )
+
+
+def is_reverted(live: LiveDomain, before: tuple[str, tuple[str, ...]] | None) -> bool:
+    """True when an idle domain shows again the state read before its change: the service accepted the change and
+    its task failed (the read-back after it is the witness, README "Verification waits for the truth")."""
+    return (
+        before is not None
+        and live.status == 0
+        and live.certificate_id == before[0]
+        and same_clients(live.client_ids, before[1])
+    )
+
+
 #: why a row at its target is `succeeded` although this session sent nothing: the journal recorded another state
 #: before the run, so the change happened since — an earlier session's record of it was lost (a journal tail cut off
 #: by a power failure, say). The report counts these and warns.
@@ -120,6 +159,10 @@ class Verdict(enum.StrEnum):
     UNCHANGED = "unchanged"
     NOT_FOUND = "not_found"
     CHANGING = "changing"  # the domain is being changed: wait, then send
+    #: a compare-and-swap row whose place does not hold the expected current certificate: never sent
+    MISMATCH = "mismatch"
+    #: a listener row whose ProxyId is not the proxy the listener is on: never sent
+    WRONG_PROXY = "wrong_proxy"
 
 
 def judge(row: Row, live: dict[str, LiveDomain] | None) -> tuple[Verdict, LiveDomain | None]:
@@ -129,10 +172,14 @@ def judge(row: Row, live: dict[str, LiveDomain] | None) -> tuple[Verdict, LiveDo
     domain = live.get(row.domain.lower())
     if domain is None:
         return Verdict.NOT_FOUND, None
+    if row.proxy_id and domain.proxy_id and row.proxy_id != domain.proxy_id:
+        return Verdict.WRONG_PROXY, domain  # only a listener's own state carries its proxy
     if is_at_target(row, domain):
         return Verdict.UNCHANGED, domain
     if domain.status != 0:
         return Verdict.CHANGING, domain
+    if row.expected is not None and not matches_expected(row.expected, domain):
+        return Verdict.MISMATCH, domain
     return Verdict.CHANGE, domain
 
 

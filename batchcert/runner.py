@@ -38,7 +38,10 @@ from dataclasses import dataclass, replace
 from batchcert import classify
 from batchcert.journal import Attempt, Journal
 from batchcert.model import (
+    CHANGE_REVERTED,
     DEFAULT_CERTIFICATE,
+    PRECONDITION_MISMATCH,
+    PRECONDITION_WRONG_PROXY,
     SCOPE_LISTENER,
     Api,
     CallResult,
@@ -57,7 +60,10 @@ from batchcert.reconcile import (
     changed_since,
     check_targets,
     is_at_target,
+    is_reverted,
     judge,
+    matches_expected,
+    mismatch_message,
 )
 from batchcert.schedule import (
     GateClosed,
@@ -146,11 +152,43 @@ OUTCOME_UNKNOWN_MESSAGE = "outcome unknown: the change may have been applied"
 VERIFIED_MESSAGE = "verified after an ambiguous response: the live state already shows the target"
 UNCHANGED_MESSAGE = "already at the target before the run: not sent"
 NOT_FOUND_MESSAGE = "the pre-flight read found no such listener or domain — fix the ids in the mapping"
+REVERTED_MESSAGE = (
+    "the service reverted the change: it was accepted, its task failed and the read-back shows the old "
+    "certificates again"
+)
+UNREAD_MESSAGE = (
+    "could not read the live state ({code}), which this row needs before it is sent (to compare with the expected "
+    "current certificate, or to spell the domain as the service does) — not sent; rerun"
+)
 #: what a pre-flight verdict makes of a row that is not sent: outcome, error code, message
 VERDICT_OUTCOMES: dict[Verdict, tuple[Outcome, str, str]] = {
     Verdict.UNCHANGED: (Outcome.UNCHANGED, "", UNCHANGED_MESSAGE),
     Verdict.NOT_FOUND: (Outcome.TERMINAL, "ResourceNotFound", NOT_FOUND_MESSAGE),
+    Verdict.MISMATCH: (Outcome.TERMINAL, PRECONDITION_MISMATCH, ""),
+    Verdict.WRONG_PROXY: (Outcome.TERMINAL, PRECONDITION_WRONG_PROXY, ""),
 }
+
+
+def verdict_outcome(row: Row, verdict: Verdict, live: LiveDomain | None) -> tuple[Outcome, str, str] | None:
+    """What a pre-flight verdict makes of a row that is not sent (outcome, code, message), or None: send it."""
+    if verdict not in VERDICT_OUTCOMES:
+        return None
+    outcome, code, message = VERDICT_OUTCOMES[verdict]
+    if verdict is Verdict.MISMATCH and row.expected is not None and live is not None:
+        message = mismatch_message(row.expected, live)
+    elif verdict is Verdict.WRONG_PROXY and live is not None:
+        message = (
+            f"listener {row.listener_id} is on proxy {live.proxy_id}, not on {row.proxy_id} as the row says — "
+            "not sent; fix ProxyId"
+        )
+    return outcome, code, message
+
+
+def needs_read(row: Row) -> bool:
+    """A row that may only be sent after its listener was read, even with --no-preflight: a compare-and-swap row
+    (its expected current state is checked) and a domain not written in lower case (it is sent as the service spells
+    it, README "Current → new")."""
+    return row.expected is not None or row.domain != row.domain.lower()
 
 
 async def plan_rows(
@@ -174,8 +212,8 @@ async def plan_rows(
             lines.append(PlanLine(row, "unknown", None, f"could not read the listener: {reading.code}"))
             continue
         verdict, live = judge(row, reading.domains)
-        message = VERDICT_OUTCOMES[verdict][2] if verdict in VERDICT_OUTCOMES else ""
-        notes = [message] if message else []
+        settled = verdict_outcome(row, verdict, live)
+        notes = [settled[2]] if settled and settled[2] else []
         if check is not None:
             notes += [f"warning: {w}" for w in (*check.expiring, check.name_mismatch) if w]
         lines.append(PlanLine(row, verdict.value, live, "; ".join(notes)))
@@ -233,6 +271,10 @@ class Runner:
         self._own_read: set[str] = set()
         #: a listener's proxy as its own read showed it (ModifyHTTPSListenerAttribute takes it)
         self._proxy_of: dict[str, str] = {}
+        #: rows whose domain the service spells otherwise than the mapping (case): sent as the service spells it
+        self._spelling: dict[int, str] = {}
+        #: rows succeeded in this run, by any session: a read-back showing their old state again is a reverted change
+        self._succeeded: set[int] = set()
 
     @property
     def stopping(self) -> bool:
@@ -267,6 +309,7 @@ class Runner:
             for listener_id in verify_listeners:
                 queues.setdefault(listener_id, deque())
         outcomes = self.journal.row_outcomes()
+        self._succeeded = {n for n, outcome in outcomes.items() if outcome is Outcome.SUCCEEDED}
         self._verify_rows = defaultdict(list)
         for row in self.journal.rows():
             if row.listener_id in queues and outcomes.get(row.row_number) is not Outcome.INVALID:
@@ -319,7 +362,7 @@ class Runner:
 
     async def _run_listener(self, listener_id: str, queue: deque[Row]) -> None:
         lane = ListenerLane(queue)
-        if self.config.preflight and queue:
+        if queue and (self.config.preflight or any(needs_read(row) for row in queue)):
             lane.rows = deque(await self._preflight(listener_id, list(queue)))
         try:
             await self._work_lane(lane)
@@ -352,11 +395,20 @@ class Runner:
         """Read the listener once; settle rows already at target or absent; return the rows to send."""
         reading = await self._read(listener_id, priority=len(rows))
         if reading.failed:
-            return rows  # unknown state: send, and let the answers decide
+            # unknown state: send, and let the answers decide — except rows that must not be sent unread
+            unread = [row for row in rows if needs_read(row)]
+            for row in unread:
+                self.journal.finish_row(
+                    row.row_number, Outcome.RETRYABLE, reading.code, UNREAD_MESSAGE.format(code=reading.code)
+                )
+                self._on_row_done(row, Outcome.RETRYABLE)
+            return [row for row in rows if not needs_read(row)]
         pending = []
         self._read_before.update(row.row_number for row in rows)
         judged = [(row, *judge(row, reading.domains)) for row in rows]
         for row, _, live in judged:
+            if live is not None and live.domain and live.domain != row.domain:
+                self._spelling[row.row_number] = live.domain
             names_clients = bool(row.client_certificate_id or row.poly_client_certificate_ids)
             if live is not None and not names_clients and live.client_ids not in ((), (DEFAULT_CERTIFICATE,)):
                 # a mutual-TLS domain and a row naming only a server certificate: send its client CAs along, so
@@ -366,8 +418,9 @@ class Runner:
             [(row.row_number, live.certificate_id, live.client_ids) for row, _, live in judged if live is not None]
         )
         for row, verdict, live in judged:
-            if verdict in VERDICT_OUTCOMES:
-                outcome, code, message = VERDICT_OUTCOMES[verdict]
+            settled = verdict_outcome(row, verdict, live)
+            if settled is not None:
+                outcome, code, message = settled
                 if verdict is Verdict.UNCHANGED and row.row_number in self._ambiguous:
                     outcome, message = Outcome.SUCCEEDED, VERIFIED_MESSAGE
                 elif (
@@ -384,17 +437,20 @@ class Runner:
             pending.append(row)
         return pending
 
-    async def _wait_domain_idle(self, row: Row) -> None:
-        """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `listener_wait_s`."""
+    async def _wait_domain_idle(self, row: Row) -> LiveDomain | None:
+        """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `listener_wait_s`.
+        Returns the domain as last read (None when no read showed it)."""
         deadline = self.clock.now() + self.settings.listener_wait_s
         retry = 0
+        live: LiveDomain | None = None
         while self.clock.now() < deadline and not self.stopping:
             reading = await self._read(row.listener_id, row.row_number)
             live = (reading.domains or {}).get(row.domain.lower())
             if reading.failed or live is None or live.status == 0:
-                return
+                return live
             retry += 1
             await self._pause_before_reread(retry, deadline)
+        return live
 
     async def _pause_before_reread(self, retry: int, deadline: float, at_least_s: float = 0.0) -> None:
         """The wait between two reads of a listener that is not ready yet: the retry backoff (at least
@@ -420,18 +476,32 @@ class Runner:
         if reading.failed:
             return
         checks = []
+        reverted = []
         for row in rows:
             live = domains.get(row.domain.lower())
             verdict = "pending" if live is not None and live.status != 0 else ""
+            at_target = live is not None and is_at_target(self._target_of(row), live)
             checks.append(
                 (
                     row.row_number,
                     live.certificate_id if live else "",
                     live.client_ids if live else (),
-                    verdict or (live is not None and is_at_target(self._target_of(row), live)),
+                    verdict or at_target,
                 )
             )
+            if (
+                live is not None
+                and not at_target
+                and row.row_number in self._succeeded
+                and is_reverted(live, self.journal.previous_state(row.row_number))
+            ):
+                reverted.append(row)
         self.journal.record_verification(checks)
+        for row in reverted:
+            # not a success: the old certificates are live again — retryable, so `rerun` reads it and sends it again
+            log.info("row %d: the service reverted the change", row.row_number)
+            self._succeeded.discard(row.row_number)
+            self.journal.finish_row(row.row_number, Outcome.RETRYABLE, CHANGE_REVERTED, REVERTED_MESSAGE)
 
     async def _work_lane(self, lane: ListenerLane, me: object | None = None) -> None:
         """Take the lane's rows one after another while this task is the lane's dispatcher; a row that parks
@@ -444,9 +514,26 @@ class Runner:
                 self._on_row_done(row, self._conclude_scoped_out(row))
                 continue
             if row.row_number in self._changing:
-                await self._wait_domain_idle(row)
+                live = await self._wait_domain_idle(row)
+                if self._moved_meanwhile(row, live):
+                    assert row.expected is not None and live is not None  # _moved_meanwhile says so
+                    self.journal.finish_row(
+                        row.row_number, Outcome.TERMINAL, PRECONDITION_MISMATCH, mismatch_message(row.expected, live)
+                    )
+                    self._on_row_done(row, Outcome.TERMINAL)
+                    continue
             outcome = await self._process_row(row, lane)
             self._on_row_done(row, outcome)
+
+    def _moved_meanwhile(self, row: Row, live: LiveDomain | None) -> bool:
+        """True when a compare-and-swap row's idle domain shows neither its target nor the state it expects."""
+        return (
+            row.expected is not None
+            and live is not None
+            and live.status == 0
+            and not is_at_target(self._target_of(row), live)
+            and not matches_expected(row.expected, live)
+        )
 
     def _hand_off(self, lane: ListenerLane) -> bool:
         """Let a row wait for its retry aside: a new task takes the lane's next rows (True), unless none is left,
@@ -490,6 +577,13 @@ class Runner:
             if live is not None and is_at_target(self._target_of(row), live):
                 return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
             settled = read_at >= settle_from
+            if settled and self._moved_meanwhile(row, live):
+                assert row.expected is not None and live is not None  # _moved_meanwhile says so
+                return CallResult(
+                    code=PRECONDITION_MISMATCH,
+                    message=mismatch_message(row.expected, live),
+                    request_id=reading.request_id,
+                )
             if not reading.failed and (live is None or (live.status == 0 and settled)):
                 return None  # proven not applied (or the domain is gone: the answer will say so)
             if self.stopping or self.clock.now() >= deadline:
@@ -605,6 +699,9 @@ class Runner:
         carried = self._carried.get(row.row_number)
         if carried:
             row = replace(row, poly_client_certificate_ids=carried)
+        spelled = self._spelling.get(row.row_number)
+        if spelled:
+            row = replace(row, domain=spelled)
         if row.scope == SCOPE_LISTENER and not row.proxy_id and row.listener_id in self._proxy_of:
             row = replace(row, proxy_id=self._proxy_of[row.listener_id])
         return row
@@ -649,7 +746,11 @@ class Runner:
         if last.ok:
             self.budget.earn()
             self._successes += 1
+            self._succeeded.add(row.row_number)
             message = last.message
+            if row.row_number in self._spelling:
+                spelled = f"sent as the service spells the domain: {self._spelling[row.row_number]}"
+                message = "; ".join(filter(None, [message, spelled]))
             if row.row_number in self._carried:
                 kept = ";".join(self._carried[row.row_number])
                 message = "; ".join(

@@ -94,6 +94,7 @@ CASES = [
     # batchcert's own: a compare-and-swap row whose place moved meanwhile; a change the service reverted
     ("Precondition.CurrentCertificateMismatch", T),
     ("Verification.ChangeReverted", R),
+    ("Precondition.ListenerNotOnProxy", T),
     # sub-codes fall back to their parent; unknown codes are terminal
     ("ResourceInUse.Listener", R),
     ("AuthFailure.SomethingNew", S),

@@ -331,7 +331,8 @@ def test_a_rehearsal_rerun_continues_in_the_world_the_rehearsal_left(tmp_path: P
     from batchcert.workflow import REHEARSAL_WORLD_NAME
 
     world, _ = migration_world({"listener-aaaa0001": ["a.example.com", "b.example.com"]}, task_seconds=0.05)
-    world["faults"] = {"domains": {"b.example.com": [{"kind": "code", "code": "ResourceUnavailable", "times": 5}]}}
+    # two refusals: the run's two attempts meet both, the rerun meets what is left of the script (nothing)
+    world["faults"] = {"domains": {"b.example.com": [{"kind": "code", "code": "ResourceUnavailable", "times": 2}]}}
     world_path = tmp_path / "world.json"
     world_path.write_text(json.dumps(world), encoding="utf-8")
     rows = [("listener-aaaa0001", d, "cert-new") for d in ("a.example.com", "b.example.com")]
