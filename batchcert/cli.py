@@ -5,6 +5,7 @@ inside the commands so that `batchcert --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import time
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from batchcert.errors import BatchcertError, ExitCode
+from batchcert.errors import BatchcertError, ExitCode, exit_code_for_interrupt
 from batchcert.settings import (
     DEFAULT_ENDPOINT,
     DEFAULT_LISTENER_WAIT_S,
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MIN_VALIDITY_DAYS,
     DEFAULT_RATE_PER_S,
     DEFAULT_TIMEOUT_S,
     ENV_SECRET_ID,
@@ -54,24 +56,30 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(ExitCode.OK)
 
 
+def _log_decisions(verbose: bool) -> None:
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+_VERBOSE_HELP = "Log scheduling decisions as they happen: rate cuts, pacing, retry budget, clock."
+#: -v/--verbose before the command (`batchcert -v run …`) or after it (`batchcert run … -v`): the same
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help=_VERBOSE_HELP, callback=_log_decisions, expose_value=False)
+]
+
+
 @app.callback()
 def options(
     version: Annotated[
         bool,
         typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
     ] = False,
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose", "-v", help="Log scheduling decisions as they happen: rate cuts, pacing, retry budget, clock."
-        ),
-    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=_VERBOSE_HELP)] = False,
 ) -> None:
     """Change the certificates of many Tencent Cloud GAAP listener domains at once, with a reconciliation report."""
-    if verbose:
-        import logging
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    _log_decisions(verbose)
 
 
 MappingArg = Annotated[
@@ -133,6 +141,24 @@ MaxAttemptsOpt = Annotated[
 CaBundleOpt = Annotated[
     Path | None, typer.Option("--ca-bundle", help="PEM file of extra trusted CAs (a corporate TLS proxy).")
 ]
+MinValidityOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-validity-days",
+        help=f"A target certificate expiring within this many days is a warning "
+        f"[default: {DEFAULT_MIN_VALIDITY_DAYS:g}; rerun: recorded].",
+        show_default=False,
+    ),
+]
+IgnoreColumnOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ignore-column",
+        metavar="NAME",
+        help="Pass this column through although its cells look like certificate ids (its header as the file spells "
+        "it, or its letter; repeatable).",
+    ),
+]
 
 
 #: the end of `--help` of every command that signs requests (docs/gaap-api.md, "Credentials")
@@ -159,13 +185,17 @@ def validate(
     sheet: SheetOpt = None,
     encoding: EncodingOpt = None,
     include_hidden_rows: HiddenRowsOpt = False,
+    ignore_column: IgnoreColumnOpt = None,
+    _verbose: VerboseOpt = False,
 ) -> None:
     """List every problem in a mapping with its row number; exit 0 when clean, 2 when not."""
     from batchcert.model import MappingSource
     from batchcert.workflow import validate_mapping
 
     try:
-        checked = validate_mapping(MappingSource(mapping, sheet, encoding, include_hidden_rows))
+        checked = validate_mapping(
+            MappingSource(mapping, sheet, encoding, include_hidden_rows, tuple(ignore_column or ()))
+        )
     except BatchcertError as exc:
         raise _fail(exc) from None
     _print_notes(checked.notes)
@@ -298,9 +328,10 @@ def _send_with_progress(core: Callable[[Any, Any], RunSummary], yes: bool) -> No
             summary = core(_confirm_on_terminal(yes), progress.update)
     except BatchcertError as exc:
         raise _fail(exc) from None
-    except KeyboardInterrupt:  # before or after the sending phase (the entry point has said so: batchcert.__main__)
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
-    _print_summary(summary)
+    except KeyboardInterrupt as interrupt:  # before or after sending (the entry point has said so: batchcert.__main__)
+        raise typer.Exit(exit_code_for_interrupt(interrupt)) from None
+    with contextlib.suppress(OSError):  # a terminal that hung up: the reports are written, the exit code says it
+        _print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
 
@@ -366,6 +397,9 @@ def run(
     no_verify: NoVerifyOpt = False,
     listener_wait: ListenerWaitOpt = None,
     ca_bundle: CaBundleOpt = None,
+    min_validity_days: MinValidityOpt = None,
+    ignore_column: IgnoreColumnOpt = None,
+    _verbose: VerboseOpt = False,
 ) -> None:
     """Send every valid row of MAPPING and write a reconciliation report."""
     from batchcert.runner import RunnerConfig
@@ -374,7 +408,7 @@ def run(
     request = RunRequest(
         mapping=mapping,
         out=out_dir,
-        settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle),
+        settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle, min_validity_days),
         profile=profile,
         sheet=sheet,
         rehearsal=emulator or world is not None,
@@ -382,6 +416,7 @@ def run(
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
         encoding=encoding,
         include_hidden_rows=include_hidden_rows,
+        ignore_columns=tuple(ignore_column or ()),
     )
     _send_with_progress(lambda confirm, progress: run_mapping(request, confirm, progress), yes)
 
@@ -407,6 +442,8 @@ def rerun(
     no_verify: NoVerifyOpt = False,
     listener_wait: ListenerWaitOpt = None,
     ca_bundle: CaBundleOpt = None,
+    min_validity_days: MinValidityOpt = None,
+    _verbose: VerboseOpt = False,
 ) -> None:
     """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
     from batchcert.runner import RunnerConfig
@@ -415,7 +452,7 @@ def rerun(
     request = RerunRequest(
         run_dir=run_dir,
         include_terminal=include_terminal,
-        settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle),
+        settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle, min_validity_days),
         profile=profile,
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
     )
@@ -428,6 +465,7 @@ def report(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Write the reports here instead (a read-only run directory, say).")
     ] = None,
+    _verbose: VerboseOpt = False,
 ) -> None:
     """Rewrite every report file of a run directory from its journal, at any time (also beside a live run or after a
     crash). Reads the journal only; never changes it."""
@@ -459,8 +497,12 @@ def plan(
     emulator: Annotated[bool, typer.Option("--emulator", help="Plan against an in-process emulator.")] = False,
     world: Annotated[Path | None, typer.Option(help="Emulator world file (implies --emulator).")] = None,
     ca_bundle: CaBundleOpt = None,
+    min_validity_days: MinValidityOpt = None,
+    ignore_column: IgnoreColumnOpt = None,
+    _verbose: VerboseOpt = False,
 ) -> None:
-    """Say what `run` would change, from one read per listener; exit 0 nothing to change, 1 error, 2 changes pending."""
+    """Say what `run` would change, from one read per listener; exit 0 nothing to change, 1 a row would not be done,
+    2 plan could not run, 4 changes pending."""
     from rich.table import Table
 
     from batchcert.workflow import PlanRequest, plan_mapping
@@ -468,19 +510,19 @@ def plan(
     request = PlanRequest(
         mapping=mapping,
         out=out_dir,
-        settings=SettingFlags(endpoint, rate, timeout, ca_bundle=ca_bundle),
+        settings=SettingFlags(endpoint, rate, timeout, ca_bundle=ca_bundle, min_validity_days=min_validity_days),
         profile=profile,
         sheet=sheet,
         rehearsal=emulator or world is not None,
         world=world,
         encoding=encoding,
         include_hidden_rows=include_hidden_rows,
+        ignore_columns=tuple(ignore_column or ()),
     )
     try:
         result = plan_mapping(request)
     except BatchcertError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(ExitCode.ROWS_NOT_DONE) from None
+        raise _fail(exc) from None
     _print_notes(result.notes)
     table = Table("row", "listener", "domain", "action", "current", "target", "reason")
     shown = [line for line in result.lines if line.action != "unchanged"][:PLAN_TABLE_ROWS]
@@ -495,17 +537,33 @@ def plan(
     hidden = sum(1 for line in result.lines if line.action != "unchanged") - len(shown)
     if hidden > 0:
         out.print(f"… {hidden} more in {result.path}", highlight=False)
-    c = result.counts
-    out.print(
-        f"{c['change'] + c['changing']} to change, {c['unchanged']} unchanged, {c['invalid']} invalid, "
-        f"{c['not_found']} not found" + (f", {c['unknown']} unreadable" if c["unknown"] else ""),
-        highlight=False,
-    )
+    out.print(plan_count_line(result.counts, len(result.lines), result.duplicates), highlight=False)
     out.print(f"Plan: {result.path}", highlight=False)
     raise typer.Exit(result.exit_code)
 
 
 PLAN_TABLE_ROWS = 50
+#: plan's count line: (plan actions, what they are called), in order; every action once, so the counts add up to the
+#: mapping's rows
+PLAN_COUNT_WORDS = (
+    (("change", "changing"), "to change"),
+    (("unchanged",), "unchanged"),
+    (("refused",), "refused by the certificate pre-flight"),
+    (("mismatch",), "moved since the file was made"),
+    (("wrong_proxy",), "on another proxy"),
+    (("not_found",), "not found"),
+    (("invalid",), "invalid"),
+    (("unknown",), "unreadable"),
+)
+
+
+def plan_count_line(counts: dict[str, int], rows: int, duplicates: int) -> str:
+    """`N to change, M unchanged, …` for every row of the mapping (empty kinds after the first two left out), and
+    how many of them are identical duplicates counted with their first row."""
+    totals = [(sum(counts[action] for action in actions), words) for actions, words in PLAN_COUNT_WORDS]
+    parts = [f"{n} {words}" for i, (n, words) in enumerate(totals) if i < 2 or n > 0]
+    dupes = f", {duplicates} of them identical duplicates counted with their first row" if duplicates else ""
+    return ", ".join(parts) + f" — {rows} row(s){dupes}"
 
 
 @app.command(epilog=CREDENTIALS_EPILOG)
@@ -528,6 +586,7 @@ def inventory(
             help="Also write mapping.csv moving every use of certificate OLD to NEW (repeatable).",
         ),
     ] = None,
+    _verbose: VerboseOpt = False,
 ) -> None:
     """List every HTTPS listener and domain with the certificates it uses (inventory.csv, inventory.xlsx); with
     --replace OLD=NEW, also the mapping that rotates OLD out everywhere."""
@@ -568,8 +627,13 @@ def inventory(
     for path in found.files:
         out.print(str(path), highlight=False, markup=False)
     if found.rotation is not None and found.rotation.lines:
-        mapping = shlex.quote(str(found.files[-1]))
-        out.print(f"Next: batchcert plan {mapping}, then batchcert run {mapping}", highlight=False, markup=False)
+        # the next commands read the same estate the inventory read: its world, endpoint and profile
+        where = [str(found.files[-1])]
+        for flag, value in (("--world", world), ("--endpoint", endpoint), ("--profile", profile)):
+            if value is not None:
+                where += [flag, str(value)]
+        args = shlex.join(where)
+        out.print(f"Next: batchcert plan {args}, then batchcert run {args}", highlight=False, markup=False)
 
 
 @app.command("emulator")
@@ -579,6 +643,7 @@ def emulator_command(
     from_mapping: Annotated[
         Path | None, typer.Option(help="Build a world where every row of this mapping succeeds.")
     ] = None,
+    _verbose: VerboseOpt = False,
 ) -> None:
     """Serve the GAAP emulator on 127.0.0.1 until Ctrl-C."""
     from batchcert.model import MappingSource

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchcert.errors import JournalError
 from batchcert.classify import TRANSPORT_INTERRUPTED
+from batchcert.errors import JournalError
 from batchcert.model import CHANGE_ACTIONS, CallResult, Expected, Mapping, Outcome, Row
 from batchcert.reconcile import CertificateInfo
 
@@ -433,7 +433,8 @@ class Journal:
     def recover(self) -> int:
         """Settle what a killed or interrupted process left open; returns how many rows it settled.
 
-        - a row whose latest attempt answered OK but whose outcome was never written is `succeeded`;
+        - a row whose latest attempt answered OK but whose outcome was never written after that answer is `succeeded`
+          (an outcome written later stands: a change the read-back found reverted);
         - an attempt that never got an answer (in flight at the kill, or abandoned at a second Ctrl-C) is closed as
           `Transport.Interrupted`, and its row becomes `retryable` (the change may or may not have applied).
         Idempotent; rows already settled are left alone.
@@ -447,7 +448,10 @@ class Journal:
                 f"JOIN (SELECT row_number, MAX(id) AS id FROM attempts WHERE action IN {_CHANGES} "
                 "GROUP BY row_number) m ON a.id = m.id "
                 "JOIN rows r ON r.row_number = a.row_number "
-                "WHERE a.finished_at IS NULL OR (a.code = 'OK' AND r.outcome != 'succeeded')"
+                # an OK answer the row's outcome never followed — not one a later judgment followed (a change the
+                # read-back found reverted is written after its answer)
+                "WHERE a.finished_at IS NULL OR (a.code = 'OK' AND r.outcome != 'succeeded' "
+                "AND (r.finished_at IS NULL OR r.finished_at < a.finished_at))"
             ).fetchall()
             messages = dict(db.execute("SELECT id, message FROM attempts WHERE finished_at IS NULL").fetchall())
             for attempt_id, row_number, finished_at, _code, request_id in latest:
@@ -523,9 +527,7 @@ class Journal:
         return restored
 
     # -- sessions (a run, then each rerun)
-    def begin_session(
-        self, kind: str, settings: dict[str, Any], operator: str = "", secret_id_masked: str = ""
-    ) -> int:
+    def begin_session(self, kind: str, settings: dict[str, Any], operator: str = "", secret_id_masked: str = "") -> int:
         """Open a session (a run, then each rerun): its settings, who ran it and with which (masked) SecretId."""
         with self._tx() as db:
             cur = db.execute(

@@ -187,6 +187,15 @@ def judge(row: Row, live: dict[str, LiveDomain] | None) -> tuple[Verdict, LiveDo
 REFUSED = "refused"
 #: what `plan` can say of a row: a pre-flight verdict, or why there is none
 PLAN_ACTIONS = (*(v.value for v in Verdict), REFUSED, "invalid", "unknown")
+#: plan actions of rows `run` would not bring to their target (plan exits 1 when any row has one)
+NOT_DONE_PLAN_ACTIONS = (
+    "invalid",
+    "unknown",
+    REFUSED,
+    Verdict.NOT_FOUND.value,
+    Verdict.MISMATCH.value,
+    Verdict.WRONG_PROXY.value,
+)
 
 
 @dataclass(frozen=True)

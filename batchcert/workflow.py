@@ -29,13 +29,19 @@ from typing import TYPE_CHECKING
 
 from batchcert import __version__
 from batchcert.client import GaapClient, create_session
-from batchcert.errors import BatchcertError, ExitCode, SettingsError
+from batchcert.errors import STOP_SIGNALS, BatchcertError, ExitCode, SettingsError, exit_code_for_signal
 from batchcert.inventory import Estate, Rotation, StepFn, parse_replacement, plan_rotation, read_estate
 from batchcert.journal import Journal, create_journal, open_journal, read_journal
 from batchcert.model import RERUN_OUTCOMES, SCOPE_LISTENER, Mapping, MappingSource, Outcome, Progress, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
 from batchcert.reading import CertificateIndex, LiveReader
-from batchcert.reconcile import REFUSED, PlanLine, count_plan_actions, expiring_targets, plan_every_row
+from batchcert.reconcile import (
+    NOT_DONE_PLAN_ACTIONS,
+    PlanLine,
+    count_plan_actions,
+    expiring_targets,
+    plan_every_row,
+)
 from batchcert.report import (
     REPORT_LIBRARIES,
     Reports,
@@ -82,10 +88,11 @@ class RunRequest:
     runner: RunnerConfig = field(default_factory=RunnerConfig)
     encoding: str | None = None
     include_hidden_rows: bool = False
+    ignore_columns: tuple[str, ...] = ()
 
     @property
     def source(self) -> MappingSource:
-        return MappingSource(self.mapping, self.sheet, self.encoding, self.include_hidden_rows)
+        return MappingSource(self.mapping, self.sheet, self.encoding, self.include_hidden_rows, self.ignore_columns)
 
 
 @dataclass(frozen=True)
@@ -127,11 +134,13 @@ class RunSummary:
     rerun_command: str
     #: `batchcert run RUN_DIR/failed.csv` aimed where the run went
     failed_command: str = ""
+    #: the stop signal that interrupted the run (None: none, or not known)
+    signal_received: int | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return ExitCode.INTERRUPTED
+            return exit_code_for_signal(self.signal_received)
         done = all(n == 0 for o, n in self.counts.items() if o not in (Outcome.SUCCEEDED, Outcome.UNCHANGED))
         return ExitCode.OK if done else ExitCode.ROWS_NOT_DONE
 
@@ -139,7 +148,11 @@ class RunSummary:
 def validate_mapping(source: MappingSource) -> Mapping:
     """Read and validate a mapping; raises MappingError for file-level problems."""
     return read_mapping(
-        source.path, source.sheet, encoding=source.encoding, include_hidden_rows=source.include_hidden_rows
+        source.path,
+        source.sheet,
+        encoding=source.encoding,
+        include_hidden_rows=source.include_hidden_rows,
+        ignore_columns=source.ignore_columns,
     )
 
 
@@ -422,6 +435,7 @@ def _execute(
         _save_rehearsal_world(journal.run_dir, target.world)
     with _signals_deferred() as signalled:
         interrupted = outcome.interrupted or bool(signalled)
+        signal_received = outcome.signal_received or (signalled[0] if signalled else None)
         status = "interrupted" if interrupted else ("stopped" if outcome.stop_reason else "finished")
         journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable
         journal.end_session(status, outcome.stop_reason)
@@ -432,6 +446,7 @@ def _execute(
         stop_reason=outcome.stop_reason,
         rehearsal=target.settings.rehearsal,
         interrupted=interrupted or bool(signalled),
+        signal_received=signal_received,
         reports=reports,
         rerun_command=f"batchcert rerun {shlex.quote(str(journal.run_dir))}",
         failed_command=failed_run_command(journal.run_dir, journal.facts()),
@@ -440,10 +455,11 @@ def _execute(
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[list[int]]:
-    """Hold SIGINT and SIGTERM while the journal is closed and the reports are written, so the set is never left
-    half-written; the signals received are listed (the run then ends as interrupted, exit 130)."""
+    """Hold the stop signals (SIGINT, SIGTERM, SIGHUP) while the journal is closed and the reports are written, so
+    the set is never left half-written; the signals received are listed (the run then ends as interrupted, exit 130
+    — 129 for SIGHUP)."""
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in _STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
     try:
         yield received
     finally:
@@ -451,13 +467,11 @@ def _signals_deferred() -> Iterator[list[int]]:
             signal.signal(sig, handler)
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 @dataclass(frozen=True)
 class _Drive:
     stop_reason: str
     interrupted: bool
+    signal_received: int | None = None
 
 
 def _import_report_libraries_meanwhile() -> None:
@@ -509,6 +523,7 @@ async def _drive(
     certificates: CertificateIndex | None,
 ) -> _Drive:
     interrupted = False
+    received: list[int] = []
     async with _connect(target) as (client, quota):
         runner = Runner(
             client,
@@ -523,8 +538,9 @@ async def _drive(
         loop = asyncio.get_running_loop()
         timeout_s = target.settings.timeout_s
 
-        def on_signal() -> None:
+        def on_signal(signum: int) -> None:
             nonlocal interrupted
+            received.append(signum)
             if interrupted and main is not None:
                 main.cancel()  # second signal: abandon in-flight requests at once
                 return
@@ -537,17 +553,17 @@ async def _drive(
             if main is not None:  # the drain is bounded by the request timeout, whatever else is waiting
                 loop.call_later(timeout_s + 1.0, main.cancel)
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
+        for sig in STOP_SIGNALS:  # SIGHUP too: the reports matter more when the terminal is gone
+            loop.add_signal_handler(sig, on_signal, sig)
         try:
             await runner.run(rows, journal.unverified_listeners())
         except asyncio.CancelledError:
             if not interrupted:
                 raise
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
-        return _Drive(runner.stop_reason, interrupted)
+        return _Drive(runner.stop_reason, interrupted, received[0] if received else None)
 
 
 async def _serve_forever(world: emulator.World, host: str, port: int, on_ready: Callable[[str], None]) -> None:
@@ -593,10 +609,11 @@ class PlanRequest:
     reports_root: Path = Path("reports")
     encoding: str | None = None
     include_hidden_rows: bool = False
+    ignore_columns: tuple[str, ...] = ()
 
     @property
     def source(self) -> MappingSource:
-        return MappingSource(self.mapping, self.sheet, self.encoding, self.include_hidden_rows)
+        return MappingSource(self.mapping, self.sheet, self.encoding, self.include_hidden_rows, self.ignore_columns)
 
 
 @dataclass(frozen=True)
@@ -608,11 +625,14 @@ class PlanResult:
     path: Path
     #: what the mapping reader decided (encoding, sheet, header row, hidden rows)
     notes: tuple[str, ...] = ()
+    #: identical duplicates among `lines` (each counted with its first row's action)
+    duplicates: int = 0
 
     @property
     def exit_code(self) -> int:
-        """0 nothing would change; 1 some row is invalid, absent or unreadable; 2 changes are pending."""
-        if self.counts["invalid"] or self.counts["not_found"] or self.counts["unknown"] or self.counts[REFUSED]:
+        """0 nothing would change; 1 some row would not be done (invalid, absent, unreadable, refused, moved since
+        the file was made, on another proxy); 4 changes are pending (README, "Exit codes")."""
+        if any(self.counts[action] for action in NOT_DONE_PLAN_ACTIONS):
             return ExitCode.ROWS_NOT_DONE
         return ExitCode.CHANGES_PENDING if self.counts["change"] or self.counts["changing"] else ExitCode.OK
 
@@ -631,7 +651,7 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
         request.reports_root, request.mapping.with_name(request.mapping.stem + "-plan")
     )
     path = write_plan(out_dir, lines)
-    return PlanResult(lines, count_plan_actions(lines), path, mapping.notes)
+    return PlanResult(lines, count_plan_actions(lines), path, mapping.notes, len(mapping.duplicate_of))
 
 
 async def _plan(rows: list[Row], target: Target) -> list[PlanLine]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,7 @@ def threaded_emulator() -> Iterator[Callable[..., ThreadedEmulator]]:
 
 
 def write_mapping(
-    path: Any, rows: list[tuple[str, ...]], header: tuple[str, ...] = ("ListenerId", "Domain", "CertificateId")
+    path: Any, rows: Sequence[Sequence[str]], header: Sequence[str] = ("ListenerId", "Domain", "CertificateId")
 ) -> Any:
     """Write a CSV mapping with `header` and `rows`; returns the path."""
     import csv

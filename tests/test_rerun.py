@@ -118,11 +118,13 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_sigint_stops_gracefully_then_rerun_completes(
-    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGHUP, 129)], ids=["SIGINT", "SIGHUP"])
+def test_a_stop_signal_stops_gracefully_then_rerun_completes(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, stop: signal.Signals, code: int
 ) -> None:
-    """SIGINT mid-run: exit 130, reports written with unsent rows not_attempted, the exact rerun command printed;
-    the rerun then finishes with exit 0 and every row applied exactly once."""
+    """SIGINT (or SIGHUP: an ssh session dropped) mid-run: exit 130 (129), reports written with unsent rows
+    not_attempted, the exact rerun command printed; the rerun then finishes with exit 0 and every row applied
+    exactly once."""
     world, rows = world_and_rows(60)
     rows = rows[:-2]  # a clean world: every row can succeed
     server = threaded_emulator(world)
@@ -130,9 +132,9 @@ def test_sigint_stops_gracefully_then_rerun_completes(
     env = cli_env(tmp_path)
     with cli("run", str(mapping), "--endpoint", server.base_url, "--out", str(run_dir), env=env) as proc:
         wait_for_attempts(run_dir, 10)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert f"batchcert rerun {run_dir}" in out
     first = Counter(o for o, _ in outcomes(run_dir).values())
     assert first["not_attempted"] > 0 and first["succeeded"] >= 10 and sum(first.values()) == 60
