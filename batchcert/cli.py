@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from batchcert.model import Progress
+    from batchcert.report import Reports
     from batchcert.workflow import Preview, RunSummary
 
 app = typer.Typer(
@@ -352,10 +353,12 @@ def _print_summary(summary: RunSummary) -> None:
     if summary.stop_reason:
         label = "interrupted" if summary.interrupted else "stopped"
         err.print(f"[bold red]{label}:[/] {summary.stop_reason}", highlight=False)
-    out.print(
-        f"Report: {summary.run_dir / 'report.csv'} (and report.xlsx, summary.md, failed.csv, rollback.csv)",
-        highlight=False,
+    reports = summary.reports
+    others = ", ".join(
+        reports.path_of(name).name for name in ("report.xlsx", "summary.md", "failed.csv", "rollback.csv")
     )
+    out.print(f"Report: {reports.path_of('report.csv')} (and {others})", highlight=False, markup=False)
+    _print_kept(reports)
     if summary.counts[Outcome.RETRYABLE] or summary.counts[Outcome.NOT_ATTEMPTED]:
         out.print(f"To continue: {summary.rerun_command}", highlight=False)
     if summary.counts[Outcome.TERMINAL]:
@@ -366,7 +369,18 @@ def _print_summary(summary: RunSummary) -> None:
         )
     if summary.counts[Outcome.INVALID]:
         out.print(
-            f"Invalid rows were never sent: fix them in failed.csv, then: {summary.failed_command}",
+            f"Invalid rows were never sent: fix them in {reports.path_of('failed.csv').name}, then: "
+            f"{summary.failed_command}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _print_kept(reports: Reports) -> None:
+    """Say which report files were left as the user changed them, and where the new ones went."""
+    for kept, written in reports.kept:
+        err.print(
+            f"note: {kept.name} was changed since batchcert wrote it — kept as it is; this report's is {written.name}",
             highlight=False,
             markup=False,
         )
@@ -477,6 +491,7 @@ def report(
     except BatchcertError as exc:
         raise _fail(exc) from None
     out.print(", ".join(f"{o.value} {written.counts[o]}" for o in Outcome), highlight=False)
+    _print_kept(written)
     for path in written.files:
         out.print(str(path), highlight=False)
 

@@ -43,7 +43,9 @@ MARKER_NAME = "run.json"
 #: attempts back from here, so no row this run changed can read as "already at the target before the run"
 INTENTS_NAME = "intents.jsonl"
 LOCK_NAME = ".lock"
-SCHEMA_VERSION = "1"
+#: the journal's schema: 1 as first released; 2 adds rows.expected and the sessions' operator and SecretId. An
+#: older journal is brought up to date when a rerun opens it (`_bring_up_to_date`); a newer one is refused.
+SCHEMA_VERSION = "2"
 INTERRUPTED_CODE = TRANSPORT_INTERRUPTED
 INTERRUPTED_MESSAGE = "no answer was read: the process stopped while this request was in flight"
 RESTORED_MESSAGE = (
@@ -719,6 +721,15 @@ class Journal:
                 ],
             )
 
+    def certificates(self) -> list[CertificateInfo]:
+        """The account's certificates as the run read them (the certificate pre-flight); [] when it never did."""
+        return [
+            CertificateInfo(str(cid), int(kind), int(end or 0), str(cn or ""), str(alias or ""))
+            for cid, kind, end, cn, alias in self._db.execute(
+                "SELECT certificate_id, type, end_time, subject_cn, alias FROM certificates ORDER BY certificate_id"
+            )
+        ]
+
     def unverified_listeners(self) -> frozenset[str]:
         """Listeners with a succeeded row whose live state was never read after the change (a session stopped
         before its verification read) or was still changing when last read."""
@@ -958,6 +969,7 @@ def _inspect(run_dir: Path, db: sqlite3.Connection) -> Inspection:
                 f"{JOURNAL_NAME}, and try again",
             )
         )
+    _refuse_newer_schema(run_dir, db)
     check = db.execute("PRAGMA quick_check").fetchone()
     if check != ("ok",):
         raise JournalError(_damaged(run_dir, f"SQLite's integrity check says: {check[0] if check else 'nothing'}"))
@@ -976,6 +988,22 @@ def _inspect(run_dir: Path, db: sqlite3.Connection) -> Inspection:
             )
         )
     return Inspection()
+
+
+def _refuse_newer_schema(run_dir: Path, db: sqlite3.Connection) -> None:
+    """A journal written by a newer batchcert may hold what this one would misread: refuse it, naming both versions."""
+    found = db.execute("SELECT value FROM facts WHERE key = 'schema_version'").fetchone()
+    stored = str(found[0]) if found else "1"
+    if not stored.isdigit():
+        raise JournalError(_damaged(run_dir, f"its schema version {stored!r} is not a number"))
+    if int(stored) > int(SCHEMA_VERSION):
+        from batchcert import __version__
+
+        raise JournalError(
+            f"the journal of {run_dir} has schema version {stored}, written by a newer batchcert; this batchcert "
+            f"({__version__}) reads schema version {SCHEMA_VERSION} and older — use the newer batchcert for this run "
+            f"directory. Nothing in {run_dir} was changed."
+        )
 
 
 def _damaged(run_dir: Path, what: str) -> str:
@@ -1022,6 +1050,7 @@ def open_journal(run_dir: Path) -> Journal:
     journal.warnings = inspection.warnings
     with journal._tx() as tx:
         _bring_up_to_date(tx)
+        tx.execute("INSERT OR REPLACE INTO facts(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
     return journal
 
 

@@ -142,6 +142,9 @@ class CallResult:
     sent: bool = True
     response: dict[str, Any] = field(default_factory=dict)
     sent_at_s: float = 0.0
+    #: not an answer to a write: a read found the row's target already live, put there by someone else while this
+    #: run waited (nothing was sent) — the row is `unchanged`, never this run's success
+    by_others: bool = False
 
     @property
     def ok(self) -> bool:

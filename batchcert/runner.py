@@ -132,6 +132,9 @@ class ListenerLane:
         self.dispatcher: object | None = None
         self.parked = 0
         self.handoffs: set[asyncio.Task[None]] = set()
+        #: a task this run did not cause was seen on the listener (another operator, another machine): from then on
+        #: every row of the lane is read before it is sent
+        self.foreign = False
 
 
 def _forget_if_finished_well(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
@@ -152,6 +155,12 @@ OUTCOME_UNKNOWN_MESSAGE = "outcome unknown: the change may have been applied"
 VERIFIED_MESSAGE = "verified after an ambiguous response: the live state already shows the target"
 UNCHANGED_MESSAGE = "already at the target before the run: not sent"
 NOT_FOUND_MESSAGE = "the pre-flight read found no such listener or domain — fix the ids in the mapping"
+CHANGED_MEANWHILE_MESSAGE = (
+    "changed by someone else meanwhile: the listener was busy with a task this run did not cause, and a read then "
+    "showed the target already live — not sent"
+)
+#: a busy listener this run did not cause: the last change of ours on it is older than this many task estimates
+FOREIGN_TASK_GAPS = 3.0
 REVERTED_MESSAGE = (
     "the service reverted the change: it was accepted, its task failed and the read-back shows the old "
     "certificates again"
@@ -275,6 +284,9 @@ class Runner:
         self._spelling: dict[int, str] = {}
         #: rows succeeded in this run, by any session: a read-back showing their old state again is a reverted change
         self._succeeded: set[int] = set()
+        #: rows a busy listener or domain refused: read before they are sent again (someone else may have changed
+        #: them meanwhile, README "Two operators")
+        self._read_first: set[int] = set()
 
     @property
     def stopping(self) -> bool:
@@ -620,6 +632,10 @@ class Runner:
             if found is not None:
                 return found
             await self.sleeper.sleep(max(0.0, not_before_s - self.clock.now()))
+        elif row.row_number in self._read_first or lane.foreign:
+            found = await self._read_before_send(row)
+            if found is not None:
+                return found
         handle: list[Attempt] = []
 
         def journal_start() -> None:
@@ -646,6 +662,14 @@ class Runner:
                 return None
             self.journal.finish_attempt(handle[0], result)
             last_sent = lane.last_change_sent
+            if (result.code or "") in classify.WAITED_OUT and (
+                last_sent is None or result.sent_at_s - last_sent > FOREIGN_TASK_GAPS * self.pacer.gap_s
+            ):
+                # busy, and no change of ours is in flight or settling there: someone else's task
+                self._read_first.add(row.row_number)
+                if not lane.foreign:
+                    log.info("listener %s is busy with a task this run did not cause", row.listener_id)
+                lane.foreign = True
             if result.ok or classify.policy_for(result.code or "").maybe_applied:
                 lane.last_change_sent = result.sent_at_s
         if last_sent is not None and result.ok:
@@ -653,6 +677,32 @@ class Runner:
         elif last_sent is not None and result.code == LISTENER_HAS_TASK:
             self.pacer.refused(result.sent_at_s - last_sent)
         return result
+
+    async def _read_before_send(self, row: Row) -> CallResult | None:
+        """Read the row's domain before sending it after a busy answer (or on a listener someone else is changing):
+        None (send) when it is neither at its target nor moved away from the expected state; a result that ends the
+        row otherwise — at its target already (`by_others`: unchanged), moved (the precondition failure), or unread
+        (retryable, not sent: never sent on a guess)."""
+        reading = await self._read(row.listener_id, row.row_number)
+        live = (reading.domains or {}).get(row.domain.lower())
+        if live is not None and is_at_target(self._target_of(row), live):
+            return CallResult(
+                code=None, message=CHANGED_MEANWHILE_MESSAGE, request_id=reading.request_id, by_others=True
+            )
+        if self._moved_meanwhile(row, live):
+            assert row.expected is not None and live is not None  # _moved_meanwhile says so
+            return CallResult(
+                code=PRECONDITION_MISMATCH, message=mismatch_message(row.expected, live), request_id=reading.request_id
+            )
+        if reading.failed:
+            return CallResult(
+                code=reading.code or classify.TRANSPORT_CONNECT,
+                message=f"could not read the domain before sending it again ({reading.code}) — not sent",
+                request_id=reading.request_id,
+                sent=False,
+            )
+        self._read_first.discard(row.row_number)
+        return None
 
     async def _process_row(self, row: Row, lane: ListenerLane) -> Outcome:
         parked = False
@@ -743,6 +793,9 @@ class Runner:
         if last is None:
             self.journal.finish_row(row.row_number, Outcome.NOT_ATTEMPTED, message=f"not sent: {self.stop_reason}")
             return Outcome.NOT_ATTEMPTED
+        if last.ok and last.by_others:
+            self.journal.finish_row(row.row_number, Outcome.UNCHANGED, message=last.message, request_id=last.request_id)
+            return Outcome.UNCHANGED
         if last.ok:
             self.budget.earn()
             self._successes += 1

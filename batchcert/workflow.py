@@ -19,6 +19,7 @@ import random
 import secrets
 import shlex
 import signal
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -43,9 +44,9 @@ from batchcert.reconcile import (
     plan_every_row,
 )
 from batchcert.report import (
+    REHEARSAL_WORLD_NAME,
     REPORT_LIBRARIES,
     Reports,
-    failed_run_command,
     write_inventory,
     write_plan,
     write_reports,
@@ -159,7 +160,6 @@ def validate_mapping(source: MappingSource) -> Mapping:
 def _operator() -> str:
     """user@host, for the change record (who ran it)."""
     import getpass
-    import socket
 
     try:
         user = getpass.getuser()
@@ -197,10 +197,6 @@ def _rehearsal_world(world_path: Path | None, mapping: Mapping) -> emulator.Worl
 def _fresh_credentials() -> dict[str, str]:
     """A random credential for a rehearsal: the in-process emulator is the only thing that knows it."""
     return {f"AKIDrehearsal{secrets.token_hex(12)}": secrets.token_urlsafe(24)}
-
-
-#: the state a rehearsal left its emulator world in (credentials removed), so its reruns continue from there
-REHEARSAL_WORLD_NAME = "rehearsal-world.json"
 
 
 def _save_rehearsal_world(run_dir: Path, world: emulator.World) -> None:
@@ -315,6 +311,10 @@ def run_mapping(
             "mapping": str(request.mapping.resolve()),
             "mapping_sha256": mapping.sha256,
             "operator": _operator(),
+            # where the run directory was made: a rerun elsewhere (a copy) warns (README, "Reruns")
+            "created_host": socket.gethostname(),
+            "ignore_columns": json.dumps(list(request.ignore_columns)),
+            "created_path": str(run_dir.resolve()),
             "batchcert_version": __version__,
             "sheet": mapping.sheet,
             "encoding": mapping.encoding,
@@ -357,7 +357,7 @@ def rerun_run(
         journal.recover()
         facts = journal.facts()
         recorded = journal.sessions()[-1]["settings"] if journal.sessions() else {}
-        warnings = _mapping_change_warning(journal, facts)
+        warnings = _mapping_change_warning(journal, facts) + _moved_run_warning(request.run_dir, facts)
         wanted = RERUN_OUTCOMES | ({Outcome.TERMINAL} if request.include_terminal else set())
         rows = journal.rows(frozenset(wanted))
         target = choose_target(
@@ -389,16 +389,40 @@ def rerun_run(
 
 
 def _mapping_change_warning(journal: Journal, facts: dict[str, str]) -> tuple[str, ...]:
-    """Compare the mapping file with the sha256 the run recorded; note a difference in the journal's facts."""
-    path = Path(facts.get("mapping", ""))
-    if not path.is_file() or file_sha256(path) == facts.get("mapping_sha256"):
+    """Compare the mapping file with the sha256 the run recorded — or say it is gone; note a difference in the
+    journal's facts (`mapping_changed`). The rerun uses the journal's rows either way."""
+    recorded = facts.get("mapping", "")
+    if not recorded:
         return ()
-    note = (
-        f"the mapping file {path} changed since the run (sha256 now {file_sha256(path)[:12]}…, recorded "
-        f"{facts.get('mapping_sha256', '')[:12]}…); this rerun uses the rows the journal recorded"
-    )
+    path = Path(recorded)
+    if not path.is_file():
+        note = (
+            f"the mapping file {path} is no longer there (moved or deleted) — this rerun uses the rows the journal "
+            "recorded"
+        )
+    else:
+        now = file_sha256(path)
+        if now == facts.get("mapping_sha256"):
+            return ()
+        note = (
+            f"the mapping file {path} changed since the run (sha256 now {now[:12]}…, recorded "
+            f"{facts.get('mapping_sha256', '')[:12]}…); this rerun uses the rows the journal recorded"
+        )
     journal.set_facts(mapping_changed=note)
     return (note,)
+
+
+def _moved_run_warning(run_dir: Path, facts: dict[str, str]) -> tuple[str, ...]:
+    """A run directory rerun on another machine or at another path than where it was made (a copy: its original may
+    be rerun too, and each copy would send what the other already sent)."""
+    host, path = facts.get("created_host", ""), facts.get("created_path", "")
+    here, there = socket.gethostname(), str(run_dir.resolve())
+    if (not host or host == here) and (not path or path == there):
+        return ()
+    return (
+        f"this run directory was made at {path or '?'} on {host or '?'} and is rerun at {there} on {here} — if the "
+        "original is rerun too, both send the same rows: rerun only one of them",
+    )
 
 
 def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:
@@ -449,7 +473,7 @@ def _execute(
         signal_received=signal_received,
         reports=reports,
         rerun_command=f"batchcert rerun {shlex.quote(str(journal.run_dir))}",
-        failed_command=failed_run_command(journal.run_dir, journal.facts()),
+        failed_command=reports.failed_command,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from batchcert import emulator as emu
+from batchcert.errors import ExitCode
 from batchcert.model import Row
 from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, rollback_for
 from batchcert.runner import RunnerConfig
@@ -146,7 +147,9 @@ def test_rollback_restores_the_world_exactly(
     assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) != before
     rollback = list(csv.DictReader((tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert {r["Domain"] for r in rollback} == {"a.example.com", "b.example.com", "d.example.com", "e.example.com"}
-    assert next(r for r in rollback if r["Domain"] == "b.example.com")["CertificateId"] == "default"
+    # compare-and-swap: CertificateId is what the run set (the state expected now), NewCertificateId what restores
+    b_line = next(r for r in rollback if r["Domain"] == "b.example.com")
+    assert (b_line["CertificateId"], b_line["NewCertificateId"]) == ("cert-new", "default")
     undo = run_against(server, tmp_path / "run" / "rollback.csv", tmp_path / "undo")
     assert undo.exit_code == 0
     assert json.dumps(server.emulator.world.to_dict(), sort_keys=True) == before
@@ -211,7 +214,7 @@ def test_plan_counts_exit_codes_and_read_pacing(
     pending = plan_mapping(
         PlanRequest(mapping=mapping, out=tmp_path / "plan1", settings=SettingFlags(endpoint=server.base_url))
     )
-    assert pending.exit_code == 2 and pending.counts["change"] == 60
+    assert pending.exit_code == ExitCode.CHANGES_PENDING == 4 and pending.counts["change"] == 60
     assert server.emulator is not None
     assert server.emulator.requests == Counter({"DescribeRules": 60, "DescribeCertificates": 1})
     assert server.emulator.max_admitted_in_window("DescribeRules") <= 20

@@ -50,7 +50,17 @@ INVENTORY_FIRST = [
     "effective_certificate_id",
     "certificate_end_time",
 ]
-ROTATION_HEADER = ["Scope", "ProxyId", "ListenerId", "Domain", "CertificateId", "PolyClientCertificateIds"]
+#: compare-and-swap: the current ids (as the inventory read them), then what they move to
+ROTATION_HEADER = [
+    "Scope",
+    "ProxyId",
+    "ListenerId",
+    "Domain",
+    "CertificateId",
+    "PolyClientCertificateIds",
+    "NewCertificateId",
+    "NewPolyClientCertificateIds",
+]
 RATE = 500
 #: quick retries; the pacer's first guess of a listener's task near the world's (0.02 s)
 FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.02, backoff_max_s=0.2, listener_task_s=0.05)
@@ -184,8 +194,9 @@ def expected_rotation(data: dict[str, Any]) -> Counter[tuple[str, ...]]:
             clients = list(own.get("client_certificate_ids") or own.get("poly_client_certificate_ids") or [])
             server_hit, client_hit = server in swaps, any(c in swaps for c in clients)
             if server_hit or client_hit:
+                now = ";".join(clients) if client_hit else ""
                 poly = ";".join(swaps.get(c, c) for c in clients) if client_hit else ""
-                rows[(scope, proxy, lid, domain, swaps.get(server, server), poly)] += 1
+                rows[(scope, proxy, lid, domain, server, now, swaps.get(server, server), poly)] += 1
     return rows
 
 
@@ -302,7 +313,7 @@ def test_rotation_mapping_and_run_leave_old_used_nowhere(
         f"missing {sorted((expected - written).elements())}, extra {sorted((written - expected).elements())}"
     )
     assert all(v == 1 for v in written.values())
-    on_default = [r for r in rows if r["CertificateId"] == "default" and not r["PolyClientCertificateIds"]]
+    on_default = [r for r in rows if r["NewCertificateId"] == "default" and not r["NewPolyClientCertificateIds"]]
     assert not on_default, "a domain on `default` gets no row unless its own client list changes"
     assert {r["Scope"] for r in rows} == {"listener", "domain"}
     emulator = emulator_of(server)
