@@ -151,6 +151,13 @@ MinValidityOpt = Annotated[
         show_default=False,
     ),
 ]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Send although another run on this machine is changing some of the same places (it is named).",
+    ),
+]
 IgnoreColumnOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -413,6 +420,7 @@ def run(
     ca_bundle: CaBundleOpt = None,
     min_validity_days: MinValidityOpt = None,
     ignore_column: IgnoreColumnOpt = None,
+    force: ForceOpt = False,
     _verbose: VerboseOpt = False,
 ) -> None:
     """Send every valid row of MAPPING and write a reconciliation report."""
@@ -431,6 +439,7 @@ def run(
         encoding=encoding,
         include_hidden_rows=include_hidden_rows,
         ignore_columns=tuple(ignore_column or ()),
+        force=force,
     )
     _send_with_progress(lambda confirm, progress: run_mapping(request, confirm, progress), yes)
 
@@ -457,6 +466,15 @@ def rerun(
     listener_wait: ListenerWaitOpt = None,
     ca_bundle: CaBundleOpt = None,
     min_validity_days: MinValidityOpt = None,
+    force: ForceOpt = False,
+    reread: Annotated[
+        bool,
+        typer.Option(
+            "--reread",
+            help="Accept a journal that cannot prove it holds every change sent (run.json and the -wal missing): "
+            "every row not done is read before it is sent again.",
+        ),
+    ] = False,
     _verbose: VerboseOpt = False,
 ) -> None:
     """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
@@ -469,6 +487,8 @@ def rerun(
         settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle, min_validity_days),
         profile=profile,
         runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
+        force=force,
+        reread=reread,
     )
     _send_with_progress(lambda confirm, progress: rerun_run(request, confirm, progress), yes)
 

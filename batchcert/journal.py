@@ -244,6 +244,9 @@ class Journal:
         self._previous: dict[int, tuple[str, tuple[str, ...]]] = {}
         #: what `inspect_journal` found when the journal was opened (shown in the reports)
         self.warnings: tuple[str, ...] = ()
+        #: opened by `rerun --reread` although it cannot prove it holds every change sent: every row may have been
+        #: sent, and is read before it is sent again
+        self.unproven = False
         self.session_id: int | None = None
 
     # -- lifecycle
@@ -932,28 +935,61 @@ class Inspection:
 
     #: warnings to show and report (the journal holds fewer records than run.json says it had)
     warnings: tuple[str, ...] = ()
+    #: the journal cannot prove it holds every change the run sent (accepted by `rerun --reread` only)
+    unproven: bool = False
 
 
-def inspect_journal(run_dir: Path) -> Inspection:
+def inspect_journal(run_dir: Path, reread: bool = False) -> Inspection:
     """Check that a run directory's journal is whole before anything opens it for writing — SQLite, opening a
     journal whose `-wal` is missing or damaged, would quietly start from the main file alone and may delete the
     `-wal`. The check runs on a copy in a temporary directory, so nothing in `run_dir` is modified or deleted.
-    Raises JournalError (exit 2) saying what is missing or damaged and what to bring back."""
+    Raises JournalError (exit 2) saying what is missing or damaged and what to bring back. With `reread` (`rerun
+    --reread`), a journal that cannot prove it is whole is accepted, with a warning: the rerun rebuilds what was
+    sent from the live state."""
     with _copy_of(run_dir) as copy:
         db = sqlite3.connect(copy)
         try:
-            return _inspect(run_dir, db)
+            return _inspect(run_dir, db, reread)
         except sqlite3.DatabaseError as exc:
             raise JournalError(_damaged(run_dir, f"it cannot be read ({exc})")) from None
         finally:
             db.close()
 
 
-def _inspect(run_dir: Path, db: sqlite3.Connection) -> Inspection:
+def _inspect(run_dir: Path, db: sqlite3.Connection, reread: bool = False) -> Inspection:
     marker = _read_marker(run_dir)
     wal = run_dir / WAL_NAME
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     ready = "facts" in tables and db.execute("SELECT value FROM facts WHERE key = 'ready'").fetchone() == ("true",)
+    # Without run.json and without the -wal nothing shows how much of the run the main file holds: it was copied
+    # alone, or made by a batchcert that wrote no run.json — never "nothing was sent" (README, "A journal that
+    # proves what it holds")
+    unproven = marker is None and not wal.is_file()
+    intents = _intent_count(run_dir)
+    if unproven and (ready or intents or "facts" not in tables):
+        if not ready:
+            raise JournalError(
+                _damaged(
+                    run_dir,
+                    f"{JOURNAL_NAME} holds no record of the run's rows"
+                    + (f" although {INTENTS_NAME} records {intents} change(s) sent" if intents else "")
+                    + f", and {MARKER_NAME} and {WAL_NAME} are missing, which hold what it lacks — bring back "
+                    f"{WAL_NAME} (and {MARKER_NAME}) from where the run ran. If they are lost, start the run again "
+                    "with a new --out: rows this run changed will then read as unchanged and be missing from "
+                    "rollback.csv",
+                )
+            )
+        if not reread:
+            raise JournalError(
+                _damaged(
+                    run_dir,
+                    f"{MARKER_NAME} and {WAL_NAME} are both missing (a run directory of an earlier batchcert, or "
+                    f"{JOURNAL_NAME} copied alone), so nothing shows that {JOURNAL_NAME} holds every change the run "
+                    f"sent — bring back {WAL_NAME} (and {MARKER_NAME}) from where the run ran, or run `batchcert "
+                    f"rerun {shlex.quote(str(run_dir))} --reread` to rebuild what was sent from the live state",
+                )
+            )
+        return Inspection((REREAD_WARNING,), unproven=True)
     if not ready:
         if marker is None:
             raise JournalError(
@@ -1006,6 +1042,23 @@ def _refuse_newer_schema(run_dir: Path, db: sqlite3.Connection) -> None:
         )
 
 
+#: what a rerun --reread says of its journal (README, "A journal that proves what it holds")
+REREAD_WARNING = (
+    f"rebuilt from the live state (--reread): the journal could not prove it holds every change the run sent "
+    f"({MARKER_NAME} and {WAL_NAME} were missing) — rows found at their target were read back, whether this run or "
+    "someone else put them there is unknown, and rollback.csv lacks rows whose earlier state was lost"
+)
+
+
+def _intent_count(run_dir: Path) -> int:
+    """Changes `intents.jsonl` records as sent (0 when it is absent or unreadable)."""
+    try:
+        with (run_dir / INTENTS_NAME).open("rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except OSError:
+        return 0
+
+
 def _damaged(run_dir: Path, what: str) -> str:
     return f"the journal of {run_dir} is damaged: {what}. Nothing in {run_dir} was changed."
 
@@ -1031,15 +1084,18 @@ def _copy_of(run_dir: Path) -> Iterator[Path]:
         yield copy
 
 
-def open_journal(run_dir: Path) -> Journal:
-    """Open an existing run's journal for writing (rerun), locked, after `inspect_journal` found it whole."""
-    inspection = inspect_journal(run_dir)
+def open_journal(run_dir: Path, reread: bool = False) -> Journal:
+    """Open an existing run's journal for writing (rerun), locked, after `inspect_journal` found it whole (or, with
+    `reread`, accepted it as unproven)."""
+    inspection = inspect_journal(run_dir, reread)
     path = run_dir / JOURNAL_NAME
     fd = _lock(run_dir)
     # The -shm file is only an index of the -wal, rebuilt from it by the first connection; one left by a killed
     # process (or a power cut that truncated the -wal) may point past the -wal's end. We hold the directory, so no
     # other process has the journal open: let SQLite rebuild it.
     (run_dir / f"{JOURNAL_NAME}-shm").unlink(missing_ok=True)
+    for stale in run_dir.glob(f".{MARKER_NAME}.*"):  # a marker write a kill cut short (only the holder writes it)
+        stale.unlink(missing_ok=True)
     try:
         db = _connect(path)
         db.executescript(_SCHEMA)
@@ -1048,9 +1104,12 @@ def open_journal(run_dir: Path) -> Journal:
         raise JournalError(f"cannot open the journal of {run_dir} for writing: {exc}") from None
     journal = Journal(run_dir, db, fd)
     journal.warnings = inspection.warnings
+    journal.unproven = inspection.unproven
     with journal._tx() as tx:
         _bring_up_to_date(tx)
         tx.execute("INSERT OR REPLACE INTO facts(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        if inspection.unproven:  # every later report says so too
+            tx.execute("INSERT OR REPLACE INTO facts(key, value) VALUES ('journal_unproven', ?)", (REREAD_WARNING,))
     return journal
 
 

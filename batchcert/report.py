@@ -19,11 +19,13 @@ again when a report is read back as a mapping.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import itertools
 import json
 import os
+import re
 import shlex
 import tempfile
 import time
@@ -539,6 +541,7 @@ def _run_certificates(journal: Journal) -> dict[str, CertificateInfo] | None:
 
 def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> Reports:
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
     facts = journal.facts()
     extra_names = [n for n in journal.extra_column_names() if n not in REPORT_COLUMNS]
     header = [*REPORT_COLUMNS, *extra_names]
@@ -617,9 +620,64 @@ def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> R
 
 
 def _temp_beside(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """A new hidden file beside `path` (`.failed.csv.<pid>.<random>`): the pid tells a later run whether the process
+    that was writing it is gone (`remove_stale_temps`)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.")
     os.close(fd)
     return Path(tmp)
+
+
+#: a temporary file of an earlier batchcert (no pid in its name) older than this is a killed write's
+STALE_TEMP_S = 600.0
+
+
+def _temp_pattern(names: Iterable[str]) -> re.Pattern[str]:
+    """`.NAME.<pid>.<random>` or an earlier batchcert's `.NAME.<random>` for each name, numbered variants included
+    (`.failed-2.csv.123.abcd1234`)."""
+    alternatives = []
+    for name in names:
+        stem, dot, suffix = name.partition(".")
+        alternatives.append(re.escape(stem) + r"(?:-\d+)?" + (re.escape(dot + suffix) if dot else ""))
+    return re.compile(r"\.(?:" + "|".join(alternatives) + r")\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+")
+
+
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Remove the temporary files a killed write of a report left in `directory`: those whose process is gone, and
+    pid-less ones (an earlier batchcert's) older than STALE_TEMP_S. A write still going on (its process alive, a
+    `report` beside a live run) is left alone. Returns what was removed."""
+    removed = []
+    for path in directory.iterdir():
+        found = _TEMP_NAMES.fullmatch(path.name)
+        if found is None:
+            continue
+        if found["pid"] is not None:
+            if _process_alive(int(found["pid"])):
+                continue
+        else:
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime < STALE_TEMP_S:
+                    continue
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+_TEMP_NAMES = _temp_pattern(
+    (*REPORT_FILES, MANIFEST_NAME, "inventory.csv", "inventory.xlsx", "mapping.csv", "plan.csv")
+)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 class _SafeCsv:

@@ -154,6 +154,10 @@ OUTCOME_UNKNOWN = classify.OUTCOME_UNKNOWN
 OUTCOME_UNKNOWN_MESSAGE = "outcome unknown: the change may have been applied"
 VERIFIED_MESSAGE = "verified after an ambiguous response: the live state already shows the target"
 UNCHANGED_MESSAGE = "already at the target before the run: not sent"
+REREAD_MESSAGE = (
+    "at its target when read again (--reread): the journal lost whether this run or someone else put it there; "
+    "its earlier state is unknown"
+)
 NOT_FOUND_MESSAGE = "the pre-flight read found no such listener or domain — fix the ids in the mapping"
 CHANGED_MEANWHILE_MESSAGE = (
     "changed by someone else meanwhile: the listener was busy with a task this run did not cause, and a read then "
@@ -311,6 +315,8 @@ class Runner:
         self._ambiguous = frozenset(
             n for n, code in self.journal.last_modify_codes().items() if classify.policy_for(code).maybe_applied
         )
+        if self.journal.unproven:  # `rerun --reread`: any row may have been sent in records the journal lost
+            self._ambiguous = frozenset(row.row_number for row in rows)
         if self.config.preflight:
             rows = await self._refuse_unusable_targets(rows)
         self._before = self.journal.previous_states()
@@ -434,7 +440,8 @@ class Runner:
             if settled is not None:
                 outcome, code, message = settled
                 if verdict is Verdict.UNCHANGED and row.row_number in self._ambiguous:
-                    outcome, message = Outcome.SUCCEEDED, VERIFIED_MESSAGE
+                    outcome = Outcome.SUCCEEDED
+                    message = REREAD_MESSAGE if self.journal.unproven else VERIFIED_MESSAGE
                 elif (
                     verdict is Verdict.UNCHANGED
                     and live is not None

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchcert import __version__
+from batchcert.claims import claim_places, place_digests
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import STOP_SIGNALS, BatchcertError, ExitCode, SettingsError, exit_code_for_signal
 from batchcert.inventory import Estate, Rotation, StepFn, parse_replacement, plan_rotation, read_estate
@@ -90,6 +91,8 @@ class RunRequest:
     encoding: str | None = None
     include_hidden_rows: bool = False
     ignore_columns: tuple[str, ...] = ()
+    #: run although another live run on this machine claims some of the same places (batchcert.claims)
+    force: bool = False
 
     @property
     def source(self) -> MappingSource:
@@ -302,9 +305,32 @@ def run_mapping(
         problems=tuple(mapping.problems[n] for n in sorted(mapping.problems)),
         notes=mapping.notes,
     )
-    if not confirm(preview):
-        raise Declined("nothing was sent — answered no at the prompt")
+    with _claim(target, run_dir, mapping.valid_rows(), request.force):
+        if not confirm(preview):
+            raise Declined("nothing was sent — answered no at the prompt")
+        return _create_and_run(request, mapping, target, run_dir, certificates, expiring, on_progress)
 
+
+def _claim(target: Target, run_dir: Path, rows: list[Row], force: bool) -> contextlib.AbstractContextManager[None]:
+    """Claim the places `rows` change on the target's endpoint and account for the run (batchcert.claims); a
+    rehearsal's emulator is its own, nothing to claim."""
+    if target.settings.rehearsal:
+        return contextlib.nullcontext()
+    places = place_digests(
+        target.settings.endpoint_label, target.credentials.secret_id, ((r.listener_id, r.domain) for r in rows)
+    )
+    return claim_places(run_dir, places, force=force)
+
+
+def _create_and_run(
+    request: RunRequest,
+    mapping: Mapping,
+    target: Target,
+    run_dir: Path,
+    certificates: CertificateIndex | None,
+    expiring: tuple[str, ...],
+    on_progress: ProgressFn | None,
+) -> RunSummary:
     journal = create_journal(
         run_dir,
         {
@@ -341,6 +367,10 @@ class RerunRequest:
     settings: SettingFlags = field(default_factory=SettingFlags)
     profile: str | None = None
     runner: RunnerConfig = field(default_factory=RunnerConfig)
+    #: rerun although another live run on this machine claims some of the same places (batchcert.claims)
+    force: bool = False
+    #: accept a journal that cannot prove it holds every change sent, and rebuild what was sent from the live state
+    reread: bool = False
 
 
 def rerun_run(
@@ -352,8 +382,9 @@ def rerun_run(
     `retryable` or `not_attempted` (and `terminal` with include_terminal) from the journal's copy of the rows, into
     the same journal, and rewrite the reports. Raises JournalError (exit 2) when the directory is locked or holds no
     journal, CredentialsError when no credentials are found, Declined when `confirm` says no."""
-    journal = open_journal(request.run_dir)
+    journal = open_journal(request.run_dir, request.reread)
     with journal:
+        (request.run_dir / f".{REHEARSAL_WORLD_NAME}.tmp").unlink(missing_ok=True)  # a save a kill cut short
         journal.recover()
         facts = journal.facts()
         recorded = journal.sessions()[-1]["settings"] if journal.sessions() else {}
@@ -383,9 +414,10 @@ def rerun_run(
             run_dir=request.run_dir,
             warnings=warnings + target.warnings + expiring,
         )
-        if not confirm(preview):
-            raise Declined("nothing was sent — answered no at the prompt")
-        return _execute(journal, "rerun", rows, target, request.runner, on_progress, certificates, expiring)
+        with _claim(target, request.run_dir, rows, request.force):
+            if not confirm(preview):
+                raise Declined("nothing was sent — answered no at the prompt")
+            return _execute(journal, "rerun", rows, target, request.runner, on_progress, certificates, expiring)
 
 
 def _mapping_change_warning(journal: Journal, facts: dict[str, str]) -> tuple[str, ...]:
@@ -432,8 +464,11 @@ def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:
     JournalError when the journal is missing or damaged (nothing is changed), ReportError when `out` cannot be
     written."""
     with read_journal(run_dir) as (journal, inspection, live):
-        notes = inspection.warnings + (
-            ("a batchcert process is working on this run now: rows in flight",) if live else ()
+        unproven = journal.facts().get("journal_unproven", "")
+        notes = (
+            inspection.warnings
+            + ((unproven,) if unproven else ())
+            + (("a batchcert process is working on this run now: rows in flight",) if live else ())
         )
         return write_reports(journal, out or run_dir, notes)
 

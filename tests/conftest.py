@@ -204,3 +204,12 @@ def run_against(
 
     flags = SettingFlags(endpoint=server.base_url, timeout_s=timeout_s)
     return run_mapping(RunRequest(mapping=mapping, out=out, settings=flags, **request))
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own batchcert state directory (run claims, batchcert.claims): never the user's, and no test sees
+    another's claims. Processes a test starts inherit it."""
+    folder = tmp_path / "batchcert-state"
+    monkeypatch.setenv("BATCHCERT_STATE_DIR", str(folder))
+    return folder
