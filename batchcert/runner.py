@@ -708,6 +708,8 @@ class Runner:
                 request_id=reading.request_id,
                 sent=False,
             )
+        if live is not None:  # the state before our change, when no earlier read recorded one (rollback.csv)
+            self.journal.record_previous([(row.row_number, live.certificate_id, live.client_ids)])
         self._read_first.discard(row.row_number)
         return None
 
