@@ -1,3 +1,4 @@
 """batchcert: bulk certificate changes for Tencent Cloud GAAP listener domains."""
 
-__version__ = "0.1.0"
+#: the one place the version is written (pyproject.toml reads it; CHANGELOG.md says what each one changed)
+__version__ = "0.2.0"

@@ -422,6 +422,10 @@ class _RollbackTally:
     refused_total: int = 0
     noted: list[dict[str, Any]] = field(default_factory=list)
     noted_total: int = 0
+    #: restore targets whose SubjectCN does not name the domain: the service may refuse them (CertificateNotMatchDomain)
+    #: — or accept them, when an alternative name covers the domain
+    doubtful: list[dict[str, Any]] = field(default_factory=list)
+    doubtful_total: int = 0
 
     def add(self, row: Row, undo: Rollback) -> None:
         self.lines += 1
@@ -443,6 +447,10 @@ class _RollbackTally:
             proxy_id=row.proxy_id,
         )
         check = check_targets(restore, self.certificates, self.now_s, 0)
+        if not check.code and check.name_mismatch:
+            self.doubtful_total += 1
+            if len(self.doubtful) < LISTED_ROWS:
+                self.doubtful.append({**place, "restores": undo.certificate_id, "reason": check.name_mismatch})
         if check.code:
             self.refused_total += 1
             if len(self.refused) < LISTED_ROWS:
@@ -826,6 +834,8 @@ def _summary(
             "refused_total": rollback.refused_total,
             "notes": rollback.noted,
             "notes_total": rollback.noted_total,
+            "doubtful": rollback.doubtful,
+            "doubtful_total": rollback.doubtful_total,
         },
     }
 
@@ -1020,8 +1030,24 @@ def _rollback_markdown(rollback: dict[str, Any]) -> list[str]:
         ]
         if rollback["refused_total"] > len(rollback["refused"]):
             lines += ["", f"… and {rollback['refused_total'] - len(rollback['refused'])} more"]
-    else:
-        lines += ["", "Every restore target exists, has the right type and has not expired."]
+    elif not rollback["doubtful_total"]:
+        lines += ["", "Every restore target exists, has the right type, has not expired and names its domain."]
+    if rollback["doubtful_total"]:
+        lines += [
+            "",
+            f"**The service may refuse to roll back {rollback['doubtful_total']} row(s): the certificate they restore "
+            "does not name the domain in its SubjectCN (an alternative name may cover it; the service decides).**",
+            "",
+            "| row | listener | domain | restores | reason |",
+            "|---:|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['row']} | {_cell(r['listener_id'])} | {_cell(r['domain'] or '(listener)')} | {_cell(r['restores'])} "
+            f"| {_cell(r['reason'])} |"
+            for r in rollback["doubtful"]
+        ]
+        if rollback["doubtful_total"] > len(rollback["doubtful"]):
+            lines += ["", f"… and {rollback['doubtful_total'] - len(rollback['doubtful'])} more"]
     if rollback["notes_total"]:
         lines += [
             "",
@@ -1482,6 +1508,17 @@ class _Workbook:
                 ],
                 "every restore target exists, has the right type and has not expired",
             )
+            if rollback["doubtful_total"]:
+                at = self._table(
+                    at,
+                    f"Rollback may be refused ({rollback['doubtful_total']})",
+                    ["row", "listener_id", "domain", "restores", "reason"],
+                    [
+                        [r["row"], r["listener_id"], r["domain"], r["restores"], r["reason"]]
+                        for r in rollback["doubtful"]
+                    ],
+                    "",
+                )
         if rollback["notes_total"]:
             self._table(
                 at,

@@ -616,3 +616,23 @@ def test_a_write_interrupted_before_the_renames_leaves_every_file_batchcerts(
     assert len(renamed) == 2
     again = write_reports(journal)
     assert again.kept == () and again.files == tuple(run_dir / n for n in REPORT_FILES)
+
+
+def test_a_rollback_target_not_naming_its_domain_may_be_refused(tmp_path: Path) -> None:
+    """A restore target whose SubjectCN does not name the domain is listed as one the service may refuse
+    (CertificateNotMatchDomain) — never under "every restore target … names its domain"."""
+    run_dir = tmp_path / "run"
+    row = Row(2, "listener-aaaa0001", "w.example.com", "cert-new", extra=((TICKET, "CHG-7"),))
+    journal = new_journal(run_dir, [row], {"endpoint": INTL})
+    journal.begin_session("run", {}, ALICE, ALICE_ID)
+    journal.record_certificates(certificates(time.time()))
+    journal.record_previous([(2, "cert-narrow", ())])
+    journal.finish_row(2, Outcome.SUCCEEDED, request_id="req-2")
+    journal.end_session("finished")
+    write_reports(journal)
+    journal.close()
+    md, summary = summary_of(run_dir)
+    section = "\n".join(md_section(md, "Rollback"))
+    assert "may refuse to roll back 1 row(s)" in section and "narrow.example.org" in section
+    assert "names its domain" not in section
+    assert [r["row"] for r in summary["rollback"]["doubtful"]] == [2]
