@@ -59,7 +59,7 @@ def test_a_second_run_of_the_same_changes_is_refused_naming_the_first(
 ) -> None:
     """Two `run`s of one mapping by one user (different --out): the second exits 2 naming the first run (directory,
     pid), creates nothing and sends nothing; the first applies every row exactly once."""
-    world, rows = world_and_rows(0, hot=20)
+    world, rows = world_and_rows(0, hot=10)
     rows = rows[:-2]
     server = threaded_emulator(world)
     mapping, first_dir, second_dir = write_mapping(tmp_path / "m.csv", rows), tmp_path / "a", tmp_path / "b"
@@ -177,9 +177,9 @@ def test_an_unproven_journal_is_refused_and_reread_rebuilds_it(
     """A journal whose records were folded in but whose run.json and -wal are gone (an earlier batchcert's run
     directory) is refused with the --reread advice; `rerun --reread` reads every row not done before sending it:
     every row applied exactly once in all, and the summary says the journal was rebuilt."""
-    world, rows = world_and_rows(30, latency_ms=20)
+    world, rows = world_and_rows(16, latency_ms=20)
     server = threaded_emulator(world)
-    run_dir = kill_a_run(server, rows, tmp_path, 10)
+    run_dir = kill_a_run(server, rows, tmp_path, 8)
     db = sqlite3.connect(run_dir / JOURNAL_NAME)
     try:  # lose the records of five applied changes, as a journal copied without its -wal does
         lost = [n for (n,) in db.execute("SELECT row_number FROM rows WHERE outcome = 'succeeded' LIMIT 5")]
