@@ -4,7 +4,9 @@ The run directory's lock (batchcert.journal) keeps two processes out of one run 
 one with two terminals — can start `run` on the same mapping with different `--out` (the default carries a
 timestamp). Both would read every listener before either change lands and then race each other. So before sending,
 a run (or rerun) claims what it changes: one file per run in a per-user state directory, holding a digest of each
-(endpoint, account, listener, domain) it may send, and locked (flock) by the process for as long as it runs. A new
+(listener, domain) it may send — listener ids are the service's, unique whatever endpoint (the international site)
+or credential (another profile of the same account) reaches them — and locked (flock) by the process for as long as
+it runs. A new
 run that would touch a place a live claim holds refuses — naming that run's directory, host, pid and start time —
 unless the operator says `--force`. A claim whose process is gone (its lock is free) is stale and removed.
 
@@ -50,10 +52,10 @@ def state_dir() -> Path:
     return Path(base) / "batchcert"
 
 
-def place_digests(endpoint: str, account: str, places: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """A digest per (listener, domain) place on one endpoint and account (domains compare case-insensitively)."""
+def place_digests(places: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """A digest per (listener, domain) place (domains compare case-insensitively; a listener row's domain is "")."""
     return frozenset(
-        hashlib.sha256(f"{endpoint}\n{account}\n{listener}\n{domain.lower()}".encode()).hexdigest()[:_DIGEST_HEX]
+        hashlib.sha256(f"{listener}\n{domain.lower()}".encode()).hexdigest()[:_DIGEST_HEX]
         for listener, domain in places
     )
 
@@ -79,11 +81,14 @@ def claim_places(run_dir: Path, places: frozenset[str], *, force: bool = False) 
     if not places:
         yield
         return
-    folder = state_dir() / "claims"
     try:
+        folder = state_dir() / "claims"
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ClaimError(f"cannot create batchcert's state directory {folder}: {exc} — set {STATE_DIR_ENV}") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: no home directory to put it in
+        raise ClaimError(
+            f"cannot use batchcert's state directory for run claims: {exc} — set {STATE_DIR_ENV} to a directory "
+            "you can write"
+        ) from None
     mine = folder / f"{uuid.uuid4().hex}.json"
     fd: int | None = None
     try:
@@ -98,6 +103,12 @@ def claim_places(run_dir: Path, places: frozenset[str], *, force: bool = False) 
                             f"{other.run_dir}`), or pass --force if you know both must run"
                         )
             fd = _write_claim(mine, run_dir, places)
+    except OSError as exc:
+        mine.unlink(missing_ok=True)
+        raise ClaimError(
+            f"cannot write a run claim in {folder}: {exc} — set {STATE_DIR_ENV} to a directory you can write"
+        ) from None
+    try:
         yield
     finally:
         mine.unlink(missing_ok=True)
@@ -119,7 +130,16 @@ def _guarded(folder: Path) -> Iterator[None]:
 def _write_claim(path: Path, run_dir: Path, places: frozenset[str]) -> int:
     """Write and lock this run's claim; the lock is held (the descriptor kept open) until the run ends."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, _claim_record(run_dir, places))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _claim_record(run_dir: Path, places: frozenset[str]) -> bytes:
     record = {
         "run_dir": str(run_dir.resolve()),
         "host": socket.gethostname(),
@@ -127,8 +147,7 @@ def _write_claim(path: Path, run_dir: Path, places: frozenset[str]) -> int:
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "places": sorted(places),
     }
-    os.write(fd, json.dumps(record).encode())
-    return fd
+    return json.dumps(record).encode()
 
 
 def _live_claims(folder: Path) -> Iterator[Claim]:

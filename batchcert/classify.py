@@ -39,6 +39,9 @@ CLOCK_CORRECTED = "Transport.ClockCorrected"
 TRANSPORT_INTERRUPTED = "Transport.Interrupted"
 #: an ambiguous answer no read could settle (batchcert's own code, never the service's)
 OUTCOME_UNKNOWN = "Batchcert.OutcomeUnknown"
+#: a row that had to be read before it was sent (after a busy answer, a compare-and-swap row after a wait) and could
+#: not be: nothing was sent (batchcert's own code)
+NOT_SENT_UNREAD = "Batchcert.NotSentUnread"
 
 
 def transport_http(status: int) -> str:
@@ -162,6 +165,11 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         "could not connect to the endpoint — check the network or proxy, then rerun",
     ),
     CLOCK_CORRECTED: (R, False, "this machine's clock is off; batchcert corrected it from the server's Date header"),
+    NOT_SENT_UNREAD: (
+        R,
+        False,
+        "the row could not be read before it was sent again, so it was not sent — rerun; it is read first",
+    ),
     OUTCOME_UNKNOWN: (
         R,
         True,

@@ -305,10 +305,16 @@ class _Progress:
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
-            self._bar.__exit__(None, None, None)
+            with contextlib.suppress(OSError):  # a terminal that hung up (SIGHUP): the run's reports still matter
+                self._bar.__exit__(None, None, None)
 
     def update(self, progress: Progress) -> None:
-        """Called as rows settle: redraws at most 10 times a second (terminal) or every PLAIN_EVERY_S (plain)."""
+        """Called as rows settle. A terminal that hung up (SIGHUP) refuses writes: the run goes on to its reports."""
+        with contextlib.suppress(OSError):
+            self._draw(progress)
+
+    def _draw(self, progress: Progress) -> None:
+        """Redraw at most 10 times a second (terminal) or every PLAIN_EVERY_S (plain); a stop is announced at once."""
         from datetime import UTC, datetime
 
         if progress.stopping:
@@ -387,7 +393,8 @@ def _print_kept(reports: Reports) -> None:
     """Say which report files were left as the user changed them, and where the new ones went."""
     for kept, written in reports.kept:
         err.print(
-            f"note: {kept.name} was changed since batchcert wrote it — kept as it is; this report's is {written.name}",
+            f"note: {kept.name} is not the file batchcert last wrote there (edited by hand, or left by an older "
+            f"batchcert) — kept as it is; this report's is {written.name}",
             highlight=False,
             markup=False,
         )

@@ -966,30 +966,20 @@ def _inspect(run_dir: Path, db: sqlite3.Connection, reread: bool = False) -> Ins
     # proves what it holds")
     unproven = marker is None and not wal.is_file()
     intents = _intent_count(run_dir)
-    if unproven and (ready or intents or "facts" not in tables):
-        if not ready:
-            raise JournalError(
-                _damaged(
-                    run_dir,
-                    f"{JOURNAL_NAME} holds no record of the run's rows"
-                    + (f" although {INTENTS_NAME} records {intents} change(s) sent" if intents else "")
-                    + f", and {MARKER_NAME} and {WAL_NAME} are missing, which hold what it lacks — bring back "
-                    f"{WAL_NAME} (and {MARKER_NAME}) from where the run ran. If they are lost, start the run again "
-                    "with a new --out: rows this run changed will then read as unchanged and be missing from "
-                    "rollback.csv",
-                )
+    if unproven and not ready and (intents or "facts" not in tables):
+        # not even the setup reached the main file (only a -wal it was copied without holds it), or changes were
+        # sent: a journal cleanly closed during its setup would hold its facts, and nothing in intents.jsonl
+        raise JournalError(
+            _damaged(
+                run_dir,
+                f"{JOURNAL_NAME} holds no record of the run's rows"
+                + (f" although {INTENTS_NAME} records {intents} change(s) sent" if intents else "")
+                + f", and {MARKER_NAME} and {WAL_NAME} are missing, which hold what it lacks — bring back "
+                f"{WAL_NAME} (and {MARKER_NAME}) from where the run ran. If they are lost, start the run again "
+                "with a new --out: rows this run changed will then read as unchanged and be missing from "
+                "rollback.csv",
             )
-        if not reread:
-            raise JournalError(
-                _damaged(
-                    run_dir,
-                    f"{MARKER_NAME} and {WAL_NAME} are both missing (a run directory of an earlier batchcert, or "
-                    f"{JOURNAL_NAME} copied alone), so nothing shows that {JOURNAL_NAME} holds every change the run "
-                    f"sent — bring back {WAL_NAME} (and {MARKER_NAME}) from where the run ran, or run `batchcert "
-                    f"rerun {shlex.quote(str(run_dir))} --reread` to rebuild what was sent from the live state",
-                )
-            )
-        return Inspection((REREAD_WARNING,), unproven=True)
+        )
     if not ready:
         if marker is None:
             raise JournalError(
@@ -1009,6 +999,18 @@ def _inspect(run_dir: Path, db: sqlite3.Connection, reread: bool = False) -> Ins
     check = db.execute("PRAGMA quick_check").fetchone()
     if check != ("ok",):
         raise JournalError(_damaged(run_dir, f"SQLite's integrity check says: {check[0] if check else 'nothing'}"))
+    if unproven and not reread:
+        raise JournalError(
+            _damaged(
+                run_dir,
+                f"{MARKER_NAME} and {WAL_NAME} are both missing (a run directory of an earlier batchcert, or "
+                f"{JOURNAL_NAME} copied alone), so nothing shows that {JOURNAL_NAME} holds every change the run "
+                f"sent — bring back {WAL_NAME} (and {MARKER_NAME}) from where the run ran, or run `batchcert "
+                f"rerun {shlex.quote(str(run_dir))} --reread` to rebuild what was sent from the live state",
+            )
+        )
+    if unproven:
+        return Inspection((REREAD_WARNING,), unproven=True)
     if marker is None:
         return Inspection()
     rows = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]

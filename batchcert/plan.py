@@ -35,10 +35,11 @@ POLY_SEPARATORS is `cert-` and letters or digits (any case): `cert-ca1`, `cert-a
 that mentions an id in a sentence ("old: cert-abc") never counts; `default` never counts (it is a common word). A
 column batchcert does not read — a header not in COLUMN_ALIASES, or no header name ("column F") — that is not named
 by `ignore_columns` is checked, per column:
-1. *A column of ids* — every filled cell looks like ids, and there is at least one — is refused as a file
-   (MappingError: nothing is sent), naming the column as the file spells it, its letter and the names that would make
-   it count; "every filled cell" because a column of ids is then certain, and a column of notes that rule 2 does not
-   cover is decided at its first note (the check is per column, and a cell not starting `cert-` costs one slice).
+1. *A column of ids* is refused as a file (MappingError: nothing is sent), naming the column as the file spells it,
+   its letter and the names that would make it count: a column rule 2 does not cover with any cell that looks like
+   ids (a client-CA column under a name batchcert does not know, whose other cells say `default` or `无`, is still a
+   column of ids), or a column rule 2 covers whose every filled cell does. Each cell costs one slice when it does not
+   start with `cert-`.
 2. *Spilled ids* — a column with no header name, or one right of an id column (CertificateId, ClientCertificateId,
    PolyClientCertificateIds, their Current*/New* forms): each row with an id-like cell there is an invalid row
    ("probably spilled out of the … cell through an unquoted separator"), as the id column's list was cut short.
@@ -1360,11 +1361,9 @@ def _stray_ids(
                 spilled = spilled and place > 0 and bool(record[place - 1].strip())
             else:
                 every = False
-                if not prone:
-                    break  # not a column of ids, and no single cell of it can be a spill
         if not found:
             continue
-        if every and not (table.delimiter and prone and spilled):
+        if (every or not prone) and not (table.delimiter and prone and spilled):
             first = data[found[0]][place].strip()
             more = f" and {len(found) - 1} more row(s)" if len(found) > 1 else ""
             refused.append(

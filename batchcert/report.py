@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import itertools
 import json
 import os
@@ -47,7 +46,7 @@ from batchcert.model import (
     Place,
     Row,
 )
-from batchcert.plan import FORMULA_PREFIXES, normalize_header
+from batchcert.plan import FORMULA_PREFIXES, file_sha256, normalize_header
 from batchcert.reconcile import (
     CERTIFICATE_TYPE_NAMES,
     CONFIRMED_BY_READ_BACK,
@@ -236,14 +235,6 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
 
 
 # ------------------------------------------------------------------------------------------- the user's files
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _numbered(name: str, n: int) -> str:
     """`failed.csv`, `failed-2.csv`, `failed-3.csv`, …"""
     if n == 1:
@@ -276,7 +267,7 @@ class _Manifest:
     def is_ours(self, path: Path) -> bool:
         """True when `path` is free, or holds exactly what batchcert recorded writing there."""
         try:
-            digest = _sha256_of(path)
+            digest = file_sha256(path)
         except FileNotFoundError:
             return not path.is_symlink()
         except OSError:
@@ -604,7 +595,7 @@ def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> R
         book.close(summary, journal.failed_attempts())
         temps["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         temps["summary.md"].write_text(_markdown(summary), encoding="utf-8")
-        digests = {name: _sha256_of(temps[name]) for name in REPORT_FILES}
+        digests = {name: file_sha256(temps[name]) for name in REPORT_FILES}
         manifest.write({targets[name].name: digests[name] for name in REPORT_FILES}, replacing=True)
         for name in REPORT_FILES:
             if not manifest.is_ours(targets[name]):  # the user saved a file there while the reports were written
@@ -646,7 +637,9 @@ def _temp_pattern(names: Iterable[str]) -> re.Pattern[str]:
     for name in names:
         stem, dot, suffix = name.partition(".")
         alternatives.append(re.escape(stem) + r"(?:-\d+)?" + (re.escape(dot + suffix) if dot else ""))
-    return re.compile(r"\.(?:" + "|".join(alternatives) + r")\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+")
+    # mkstemp's random part: 8 of [a-z0-9_] (CPython's tempfile._RandomNameSequence) — so `.failed.csv.bak`, a
+    # user's own backup, never matches
+    return re.compile(r"\.(?:" + "|".join(alternatives) + r")\.(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}")
 
 
 def remove_stale_temps(directory: Path) -> list[Path]:
@@ -1074,6 +1067,8 @@ def run_command(mapping: Path, facts: dict[str, str], world: Path | None = None)
     # a column the run passed through deliberately is still in failed.csv and rollback.csv
     for name in json.loads(facts.get("ignore_columns") or "[]"):
         command += f" --ignore-column {shlex.quote(str(name))}"
+    if facts.get("profile") and facts.get("rehearsal") != "true":
+        command += f" --profile {shlex.quote(facts['profile'])}"
     if facts.get("rehearsal") == "true":
         where = str(world) if world is not None else facts.get("world", "")
         return command + (f" --world {shlex.quote(where)}" if where else " --emulator")

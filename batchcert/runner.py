@@ -132,9 +132,6 @@ class ListenerLane:
         self.dispatcher: object | None = None
         self.parked = 0
         self.handoffs: set[asyncio.Task[None]] = set()
-        #: a task this run did not cause was seen on the listener (another operator, another machine): from then on
-        #: every row of the lane is read before it is sent
-        self.foreign = False
 
 
 def _forget_if_finished_well(tasks: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
@@ -163,8 +160,6 @@ CHANGED_MEANWHILE_MESSAGE = (
     "changed by someone else meanwhile: the listener was busy with a task this run did not cause, and a read then "
     "showed the target already live — not sent"
 )
-#: a busy listener this run did not cause: the last change of ours on it is older than this many task estimates
-FOREIGN_TASK_GAPS = 3.0
 REVERTED_MESSAGE = (
     "the service reverted the change: it was accepted, its task failed and the read-back shows the old "
     "certificates again"
@@ -286,11 +281,13 @@ class Runner:
         self._proxy_of: dict[str, str] = {}
         #: rows whose domain the service spells otherwise than the mapping (case): sent as the service spells it
         self._spelling: dict[int, str] = {}
-        #: rows succeeded in this run, by any session: a read-back showing their old state again is a reverted change
+        #: rows this session brought to their target: a read-back right after showing their old state again is a
+        #: reverted change (an earlier session's row found back at its old state may be a deliberate rollback since)
         self._succeeded: set[int] = set()
         #: rows a busy listener or domain refused: read before they are sent again (someone else may have changed
-        #: them meanwhile, README "Two operators")
+        #: them meanwhile, README "Two operators"); the read starts with the busy answer, while the row waits
         self._read_first: set[int] = set()
+        self._reads_after_busy: dict[int, asyncio.Task[Reading]] = {}
 
     @property
     def stopping(self) -> bool:
@@ -327,7 +324,6 @@ class Runner:
             for listener_id in verify_listeners:
                 queues.setdefault(listener_id, deque())
         outcomes = self.journal.row_outcomes()
-        self._succeeded = {n for n, outcome in outcomes.items() if outcome is Outcome.SUCCEEDED}
         self._verify_rows = defaultdict(list)
         for row in self.journal.rows():
             if row.listener_id in queues and outcomes.get(row.row_number) is not Outcome.INVALID:
@@ -456,20 +452,17 @@ class Runner:
             pending.append(row)
         return pending
 
-    async def _wait_domain_idle(self, row: Row) -> LiveDomain | None:
-        """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `listener_wait_s`.
-        Returns the domain as last read (None when no read showed it)."""
+    async def _wait_domain_idle(self, row: Row) -> None:
+        """A row whose domain is changing waits (re-reading with backoff) until it runs, up to `listener_wait_s`."""
         deadline = self.clock.now() + self.settings.listener_wait_s
         retry = 0
-        live: LiveDomain | None = None
         while self.clock.now() < deadline and not self.stopping:
             reading = await self._read(row.listener_id, row.row_number)
             live = (reading.domains or {}).get(row.domain.lower())
             if reading.failed or live is None or live.status == 0:
-                return live
+                return
             retry += 1
             await self._pause_before_reread(retry, deadline)
-        return live
 
     async def _pause_before_reread(self, retry: int, deadline: float, at_least_s: float = 0.0) -> None:
         """The wait between two reads of a listener that is not ready yet: the retry backoff (at least
@@ -533,14 +526,9 @@ class Runner:
                 self._on_row_done(row, self._conclude_scoped_out(row))
                 continue
             if row.row_number in self._changing:
-                live = await self._wait_domain_idle(row)
-                if self._moved_meanwhile(row, live):
-                    assert row.expected is not None and live is not None  # _moved_meanwhile says so
-                    self.journal.finish_row(
-                        row.row_number, Outcome.TERMINAL, PRECONDITION_MISMATCH, mismatch_message(row.expected, live)
-                    )
-                    self._on_row_done(row, Outcome.TERMINAL)
-                    continue
+                await self._wait_domain_idle(row)
+                if row.expected is not None:  # the change it waited for may have moved the place: read it again
+                    self._read_first.add(row.row_number)
             outcome = await self._process_row(row, lane)
             self._on_row_done(row, outcome)
 
@@ -639,7 +627,7 @@ class Runner:
             if found is not None:
                 return found
             await self.sleeper.sleep(max(0.0, not_before_s - self.clock.now()))
-        elif row.row_number in self._read_first or lane.foreign:
+        elif row.row_number in self._read_first:
             found = await self._read_before_send(row)
             if found is not None:
                 return found
@@ -669,14 +657,15 @@ class Runner:
                 return None
             self.journal.finish_attempt(handle[0], result)
             last_sent = lane.last_change_sent
-            if (result.code or "") in classify.WAITED_OUT and (
-                last_sent is None or result.sent_at_s - last_sent > FOREIGN_TASK_GAPS * self.pacer.gap_s
-            ):
-                # busy, and no change of ours is in flight or settling there: someone else's task
+            if (result.code or "") in classify.WAITED_OUT:
+                # busy: with our previous change — or with someone else's (another operator, another machine),
+                # which no timing can tell apart. Read the row before sending it again (README, "Two operators"):
+                # the read starts now, while the row waits for the listener, so it costs the resend no time
                 self._read_first.add(row.row_number)
-                if not lane.foreign:
-                    log.info("listener %s is busy with a task this run did not cause", row.listener_id)
-                lane.foreign = True
+                self._forget_read_after_busy(row.row_number)
+                self._reads_after_busy[row.row_number] = asyncio.get_running_loop().create_task(
+                    self._read(row.listener_id, row.row_number)
+                )
             if result.ok or classify.policy_for(result.code or "").maybe_applied:
                 lane.last_change_sent = result.sent_at_s
         if last_sent is not None and result.ok:
@@ -686,11 +675,14 @@ class Runner:
         return result
 
     async def _read_before_send(self, row: Row) -> CallResult | None:
-        """Read the row's domain before sending it after a busy answer (or on a listener someone else is changing):
-        None (send) when it is neither at its target nor moved away from the expected state; a result that ends the
-        row otherwise — at its target already (`by_others`: unchanged), moved (the precondition failure), or unread
-        (retryable, not sent: never sent on a guess)."""
-        reading = await self._read(row.listener_id, row.row_number)
+        """Read the row's domain before sending it again after a busy answer (or a compare-and-swap row after its
+        domain's change was waited out): None (send) when it is neither at its target nor moved away from the
+        expected state; a result that ends the row otherwise — at its target already (`by_others`: unchanged, someone
+        else's change), moved (the precondition failure), or unread or still changing for a compare-and-swap row
+        (retryable, not sent: never sent on a guess). The read taken right after the busy answer is used when there is
+        one (it overlapped the wait before the resend)."""
+        taken = self._reads_after_busy.pop(row.row_number, None)
+        reading = await taken if taken is not None else await self._read(row.listener_id, row.row_number)
         live = (reading.domains or {}).get(row.domain.lower())
         if live is not None and is_at_target(self._target_of(row), live):
             return CallResult(
@@ -701,10 +693,13 @@ class Runner:
             return CallResult(
                 code=PRECONDITION_MISMATCH, message=mismatch_message(row.expected, live), request_id=reading.request_id
             )
-        if reading.failed:
+        if reading.failed or (row.expected is not None and (live is None or live.status != 0)):
+            # unread, or a compare-and-swap row whose place is still changing: not sent on a guess (a code that
+            # says nothing was applied, so the next attempt reads again rather than settling a doubt)
+            why = f"the read failed ({reading.code})" if reading.failed else "the domain is still changing"
             return CallResult(
-                code=reading.code or classify.TRANSPORT_CONNECT,
-                message=f"could not read the domain before sending it again ({reading.code}) — not sent",
+                code=classify.NOT_SENT_UNREAD,
+                message=f"could not check the domain before sending it: {why} — not sent",
                 request_id=reading.request_id,
                 sent=False,
             )
@@ -750,7 +745,14 @@ class Runner:
         finally:
             if parked:
                 lane.parked -= 1
+            self._forget_read_after_busy(row.row_number)
         return self._conclude(row, tries)
+
+    def _forget_read_after_busy(self, row_number: int) -> None:
+        """Drop a read started after a busy answer that no resend used (the row ended, or was refused again)."""
+        taken = self._reads_after_busy.pop(row_number, None)
+        if taken is not None and not taken.done():
+            taken.cancel()
 
     def _target_of(self, row: Row) -> Row:
         """The row as sent: with the live client CAs carried over when it names none on a mutual-TLS domain or

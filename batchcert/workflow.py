@@ -33,7 +33,7 @@ from batchcert.claims import claim_places, place_digests
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import STOP_SIGNALS, BatchcertError, ExitCode, SettingsError, exit_code_for_signal
 from batchcert.inventory import Estate, Rotation, StepFn, parse_replacement, plan_rotation, read_estate
-from batchcert.journal import Journal, create_journal, open_journal, read_journal
+from batchcert.journal import MARKER_NAME, Journal, create_journal, open_journal, read_journal
 from batchcert.model import RERUN_OUTCOMES, SCOPE_LISTENER, Mapping, MappingSource, Outcome, Progress, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
 from batchcert.reading import CertificateIndex, LiveReader
@@ -316,10 +316,7 @@ def _claim(target: Target, run_dir: Path, rows: list[Row], force: bool) -> conte
     rehearsal's emulator is its own, nothing to claim."""
     if target.settings.rehearsal:
         return contextlib.nullcontext()
-    places = place_digests(
-        target.settings.endpoint_label, target.credentials.secret_id, ((r.listener_id, r.domain) for r in rows)
-    )
-    return claim_places(run_dir, places, force=force)
+    return claim_places(run_dir, place_digests((r.listener_id, r.domain) for r in rows), force=force)
 
 
 def _create_and_run(
@@ -340,6 +337,8 @@ def _create_and_run(
             # where the run directory was made: a rerun elsewhere (a copy) warns (README, "Reruns")
             "created_host": socket.gethostname(),
             "ignore_columns": json.dumps(list(request.ignore_columns)),
+            # the credential profile, so the commands the reports print (failed.csv, rollback.csv) use it too
+            "profile": request.profile or "",
             "created_path": str(run_dir.resolve()),
             "batchcert_version": __version__,
             "sheet": mapping.sheet,
@@ -458,12 +457,17 @@ def _moved_run_warning(run_dir: Path, facts: dict[str, str]) -> tuple[str, ...]:
 
 
 def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:
-    """Regenerate every report of a run directory from its journal, into `out` (default: the run directory).
-    Read-only on the run directory: the journal is read from a private copy, without the lock, so it works beside a
-    live run and on a copy or a read-only directory; what a dead process left open is settled in that copy. Raises
-    JournalError when the journal is missing or damaged (nothing is changed), ReportError when `out` cannot be
-    written."""
+    """Regenerate every report of a run directory from its journal, into `out` (default: the run directory). The
+    journal is only read, from a private copy, without the lock, so it works beside a live run and on a copy or a
+    read-only directory (`out` elsewhere); what a dead process left open is settled in that copy. What it writes
+    are the report files and their manifest (never over a file the user changed), and it removes the temporary
+    files a killed write left. Raises JournalError when the journal is missing or damaged (nothing is changed),
+    ReportError when `out` cannot be written."""
     with read_journal(run_dir) as (journal, inspection, live):
+        if not live:  # temp files of the journal's marker and the rehearsal world: only a run that holds it writes them
+            with contextlib.suppress(OSError):
+                for stale in (*run_dir.glob(f".{MARKER_NAME}.*"), run_dir / f".{REHEARSAL_WORLD_NAME}.tmp"):
+                    stale.unlink(missing_ok=True)
         unproven = journal.facts().get("journal_unproven", "")
         notes = (
             inspection.warnings

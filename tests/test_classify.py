@@ -91,6 +91,7 @@ CASES = [
     ("Transport.TLSError", S),
     # batchcert's own: an ambiguous answer no read could settle (rerun reads first)
     ("Batchcert.OutcomeUnknown", R),
+    ("Batchcert.NotSentUnread", R),  # nothing was sent: retried, and read before
     # batchcert's own: a compare-and-swap row whose place moved meanwhile; a change the service reverted
     ("Precondition.CurrentCertificateMismatch", T),
     ("Verification.ChangeReverted", R),

@@ -79,14 +79,19 @@ def test_every_flag_the_readme_shows_is_in_the_commands_help(command: str) -> No
 
 
 def test_verbose_works_after_the_command_too(tmp_path: Path) -> None:
-    mapping = write_mapping(tmp_path / "m.csv", [("listener-aaaa0001", "www.example.com", "cert-00001")])
-    for args in (
-        ("-v", "validate", str(mapping)),
-        ("validate", str(mapping), "-v"),
-        ("validate", "--verbose", str(mapping)),
-    ):
+    """-v before or after the command turns the decision log on (a denied listener is logged), and without it the
+    log stays off."""
+    data, rows = migration_world({"listener-aaaa0001": ["a.example.com"]}, task_seconds=0.05, latency_ms=1)
+    data["listeners"]["listener-aaaa0001"]["denied_actions"] = ["ModifyCertificate"]
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(data), encoding="utf-8")
+    mapping = write_mapping(tmp_path / "m.csv", rows)
+    logged = "batchcert.runner: listener listener-aaaa0001 is denied"
+    for n, flags in enumerate((["-v", "run"], ["run", "--verbose"], ["run"])):
+        args = [*flags, str(mapping), "--world", str(world), "--yes", "--out", str(tmp_path / f"run{n}")]
         done = batchcert(*args)
-        assert done.returncode == 0, (args, done.stderr)
+        assert done.returncode == 1, (args, done.stderr)
+        assert (logged in done.stderr) is (len(flags) == 2), (args, done.stderr)
 
 
 def test_changes_pending_is_not_the_could_not_start_code() -> None:

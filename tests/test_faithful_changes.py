@@ -228,3 +228,32 @@ def test_a_listener_row_naming_another_proxy_is_refused_unsent(
     assert line["outcome"] == "terminal" and line["error_code"] == PRECONDITION_WRONG_PROXY
     assert "link-aaaa0001" in line["error_message"] and "certificate ids" not in line["error_message"]
     assert applied(server) == Counter()
+
+
+def test_an_edited_failed_csv_survives_report_and_rerun(tmp_path: Path) -> None:
+    """The user fixes failed.csv by hand; `batchcert report` and `batchcert rerun` leave it byte for byte and write
+    theirs beside it, saying so."""
+    from typer.testing import CliRunner
+
+    from batchcert.cli import app
+
+    data, rows = migration_world({L1: ["a.example.com", "b.example.com"]}, task_seconds=0.05, latency_ms=1)
+    data["faults"] = {"domains": {"b.example.com": [{"kind": "code", "code": "ResourceUnavailable", "times": 1}]}}
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(data), encoding="utf-8")
+    mapping, run_dir = write_mapping(tmp_path / "m.csv", [*rows, (L1, "c.example.com", "")]), tmp_path / "run"
+    runner = CliRunner()
+    ran = runner.invoke(
+        app, ["run", str(mapping), "--world", str(world), "--yes", "--out", str(run_dir), "--max-attempts", "1"]
+    )
+    assert ran.exit_code == 1, ran.output
+    failed = run_dir / "failed.csv"
+    edited = failed.read_bytes().replace(b"c.example.com,,", b"c.example.com,cert-new,")
+    assert edited != failed.read_bytes()
+    failed.write_bytes(edited)
+    for args in (["report", str(run_dir)], ["rerun", str(run_dir), "--yes"]):
+        done = runner.invoke(app, args)
+        assert done.exit_code in (0, 1), done.output
+        assert failed.read_bytes() == edited
+        assert "failed.csv is not the file batchcert last wrote there" in done.output
+    assert (run_dir / "failed-2.csv").is_file()

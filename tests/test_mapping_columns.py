@@ -578,3 +578,20 @@ def test_ids_spilled_out_of_a_new_client_list(tmp_path: Path) -> None:
     mapping = read_mapping(write_text(tmp_path, text))
     assert mapping.problems[2].startswith("row 2: 'Owner' (column F) holds 'cert-ca2'")
     assert "spilled out of the 'NewPolyClientCertificateIds' cell" in mapping.problems[2]
+
+
+@pytest.mark.parametrize("other", ["default", "无", ""])
+def test_an_unknown_id_column_is_refused_even_where_some_cells_are_words(tmp_path: Path, other: str) -> None:
+    """A client-CA column under a name batchcert does not know, away from the id columns, whose other cells say
+    `default` or `无` (or are empty): still a column of ids — refused, never read as if it were not there."""
+    path = write_csv(
+        tmp_path,
+        [
+            ["ListenerId", "Domain", "CertificateId", "Notes", "mTLS CA"],
+            ["listener-aaaa0001", "a.example.com", "cert-s1", "first", "cert-ca1;cert-ca2"],
+            ["listener-aaaa0001", "b.example.com", "cert-s1", "second", other],
+        ],
+    )
+    with pytest.raises(MappingError, match=r"'mTLS CA' \(column E\)"):
+        read_mapping(path)
+    assert read_mapping(path, ignore_columns=["mTLS CA"]).problems == {}

@@ -171,7 +171,9 @@ def test_whole_run_is_near_the_bound(tmp_path: Path) -> None:
     listeners = len(SKEWED)
     bound_s = max(len(triples) / 20, 2 * listeners / 20, max(SKEWED.values()) * 0.3)
     assert ran.elapsed_s <= 1.10 * bound_s, (ran.elapsed_s, bound_s)
-    assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 0.02 * len(triples)
+    # 5 of 240 (4 before every busy answer was read before its resend, README "Two operators": the read moves the
+    # listener's later sends by its latency)
+    assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 0.025 * len(triples)
 
 
 def test_more_listeners_than_lanes(tmp_path: Path) -> None:
@@ -210,9 +212,11 @@ def test_listener_tasks_are_learned_and_refusals_stay_rare(tmp_path: Path) -> No
 def test_an_unlucky_pair_of_refusals_does_not_slow_a_long_listener_for_good(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One 100-row listener, a 0.3 s task and 20–80 ms of latency. With these latency draws (seed 13) two refusals
-    come in a row early on and double the pacer's estimate; it comes down again within a few changes, so the run
-    stays near the chain's bound (it took twice as long while a doubling lasted for hundreds of changes)."""
+    """One 100-row listener, a 0.3 s task and 20–80 ms of latency: the run stays near the chain's bound (it took
+    twice as long while a doubled estimate lasted for hundreds of changes). Since a busy answer is read before its
+    resend (README, "Two operators"), the resend comes a read's latency later and no longer meets a second refusal
+    in these draws (seed 13, nor any of seeds 1–39): if a doubling happens, it must come down again — the pacer's way
+    down after a doubling is `test_pacer_learns_from_refusals_and_follows_a_faster_service`."""
     estimates: list[tuple[float | None, float | None]] = []
     refused = ListenerPacer.refused
 
@@ -224,7 +228,8 @@ def test_an_unlucky_pair_of_refusals_does_not_slow_a_long_listener_for_good(
     monkeypatch.setattr(ListenerPacer, "refused", recording_refused)
     world, triples = skewed({"listener-big": 100}, latency_ms=[20, 80], task_seconds=0.3, faults={"seed": 13})
     ran = simulate(tmp_path, world, triples, RunnerConfig())
-    assert any(b is not None and a is not None and a >= 2 * b for b, a in estimates)  # the doubling happened
+    doubled = [(b, a) for b, a in estimates if b is not None and a is not None and a >= 2 * b]
+    assert len(doubled) <= 1  # never two doublings: the estimate came down in between, or never went up
     assert ran.outcomes() == Counter({"succeeded": 100})
     assert ran.elapsed_s <= 1.25 * 100 * 0.3, ran.elapsed_s
     assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 5
