@@ -87,7 +87,7 @@ def test_verbose_works_after_the_command_too(tmp_path: Path) -> None:
     world.write_text(json.dumps(data), encoding="utf-8")
     mapping = write_mapping(tmp_path / "m.csv", rows)
     logged = "batchcert.runner: listener listener-aaaa0001 is denied"
-    for n, flags in enumerate((["-v", "run"], ["run", "--verbose"], ["run"])):
+    for n, flags in enumerate((["-v", "run"], ["run", "-v"], ["run"])):
         args = [*flags, str(mapping), "--world", str(world), "--yes", "--out", str(tmp_path / f"run{n}")]
         done = batchcert(*args)
         assert done.returncode == 1, (args, done.stderr)

@@ -116,11 +116,11 @@ def change_with_the_sdk(server: ThreadedEmulator, domain: str, certificate_id: s
 def test_a_busy_listener_this_run_did_not_cause_is_read_before_anything_is_resent(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """Someone else changes x (a 1.5 s task) just before this run sends x and y, unread (--no-preflight, as if the
+    """Someone else changes x (a 1 s task) just before this run sends x and y, unread (--no-preflight, as if the
     two read the listener at the same moment): x is refused as busy, read, found at its target — `unchanged`,
     "changed by someone else", not sent again; y, refused as busy too, is read, found at its old certificate and
     applied once the task is over. The ledger: x once (theirs), y once (ours)."""
-    data, _ = migration_world({L1: ["x.example.com", "y.example.com"]}, task_seconds=1.5, latency_ms=5)
+    data, _ = migration_world({L1: ["x.example.com", "y.example.com"]}, task_seconds=1.0, latency_ms=5)
     server = threaded_emulator(emu.World.from_dict(data))
     change_with_the_sdk(server, "x.example.com", "cert-new")
     rows = [(L1, "x.example.com", "cert-new"), (L1, "y.example.com", "cert-new")]
