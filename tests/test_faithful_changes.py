@@ -257,3 +257,79 @@ def test_an_edited_failed_csv_survives_report_and_rerun(tmp_path: Path) -> None:
         assert failed.read_bytes() == edited
         assert "failed.csv is not the file batchcert last wrote there" in done.output
     assert (run_dir / "failed-2.csv").is_file()
+
+
+def mutual_tls_world() -> dict[str, Any]:
+    """a and b on cert-old with client CA cert-ca0; client CAs cert-ca1 and cert-ca2 uploaded."""
+    data, _ = migration_world({L1: ["a.example.com", "b.example.com"]}, task_seconds=0.05, latency_ms=5)
+    data["certificates"] |= {f"cert-ca{i}": {"type": 1, "domains": []} for i in range(3)}
+    for domain in data["listeners"][L1]["domains"].values():
+        domain["poly_client_certificate_ids"] = ["cert-ca0"]
+    return data
+
+
+@pytest.mark.usefixtures("credentials_env")
+def test_an_unknown_client_ca_column_stops_the_run_before_anything_is_sent(
+    tmp_path: Path, threaded_emulator: Callable[..., ThreadedEmulator]
+) -> None:
+    """`CA列表` is no name batchcert knows: the run refuses the file (exit 2) and the service sees no change."""
+    from batchcert.errors import MappingError
+
+    server = threaded_emulator(world_of(mutual_tls_world()))
+    mapping = write_mapping(
+        tmp_path / "m.csv",
+        [(L1, "a.example.com", "cert-new", "rotation 2026", "cert-ca1;cert-ca2")],
+        ("ListenerId", "Domain", "CertificateId", "备注", "CA列表"),
+    )
+    with pytest.raises(MappingError, match=r"'CA列表' \(column E\)"):
+        run_against(server, mapping, tmp_path / "run", runner=FAST)
+    assert applied(server) == Counter() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.usefixtures("credentials_env")
+def test_ids_spilled_into_a_note_column_are_never_sent_as_a_shorter_list(
+    tmp_path: Path, threaded_emulator: Callable[..., ThreadedEmulator]
+) -> None:
+    """`cert-ca1,cert-ca2` unquoted in a CSV spills cert-ca2 into the note column: that row is invalid and not sent
+    (its CA list would shrink to one); the other row is sent with both of its CAs."""
+    server = threaded_emulator(world_of(mutual_tls_world()))
+    mapping = tmp_path / "m.csv"
+    mapping.write_text(
+        "ListenerId,Domain,CertificateId,PolyClientCertificateIds,备注\n"
+        f"{L1},a.example.com,cert-new,cert-ca1,cert-ca2\n"
+        f'{L1},b.example.com,cert-new,"cert-ca1,cert-ca2",ok\n',
+        encoding="utf-8",
+    )
+    run_dir = tmp_path / "run"
+    summary = run_against(server, mapping, run_dir, runner=FAST)
+    assert applied(server) == Counter({"b.example.com": 1})
+    lines = report_rows(run_dir)
+    assert lines["2"]["outcome"] == "invalid" and "spilled" in lines["2"]["error_message"]
+    assert lines["3"]["outcome"] == "succeeded"
+    assert server.world.listeners[L1].domains["b.example.com"].poly_client_certificate_ids == ["cert-ca1", "cert-ca2"]
+    assert summary.exit_code == 1
+
+
+@pytest.mark.usefixtures("credentials_env")
+def test_a_two_level_merged_header_sends_the_client_cas_under_it(
+    tmp_path: Path, threaded_emulator: Callable[..., ThreadedEmulator]
+) -> None:
+    """`证书` merged over `服务器证书ID | 客户端CA证书ID`: the client CA column counts (it used to be `column D`,
+    silently dropped, and the row "succeeded" with its old CAs)."""
+    import openpyxl
+
+    server = threaded_emulator(world_of(mutual_tls_world()))
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["监听器ID", "域名", "证书", None])
+    sheet.append([None, None, "服务器证书ID", "客户端CA证书ID"])
+    sheet.append([L1, "a.example.com", "cert-new", "cert-ca2"])
+    for merged in ("A1:A2", "B1:B2", "C1:D1"):
+        sheet.merge_cells(merged)
+    mapping = tmp_path / "m.xlsx"
+    book.save(mapping)
+    run_against(server, mapping, tmp_path / "run", runner=FAST)
+    assert applied(server) == Counter({"a.example.com": 1})
+    domain = server.world.listeners[L1].domains["a.example.com"]
+    assert (domain.certificate_id, domain.poly_client_certificate_ids) == ("cert-new", ["cert-ca2"])
