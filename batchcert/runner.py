@@ -103,9 +103,11 @@ class RunnerConfig:
     preflight: bool = True
     #: read every touched listener again after its last change and record `verified` per row
     verify: bool = True
-    #: retries the run may spend before any success, and retries each success earns (gRPC-style retry throttling)
-    retry_budget_initial: float = 20.0
-    retry_budget_per_success: float = 2.0
+    #: the run-wide retry budget (`schedule.RetryBudget`): retries per second always allowed, the share of recent
+    #: successes allowed on top, over a window of this many seconds — 5/s is a quarter of the API's 20/s
+    retry_budget_min_per_s: float = 5.0
+    retry_budget_percent: float = 0.2
+    retry_budget_window_s: float = 10.0
 
     def retry_policy(self, max_attempts: int) -> RetryPolicy:
         return RetryPolicy(max_attempts, self.backoff_initial_s, self.backoff_max_s, self.backoff_jitter_s)
@@ -253,7 +255,9 @@ class Runner:
         #: after an ambiguous answer, before giving up
         self.settings = settings or RunSettings()
         self.pacer = ListenerPacer(config.listener_task_s)
-        self.budget = RetryBudget(config.retry_budget_initial, config.retry_budget_per_success)
+        self.budget = RetryBudget(
+            self.clock, config.retry_budget_min_per_s, config.retry_budget_percent, config.retry_budget_window_s
+        )
         self.policy = config.retry_policy(self.settings.max_attempts)
         self.sleeper = Sleeper()
         self.stop_reason = ""

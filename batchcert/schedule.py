@@ -20,6 +20,7 @@ Design (docs/scheduling.md has the reasoning and the figures):
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import heapq
 import itertools
@@ -365,29 +366,49 @@ class ListenerPacer:
 
 
 class RetryBudget:
-    """A run-wide allowance of retries: starts at `initial`, each retry costs one, each success earns `per_success`,
-    never holding more than five times the initial allowance — so an outage after a long good stretch still stops
-    within a bounded number of retries (gRPC-style retry throttling, https://github.com/grpc/proposal/blob/master/
-    A6-client-retries.md#throttling-retry-attempts-and-hedged-rpcs)."""
+    """A run-wide allowance of retries that is a rate, not a pot (Finagle's RetryBudget,
+    https://twitter.github.io/finagle/guide/Clients.html#retries): within any `window_s`, at most `min_per_s` ×
+    `window_s` retries, plus `percent` of the successes answered in that window. A flaky service costs bounded quota
+    per second, never the run: retries go on at the floor rate however slowly successes come back (a pot of 20
+    emptied before the first success of a 50 ms network came back, and every later row ended retryable); a total
+    outage costs at most the floor rate in retries, however long it lasts. Times on `clock`."""
 
-    def __init__(self, initial: float, per_success: float) -> None:
-        self.tokens = initial
-        self._per_success = per_success
-        self._cap = max(initial, 1.0) * 5
+    def __init__(self, clock: Clock, min_per_s: float = 5.0, percent: float = 0.2, window_s: float = 10.0) -> None:
+        self._clock = clock
+        self._reserve = min_per_s * window_s
+        self._percent = percent
+        self._window_s = window_s
+        self._retries: collections.deque[float] = collections.deque()
+        self._successes: collections.deque[float] = collections.deque()
+        #: retries taken in the whole run (the report says how many when the budget refused one)
         self.spent = 0
+        self._said = False
+
+    def _forget_before(self, now: float) -> None:
+        horizon = now - self._window_s
+        for times in (self._retries, self._successes):
+            while times and times[0] <= horizon:
+                times.popleft()
 
     def take(self) -> bool:
-        if self.tokens < 1:
-            if self.spent and self.tokens >= 0:
+        """A retry now, when the window allows one."""
+        now = self._clock.now()
+        self._forget_before(now)
+        if len(self._retries) + 1 > self._reserve + self._percent * len(self._successes):
+            if not self._said:
                 log.info("run-wide retry budget exhausted after %d retries", self.spent)
-                self.tokens = -1.0  # say it once per exhaustion
+                self._said = True  # say it once per exhaustion
             return False
-        self.tokens -= 1
+        self._said = False
+        self._retries.append(now)
         self.spent += 1
         return True
 
     def earn(self) -> None:
-        self.tokens = min(self._cap, max(self.tokens, 0.0) + self._per_success)
+        """A success answered now (it lets `percent` of a retry more into the window)."""
+        now = self._clock.now()
+        self._forget_before(now)
+        self._successes.append(now)
 
 
 @dataclass(frozen=True)

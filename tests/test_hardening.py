@@ -46,7 +46,7 @@ def test_combined_network_faults_lose_nothing(
     }
     world, rows = one_row_listeners(200, faults=faults, clock_offset_s=600)
     server = threaded_emulator(world)
-    config = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.1, backoff_max_s=1.0, retry_budget_initial=200)
+    config = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.1, backoff_max_s=1.0, retry_budget_min_per_s=20)
     summary = run_mapping(
         RunRequest(
             mapping=write_mapping(tmp_path / "m.csv", rows),

@@ -236,10 +236,11 @@ def test_an_unlucky_pair_of_refusals_does_not_slow_a_long_listener_for_good(
 
 
 def test_an_outage_is_bounded_by_the_retry_budget(tmp_path: Path) -> None:
-    """Every write fails: the run-wide budget caps the retries (40 rows + 10 retries, not 40 × 6)."""
+    """Every write fails: the run-wide budget caps the retries (40 rows + 10 retries in the run's few seconds — one
+    window of the budget at 1/s — not 40 × 6)."""
     listeners = {f"listener-out{i:03d}": 1 for i in range(40)}
     world, triples = skewed(listeners, faults={"probabilities": {"InternalError": 1.0}})
-    ran = simulate(tmp_path, world, triples, RunnerConfig(retry_budget_initial=10, backoff_initial_s=0.05))
+    ran = simulate(tmp_path, world, triples, RunnerConfig(retry_budget_min_per_s=1.0, backoff_initial_s=0.05))
     assert 40 <= ran.api.emulator.stats["InternalError"] <= 50
     assert ran.outcomes() == Counter({"retryable": 40})
     messages = [r.error_message for r in ran.journal.report_records()]
@@ -362,7 +363,7 @@ def test_rows_waiting_aside_are_bounded_per_listener(tmp_path: Path) -> None:
     MAX_PARKED_PER_LANE of them at once beside the one taking the lane, and one change is in flight at a time."""
     world, triples = skewed({"listener-down": 30}, latency_ms=20, task_seconds=0.3)
     world["faults"] = {"probabilities": {"InternalError": 1.0}}
-    config = RunnerConfig(retry_budget_initial=1000, backoff_initial_s=1.0, backoff_jitter_s=0.1)
+    config = RunnerConfig(retry_budget_min_per_s=100, backoff_initial_s=1.0, backoff_jitter_s=0.1)
     ran, api = simulate_recorded(tmp_path / "down", world, triples, config=config, timeout_s=2.0)
     assert ran.outcomes() == Counter({"retryable": 30})
     spans: dict[str, list[float]] = {}
@@ -615,7 +616,7 @@ def test_retry_call_stops_on_attempts_budget_and_stop() -> None:
         rng = random.Random(1)
         tries = await retry_call(always_fail, policy=policy, sleeper=Sleeper(), rng=rng)
         assert (len(tries.results), tries.gave_up, calls) == (3, GaveUp.ATTEMPTS, [None, failure, failure])
-        budget = RetryBudget(1, 1)
+        budget = RetryBudget(LoopClock(), min_per_s=0.1, window_s=10)  # one retry in any 10 s
         tries = await retry_call(always_fail, policy=policy, sleeper=Sleeper(), rng=rng, budget=budget)
         assert (len(tries.results), tries.gave_up) == (2, GaveUp.BUDGET)
         sleeper = Sleeper()
@@ -649,7 +650,7 @@ def test_scheduling_decisions_are_logged(caplog: pytest.LogCaptureFixture) -> No
         pacer = ListenerPacer(0.5)
         pacer.accepted(0.5)
         pacer.refused(0.4)
-        budget = RetryBudget(1, 1)
+        budget = RetryBudget(FixedClock(), min_per_s=0.1, window_s=10)
         assert budget.take() and not budget.take()
     text = caplog.text
     assert "ModifyCertificate throttled: rate cut to 14.00/s" in text
@@ -683,3 +684,67 @@ def test_a_late_send_is_charged_to_the_next_grant() -> None:
     # a stall longer than the tolerance is charged: sends stay an interval apart but for the tolerated lag
     assert all(b - a >= interval - LAG_TOLERANCE_S - 1e-6 for a, b in itertools.pairwise(sent)), sent
     assert sent[-1] - sent[0] >= 4 * interval + 0.03 - LAG_TOLERANCE_S - 1e-6, sent
+
+
+class FixedClock:
+    """A clock that never moves (for the budget outside a loop)."""
+
+    def now(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        return None
+
+
+def closed_and_flaky(latency_ms: int, task_s: float) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """30 rows on 30 listeners of a stopped connection, and 20 healthy rows (20 listeners) each answered two
+    InternalErrors before it succeeds — the scenario that emptied the old pot of 20 retries before the first
+    success came back."""
+    listeners = {f"listener-shut{i:03d}": 1 for i in range(30)} | {f"listener-flak{i:03d}": 1 for i in range(20)}
+    world, triples = skewed(listeners, latency_ms=latency_ms, task_seconds=task_s)
+    for lid in world["listeners"]:
+        if "shut" in lid:
+            world["listeners"][lid]["proxy_status"] = "STOPPED"
+    world["faults"] = {
+        "domains": {d: [{"kind": "InternalError", "times": 2}] for lid, d, _ in triples if "flak" in lid}
+    }
+    return world, triples
+
+
+@pytest.mark.parametrize("task_s", [0.3, 2.0])
+@pytest.mark.parametrize("latency_ms", [50, 150, 300])
+def test_the_retry_budget_is_a_rate_that_a_slow_network_does_not_empty(
+    tmp_path: Path, latency_ms: int, task_s: float
+) -> None:
+    """Closed connections and two InternalErrors per healthy row, at 50–300 ms and with short or long tasks: every
+    healthy row succeeds (its retries come at the budget's floor rate, whenever its successes come back), every row
+    of the stopped connection ends retryable without retries."""
+    world, triples = closed_and_flaky(latency_ms, task_s)
+    ran = simulate(tmp_path, world, triples, RunnerConfig())
+    outcomes = {r.domain: r.outcome for r in ran.journal.report_records()}
+    assert {outcomes[d] for lid, d, _ in triples if "flak" in lid} == {"succeeded"}
+    assert {outcomes[d] for lid, d, _ in triples if "shut" in lid} == {"retryable"}
+    assert ran.api.emulator.stats["InternalError"] == 40  # two each, never more
+    assert ran.runner.budget.spent == 40
+
+
+def test_a_long_outage_costs_at_most_the_floor_rate_in_retries(tmp_path: Path) -> None:
+    """Every write fails for the whole run — 1,200 rows, a minute of first attempts at 20/s: the retries stay within
+    the budget's floor (5/s over a 10 s window: 50 in any 10 s), whatever the rows' attempts would allow."""
+    listeners = {f"listener-down{i:04d}": 1 for i in range(1200)}
+    world, triples = skewed(listeners, latency_ms=20, faults={"probabilities": {"InternalError": 1.0}})
+    config = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.5)
+    ran, api = simulate_recorded(tmp_path / "down", world, triples, config=config)
+    assert ran.outcomes() == Counter({"retryable": 1200})
+    assert ran.elapsed_s >= 55  # the outage lasted a minute of first attempts
+    firsts: set[str] = set()
+    retries = []
+    for w in sorted(api.writes, key=lambda w: w.sent_s):
+        if w.domain in firsts:
+            retries.append(w.sent_s)
+        firsts.add(w.domain)
+    # the budget counts a retry when it allows it, after the failed answer; the retry leaves after its backoff (at most
+    # 0.55 s here) and the gate: a send-time window may hold what one second of the floor allowed just before it
+    assert max_in_window(retries, 10.0) <= 50 + 5
+    assert len(retries) <= 5 * ran.elapsed_s + 50
+    assert len(retries) > 5 * 10 * 10  # the floor renews with time (the old pot allowed 20 in all)
