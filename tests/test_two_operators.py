@@ -295,3 +295,24 @@ def test_temp_files_of_a_killed_write_are_removed_by_the_next_report(tmp_path: P
     assert not marker_write.exists()
     assert going_on.exists() and backup.exists()
     assert (run_dir / "failed.csv").is_file()
+
+
+def test_a_rerun_of_a_copied_run_directory_warns_that_the_original_must_not_be_rerun(tmp_path: Path) -> None:
+    """A run directory records where it was made; rerun at another path (a copy), it says so before sending."""
+    data, rows = migration_world({L1: ["a.example.com"]}, task_seconds=0.05, latency_ms=1)
+    data["faults"] = {"domains": {"a.example.com": [{"kind": "code", "code": "ResourceUnavailable", "times": 1}]}}
+    world = tmp_path / "world.json"
+    world.write_text(json.dumps(data), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    code, output = invoke(
+        "run", str(write_mapping(tmp_path / "m.csv", rows)), "--world", str(world), "--out", str(run_dir),
+        "--max-attempts", "1", home=tmp_path,
+    )  # fmt: skip
+    assert code == 1, output
+    code, output = invoke("rerun", str(run_dir), "--yes", home=tmp_path)
+    assert "is rerun at" not in output  # where it was made: no warning
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    code, output = invoke("rerun", str(copy), "--yes", home=tmp_path)
+    assert code == 0, output
+    assert f"made at {run_dir.resolve()}" in output and f"rerun at {copy.resolve()}" in output
