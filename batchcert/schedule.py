@@ -57,7 +57,6 @@ TIMER_LATENESS_S = 0.001
 #: a tick's worth per turn (docs/scheduling.md, "CPU"). At most rate × BURST_S extra requests in any second — 0.1% of
 #: the ceiling, inside RATE_MARGIN's 4%; below 2,000/s (the API's 20/s) the capacity is one and nothing changes.
 BURST_S = 0.001
-THROTTLED = "RequestLimitExceeded"
 #: The least send-to-send gap `ListenerPacer` keeps on one listener while the service has refused nothing: the event
 #: loop's timer resolution (1 ms). A real GAAP task takes seconds (docs/gaap-api.md, "Listener tasks"), so the probe
 #: meets a refusal long before this; it binds only against a service whose tasks end at once — an emulator or a
@@ -296,7 +295,7 @@ class Quota:
             result = await api.send(action, params)
         finally:
             self.in_flight -= 1
-        if (result.code or "").startswith(THROTTLED):
+        if classify.is_throttling(result.code or ""):  # RequestLimitExceeded* and its namesakes (classify.THROTTLED)
             gate.throttled(granted_at)
         elif result.http_status == 200:
             gate.succeeded()

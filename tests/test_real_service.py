@@ -87,7 +87,6 @@ def test_a_closed_connection_spends_nothing_of_the_healthy_rows(tmp_path: Path) 
     "code",
     [
         "FailedOperation.ListenerStatusError",
-        "FailedOperation.InstanceStatusNotInRuning",
         "FailedOperation.ResourceUpgrading",
         "FailedOperation.ActionIsDoing",
         "FailedOperation.ActionOperateTooQuickly",

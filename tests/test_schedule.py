@@ -748,3 +748,25 @@ def test_a_long_outage_costs_at_most_the_floor_rate_in_retries(tmp_path: Path) -
     assert max_in_window(retries, 10.0) <= 50 + 5
     assert len(retries) <= 5 * ran.elapsed_s + 50
     assert len(retries) > 5 * 10 * 10  # the floor renews with time (the old pot allowed 20 in all)
+
+
+@pytest.mark.parametrize(
+    ("code", "cut"),
+    [("RequestLimitExceeded", True), ("LimitExceeded.RateLimitExceeded", True), ("LimitExceeded", False)],
+)
+def test_a_rate_limit_by_either_name_slows_the_gate(code: str, cut: bool) -> None:
+    """`LimitExceeded.RateLimitExceeded` (a request rate, classify.THROTTLED) cuts the gate's rate like
+    `RequestLimitExceeded`; a bare `LimitExceeded` (a quota) does not."""
+
+    class Answering:
+        async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+            return CallResult(code, "limit", http_status=200)
+
+    async def main() -> float:
+        quota = Quota(20)
+        await quota.send(Answering(), "ModifyCertificate", {})
+        rate = quota.gate("ModifyCertificate").rate_per_s
+        quota.close()
+        return rate
+
+    assert (run_virtual(main()) < 20) is cut
