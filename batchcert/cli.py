@@ -631,7 +631,8 @@ def inventory(
     _verbose: VerboseOpt = False,
 ) -> None:
     """List every HTTPS listener and domain with the certificates it uses (inventory.csv, inventory.xlsx); with
-    --replace OLD=NEW, also the mapping that rotates OLD out everywhere."""
+    --replace OLD=NEW, also the mapping that rotates OLD out everywhere. A connection it may not search is named (on
+    stderr, in inventory.csv and in the summary) and the others are read: exit 1."""
     from batchcert.workflow import InventoryRequest, take_inventory
 
     request = InventoryRequest(
@@ -655,16 +656,28 @@ def inventory(
         found = take_inventory(request, step)
     except BatchcertError as exc:
         raise _fail(exc) from None
+    holes = found.not_searched
+    for hole in holes:
+        err.print(
+            f"not searched: {hole} {hole.name!r} ({hole.status}) — {hole.action} answered {hole.reason}",
+            highlight=False,
+            markup=False,
+        )
+    connections = len({(hole.scope, hole.connection_id) for hole in holes})
+    missing = f" — {connections} connection(s) not searched" if holes else ""
     out.print(
-        f"{found.listeners} HTTPS listener(s), {found.domains} domain(s), {found.certificates} certificate(s)",
+        f"{found.listeners} HTTPS listener(s), {found.domains} domain(s), {found.certificates} certificate(s){missing}",
         highlight=False,
     )
+    named = ", ".join(str(hole) for hole in holes)
     if found.rotation is not None:
         r = found.rotation
         out.print(
             f"To replace: {r.domain_server} domain server certificate(s), {r.listener_server} listener server "
-            f"certificate(s), {r.client_lists} client CA list(s) — {len(r.lines)} mapping row(s)",
+            f"certificate(s), {r.client_lists} client CA list(s) — {len(r.lines)} mapping row(s)"
+            + (f"; not searched: {named}" if holes else ""),
             highlight=False,
+            markup=False,
         )
     for path in found.files:
         out.print(str(path), highlight=False, markup=False)
@@ -676,6 +689,16 @@ def inventory(
                 where += [flag, str(value)]
         args = shlex.join(where)
         out.print(f"Next: batchcert plan {args}, then batchcert run {args}", highlight=False, markup=False)
+    if holes:
+        err.print(
+            f"incomplete: {connections} connection(s) not searched ({named}) — inventory.csv lists each with the code "
+            "and message that refused it; what is on them is not in the inventory"
+            + (" nor in mapping.csv" if found.rotation is not None else "")
+            + f". To search them: {found.advice}, then run inventory again.",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(ExitCode.ROWS_NOT_DONE)
 
 
 @app.command("emulator")

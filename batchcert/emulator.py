@@ -14,8 +14,11 @@ The world file is a contract other tools write (every key but `listeners` and `c
 ```
 {"credentials": {"<SecretId>": "<SecretKey>"},              optional; demo credentials are used (and printed) if absent
  "rate_limit": 20, "task_seconds": 0.3, "latency_ms": 20,    optional; latency_ms may be [min, max]
- "proxies": {"link-…": {"name": "…", "status": "RUNNING", "version": "3.0", "group_id": null}},
- "groups": {"lg-…": {"name": "…", "status": "RUNNING", "version": "3.0"}},
+ "proxies": {"link-…": {"name": "…", "status": "RUNNING", "version": "3.0", "group_id": null, "project_id": 0,
+                        "denied_actions": ["DescribeHTTPSListeners"],
+                        "refused_actions": {"DescribeRules": "FailedOperation.NotSupportOldVersionProxy"}}},
+ "groups": {"lg-…": {"name": "…", "status": "RUNNING", "version": "3.0", "project_id": 0,
+                     "refused_actions": {"DescribeHTTPSListeners": "FailedOperation.NotSupportProxyGroup"}}},
  "listeners": {"listener-…": {"proxy_id": "link-…", "certificate_id": "cert-…",
      "protocol": "HTTPS", "port": 443, "name": "…", "auth_type": 0, "client_certificate_ids": [],
      "forward_protocol": "HTTP",
@@ -28,8 +31,13 @@ The world file is a contract other tools write (every key but `listeners` and `c
             "domains": {"www.example.com": [{"kind": "InternalError", "times": 2}, {"kind": "changing", "seconds": 1}]},
             "listeners": {"listener-…": [{"kind": "task_fail"}]}},
  "competing_rate": 0,                                          optional; requests/s another client spends of each limit
- "clock_offset_s": 0}                                         optional; the server clock runs this far ahead
+ "clock_offset_s": 0,                                         optional; the server clock runs this far ahead
+ "listing_quirks": {"DescribeProxyGroupList": {"empty_from_offset": 100},    optional, for tests of the reader
+                    "DescribeProxies": {"instance_set_only": true}}}
 ```
+`latency_ms` (a number, or [min, max] drawn per request; half is spent before the request is processed, half after)
+is the world's, so each test sets its own; `World.latency_ms` may also be changed while the emulator serves.
+
 Connections. A listener sits on a proxy (`proxy_id`, a key of `proxies`) or on a proxy group (`group_id`, a key of
 `groups`), never both; a proxy in a group (`group_id`) has no listeners of its own. A listener naming neither (every
 world written before proxies existed) gets a proxy of its own, synthesized on load as `link-<listener id without
@@ -41,6 +49,24 @@ certificate actions and appear in DescribeHTTPSListeners (a listener of another 
 one), HTTP ones appear in DescribeHTTPListeners, TCP/UDP ones have no domains. `name` defaults to the listener id,
 `port` to 443, `auth_type` to 0 (one-way; 1 mutual), `client_certificate_ids` (the listener's own client CAs) to [].
 Order of every listing: the world file's order (synthesized proxies after the named ones).
+
+Projects and listings. Proxies and groups sit in a project (`project_id`, default 0, the default project).
+DescribeProxyGroupList with `ProjectId` -1 lists every project's groups, with another number that project's, and
+without `ProjectId` the default project's only (the adversarial reading: the reference gives no default);
+DescribeProxies lists every project's proxies unless a `ProjectId` filter names some. Every listing pages with
+`Offset`/`Limit` (at most the action's MAX_LIMIT) and answers the true `TotalCount`; DescribeProxies carries the
+proxies in both `ProxySet` and the older `InstanceSet`. `listing_quirks` (by action) makes a listing misbehave for
+tests: `empty_from_offset` answers empty pages from that Offset on (TotalCount unchanged), `instance_set_only`
+(DescribeProxies) leaves `ProxySet` out.
+
+Refusals scoped to a connection. A proxy's or group's `denied_actions` are answered `UnauthorizedOperation` (CAM
+scoped to some connections) and its `refused_actions` answer the code given (`FailedOperation.NotSupportProxyGroup`,
+`FailedOperation.NotSupportOldVersionProxy`, `ResourceNotFound`, …), for requests of those actions on it: a listener
+listing by its ProxyId/GroupId, and any action on a listener that sits on it (DescribeHTTPSListeners by ListenerId,
+DescribeRules, the writes). Writes on a listener whose connection is not RUNNING are refused:
+ModifyHTTPSListenerAttribute with `FailedOperation.InstanceStatusNotInRuning` (a proxy) or
+`FailedOperation.GroupStatusNotInRuning` (a group), ModifyCertificate with `FailedOperation.ProxyStatusNotInRuning` /
+`FailedOperation.GroupStatusNotInRuning`; listings of it still answer, with its status.
 
 Certificates. Times are unix seconds or ISO 8601 strings (UTC when no offset is given); to_dict writes unix seconds.
 `expires_in_days` (may be negative: expired) sets `end_time` relative to the emulator's wall clock when it starts.
@@ -88,7 +114,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -188,6 +214,7 @@ _REAL_SERVER_REGION = {"RegionId": "na-siliconvalley", "RegionName": "Silicon Va
 
 #: scripted fault kinds that act on a change once it is applied (a refused attempt does not use them up)
 _APPLY_FAULTS = frozenset({"task_fail"})
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -219,6 +246,11 @@ class ProxyState:
     version: str = "3.0"
     group_id: str | None = None
     owner: str | None = None
+    #: the project it belongs to (0: the default project)
+    project_id: int = 0
+    #: what CAM or the service answers this credential for an action on this connection or a listener on it
+    #: (action → code; `denied_actions` in the world file are UnauthorizedOperation)
+    refused_actions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -228,6 +260,10 @@ class GroupState:
     name: str = ""
     status: str = "RUNNING"
     version: str = "3.0"
+    #: the project it belongs to (0: the default project)
+    project_id: int = 0
+    #: action → code answered for that action on this group or a listener on it (see ProxyState)
+    refused_actions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -306,6 +342,24 @@ class Certificate:
 
 
 @dataclass
+class ListingQuirk:
+    """How a paged listing misbehaves, for tests of the reader (world key `listing_quirks`, by action)."""
+
+    #: pages from this Offset on come back empty while TotalCount still counts every match (None: never)
+    empty_from_offset: int | None = None
+    #: DescribeProxies answers the older `InstanceSet` only, without `ProxySet`
+    instance_set_only: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.empty_from_offset is not None:
+            data["empty_from_offset"] = self.empty_from_offset
+        if self.instance_set_only:
+            data["instance_set_only"] = True
+        return data
+
+
+@dataclass
 class Faults:
     seed: int = 0
     hang_seconds: float = 30.0
@@ -348,6 +402,8 @@ class World:
     denied_actions: list[str] = field(default_factory=list)
     proxies: dict[str, ProxyState] = field(default_factory=dict)
     groups: dict[str, GroupState] = field(default_factory=dict)
+    #: paged listings that misbehave (by action), for tests: early empty pages, InstanceSet only
+    listing_quirks: dict[str, ListingQuirk] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any) -> World:
@@ -390,6 +446,13 @@ class World:
             return Connection("proxy", listener.proxy_id, listener.proxy_version, listener.proxy_status)
         return Connection("proxy", listener.proxy_id, proxy.version, proxy.status)
 
+    def refusal(self, kind: str, connection_id: str, action: str) -> str | None:
+        """The code a proxy's or a group's `refused_actions` answer for `action` on it (None: allowed)."""
+        state: ProxyState | GroupState | None = (
+            self.proxies.get(connection_id) if kind == "proxy" else self.groups.get(connection_id)
+        )
+        return state.refused_actions.get(action) if state is not None else None
+
     def proxy_view(self, proxy_id: str) -> tuple[str, str]:
         """(version, status) of a proxy as DescribeProxies reads it (a synthesized one: its listener's)."""
         proxy = self.proxies[proxy_id]
@@ -420,16 +483,19 @@ class World:
             "clock_offset_s": self.clock_offset_s,
             "proxies": {
                 pid: {"name": p.name, "status": p.status, "version": p.version, "group_id": p.group_id}
+                | _connection_extras(p)
                 for pid, p in self.proxies.items()
                 if p.owner is None
             },
             "groups": {
-                gid: {"name": g.name, "status": g.status, "version": g.version} for gid, g in self.groups.items()
+                gid: {"name": g.name, "status": g.status, "version": g.version} | _connection_extras(g)
+                for gid, g in self.groups.items()
             },
             "listeners": {lid: self._listener_dict(lid, ls) for lid, ls in self.listeners.items()},
             "certificates": {cid: c.to_dict() for cid, c in self.certificates.items()},
             "missing_listener_code": self.missing_listener_code,
             "denied_actions": list(self.denied_actions),
+            "listing_quirks": {action: q.to_dict() for action, q in self.listing_quirks.items()},
         }
 
     def _listener_dict(self, listener_id: str, ls: ListenerState) -> dict[str, Any]:
@@ -465,6 +531,59 @@ class World:
             for name, d in ls.domains.items()
         }
         return data
+
+
+def _connection_extras(state: ProxyState | GroupState) -> dict[str, Any]:
+    """The world-file keys of a proxy or group beyond name, status, version (and group_id)."""
+    data: dict[str, Any] = {"project_id": state.project_id}
+    if state.refused_actions:
+        data["refused_actions"] = dict(state.refused_actions)
+    return data
+
+
+def _refused_actions(where: str, spec: dict[str, Any]) -> dict[str, str]:
+    """A proxy's or group's `denied_actions` (UnauthorizedOperation) and `refused_actions` (action → code)."""
+    refused = {str(action): "UnauthorizedOperation" for action in spec.get("denied_actions") or []}
+    for action, code in dict(spec.get("refused_actions") or {}).items():
+        if not isinstance(code, str) or not code:
+            raise ValueError(
+                f"{where}: refused_actions[{action!r}] must be an error code such as UnauthorizedOperation"
+            )
+        refused[str(action)] = code
+    return refused
+
+
+def _project_id(where: str, spec: dict[str, Any]) -> int:
+    value = spec.get("project_id", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: project_id must be a project number (0: the default project), not {value!r}")
+    return value
+
+
+def _listing_quirks(data: dict[str, Any]) -> dict[str, ListingQuirk]:
+    quirks: dict[str, ListingQuirk] = {}
+    for action, spec in dict(data.get("listing_quirks") or {}).items():
+        if action not in MAX_LIMIT:
+            raise ValueError(f"listing_quirks: {action!r} is not a paged listing; known: {', '.join(MAX_LIMIT)}")
+        unknown = set(spec) - {"empty_from_offset", "instance_set_only"}
+        if unknown:
+            raise ValueError(f"listing_quirks[{action!r}]: unknown keys {sorted(unknown)}")
+        if spec.get("instance_set_only") and action != ACTION_DESCRIBE_PROXIES:
+            raise ValueError(f"listing_quirks[{action!r}]: instance_set_only is for {ACTION_DESCRIBE_PROXIES} only")
+        empty = spec.get("empty_from_offset")
+        quirks[str(action)] = ListingQuirk(
+            empty_from_offset=int(empty) if empty is not None else None,
+            instance_set_only=bool(spec.get("instance_set_only", False)),
+        )
+    return quirks
+
+
+def _latency_ms(value: Any) -> tuple[float, float]:
+    """`latency_ms`: milliseconds, or [min, max] drawn uniformly per request."""
+    lo, hi = (float(value[0]), float(value[1])) if isinstance(value, list | tuple) else (float(value), float(value))
+    if lo < 0 or hi < lo:
+        raise ValueError(f"latency_ms must be ≥ 0 milliseconds, or [min, max] with 0 ≤ min ≤ max, not {value!r}")
+    return lo, hi
 
 
 def _unix_seconds(value: Any, key: str) -> int:
@@ -554,11 +673,14 @@ def _listener_from_dict(lid: str, spec: dict[str, Any], data: dict[str, Any]) ->
 def _world_from_dict(data: Any) -> World:
     if not isinstance(data, dict):
         raise TypeError("the world must be a JSON object")
-    latency = data.get("latency_ms", 20)
-    lo, hi = (float(latency[0]), float(latency[1])) if isinstance(latency, list) else (float(latency), float(latency))
+    lo, hi = _latency_ms(data.get("latency_ms", 20))
     groups = {
         str(gid): GroupState(
-            name=str(g.get("name") or gid), status=str(g.get("status", "RUNNING")), version=str(g.get("version", "3.0"))
+            name=str(g.get("name") or gid),
+            status=str(g.get("status", "RUNNING")),
+            version=str(g.get("version", "3.0")),
+            project_id=_project_id(f"group {gid}", g),
+            refused_actions=_refused_actions(f"group {gid}", g),
         )
         for gid, g in dict(data.get("groups") or {}).items()
     }
@@ -572,6 +694,8 @@ def _world_from_dict(data: Any) -> World:
             status=str(spec.get("status", "RUNNING")),
             version=str(spec.get("version", "3.0")),
             group_id=str(group_id) if group_id is not None else None,
+            project_id=_project_id(f"proxy {pid}", spec),
+            refused_actions=_refused_actions(f"proxy {pid}", spec),
         )
     listeners = {
         str(lid): _listener_from_dict(str(lid), dict(spec), data)
@@ -609,6 +733,7 @@ def _world_from_dict(data: Any) -> World:
         denied_actions=[str(a) for a in data.get("denied_actions", [])],
         proxies=proxies,
         groups=groups,
+        listing_quirks=_listing_quirks(data),
     )
     world.attach_all()
     return world
@@ -632,7 +757,7 @@ def world_for_rows(rows: Iterable[Row], credentials: dict[str, str] | None = Non
     (`link-…`), on the server certificate `cert-listener0`; a domain row's domain exists (on `cert-previous0`); its
     server certificate is type 2 covering its domain, its client certificates are type 1 (and their listener is
     mutual-TLS). Certificates carry a SubjectCN and the default validity (see the module docstring). `knobs` set
-    rate_limit, task_seconds, latency_ms.
+    rate_limit, task_seconds, latency_ms (milliseconds, or (min, max)).
 
     A row whose `scope` attribute is "listener" (a listener-level change: empty domain) gets its listener and its
     certificates but no domain; rows without that attribute are domain rows."""
@@ -657,12 +782,11 @@ def world_for_rows(rows: Iterable[Row], credentials: dict[str, str] | None = Non
                 listener.auth_type = 1
     for cid, cert in certificates.items():
         cert.subject_cn = cert.domains[0] if cert.domains else cid
-    latency = knobs.pop("latency_ms", 20.0)
     world = World(
         credentials=credentials or {DEMO_SECRET_ID: DEMO_SECRET_KEY},
         listeners=listeners,
         certificates=certificates,
-        latency_ms=(float(latency), float(latency)),
+        latency_ms=_latency_ms(knobs.pop("latency_ms", 20.0)),
         **knobs,
     )
     world.attach_all()
@@ -1053,7 +1177,36 @@ class Emulator:
                 f"You are not authorized to perform operation (gaap:{action}) on resource "
                 f"(qcs::gaap::uin/100000000001:listener/{listener_id}).",
             )
+        connection = self.world.connection(listener_id)
+        self._refuse_on(connection.kind, connection.id, action)
         return listener
+
+    def _refuse_on(self, kind: str, connection_id: str, action: str) -> None:
+        """Answer the code the proxy's or group's `refused_actions` name for `action` (CAM scoped to some connections,
+        or a connection the action does not support), if any."""
+        code = self.world.refusal(kind, connection_id, action)
+        if code is None:
+            return
+        what = "connection" if kind == "proxy" else "connection group"
+        resource = f"qcs::gaap::uin/100000000001:{'proxy' if kind == 'proxy' else 'proxyGroup'}/{connection_id}"
+        denied = f"You are not authorized to perform operation (gaap:{action}) on resource ({resource})."
+        messages = {
+            "UnauthorizedOperation": denied,
+            "AuthFailure.UnauthorizedOperation": denied,
+            "FailedOperation.NotSupportProxyGroup": f"The connection group `{connection_id}` does not support {action}.",
+            "FailedOperation.NotSupportOldVersionProxy": (
+                f"The {what} `{connection_id}` is of an old version that does not support {action}."
+            ),
+            "ResourceNotFound": f"The {what} `{connection_id}` does not exist.",
+        }
+        raise ApiError(code, messages.get(code, f"{action} failed on the {what} `{connection_id}`."))
+
+    def _paged(self, action: str, matches: list[T], offset: int, limit: int) -> list[T]:
+        """One page of `matches` — empty from the world's `listing_quirks` offset on, TotalCount untouched."""
+        quirk = self.world.listing_quirks.get(action)
+        if quirk is not None and quirk.empty_from_offset is not None and offset >= quirk.empty_from_offset:
+            return []
+        return matches[offset : offset + limit]
 
     def _https_listener(self, listener_id: str, action: str) -> ListenerState:
         """The listener for an action on HTTPS listeners: one of another protocol answers as a missing listener."""
@@ -1204,6 +1357,10 @@ class Emulator:
             raise ApiError("ResourceNotFound", f"The connection `{proxy_id}` does not exist.")
         if group_id and group_id not in self.world.groups:
             raise ApiError("ResourceNotFound", f"The connection group `{group_id}` does not exist.")
+        if proxy_id:
+            self._refuse_on("proxy", proxy_id, action)
+        if group_id:
+            self._refuse_on("group", group_id, action)
         name, search = params.get("ListenerName"), params.get("SearchValue")
         matches = [
             (lid, ls)
@@ -1216,7 +1373,7 @@ class Emulator:
         ]
         return {
             "TotalCount": len(matches),
-            "ListenerSet": [self._listener_item(lid, ls) for lid, ls in matches[offset : offset + limit]],
+            "ListenerSet": [self._listener_item(lid, ls) for lid, ls in self._paged(action, matches, offset, limit)],
         }
 
     def _listener_item(self, listener_id: str, ls: ListenerState) -> dict[str, Any]:
@@ -1268,9 +1425,13 @@ class Emulator:
             if (wanted is None or pid in wanted)
             and (independent is None or (proxy.group_id is None) == (independent == 1))
             and ("GroupId" not in filters or proxy.group_id in filters["GroupId"])
-            and ("ProjectId" not in filters or "0" in filters["ProjectId"])
+            and ("ProjectId" not in filters or str(proxy.project_id) in filters["ProjectId"])
         ]
-        items = [self._proxy_item(pid, proxy) for pid, proxy in matches[offset : offset + limit]]
+        page = self._paged(ACTION_DESCRIBE_PROXIES, matches, offset, limit)
+        items = [self._proxy_item(pid, proxy) for pid, proxy in page]
+        quirk = self.world.listing_quirks.get(ACTION_DESCRIBE_PROXIES)
+        if quirk is not None and quirk.instance_set_only:
+            return {"TotalCount": len(matches), "InstanceSet": items}
         return {"TotalCount": len(matches), "InstanceSet": items, "ProxySet": copy.deepcopy(items)}
 
     def _proxy_item(self, proxy_id: str, proxy: ProxyState) -> dict[str, Any]:
@@ -1284,7 +1445,7 @@ class Emulator:
             "Version": version,
             "GroupId": proxy.group_id,
             "CreateTime": CREATED_AT,
-            "ProjectId": 0,
+            "ProjectId": proxy.project_id,
             "AccessRegion": _ACCESS_REGION["RegionId"],
             "RealServerRegion": _REAL_SERVER_REGION["RegionId"],
             "AccessRegionInfo": dict(_ACCESS_REGION),
@@ -1306,18 +1467,20 @@ class Emulator:
         }
 
     def _describe_groups(self, params: dict[str, Any]) -> dict[str, Any]:
-        """DescribeProxyGroupList: every group is in the default project (ProjectId -1 or 0 lists them); paged."""
+        """DescribeProxyGroupList: ProjectId -1 lists every project's groups, another number that project's; an
+        absent ProjectId lists the default project's (0) only — the adversarial reading of a parameter the reference
+        gives no default (docs/gaap-api.md, "Inventory and listener certificates"); paged."""
         self._params(params, _GROUPS_PARAMS)
         offset, limit = self._page(params, ACTION_DESCRIBE_GROUPS)
-        project = self._integer(params, "ProjectId", -1)
+        project = self._integer(params, "ProjectId", 0)
         self._filters(params, {"RealServerRegion", "PackageType"})
-        matches: list[tuple[str, GroupState]] = list(self.world.groups.items()) if project in (-1, 0) else []
+        matches = [(gid, g) for gid, g in self.world.groups.items() if project in (-1, g.project_id)]
         items: list[dict[str, Any]] = [
             {
                 "GroupId": gid,
                 "GroupName": group.name or gid,
                 "Domain": None,
-                "ProjectId": 0,
+                "ProjectId": group.project_id,
                 "RealServerRegionInfo": dict(_REAL_SERVER_REGION),
                 "Status": group.status,
                 "TagSet": [],
@@ -1326,7 +1489,7 @@ class Emulator:
                 "ProxyType": 0,
                 "Http3Supported": 0,
             }
-            for gid, group in matches[offset : offset + limit]
+            for gid, group in self._paged(ACTION_DESCRIBE_GROUPS, matches, offset, limit)
         ]
         return {"TotalCount": len(matches), "ProxyGroupList": items}
 
@@ -1340,7 +1503,7 @@ class Emulator:
             raise ApiError("InvalidParameterValue", f"The value of `CertificateType` ({wanted}) is not supported.")
         matches = [(cid, c) for cid, c in self.world.certificates.items() if wanted in (-1, c.type)]
         items: list[dict[str, Any]] = []
-        for cid, cert in matches[offset : offset + limit]:
+        for cid, cert in self._paged(ACTION_DESCRIBE_CERTIFICATES, matches, offset, limit):
             begin, end = cert.validity(self.epoch)
             items.append(
                 {

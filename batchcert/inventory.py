@@ -1,28 +1,38 @@
 """The estate as it is: every HTTPS listener and domain with the certificates it uses, read from the API, and the
 mapping that moves every use of one certificate to another (a rotation).
 
-Reads (docs/gaap-api.md, "Inventory and listener certificates"): `DescribeProxies` and `DescribeProxyGroupList`
-(paged, 100 a page) → `DescribeHTTPSListeners` per proxy not in a group and per group (paged, 50) →
-`DescribeRules` per HTTPS listener, and `DescribeCertificates` (paged, 50) — every request through the run's quota
-(each action its own ceiling) with the run's retries (`LiveReader.call`). A sibling of `runner`: it decides what to
-read; `report` writes the files.
+Reads (docs/gaap-api.md, "Inventory and listener certificates"): `DescribeProxies` (100 a page) and
+`DescribeProxyGroupList` (100 a page, `ProjectId` -1: every project) → `DescribeHTTPSListeners` per proxy not in a
+group and per group (50 a page) → `DescribeRules` per HTTPS listener, and `DescribeCertificates` (50 a page) — every
+request through the run's quota (each action its own ceiling) with the run's retries (`LiveReader.call`). Every paged
+listing reads until it holds `TotalCount` items. A sibling of `runner`: it decides what to read; `report` writes the
+files.
+
+A connection whose listeners this credential may not list (CAM scoped to some connections), or that the listing
+refuses (`FailedOperation.NotSupportProxyGroup`, …), does not stop the others: the inventory reads every place it
+can and names what it could not read (`NotSearched`, carried on `Estate.places`). A refusal of a whole action — a
+top-level listing, or a listing refused on every connection — stops it (InventoryError).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from batchcert import classify
 from batchcert.errors import BatchcertError
 from batchcert.model import (
+    ACTION_DESCRIBE_CERTIFICATES,
     ACTION_DESCRIBE_LISTENERS,
     ACTION_DESCRIBE_RULES,
     DEFAULT_CERTIFICATE,
     SCOPE_DOMAIN,
     SCOPE_LISTENER,
+    CallResult,
+    Disposition,
     MappingLine,
     Place,
 )
@@ -33,6 +43,40 @@ ACTION_DESCRIBE_PROXIES = "DescribeProxies"
 ACTION_DESCRIBE_GROUPS = "DescribeProxyGroupList"
 #: the largest page each listing takes (docs/gaap-api.md, "Inventory and listener certificates")
 PAGE = {ACTION_DESCRIBE_PROXIES: 100, ACTION_DESCRIBE_GROUPS: 100, ACTION_DESCRIBE_LISTENERS: 50}
+#: DescribeProxyGroupList's `ProjectId` for every project of the account. The reference gives no default for an
+#: absent one (older pages mark it required), and the default project alone would hide every other project's groups
+#: (docs/gaap-api.md, "Inventory and listener certificates")
+ALL_PROJECTS = -1
+#: `scope` of an inventory line for a connection that could not be read (inventory.csv)
+SCOPE_PROXY = "proxy"
+SCOPE_GROUP = "group"
+#: refusals that say this credential may not do the action there (CAM is resource-level: docs/gaap-api.md, "Error
+#: codes"); the same answer from every connection means the action is not granted at all
+PERMISSION_CODES = frozenset({"UnauthorizedOperation", "AuthFailure.UnauthorizedOperation", "AuthFailure"})
+#: answers that are not about the connection asked for: the request, the endpoint, the network, the service's load —
+#: they stop the inventory (as do the codes that stop a run: a credential or an account that is unusable)
+_NOT_SCOPED = (
+    "Transport.",
+    "Batchcert.",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+    "LimitExceeded",
+    "InvalidParameter",
+    "MissingParameter",
+    "UnknownParameter",
+    "InvalidAction",
+    "InvalidRequest",
+    "NoSuchVersion",
+    "NoSuchProduct",
+    "ActionOffline",
+    "UnsupportedRegion",
+    "UnsupportedProtocol",
+    "RequestSizeLimitExceeded",
+    "IpInBlacklist",
+    "IpNotInWhitelist",
+    "AuthFailure.",
+)
 
 
 class InventoryError(BatchcertError):
@@ -40,11 +84,54 @@ class InventoryError(BatchcertError):
 
 
 @dataclass(frozen=True)
+class NotSearched:
+    """A connection the inventory could not search: its listeners could not be listed (nothing on it is among the
+    places), or — with `listener_id` — the domains of one listener on it could not be read (the listener's own place
+    is). `status` is the connection's as listed; `action`, `code` and `message` what was refused and how."""
+
+    scope: str  # SCOPE_PROXY or SCOPE_GROUP
+    proxy_id: str
+    group_id: str
+    name: str
+    status: str
+    action: str
+    code: str
+    message: str
+    listener_id: str = ""
+
+    @property
+    def connection_id(self) -> str:
+        return self.proxy_id or self.group_id
+
+    @property
+    def reason(self) -> str:
+        """The `status` column of its inventory line: the code and the message."""
+        return f"{self.code}: {self.message}"
+
+    def __str__(self) -> str:
+        where = f"{self.scope} {self.connection_id}"
+        return f"{where} (listener {self.listener_id})" if self.listener_id else where
+
+
+@dataclass(frozen=True)
 class Estate:
-    """Every place, in listing order, and the account's certificates."""
+    """Every place, in listing order, the account's certificates, and what could not be searched (a connection whose
+    listeners, or a listener whose domains, could not be read): the files say what the places lack."""
 
     places: tuple[Place, ...]
     certificates: dict[str, CertificateInfo]
+    not_searched: tuple[NotSearched, ...] = ()
+
+
+def not_searched_advice(holes: Sequence[NotSearched]) -> str:
+    """What to do about the connections an inventory could not search (permission codes: the permission to grant)."""
+    denied = sorted({hole.action for hole in holes if hole.code in PERMISSION_CODES})
+    todo = [f"grant the credential {', '.join(f'gaap:{a}' for a in denied)} on them (CAM)"] if denied else []
+    if any(hole.code not in PERMISSION_CODES for hole in holes):
+        todo.append(
+            f"check {'the others' if todo else 'them'} in the console (the code says why the service will not list them)"
+        )
+    return "; ".join(todo)
 
 
 @dataclass(frozen=True)
@@ -58,15 +145,73 @@ class Connection:
 
 
 T = TypeVar("T")
+
+
 #: progress callback: (what is being read, how many of them are read, how many there are)
 StepFn = Callable[[str, int, int], None]
 
 
+class _Refused(Exception):
+    """A listing answered an error (or was not sent: `result` None)."""
+
+    def __init__(self, action: str, where: str, result: CallResult | None) -> None:
+        super().__init__(action)
+        self.action, self.where, self.result = action, where, result
+
+    @property
+    def code(self) -> str:
+        return (self.result.code or "") if self.result is not None else "NotSent"
+
+    @property
+    def message(self) -> str:
+        return self.result.message if self.result is not None else "the run stopped before it was sent"
+
+    def error(self) -> InventoryError:
+        where = f" of {self.where}" if self.where else ""
+        return InventoryError(f"{self.action}{where} answered {self.code}: {self.message} — {_advice(self)}")
+
+
+def _scoped(code: str) -> bool:
+    """Whether a refusal of one connection's listing concerns that connection alone: not a problem of the request,
+    the endpoint, the network or the service's load, nor a code that stops a run (the credential or the account)."""
+    if code in PERMISSION_CODES:
+        return True
+    if not code or code == "NotSent" or code.startswith(_NOT_SCOPED):
+        return False
+    return classify.disposition_of(code) is not Disposition.STOP_RUN
+
+
+def _advice(refused: _Refused) -> str:
+    """What to do about a refusal that stops the inventory, by its code."""
+    code = refused.code
+    again = "then run inventory again"
+    if code in PERMISSION_CODES:
+        return (
+            f"the credential may not call {refused.action}: grant it gaap:{refused.action} (CAM; `gaap:Describe*` "
+            f"covers every read the inventory makes), {again}"
+        )
+    if code == "NotSent":
+        return "the inventory was stopped before it finished; nothing was written"
+    if code.startswith("Transport."):
+        return f"no answer from the API — check --endpoint, the network and --ca-bundle, {again}"
+    if code.startswith(("InvalidAction", "NoSuchVersion", "NoSuchProduct", "ActionOffline", "UnsupportedRegion")):
+        return f"the endpoint does not serve the GAAP API version batchcert speaks — check --endpoint, {again}"
+    if code.startswith("AuthFailure"):
+        return f"check the credentials (SecretId/SecretKey/token, --profile) and the system clock, {again}"
+    if code.startswith(("InternalError", "ServiceUnavailable", "RequestLimitExceeded", "LimitExceeded")):
+        return "the service did not answer it after the retries — run inventory again later (or with a lower --rate)"
+    return f"the code and message say why; fix the cause, {again}"
+
+
 async def read_estate(reader: LiveReader, on_step: StepFn | None = None) -> Estate:
-    """Read every connection, HTTPS listener, domain and certificate; `on_step` hears how far each phase is.
-    Raises InventoryError naming the action and the code when a listing cannot be read (an inventory with holes
-    would hide places a rotation must change)."""
-    step = on_step or (lambda _what, _done, _total: None)
+    """Read every connection, HTTPS listener, domain and certificate; `on_step` hears how far each phase is. A
+    connection whose listing is refused for that
+    connection alone (`_scoped`) becomes a NotSearched and the others are read (so does a listener whose DescribeRules
+    is). Raises InventoryError naming the action, the code and what to do when a top-level listing cannot be read, a
+    listing ends before its TotalCount, a listing is refused on every connection (or listener) for want of
+    permission, or a read of one connection fails for a reason that is not about it (the request, the credential, the
+    network, the service's load)."""
+    step: StepFn = on_step or (lambda _what, _done, _total: None)
     done: Counter[str] = Counter()
 
     async def counted(read: Awaitable[T], what: str, total: int) -> T:
@@ -75,13 +220,17 @@ async def read_estate(reader: LiveReader, on_step: StepFn | None = None) -> Esta
         step(what, done[what], total)
         return result
 
-    proxies, groups, certificates = await asyncio.gather(
-        _listing(reader, ACTION_DESCRIBE_PROXIES, {}, "ProxySet"),
-        _listing(reader, ACTION_DESCRIBE_GROUPS, {}, "ProxyGroupList"),
-        reader.certificates(),
-    )
+    try:
+        proxies, groups, certificates = await asyncio.gather(
+            _listing(reader, ACTION_DESCRIBE_PROXIES, {}, ("ProxySet", "InstanceSet")),
+            _listing(reader, ACTION_DESCRIBE_GROUPS, {"ProjectId": ALL_PROJECTS}, ("ProxyGroupList",)),
+            reader.certificates(),
+        )
+    except _Refused as refused:
+        raise refused.error() from None
     if certificates.failed:
-        raise InventoryError(f"DescribeCertificates answered {certificates.failed} — {_ADVICE}")
+        failed = _Refused(ACTION_DESCRIBE_CERTIFICATES, "", CallResult(certificates.failed))
+        raise InventoryError(f"{ACTION_DESCRIBE_CERTIFICATES} answered {certificates.failed} — {_advice(failed)}")
     connections = [
         Connection(
             str(p.get("ProxyId") or p.get("InstanceId")), "", str(p.get("ProxyName") or ""), str(p.get("Status"))
@@ -92,52 +241,119 @@ async def read_estate(reader: LiveReader, on_step: StepFn | None = None) -> Esta
     connections += [
         Connection("", str(g.get("GroupId")), str(g.get("GroupName") or ""), str(g.get("Status"))) for g in groups
     ]
-    listeners = await asyncio.gather(
+    listed = await asyncio.gather(
         *(counted(_listeners_of(reader, c), "connections", len(connections)) for c in connections)
     )
-    found = [(c, listener) for c, listed in zip(connections, listeners, strict=True) for listener in listed]
+    holes = [hole for hole in listed if isinstance(hole, NotSearched)]
+    _refused_everywhere(holes, len(connections), "connection")
+    found = [
+        (c, listener)
+        for c, listeners in zip(connections, listed, strict=True)
+        if not isinstance(listeners, NotSearched)
+        for listener in listeners
+    ]
     rules = await asyncio.gather(
-        *(counted(_rules_of(reader, str(listener.get("ListenerId"))), "listeners", len(found)) for _, listener in found)
+        *(counted(_rules_of(reader, c, listener), "listeners", len(found)) for c, listener in found)
     )
+    rule_holes = [hole for hole in rules if isinstance(hole, NotSearched)]
+    _refused_everywhere(rule_holes, len(found), "HTTPS listener")
     places: list[Place] = []
     for (connection, listener), domains in zip(found, rules, strict=True):
-        places += _places_of(connection, listener, domains)
-    return Estate(tuple(places), certificates.by_id)
+        places += _places_of(connection, listener, None if isinstance(domains, NotSearched) else domains)
+    return Estate(tuple(places), certificates.by_id, tuple(holes + rule_holes))
 
 
-_ADVICE = "grant the credential read access to GAAP (gaap:Describe*), check --endpoint, then run inventory again"
+def _refused_everywhere(holes: Sequence[NotSearched], asked: int, what: str) -> None:
+    """Raise InventoryError when every one of `asked` reads was refused for want of permission: the action is not
+    granted at all (or on nothing), and a partial inventory of nothing would only hide it."""
+    if not asked or len(holes) < asked or not all(h.code in PERMISSION_CODES for h in holes):
+        return
+    action = holes[0].action
+    codes = ", ".join(sorted({h.code for h in holes}))
+    raise InventoryError(
+        f"{action} was refused on every {what} ({asked} of {asked}: {codes}) — the credential may not call it: grant "
+        f"it gaap:{action} (CAM; `gaap:Describe*` covers every read the inventory makes), then run inventory again"
+    )
 
 
-async def _listing(reader: LiveReader, action: str, params: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    """Every item of a paged listing."""
+async def _listing(
+    reader: LiveReader, action: str, params: dict[str, Any], keys: Sequence[str], where: str = ""
+) -> list[dict[str, Any]]:
+    """Every item of a paged listing: page after page until it holds `TotalCount` items (the latest page's). The
+    items are under the first of `keys` that a page fills (DescribeProxies: `ProxySet`, else the older
+    `InstanceSet`); an answer without TotalCount ends with its first short page. Raises _Refused for an error
+    answer (or none: the run stopped), InventoryError for a page that is empty before TotalCount (never a silent
+    end)."""
     items: list[dict[str, Any]] = []
+    limit = PAGE[action]
     while True:
-        page = {**params, "Offset": len(items), "Limit": PAGE[action]}
-        result = await reader.call(action, page, 0.0, str(params.get("ProxyId") or params.get("GroupId") or ""), None)
+        page = {**params, "Offset": len(items), "Limit": limit}
+        result = await reader.call(action, page, 0.0, where, None)
         if result is None or not result.ok:
-            code = "not sent (stopped)" if result is None else f"{result.code}: {result.message}"
-            raise InventoryError(f"{action} {params or ''} answered {code} — {_ADVICE}")
-        listed = list(result.response.get(key) or [])
+            raise _Refused(action, where, result)
+        answer = result.response
+        listed: list[dict[str, Any]] = next((list(answer[k]) for k in keys if answer.get(k)), [])
         items += listed
-        if not listed or len(items) >= int(result.response.get("TotalCount") or 0):
+        total = answer.get("TotalCount")
+        if total is None:
+            if len(listed) < limit:  # no count to go by: a short page is the last (as the Terraform provider reads)
+                return items
+            continue
+        if len(items) >= int(total):
             return items
+        if not listed:
+            of = f" of {where}" if where else ""
+            raise InventoryError(
+                f"{action}{of} answered an empty page at Offset {len(items)} although its TotalCount is {int(total)}: "
+                f"{len(items)} of {int(total)} read — the listing changed while it was read or the service pages "
+                "differently; run inventory again (an inventory with a hole would hide places a rotation must change)"
+            )
 
 
-async def _listeners_of(reader: LiveReader, connection: Connection) -> list[dict[str, Any]]:
+async def _listeners_of(reader: LiveReader, connection: Connection) -> list[dict[str, Any]] | NotSearched:
+    """The connection's HTTPS listeners, or a NotSearched when their listing is refused for this connection alone."""
     where = {"ProxyId": connection.proxy_id} if connection.proxy_id else {"GroupId": connection.group_id}
-    return await _listing(reader, ACTION_DESCRIBE_LISTENERS, where, "ListenerSet")
+    try:
+        return await _listing(
+            reader, ACTION_DESCRIBE_LISTENERS, where, ("ListenerSet",), connection.proxy_id or connection.group_id
+        )
+    except _Refused as refused:
+        if not _scoped(refused.code):
+            raise refused.error() from None
+        return _hole(connection, refused)
 
 
-async def _rules_of(reader: LiveReader, listener_id: str) -> dict[str, Any]:
+async def _rules_of(
+    reader: LiveReader, connection: Connection, listener: dict[str, Any]
+) -> dict[str, Any] | NotSearched:
+    """The listener's DescribeRules answer, or a NotSearched (its connection, this listener) when the read is
+    refused for it alone."""
+    listener_id = str(listener.get("ListenerId"))
     result = await reader.call(ACTION_DESCRIBE_RULES, {"ListenerId": listener_id}, 0.0, listener_id, None)
-    if result is None or not result.ok:
-        code = "not sent (stopped)" if result is None else f"{result.code}: {result.message}"
-        raise InventoryError(f"DescribeRules of {listener_id} answered {code} — {_ADVICE}")
-    return result.response
+    if result is not None and result.ok:
+        return result.response
+    refused = _Refused(ACTION_DESCRIBE_RULES, listener_id, result)
+    if not _scoped(refused.code):
+        raise refused.error()
+    return _hole(connection, refused, listener_id)
 
 
-def _places_of(connection: Connection, listener: dict[str, Any], rules: dict[str, Any]) -> list[Place]:
-    """The listener's own place, then one per domain on it."""
+def _hole(connection: Connection, refused: _Refused, listener_id: str = "") -> NotSearched:
+    return NotSearched(
+        scope=SCOPE_PROXY if connection.proxy_id else SCOPE_GROUP,
+        proxy_id=connection.proxy_id,
+        group_id=connection.group_id,
+        name=connection.name,
+        status=connection.status,
+        action=refused.action,
+        code=refused.code,
+        message=refused.message,
+        listener_id=listener_id,
+    )
+
+
+def _places_of(connection: Connection, listener: dict[str, Any], rules: dict[str, Any] | None) -> list[Place]:
+    """The listener's own place, then one per domain on it (none when its rules could not be read: None)."""
     own = str(listener.get("CertificateId") or "")
     mine = Place(
         scope=SCOPE_LISTENER,
@@ -164,7 +380,7 @@ def _places_of(connection: Connection, listener: dict[str, Any], rules: dict[str
             effective_certificate_id=own if live.certificate_id == DEFAULT_CERTIFICATE else live.certificate_id,
             status=live.status,
         )
-        for live in live_domains(rules).values()
+        for live in (live_domains(rules).values() if rules is not None else ())
     ]
 
 
@@ -196,19 +412,22 @@ def parse_replacement(text: str) -> Replacement:
 
 @dataclass(frozen=True)
 class Rotation:
-    """The mapping lines of one or more replacements, and how many places of each kind they change."""
+    """The mapping lines of one or more replacements, how many places of each kind they change, and what the
+    inventory could not search (the mapping covers every place it read, and nothing there)."""
 
     lines: tuple[MappingLine, ...]
     domain_server: int
     listener_server: int
     client_lists: int
+    not_searched: tuple[NotSearched, ...] = ()
 
 
 def plan_rotation(estate: Estate, replacements: Iterable[Replacement]) -> Rotation:
     """One mapping line per place that uses an OLD certificate — a domain's own server certificate, a listener's
     server certificate, or among client CAs (then the full new client list with OLD replaced). Domains on `default`
     get no line: they follow their listener's. Raises InventoryError when a NEW does not exist or has not the
-    type of its OLD (server SSL for server, client CA for client)."""
+    type of its OLD (server SSL for server, client CA for client). Nothing the inventory could not search gets a
+    line: the rotation's `not_searched` names it."""
     swaps = {r.old: r.new for r in replacements}
     for old, new in swaps.items():
         target = estate.certificates.get(new)
@@ -244,4 +463,4 @@ def plan_rotation(estate: Estate, replacements: Iterable[Replacement]) -> Rotati
                 current_client_certificate_ids=place.client_certificate_ids if client_hit else (),
             )
         )
-    return Rotation(tuple(lines), domain_server, listener_server, client_lists)
+    return Rotation(tuple(lines), domain_server, listener_server, client_lists, estate.not_searched)

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchcert import classify
 from batchcert.errors import ReportError
@@ -1152,12 +1152,38 @@ ROTATION_COLUMNS = (
 CERTIFICATE_COLUMNS = ("certificate_id", "alias", "type", "subject_cn", "end_time", "days_to_expiry", "places")
 
 
+class UnsearchedConnection(Protocol):
+    """What the inventory could not search (`inventory.NotSearched`): a proxy or group (`scope` "proxy" or "group")
+    whose listeners — or, with `listener_id`, the domains of one listener on it — could not be read."""
+
+    @property
+    def scope(self) -> str: ...
+    @property
+    def proxy_id(self) -> str: ...
+    @property
+    def group_id(self) -> str: ...
+    @property
+    def listener_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
 def write_inventory(
-    out_dir: Path, places: Sequence[Place], certificates: dict[str, CertificateInfo], now_s: float
+    out_dir: Path,
+    places: Sequence[Place],
+    certificates: dict[str, CertificateInfo],
+    now_s: float,
+    not_searched: Sequence[UnsearchedConnection] = (),
 ) -> tuple[Path, Path]:
     """Write `inventory.csv` (INVENTORY_COLUMNS, one line per HTTPS listener and per domain) and `inventory.xlsx`
-    (the same, plus the certificates by expiry with the number of places each is used). Raises ReportError naming
-    the path when they cannot be written."""
+    (the same, plus the certificates by expiry with the number of places each is used). First come the lines of
+    what could not be searched — `not_searched` (`inventory.Estate.not_searched`): one per connection, `scope` proxy or group, its ids, its name and status (`proxy_name`, `proxy_status`), and in
+    `status` the refusal's code and message. Raises ReportError naming the path when they cannot be written."""
+    holes = not_searched
 
     def days(cert_id: str) -> int | str:
         found = certificates.get(cert_id)
@@ -1185,11 +1211,24 @@ def write_inventory(
             place.status,
         ]
 
+    def hole_cells(hole: UnsearchedConnection) -> list[Any]:
+        line: dict[str, Any] = dict.fromkeys(INVENTORY_COLUMNS, "")
+        line |= {
+            "scope": hole.scope,
+            "proxy_id": hole.proxy_id,
+            "listener_id": hole.listener_id,
+            "proxy_name": hole.name,
+            "proxy_status": hole.status,
+            "group_id": hole.group_id,
+            "status": hole.reason,
+        }
+        return list(line.values())
+
     uses: Counter[str] = Counter()
     for place in places:
         uses.update({place.effective_certificate_id, *place.client_certificate_ids} - {"", DEFAULT_CERTIFICATE})
     by_expiry = sorted(certificates.values(), key=lambda c: (c.end_time_s or float("inf"), c.certificate_id))
-    table = [cells(place) for place in places]
+    table = [hole_cells(hole) for hole in holes] + [cells(place) for place in places]
     certificate_table = [
         [
             c.certificate_id,

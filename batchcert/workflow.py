@@ -32,7 +32,16 @@ from batchcert import __version__
 from batchcert.claims import claim_places, place_digests
 from batchcert.client import GaapClient, create_session
 from batchcert.errors import STOP_SIGNALS, BatchcertError, ExitCode, SettingsError, exit_code_for_signal
-from batchcert.inventory import Estate, Rotation, StepFn, parse_replacement, plan_rotation, read_estate
+from batchcert.inventory import (
+    Estate,
+    NotSearched,
+    Rotation,
+    StepFn,
+    not_searched_advice,
+    parse_replacement,
+    plan_rotation,
+    read_estate,
+)
 from batchcert.journal import MARKER_NAME, Journal, create_journal, open_journal, read_journal
 from batchcert.model import RERUN_OUTCOMES, SCOPE_LISTENER, Mapping, MappingSource, Outcome, Progress, Row
 from batchcert.plan import file_sha256, read_mapping, require_rows_to_send
@@ -780,6 +789,9 @@ class InventoryResult:
     certificates: int
     rotation: Rotation | None
     files: tuple[Path, ...]
+    #: connections (or listeners) it could not search, named in inventory.csv; and what to do about them
+    not_searched: tuple[NotSearched, ...] = ()
+    advice: str = ""
 
 
 def take_inventory(request: InventoryRequest, on_step: StepFn | None = None) -> InventoryResult:
@@ -804,11 +816,21 @@ def take_inventory(request: InventoryRequest, on_step: StepFn | None = None) -> 
     estate = asyncio.run(read())
     rotation = plan_rotation(estate, replacements) if replacements else None
     out_dir = request.out or request.reports_root / f"{datetime.now(tz=UTC).strftime('%Y%m%dT%H%M%SZ')}-inventory"
-    files: tuple[Path, ...] = write_inventory(out_dir, estate.places, estate.certificates, time.time())
+    files: tuple[Path, ...] = write_inventory(
+        out_dir, estate.places, estate.certificates, time.time(), estate.not_searched
+    )
     if rotation is not None:
         files += (write_rotation(out_dir, rotation.lines),)
     listeners = sum(1 for p in estate.places if p.scope == SCOPE_LISTENER)
-    return InventoryResult(listeners, len(estate.places) - listeners, len(estate.certificates), rotation, files)
+    return InventoryResult(
+        listeners,
+        len(estate.places) - listeners,
+        len(estate.certificates),
+        rotation,
+        files,
+        estate.not_searched,
+        not_searched_advice(estate.not_searched),
+    )
 
 
 def _missing_world() -> emulator.World:
