@@ -56,7 +56,9 @@ class EmulatorApi:
             return result(classify.TRANSPORT_RESET, "Server disconnected")
         return result(None, request_id=answer["RequestId"], http_status=200, response=answer)
 
-    async def _serve(self, action: str, params: dict[str, Any]) -> dict[str, Any] | Exception:
+    async def _serve(
+        self, action: str, params: dict[str, Any]
+    ) -> dict[str, Any] | emu.ApiError | emu.HttpFault | emu.ConnectionAborted:
         """The service side of one request: half the latency, processing, the other half."""
         latency_s = self.emulator.draw_latency_s()
         request_id = str(uuid.uuid4())

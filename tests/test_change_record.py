@@ -466,7 +466,7 @@ def test_progress_goes_out_at_display_speed_and_always_for_the_last_row(monkeypa
     from batchcert.model import Outcome, Progress, Row
 
     now = [100.0]
-    monkeypatch.setattr(workflow.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the `time` module batchcert.workflow imports and calls
     told: list[Progress] = []
     rows = [Row(n, f"listener-{n}", f"d{n}.example.com", "cert-new") for n in range(2, 302)]
     tracker = workflow._Tracker(rows, {}, told.append)

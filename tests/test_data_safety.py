@@ -257,7 +257,6 @@ def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flu
     import os
     import sqlite3
 
-    from batchcert import journal as journal_module
     from batchcert.journal import JOURNAL_NAME
 
     synced: list[int] = []
@@ -267,7 +266,7 @@ def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flu
         synced.append(fd)
         real_fsync(fd)
 
-    monkeypatch.setattr(journal_module.os, "fsync", counting_fsync)
+    monkeypatch.setattr(os, "fsync", counting_fsync)  # the `os` module batchcert.journal imports and calls
     journal = new_journal(tmp_path, rows_of(one_row_listeners(4)[1]))
     window = journal.FLUSH_WINDOW_S
 

@@ -14,6 +14,7 @@ import pytest
 from batchcert import emulator as emu
 from batchcert.errors import WorldError
 from batchcert.model import Row
+from batchcert.reconcile import domain_covered
 from batchcert.signing import canonical_request, sign_request, signature, string_to_sign, utc_date
 from tests.conftest import SECRET_ID, SECRET_KEY, make_world
 
@@ -231,7 +232,7 @@ def test_world_for_rows_makes_every_row_succeedable() -> None:
     ]
     world = emu.world_for_rows(rows)
     assert set(world.listeners["listener-x1"].domains) == {"a.example.com", "b.example.com"}
-    assert world.certificates["cert-s1"].type == 2 and emu.domain_covered(
+    assert world.certificates["cert-s1"].type == 2 and domain_covered(
         world.certificates["cert-s1"].domains, "a.example.com"
     )
     assert world.certificates["cert-c1"].type == 1 and world.certificates["cert-c2"].type == 1
@@ -250,4 +251,4 @@ def test_world_for_rows_makes_every_row_succeedable() -> None:
 )
 def test_certificate_name_matching(names: list[str], domain: str, covered: bool) -> None:
     """Wildcards cover exactly one leftmost label; names compare case-insensitively."""
-    assert emu.domain_covered(names, domain) is covered
+    assert domain_covered(names, domain) is covered

@@ -20,6 +20,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.gaap.v20180529 import gaap_client, models
 
 from batchcert import emulator as emu
+from batchcert.errors import WorldError
 from batchcert.model import Row
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, make_world
 
@@ -413,9 +414,9 @@ def test_world_contract_checks_the_new_keys() -> None:
         {"protocol": "TCP", "domains": {"a.example.com": {}}},
     ]
     for spec in bad_listeners:
-        with pytest.raises(emu.WorldError):
+        with pytest.raises(WorldError):
             emu.World.from_dict(base | {"listeners": {"listener-bad": spec}})
-    with pytest.raises(emu.WorldError, match="end_time or expires_in_days"):
+    with pytest.raises(WorldError, match="end_time or expires_in_days"):
         emu.World.from_dict(base | {"certificates": {"c": {"type": 2, "end_time": 1, "expires_in_days": 1}}})
 
 

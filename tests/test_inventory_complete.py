@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.gaap.v20180529 import gaap_client, models
 
 from batchcert import emulator as emu
+from batchcert.errors import WorldError
 from batchcert.inventory import InventoryError
 from batchcert.settings import SettingFlags
 from batchcert.workflow import InventoryRequest, InventoryResult, take_inventory
@@ -149,7 +150,7 @@ def with_proxy(data: dict[str, Any], proxy_id: str, **spec: Any) -> dict[str, An
     return data
 
 
-def expected_places(data: dict[str, Any], unreadable: set[str] = frozenset()) -> Counter[tuple[str, ...]]:
+def expected_places(data: dict[str, Any], unreadable: Set[str] = frozenset()) -> Counter[tuple[str, ...]]:
     """The inventory lines (KEY) the world holds: every HTTPS listener and domain on a connection not `unreadable`."""
     lines: Counter[tuple[str, ...]] = Counter()
     for lid, spec in data["listeners"].items():
@@ -169,7 +170,7 @@ def expected_places(data: dict[str, Any], unreadable: set[str] = frozenset()) ->
     return lines
 
 
-def expected_rotation(data: dict[str, Any], unreadable: set[str] = frozenset()) -> Counter[tuple[str, ...]]:
+def expected_rotation(data: dict[str, Any], unreadable: Set[str] = frozenset()) -> Counter[tuple[str, ...]]:
     """The mapping rows (ROTATION_KEY) `--replace OLD=NEW --replace OLD2=NEW2` must write for the readable places."""
     swaps = {OLD: NEW, OLD2: NEW2}
     rows: Counter[tuple[str, ...]] = Counter()
@@ -531,7 +532,7 @@ def test_latency_is_set_per_world_and_can_change_while_serving(
     assert time.monotonic() - started < 0.15
     assert emu.world_for_rows([], latency_ms=(50, 300)).latency_ms == (50.0, 300.0)
     for bad in (-1, [300, 50]):
-        with pytest.raises(emu.WorldError, match="latency_ms"):
+        with pytest.raises(WorldError, match="latency_ms"):
             emu.World.from_dict(estate(latency_ms=bad))
 
 
@@ -544,7 +545,7 @@ def test_the_new_world_keys_round_trip_and_are_checked() -> None:
     assert written["proxies"]["link-0006"]["refused_actions"] == {"DescribeHTTPSListeners": "UnauthorizedOperation"}
     assert written["groups"]["lg-0007"]["project_id"] == 7
     assert emu.World.from_dict(json.loads(json.dumps(written))).to_dict() == written
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"groups": {"lg-x": {"project_id": -2}}},
         {"groups": {"lg-x": {"project_id": "7"}}},
         {"proxies": {"link-x": {"refused_actions": {"DescribeRules": 3}}}},
@@ -553,5 +554,5 @@ def test_the_new_world_keys_round_trip_and_are_checked() -> None:
         {"listing_quirks": {"DescribeProxies": {"empty_page": 1}}},
     ]
     for override in bad:
-        with pytest.raises(emu.WorldError):
+        with pytest.raises(WorldError):
             emu.World.from_dict(estate(**override))

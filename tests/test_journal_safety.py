@@ -5,6 +5,7 @@ complete on its own; a run directory that cannot be written is the user's error 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import signal
 import sqlite3
@@ -155,10 +156,15 @@ def test_reports_that_cannot_be_written_name_the_path(
 
     real_mkstemp = tempfile.mkstemp
 
-    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:
-        if str(kwargs.get("dir", "")) == str(run_dir):
+    def read_only(
+        suffix: str | None = None,
+        prefix: str | None = None,
+        dir: str | os.PathLike[str] | None = None,
+        text: bool = False,
+    ) -> tuple[int, str]:
+        if dir is not None and str(dir) == str(run_dir):
             raise OSError(30, "Read-only file system", str(run_dir))
-        return real_mkstemp(*args, **kwargs)  # type: ignore[arg-type]
+        return real_mkstemp(suffix, prefix, dir, text)
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     result = CliRunner().invoke(app, ["report", str(run_dir)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import openpyxl
@@ -38,7 +39,7 @@ def write_bytes(tmp_path: Path, data: bytes, name: str = "m.csv") -> Path:
     return path
 
 
-def write_book(tmp_path: Path, sheets: dict[str, list[list[object]]], name: str = "m.xlsx") -> Path:
+def write_book(tmp_path: Path, sheets: dict[str, Sequence[Sequence[object]]], name: str = "m.xlsx") -> Path:
     """A workbook with the given sheets in order (openpyxl writes formulas without a saved value)."""
     book = openpyxl.Workbook()
     book.remove(book.active)

@@ -214,22 +214,21 @@ def test_plan_counts_exit_codes_and_read_pacing(
     pending = plan_mapping(
         PlanRequest(mapping=mapping, out=tmp_path / "plan1", settings=SettingFlags(endpoint=server.base_url))
     )
-    assert pending.exit_code == ExitCode.CHANGES_PENDING == 4 and pending.counts["change"] == 60
+    assert pending.exit_code == ExitCode.CHANGES_PENDING and ExitCode.CHANGES_PENDING.value == 4
+    assert pending.counts["change"] == 60
     assert server.emulator is not None
     assert server.emulator.requests == Counter({"DescribeRules": 60, "DescribeCertificates": 1})
     assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
-    fast = {
-        "settings": SettingFlags(endpoint=server.base_url, rate_per_s=200.0)
-    }  # the ceiling itself is not what the rest is about
-    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", **fast))
-    done = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan2", **fast))
+    fast = SettingFlags(endpoint=server.base_url, rate_per_s=200.0)  # the ceiling itself is not what the rest is about
+    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=fast))
+    done = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan2", settings=fast))
     assert done.exit_code == 0 and done.counts["unchanged"] == 60
     broken = write_mapping(
         tmp_path / "b.csv",
         [*rows[:2], ("listener-zzzz0000", "q.example.com", "cert-new", "", ""), ("bad", "", "", "", "")],
         HEADER,
     )
-    errors = plan_mapping(PlanRequest(mapping=broken, out=tmp_path / "plan3", **fast))
+    errors = plan_mapping(PlanRequest(mapping=broken, out=tmp_path / "plan3", settings=fast))
     assert errors.exit_code == 1
     assert (errors.counts["unchanged"], errors.counts["not_found"], errors.counts["invalid"]) == (2, 1, 1)
     lines = list(csv.DictReader((tmp_path / "plan3" / "plan.csv").read_text(encoding="utf-8-sig").splitlines()))

@@ -23,7 +23,7 @@ from batchcert.journal import create_journal, open_journal
 from batchcert.model import Outcome
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
-from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
+from batchcert.workflow import Preview, RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
 from tests.conftest import (
     SECRET_ID,
     SECRET_KEY,
@@ -261,7 +261,12 @@ def test_changed_mapping_is_noted_and_the_journal_rows_are_used(
     run_against(server, mapping, run_dir)
     write_mapping(mapping, [("listener-new00001", "x.example.com", "cert-new")])
     seen: list[tuple[str, ...]] = []
-    rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True), confirm=lambda p: seen.append(p.warnings) or True)
+
+    def confirm(preview: Preview) -> bool:
+        seen.append(preview.warnings)
+        return True
+
+    rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True), confirm=confirm)
     assert seen and "changed since the run" in seen[0][0]
     assert "changed since the run" in (run_dir / "summary.md").read_text()
     assert len(outcomes(run_dir)) == 4
@@ -332,7 +337,7 @@ def test_a_rehearsal_rerun_continues_in_the_world_the_rehearsal_left(tmp_path: P
     credential), so rows the run changed verify as changed — no false "live state differs" alarm."""
     import json
 
-    from batchcert.workflow import REHEARSAL_WORLD_NAME
+    from batchcert.report import REHEARSAL_WORLD_NAME
 
     world, _ = migration_world({"listener-aaaa0001": ["a.example.com", "b.example.com"]}, task_seconds=0.05)
     # two refusals: the run's two attempts meet both, the rerun meets what is left of the script (nothing)

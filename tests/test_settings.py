@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,8 +93,9 @@ def test_bad_endpoints_are_refused(url: str) -> None:
 )
 def test_settings_ranges(field: str, value: float) -> None:
     """Out-of-range rate, timeout and attempts are refused."""
+    out_of_range: dict[str, Any] = {field: value}  # the field is named at run time: its type varies with it
     with pytest.raises(SettingsError):
-        RunSettings(endpoint=parse_endpoint("https://gaap.tencentcloudapi.com"), **{field: value})
+        RunSettings(endpoint=parse_endpoint("https://gaap.tencentcloudapi.com"), **out_of_range)
 
 
 def test_endpoint_host_is_signed_in_lower_case() -> None:
