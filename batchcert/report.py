@@ -1008,53 +1008,48 @@ def _rollback_markdown(rollback: dict[str, Any]) -> list[str]:
             "(DescribeCertificates).",
         ]
     elif rollback["refused_total"]:
-        lines += [
-            "",
-            f"**The service would refuse to roll back {rollback['refused_total']} row(s): what they restore cannot "
-            "be installed now.**",
-            "",
-            "| row | listener | domain | restores | reason |",
-            "|---:|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['row']} | {_cell(r['listener_id'])} | {_cell(r['domain'] or '(listener)')} | {_cell(r['restores'])} "
-            f"| {_cell(r['code'] + ': ' + r['reason'])} |"
-            for r in rollback["refused"]
-        ]
-        if rollback["refused_total"] > len(rollback["refused"]):
-            lines += ["", f"… and {rollback['refused_total'] - len(rollback['refused'])} more"]
+        lines += _md_place_table(
+            f"The service would refuse to roll back {rollback['refused_total']} row(s): what they restore cannot be "
+            "installed now.",
+            ["restores", "reason"],
+            [[r["restores"], f"{r['code']}: {r['reason']}"] for r in rollback["refused"]],
+            rollback["refused"],
+            rollback["refused_total"],
+        )
     elif not rollback["doubtful_total"]:
         lines += ["", "Every restore target exists, has the right type, has not expired and names its domain."]
     if rollback["doubtful_total"]:
-        lines += [
-            "",
-            f"**The service may refuse to roll back {rollback['doubtful_total']} row(s): the certificate they restore "
-            "does not name the domain in its SubjectCN (an alternative name may cover it; the service decides).**",
-            "",
-            "| row | listener | domain | restores | reason |",
-            "|---:|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['row']} | {_cell(r['listener_id'])} | {_cell(r['domain'] or '(listener)')} | {_cell(r['restores'])} "
-            f"| {_cell(r['reason'])} |"
-            for r in rollback["doubtful"]
-        ]
-        if rollback["doubtful_total"] > len(rollback["doubtful"]):
-            lines += ["", f"… and {rollback['doubtful_total'] - len(rollback['doubtful'])} more"]
+        lines += _md_place_table(
+            f"The service may refuse to roll back {rollback['doubtful_total']} row(s): the certificate they restore "
+            "does not name the domain in its SubjectCN (an alternative name may cover it; the service decides).",
+            ["restores", "reason"],
+            [[r["restores"], r["reason"]] for r in rollback["doubtful"]],
+            rollback["doubtful"],
+            rollback["doubtful_total"],
+        )
     if rollback["notes_total"]:
-        lines += [
-            "",
-            f"**{rollback['notes_total']} rollback line(s) cannot restore the previous state exactly:**",
-            "",
-            "| row | listener | domain | note |",
-            "|---:|---|---|---|",
-        ]
-        lines += [
-            f"| {r['row']} | {_cell(r['listener_id'])} | {_cell(r['domain'] or '(listener)')} | {_cell(r['note'])} |"
-            for r in rollback["notes"]
-        ]
-        if rollback["notes_total"] > len(rollback["notes"]):
-            lines += ["", f"… and {rollback['notes_total'] - len(rollback['notes'])} more"]
+        lines += _md_place_table(
+            f"{rollback['notes_total']} rollback line(s) cannot restore the previous state exactly:",
+            ["note"],
+            [[r["note"]] for r in rollback["notes"]],
+            rollback["notes"],
+            rollback["notes_total"],
+        )
+    return lines
+
+
+def _md_place_table(
+    title: str, more_columns: list[str], more_cells: list[list[Any]], places: list[dict[str, Any]], total: int
+) -> list[str]:
+    """A bold title and a table of rows of the run — row, listener, domain (a listener row's is "(listener)"), then
+    `more_columns` — listing `places` of `total` ("… and N more" when the list was cut)."""
+    lines = ["", f"**{title}**", "", "| row | listener | domain | " + " | ".join(more_columns) + " |"]
+    lines.append("|---:|---|---|" + "---|" * len(more_columns))
+    for place, cells in zip(places, more_cells, strict=True):
+        shown = [str(place["row"]), _cell(place["listener_id"]), _cell(place["domain"] or "(listener)")]
+        lines.append("| " + " | ".join(shown + [_cell(c) for c in cells]) + " |")
+    if total > len(places):
+        lines += ["", f"… and {total - len(places)} more"]
     return lines
 
 
