@@ -19,11 +19,6 @@ from typing import Any
 
 import openpyxl
 import pytest
-from tencentcloud.common import credential
-from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
-from tencentcloud.common.profile.client_profile import ClientProfile
-from tencentcloud.common.profile.http_profile import HttpProfile
-from tencentcloud.gaap.v20180529 import gaap_client, models
 
 from batchcert import emulator as emu
 from batchcert.errors import WorldError
@@ -31,6 +26,7 @@ from batchcert.inventory import InventoryError
 from batchcert.settings import SettingFlags
 from batchcert.workflow import InventoryRequest, InventoryResult, take_inventory
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator
+from tests.test_emulator_inventory import call, error_code, sdk
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 
@@ -220,23 +216,6 @@ def run_cli(server: ThreadedEmulator, tmp_path: Path, out: Path, *args: str) -> 
     command = [sys.executable, "-m", "batchcert", "inventory", "--endpoint", server.base_url, "--rate", str(RATE)]
     command += ["--out", str(out), *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
-
-
-def sdk(server: ThreadedEmulator) -> gaap_client.GaapClient:
-    http = HttpProfile(protocol="http", endpoint=server.base_url.removeprefix("http://"), reqTimeout=10)
-    return gaap_client.GaapClient(credential.Credential(SECRET_ID, SECRET_KEY), "", ClientProfile(httpProfile=http))
-
-
-def call(client: gaap_client.GaapClient, action: str, **params: Any) -> Any:
-    request = getattr(models, f"{action}Request")()
-    request.from_json_string(json.dumps(params))
-    return getattr(client, action)(request)
-
-
-def error_code(thunk: Callable[[], object]) -> str:
-    with pytest.raises(TencentCloudSDKException) as info:
-        thunk()
-    return str(info.value.get_code())
 
 
 # ---------------------------------------------------------------------------------- 1. every group, every page
