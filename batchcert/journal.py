@@ -1096,8 +1096,6 @@ def open_journal(run_dir: Path, reread: bool = False) -> Journal:
     # process (or a power cut that truncated the -wal) may point past the -wal's end. We hold the directory, so no
     # other process has the journal open: let SQLite rebuild it.
     (run_dir / f"{JOURNAL_NAME}-shm").unlink(missing_ok=True)
-    for stale in run_dir.glob(f".{MARKER_NAME}.*"):  # a marker write a kill cut short (only the holder writes it)
-        stale.unlink(missing_ok=True)
     try:
         db = _connect(path)
         db.executescript(_SCHEMA)

@@ -159,8 +159,8 @@ REREAD_MESSAGE = (
 )
 NOT_FOUND_MESSAGE = "the pre-flight read found no such listener or domain — fix the ids in the mapping"
 CHANGED_MEANWHILE_MESSAGE = (
-    "changed by someone else meanwhile: the listener was busy with a task this run did not cause, and a read then "
-    "showed the target already live — not sent"
+    "changed by someone else meanwhile: the listener answered busy, and the read before resending showed the target "
+    "already live — not sent"
 )
 REVERTED_MESSAGE = (
     "the service reverted the change: it was accepted, its task failed and the read-back shows the old "
@@ -414,13 +414,16 @@ class Runner:
         reading = await self._read(listener_id, priority=len(rows))
         if reading.failed:
             # unknown state: send, and let the answers decide — except rows that must not be sent unread
-            unread = [row for row in rows if needs_read(row)]
-            for row in unread:
+            sendable = []
+            for row in rows:
+                if not needs_read(row):
+                    sendable.append(row)
+                    continue
                 self.journal.finish_row(
                     row.row_number, Outcome.RETRYABLE, reading.code, UNREAD_MESSAGE.format(code=reading.code)
                 )
                 self._on_row_done(row, Outcome.RETRYABLE)
-            return [row for row in rows if not needs_read(row)]
+            return sendable
         pending = []
         self._read_before.update(row.row_number for row in rows)
         judged = [(row, *judge(row, reading.domains)) for row in rows]
@@ -536,14 +539,19 @@ class Runner:
             outcome = await self._process_row(row, lane)
             self._on_row_done(row, outcome)
 
-    def _moved_meanwhile(self, row: Row, live: LiveDomain | None) -> bool:
-        """True when a compare-and-swap row's idle domain shows neither its target nor the state it expects."""
-        return (
-            row.expected is not None
-            and live is not None
-            and live.status == 0
-            and not is_at_target(self._target_of(row), live)
-            and not matches_expected(row.expected, live)
+    def _refusal_if_moved(self, row: Row, live: LiveDomain | None, request_id: str) -> CallResult | None:
+        """The precondition failure of a compare-and-swap row whose idle domain shows neither its target nor the
+        state it expects (None: it has not moved, or the row expects nothing)."""
+        if (
+            row.expected is None
+            or live is None
+            or live.status != 0
+            or is_at_target(self._target_of(row), live)
+            or matches_expected(row.expected, live)
+        ):
+            return None
+        return CallResult(
+            code=PRECONDITION_MISMATCH, message=mismatch_message(row.expected, live), request_id=request_id
         )
 
     def _hand_off(self, lane: ListenerLane) -> bool:
@@ -588,13 +596,9 @@ class Runner:
             if live is not None and is_at_target(self._target_of(row), live):
                 return CallResult(code=None, message=VERIFIED_MESSAGE, request_id=reading.request_id)
             settled = read_at >= settle_from
-            if settled and self._moved_meanwhile(row, live):
-                assert row.expected is not None and live is not None  # _moved_meanwhile says so
-                return CallResult(
-                    code=PRECONDITION_MISMATCH,
-                    message=mismatch_message(row.expected, live),
-                    request_id=reading.request_id,
-                )
+            moved = self._refusal_if_moved(row, live, reading.request_id) if settled else None
+            if moved is not None:
+                return moved
             if not reading.failed and (live is None or (live.status == 0 and settled)):
                 return None  # proven not applied (or the domain is gone: the answer will say so)
             if self.stopping or self.clock.now() >= deadline:
@@ -692,11 +696,9 @@ class Runner:
             return CallResult(
                 code=None, message=CHANGED_MEANWHILE_MESSAGE, request_id=reading.request_id, by_others=True
             )
-        if self._moved_meanwhile(row, live):
-            assert row.expected is not None and live is not None  # _moved_meanwhile says so
-            return CallResult(
-                code=PRECONDITION_MISMATCH, message=mismatch_message(row.expected, live), request_id=reading.request_id
-            )
+        moved = self._refusal_if_moved(row, live, reading.request_id)
+        if moved is not None:
+            return moved
         if reading.failed or (row.expected is not None and (live is None or live.status != 0)):
             # unread, or a compare-and-swap row whose place is still changing: not sent on a guess (a code that
             # says nothing was applied, so the next attempt reads again rather than settling a doubt)

@@ -321,8 +321,8 @@ def run_mapping(
 
 
 def _claim(target: Target, run_dir: Path, rows: list[Row], force: bool) -> contextlib.AbstractContextManager[None]:
-    """Claim the places `rows` change on the target's endpoint and account for the run (batchcert.claims); a
-    rehearsal's emulator is its own, nothing to claim."""
+    """Claim the places (listener, domain) `rows` change for the run (batchcert.claims); a rehearsal's emulator is
+    its own, nothing to claim."""
     if target.settings.rehearsal:
         return contextlib.nullcontext()
     return claim_places(run_dir, place_digests((r.listener_id, r.domain) for r in rows), force=force)
@@ -392,7 +392,7 @@ def rerun_run(
     journal, CredentialsError when no credentials are found, Declined when `confirm` says no."""
     journal = open_journal(request.run_dir, request.reread)
     with journal:
-        (request.run_dir / f".{REHEARSAL_WORLD_NAME}.tmp").unlink(missing_ok=True)  # a save a kill cut short
+        _remove_temps_of_killed_writes(request.run_dir)
         journal.recover()
         facts = journal.facts()
         recorded = journal.sessions()[-1]["settings"] if journal.sessions() else {}
@@ -452,6 +452,15 @@ def _mapping_change_warning(journal: Journal, facts: dict[str, str]) -> tuple[st
     return (note,)
 
 
+def _remove_temps_of_killed_writes(run_dir: Path) -> None:
+    """Remove the temporary files a killed write of run.json or of the rehearsal world left: only the process that
+    holds the run directory writes them, so call it holding the lock (rerun) or when nobody holds it (report). The
+    report files' own temps are `report.remove_stale_temps`'."""
+    with contextlib.suppress(OSError):
+        for stale in (*run_dir.glob(f".{MARKER_NAME}.*"), run_dir / f".{REHEARSAL_WORLD_NAME}.tmp"):
+            stale.unlink(missing_ok=True)
+
+
 def _moved_run_warning(run_dir: Path, facts: dict[str, str]) -> tuple[str, ...]:
     """A run directory rerun on another machine or at another path than where it was made (a copy: its original may
     be rerun too, and each copy would send what the other already sent)."""
@@ -473,10 +482,8 @@ def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:
     files a killed write left. Raises JournalError when the journal is missing or damaged (nothing is changed),
     ReportError when `out` cannot be written."""
     with read_journal(run_dir) as (journal, inspection, live):
-        if not live:  # temp files of the journal's marker and the rehearsal world: only a run that holds it writes them
-            with contextlib.suppress(OSError):
-                for stale in (*run_dir.glob(f".{MARKER_NAME}.*"), run_dir / f".{REHEARSAL_WORLD_NAME}.tmp"):
-                    stale.unlink(missing_ok=True)
+        if not live:
+            _remove_temps_of_killed_writes(run_dir)
         unproven = journal.facts().get("journal_unproven", "")
         notes = (
             inspection.warnings
