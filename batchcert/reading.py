@@ -44,6 +44,8 @@ class Reading:
     request_id: str = ""
     failed: bool = False
     code: str = ""
+    #: when the read of the domains went on the wire (the event loop's clock, s; 0 when it was not sent)
+    sent_at_s: float = 0.0
 
 
 #: DescribeCertificates page size: the API documents no maximum Limit; 50 is what the Terraform provider pages with
@@ -110,7 +112,7 @@ class LiveReader:
         listener = live_listener(mine.response)
         if listener is None:
             return Reading(None, mine.request_id)
-        return Reading({**reading.domains, LISTENER_KEY: listener}, reading.request_id)
+        return Reading({**reading.domains, LISTENER_KEY: listener}, reading.request_id, sent_at_s=reading.sent_at_s)
 
     async def certificates(self) -> CertificateIndex:
         """Every certificate of the account, page by page (one lookup per run). Never raises."""
@@ -154,7 +156,7 @@ def _reading_of(result: CallResult | None) -> Reading:
     if result is None:
         return Reading(None, failed=True, code="NotSent")
     if result.ok:
-        return Reading(live_domains(result.response), result.request_id)
+        return Reading(live_domains(result.response), result.request_id, sent_at_s=result.sent_at_s)
     if classify.says_listener_absent(result.code or "", result.message):
-        return Reading(None, result.request_id)
-    return Reading(None, result.request_id, failed=True, code=result.code or "")
+        return Reading(None, result.request_id, sent_at_s=result.sent_at_s)
+    return Reading(None, result.request_id, failed=True, code=result.code or "", sent_at_s=result.sent_at_s)

@@ -28,6 +28,7 @@ Per-row failures are outcomes in the journal, never exceptions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -66,6 +67,7 @@ from batchcert.reconcile import (
     mismatch_message,
 )
 from batchcert.schedule import (
+    POLL_FLOOR_S,
     GateClosed,
     GaveUp,
     ListenerPacer,
@@ -73,6 +75,7 @@ from batchcert.schedule import (
     RetryBudget,
     RetryPolicy,
     Sleeper,
+    TaskTimer,
     Tries,
     is_retryable,
     retry_call,
@@ -87,6 +90,9 @@ MAX_PARKED_PER_LANE = 8
 #: listeners worked on at once. Enough to keep both action budgets busy (each lane waits at a gate most of the
 #: time), few enough that a 100,000-listener mapping does not hold 100,000 suspended coroutines in memory.
 MAX_LANES = 256
+#: runs' first accepted changes followed to measure the listener task time, one after another until one measures it
+#: (a follow that starts late sees the task over and measures nothing)
+MAX_TASK_PROBES = 3
 _IDLE = LiveDomain("", "", (), 0)
 
 
@@ -255,6 +261,7 @@ class Runner:
         #: after an ambiguous answer, before giving up
         self.settings = settings or RunSettings()
         self.pacer = ListenerPacer(config.listener_task_s)
+        self.task_timer = TaskTimer(config.listener_task_s)
         self.budget = RetryBudget(
             self.clock, config.retry_budget_min_per_s, config.retry_budget_percent, config.retry_budget_window_s
         )
@@ -292,6 +299,9 @@ class Runner:
         #: them meanwhile, README "Two operators"); the read starts with the busy answer, while the row waits
         self._read_first: set[int] = set()
         self._reads_after_busy: dict[int, asyncio.Task[Reading]] = {}
+        #: the read-backs following one of the run's first changes to measure its task (`_probe_task_time`)
+        self._task_probe: asyncio.Task[None] | None = None
+        self._task_probes = 0
 
     @property
     def stopping(self) -> bool:
@@ -342,7 +352,13 @@ class Runner:
                 listener_id = waiting.popleft()
                 await self._run_listener(listener_id, queues.pop(listener_id))
 
-        await asyncio.gather(*(work() for _ in range(min(self._max_lanes, len(waiting)))))
+        try:
+            await asyncio.gather(*(work() for _ in range(min(self._max_lanes, len(waiting)))))
+        finally:
+            if self._task_probe is not None:
+                self._task_probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task_probe
         self._settle_unstarted([row for lid in waiting for row in queues[lid]])
 
     async def _refuse_unusable_targets(self, rows: list[Row]) -> list[Row]:
@@ -395,8 +411,7 @@ class Runner:
                     task.exception()  # retrieved: the first failure is the one raised
                 task.cancel()
         if self.config.verify and not self.stopping:
-            await self.sleeper.sleep(self._until_listener_free(lane))  # let the last change's task end first
-            await self._verify(listener_id, self._verify_rows[listener_id])
+            await self._verify(listener_id, self._verify_rows[listener_id], lane.last_change_sent)
 
     async def _read(self, listener_id: str, row_number: int | None = None, priority: float = URGENT) -> Reading:
         """Read a listener's domains — and its own certificates when a listener row is on it."""
@@ -477,23 +492,40 @@ class Runner:
         wait_s = max(at_least_s, self.policy.backoff_s(min(retry, 6), self._rng))
         await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
 
-    async def _verify(self, listener_id: str, rows: list[Row]) -> None:
+    async def _verify(self, listener_id: str, rows: list[Row], changed_at: float | None = None) -> None:
         """Read the listener again and record, per row on it, the live state and whether it is the row's target —
         judged only once the domain is idle (DomainStatus 0): a change still running may yet fail and be reverted.
-        Re-reads with backoff while a domain is changing, up to `listener_wait_s`; a domain still changing then is
-        recorded `pending`."""
+        After this session's last change on it (sent at `changed_at`, clock s) the first read waits for the task as
+        the run has learned it (`TaskTimer`); re-reads while a domain is changing, up to `listener_wait_s`; a domain
+        still changing then is recorded `pending`."""
+        while changed_at is not None and not self.stopping:
+            # in short steps: the estimate may come down meanwhile (other listeners' read-backs)
+            wait_s = changed_at + self.task_timer.estimate_s - self.clock.now()
+            if wait_s <= 0:
+                break
+            await self.sleeper.sleep(min(wait_s, POLL_FLOOR_S))
         deadline = self.clock.now() + self.settings.listener_wait_s
-        retry = 0
+        reads_changing = 0
+        changing_s: float | None = None
         while True:
             reading = await self._read(listener_id, priority=0)
             domains = reading.domains or {}
             changing = [r for r in rows if domains.get(r.domain.lower(), _IDLE).status != 0]
             if reading.failed or not changing or self.stopping or self.clock.now() >= deadline:
                 break
-            retry += 1
-            await self._pause_before_reread(retry, deadline, at_least_s=self.pacer.gap_s)
+            reads_changing += 1
+            if changed_at is not None:
+                changing_s = reading.sent_at_s - changed_at
+            # short polls while the task runs (the read quota is idle at a listener's end), never longer apart than
+            # the retry backoff
+            wait_s = min(
+                self.task_timer.poll_s(reads_changing), self.policy.backoff_s(min(reads_changing, 6), self._rng)
+            )
+            await self.sleeper.sleep(min(wait_s, max(0.0, deadline - self.clock.now())))
         if reading.failed:
             return
+        if changed_at is not None and not changing:
+            self.task_timer.observed(changing_s, reading.sent_at_s - changed_at)
         checks = []
         reverted = []
         for row in rows:
@@ -676,11 +708,46 @@ class Runner:
                 )
             if result.ok or classify.policy_for(result.code or "").maybe_applied:
                 lane.last_change_sent = result.sent_at_s
+            if result.ok:
+                self._probe_task_time(row, result.sent_at_s)
         if last_sent is not None and result.ok:
             self.pacer.accepted(result.sent_at_s - last_sent)
         elif last_sent is not None and result.code == LISTENER_HAS_TASK:
             self.pacer.refused(result.sent_at_s - last_sent)
         return result
+
+    def _probe_task_time(self, row: Row, sent_at: float) -> None:
+        """After one of the run's first accepted changes, follow its domain until its task has ended, so the
+        read-back after each listener's last change waits for a measured task time (`TaskTimer`) — learned at the
+        start, not from the read-backs alone: when every listener gets its last change in the run's final second,
+        those read-backs all go before anything was learned. One follow at a time, `MAX_TASK_PROBES` in a run."""
+        if (
+            not self.config.verify
+            or self.task_timer.measured
+            or self._task_probes >= MAX_TASK_PROBES
+            or (self._task_probe is not None and not self._task_probe.done())
+        ):
+            return
+        self._task_probes += 1
+        self._task_probe = asyncio.get_running_loop().create_task(self._follow_task(row, sent_at))
+
+    async def _follow_task(self, row: Row, sent_at: float) -> None:
+        """Read `row`'s listener (at the lowest priority: reads that gate changes go first) until its domain is idle
+        again, and tell the task timer how long the task ran."""
+        changing_s: float | None = None
+        domain = self._spelling.get(row.row_number, row.domain).lower()
+        await self.sleeper.sleep(max(0.0, sent_at + self.task_timer.follow_s(0.0) - self.clock.now()))
+        while not self.stopping:
+            reading = await self._read(row.listener_id, priority=0)
+            live = (reading.domains or {}).get(domain)
+            if reading.failed or live is None or reading.sent_at_s <= 0:
+                return
+            if live.status == 0:
+                self.task_timer.observed(changing_s, reading.sent_at_s - sent_at)
+                return
+            changing_s = reading.sent_at_s - sent_at
+            next_at = reading.sent_at_s + self.task_timer.follow_s(changing_s)
+            await self.sleeper.sleep(max(0.0, next_at - self.clock.now()))
 
     async def _read_before_send(self, row: Row) -> CallResult | None:
         """Read the row's domain before sending it again after a busy answer (or a compare-and-swap row after its

@@ -364,6 +364,54 @@ class ListenerPacer:
             log.info("listener tasks take over %.3f s: changes on one listener now %.3f s apart", gap_s, self.gap_s)
 
 
+#: The shortest pause between two read-backs of a listener whose task still runs: a read's round trip at the
+#: lowest latency a real account answers in (docs/scheduling.md, "Read-back").
+POLL_FLOOR_S = 0.05
+
+
+class TaskTimer:
+    """How long after a change is sent a read of its listener shows it idle again, learned run-wide from the
+    read-backs, so the read after a listener's last change goes when its task has ended: not at once (a read that
+    only shows the task still running) nor a retry backoff late (docs/scheduling.md, "Read-back").
+
+    The estimate starts at a guess. A read-back that saw the task still running `changing_s` after the change and
+    idle `idle_s` after sets it to `idle_s`; one whose first read, sent at about the estimate, was idle already
+    brings it down 10% (the guess was high, or the service got faster), never below the last `changing_s` — the
+    pacer's way of probing down (`ListenerPacer`); a first read sent later than the estimate says nothing. While a task still runs, reads go `poll_s` apart: a fifth of
+    the estimate (at least `POLL_FLOOR_S`), doubling per read. Times are between the two requests' sends, so a read
+    that waited at the gate does not count as task time.
+    """
+
+    def __init__(self, initial_s: float) -> None:
+        self.estimate_s = initial_s
+        self._proven_s = 0.0
+        #: a read-back has seen a task running and then ended: the estimate is a measurement, not the guess
+        self.measured = False
+
+    @staticmethod
+    def follow_s(elapsed_s: float) -> float:
+        """The pause between two reads that follow a task to measure it, `elapsed_s` after its change was sent: a
+        quarter of the time so far (at least `POLL_FLOOR_S`), so the measurement is off by a quarter at most and a
+        task of seconds costs about twenty reads, once per run."""
+        return max(POLL_FLOOR_S, elapsed_s / 4)
+
+    def poll_s(self, reads_changing: int) -> float:
+        """The pause after the `reads_changing`-th read (1 for the first) that showed the task still running."""
+        return float(max(POLL_FLOOR_S, 0.2 * self.estimate_s) * 2 ** max(0, reads_changing - 1))
+
+    def observed(self, changing_s: float | None, idle_s: float) -> None:
+        """A read-back ended: its last read that showed the task running was sent `changing_s` after the change
+        (None: its first read was idle already), the read that showed it idle `idle_s` after."""
+        if changing_s is not None:
+            self._proven_s = changing_s
+            self.estimate_s = max(changing_s, idle_s)
+            self.measured = True
+        elif idle_s <= self.estimate_s + POLL_FLOOR_S:
+            # sent at about the estimate and idle: maybe earlier would have done (a read sent later — at an older
+            # estimate, or held at the gate — says nothing)
+            self.estimate_s = max(self._proven_s, min(self.estimate_s, idle_s) * 0.9)
+
+
 class RetryBudget:
     """A run-wide allowance of retries that is a rate, not a pot (Finagle's RetryBudget,
     https://twitter.github.io/finagle/guide/Clients.html#retries): within any `window_s`, at most `min_per_s` ×

@@ -24,6 +24,7 @@ from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
 from batchcert.schedule import (
     BURST_S,
     LAG_TOLERANCE_S,
+    POLL_FLOOR_S,
     TIMER_LATENESS_S,
     GateClosed,
     GaveUp,
@@ -34,6 +35,7 @@ from batchcert.schedule import (
     RetryBudget,
     RetryPolicy,
     Sleeper,
+    TaskTimer,
     retry_call,
 )
 from batchcert.settings import RunSettings
@@ -174,6 +176,53 @@ def test_whole_run_is_near_the_bound(tmp_path: Path) -> None:
     # 5 of 240 (4 before every busy answer was read before its resend, README "Two operators": the read moves the
     # listener's later sends by its latency)
     assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 0.025 * len(triples)
+
+
+def test_a_run_whose_listeners_all_end_together_reads_each_back_once_its_task_is_over(tmp_path: Path) -> None:
+    """220 rows on 22 listeners (10 each), 50 ms latency, 0.3 s tasks: the gate interleaves the listeners, so every
+    listener gets its last change in the run's final second. The read-back after each waits for the task time the
+    run measured after one of its first changes: the run ends about one task and one read after its last change
+    (it took 0.74 s more when the first read-back went at once and then waited a retry backoff), and each listener
+    is read back about once."""
+    world, triples = skewed({f"listener-w{i:02d}": 10 for i in range(22)}, latency_ms=50, task_seconds=0.3)
+    ran = simulate(tmp_path, world, triples, RunnerConfig())
+    assert ran.outcomes() == Counter({"succeeded": 220})
+    assert {r.verified for r in ran.journal.report_records()} == {"true"}
+    last_change_s = max(ran.api.sends[ACTION_MODIFY])
+    # the change arrives 25 ms after it is sent, its task runs 0.3 s, the read needs 25 ms to arrive and 25 ms back
+    assert ran.ended_s - last_change_s <= 0.3 + 0.05 + 0.1, ran.ended_s - last_change_s
+    assert ran.runner.task_timer.measured and 0.25 <= ran.runner.task_timer.estimate_s <= 0.4
+    # a pre-flight read and a read-back per listener, the reads following the first change, a few polls
+    assert len(ran.api.sends[ACTION_DESCRIBE_RULES]) <= 2 * 22 + 12
+
+
+def test_a_long_task_is_measured_early_and_waited_for_at_every_listener_end(tmp_path: Path) -> None:
+    """Tasks of 2 s against a first guess of 0.5 s: the reads following the first change measure it, so later
+    read-backs wait about 2 s before their first read instead of polling from 0.5 s on."""
+    world, triples = skewed({f"listener-l{i:02d}": 2 for i in range(8)}, latency_ms=50, task_seconds=2.0)
+    ran = simulate(tmp_path, world, triples, RunnerConfig())
+    assert ran.outcomes() == Counter({"succeeded": 16})
+    assert {r.verified for r in ran.journal.report_records()} == {"true"}
+    assert ran.runner.task_timer.measured and 1.5 <= ran.runner.task_timer.estimate_s <= 2.6
+    # pre-flight + read-back per listener, about twenty reads following the first task (a quarter of the time so
+    # far apart), a few polls of read-backs that went before the estimate was known
+    assert len(ran.api.sends[ACTION_DESCRIBE_RULES]) <= 2 * 8 + 20 + 12
+
+
+def test_task_timer_learns_from_read_backs() -> None:
+    timer = TaskTimer(0.5)
+    assert timer.poll_s(1) == 0.1 and timer.poll_s(3) == 0.4  # a fifth of the estimate, doubling per read
+    timer.observed(None, 0.5)  # first read idle at the estimate: maybe earlier would have done
+    assert timer.estimate_s == pytest.approx(0.45) and not timer.measured
+    timer.observed(None, 0.6)  # a read sent late (at an older estimate, or held at the gate) says nothing
+    assert timer.estimate_s == pytest.approx(0.45)
+    timer.observed(0.3, 0.36)  # running at 0.3 s, idle at 0.36 s
+    assert timer.estimate_s == 0.36 and timer.measured
+    for _ in range(10):
+        timer.observed(None, timer.estimate_s)
+    assert timer.estimate_s == 0.3  # comes down, never below a time a read saw the task still running
+    assert TaskTimer(0.01).poll_s(1) == POLL_FLOOR_S
+    assert TaskTimer.follow_s(0.0) == POLL_FLOOR_S and TaskTimer.follow_s(2.0) == 0.5
 
 
 def test_more_listeners_than_lanes(tmp_path: Path) -> None:
