@@ -11,18 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+# the API's words are spelled in batchcert.api.vocabulary; re-exported here until every importer reads them there
+from batchcert.api.vocabulary import (  # noqa: F401
+    ACTION_DESCRIBE_CERTIFICATES,
+    ACTION_DESCRIBE_LISTENERS,
+    ACTION_DESCRIBE_RULES,
+    ACTION_MODIFY,
+    ACTION_MODIFY_LISTENER,
+    API_VERSION,
+    CHANGE_ACTIONS,
+    SERVICE,
+)
+
 #: The certificate literal meaning "use the listener's certificate" (docs/gaap-api.md, "The call").
 DEFAULT_CERTIFICATE = "default"
 
-ACTION_MODIFY = "ModifyCertificate"
-#: a listener's own certificates (a mapping row with Scope `listener`)
-ACTION_MODIFY_LISTENER = "ModifyHTTPSListenerAttribute"
-#: the writes a row may send (the journal's history of a row is its attempts of these)
-CHANGE_ACTIONS = (ACTION_MODIFY, ACTION_MODIFY_LISTENER)
-ACTION_DESCRIBE_RULES = "DescribeRules"
-ACTION_DESCRIBE_LISTENERS = "DescribeHTTPSListeners"
-ACTION_DESCRIBE_CERTIFICATES = "DescribeCertificates"
-API_VERSION = "2018-05-29"
 #: a row's target certificate, looked up before anything is sent, cannot be installed (batchcert's own codes, never
 #: the service's; batchcert.classify says what each means)
 PREFLIGHT_NOT_FOUND = "Preflight.CertificateNotFound"
@@ -36,7 +39,6 @@ PRECONDITION_MISMATCH = "Precondition.CurrentCertificateMismatch"
 CHANGE_REVERTED = "Verification.ChangeReverted"
 #: a listener row whose ProxyId is not the proxy the listener is on (its own read says which): never sent
 PRECONDITION_WRONG_PROXY = "Precondition.ListenerNotOnProxy"
-SERVICE = "gaap"
 
 
 class Outcome(enum.StrEnum):

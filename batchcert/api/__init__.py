@@ -1,0 +1,10 @@
+"""The GAAP API as batchcert speaks it.
+
+- `vocabulary`: the API's words — action names, the API version, page limits, certificate types (stdlib only; every
+  layer may use it).
+- `signing`: TC3-HMAC-SHA256 request signatures (docs/gaap-api.md, "Signing").
+- `client`: the aiohttp client that sends one signed request and maps every failure to a `CallResult` code (the one
+  exception map).
+
+This `__init__` imports nothing, so the lowest layers can use `batchcert.api.vocabulary` without loading aiohttp.
+"""
