@@ -5,8 +5,8 @@ Reads (docs/gaap-api.md, "Inventory and listener certificates"): `DescribeProxie
 `DescribeProxyGroupList` (100 a page, `ProjectId` -1: every project) → `DescribeHTTPSListeners` per proxy not in a
 group and per group (50 a page) → `DescribeRules` per HTTPS listener, and `DescribeCertificates` (50 a page) — every
 request through the run's quota (each action its own ceiling) with the run's retries (`LiveReader.call`). Every paged
-listing reads until it holds `TotalCount` items. A sibling of `runner`: it decides what to read; `report` writes the
-files.
+listing reads until it holds `TotalCount` items (page sizes: `api.vocabulary.PAGE_LIMIT`). A sibling of `runner`
+and `report`: it decides what to read; `report.inventory_files` writes the files.
 
 A connection whose listeners this credential may not list (CAM scoped to some connections), or that the listing
 refuses (`FailedOperation.NotSupportProxyGroup`, …), does not stop the others: the inventory reads every place it
@@ -23,11 +23,20 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from batchcert import classify
-from batchcert.errors import BatchcertError
-from batchcert.model import (
+from batchcert.api.vocabulary import (
     ACTION_DESCRIBE_CERTIFICATES,
+    ACTION_DESCRIBE_GROUPS,
     ACTION_DESCRIBE_LISTENERS,
+    ACTION_DESCRIBE_PROXIES,
     ACTION_DESCRIBE_RULES,
+    CERTIFICATE_TYPE_NAMES,
+    PAGE_LIMIT,
+)
+from batchcert.errors import BatchcertError
+from batchcert.live.certificates import CertificateInfo
+from batchcert.live.reader import LiveReader
+from batchcert.live.state import client_ids_of, live_domains
+from batchcert.model import (
     DEFAULT_CERTIFICATE,
     SCOPE_DOMAIN,
     SCOPE_LISTENER,
@@ -36,13 +45,7 @@ from batchcert.model import (
     MappingLine,
     Place,
 )
-from batchcert.reading import LiveReader
-from batchcert.reconcile import CERTIFICATE_TYPE_NAMES, CertificateInfo, client_ids_of, live_domains
 
-ACTION_DESCRIBE_PROXIES = "DescribeProxies"
-ACTION_DESCRIBE_GROUPS = "DescribeProxyGroupList"
-#: the largest page each listing takes (docs/gaap-api.md, "Inventory and listener certificates")
-PAGE = {ACTION_DESCRIBE_PROXIES: 100, ACTION_DESCRIBE_GROUPS: 100, ACTION_DESCRIBE_LISTENERS: 50}
 #: DescribeProxyGroupList's `ProjectId` for every project of the account. The reference gives no default for an
 #: absent one (older pages mark it required), and the default project alone would hide every other project's groups
 #: (docs/gaap-api.md, "Inventory and listener certificates")
@@ -285,7 +288,7 @@ async def _listing(
     answer (or none: the run stopped), InventoryError for a page that is empty before TotalCount (never a silent
     end)."""
     items: list[dict[str, Any]] = []
-    limit = PAGE[action]
+    limit = PAGE_LIMIT[action]
     while True:
         page = {**params, "Offset": len(items), "Limit": limit}
         result = await reader.call(action, page, 0.0, where, None)
@@ -382,12 +385,6 @@ def _places_of(connection: Connection, listener: dict[str, Any], rules: dict[str
         )
         for live in (live_domains(rules).values() if rules is not None else ())
     ]
-
-
-def days_to_expiry(certificate: CertificateInfo | None, now_s: float) -> int | None:
-    if certificate is None or not certificate.end_time_s:
-        return None
-    return int((certificate.end_time_s - now_s) // 86400)
 
 
 # ----------------------------------------------------------------------------------------------------- rotation

@@ -1,4 +1,5 @@
-"""Value types shared by every layer: rows, outcomes, call results. Stdlib only, no I/O.
+"""Value types shared by every layer: rows, outcomes, call results. Stdlib only (and the API's words,
+`batchcert.api.vocabulary`), no I/O.
 
 Domain words: a *mapping* is the input file, a *row* one of its records, an *attempt* one request sent for a row,
 an *outcome* what a row ended as, a *run* one execution over a mapping (reruns continue the same run).
@@ -11,17 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-# the API's words are spelled in batchcert.api.vocabulary; re-exported here until every importer reads them there
-from batchcert.api.vocabulary import (  # noqa: F401
-    ACTION_DESCRIBE_CERTIFICATES,
-    ACTION_DESCRIBE_LISTENERS,
-    ACTION_DESCRIBE_RULES,
-    ACTION_MODIFY,
-    ACTION_MODIFY_LISTENER,
-    API_VERSION,
-    CHANGE_ACTIONS,
-    SERVICE,
-)
+from batchcert.api.vocabulary import ACTION_MODIFY, ACTION_MODIFY_LISTENER
 
 #: The certificate literal meaning "use the listener's certificate" (docs/gaap-api.md, "The call").
 DEFAULT_CERTIFICATE = "default"
@@ -54,6 +45,40 @@ class Outcome(enum.StrEnum):
 
 #: Outcomes a rerun sends again by default; `--include-terminal` adds TERMINAL.
 RERUN_OUTCOMES = frozenset({Outcome.RETRYABLE, Outcome.NOT_ATTEMPTED})
+#: Outcomes of a row that is done: its place holds the target (README, "Reconciliation")
+DONE_OUTCOMES = frozenset({Outcome.SUCCEEDED, Outcome.UNCHANGED})
+
+
+class Verified(enum.StrEnum):
+    """What the read-back after a row's change found (the journal's `rows.verified`, the report's `verified`)."""
+
+    #: not read back (yet): no change, --no-verify, or the run stopped first
+    NOT_READ = ""
+    #: the domain was still changing when the read-back gave up waiting
+    PENDING = "pending"
+    AT_TARGET = "true"
+    NOT_AT_TARGET = "false"
+
+    @classmethod
+    def of(cls, at_target: bool) -> Verified:
+        return cls.AT_TARGET if at_target else cls.NOT_AT_TARGET
+
+
+class SessionStatus(enum.StrEnum):
+    """How a run's session ended (the journal's `sessions.status`)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    #: the run stopped itself (a denied credential, the retry budget spent): `stop_reason` says why
+    STOPPED = "stopped"
+    #: Ctrl-C, SIGTERM or SIGHUP
+    INTERRUPTED = "interrupted"
+    #: the process died without ending its session (found by the next session)
+    DIED = "died"
+
+
+#: batchcert's own code for a request the run stopped before it was sent
+NOT_SENT = "NotSent"
 
 
 class Disposition(enum.StrEnum):

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from batchcert import emulator as emu
+from batchcert.live.certificates import CertificateInfo, check_targets, expiring_targets
 from batchcert.model import PREFLIGHT_EXPIRED, PREFLIGHT_NOT_FOUND, PREFLIGHT_TYPE_MISMATCH, Row
-from batchcert.reconcile import CertificateInfo, check_targets, expiring_targets
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import Declined, PlanRequest, Preview, RunRequest, RunSummary, plan_mapping, run_mapping

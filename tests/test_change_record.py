@@ -462,14 +462,14 @@ def test_the_invalid_rows_command_goes_where_the_run_went(tmp_path: Path) -> Non
 def test_progress_goes_out_at_display_speed_and_always_for_the_last_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """The run tells the display at most every 0.1 s (no display redraws faster), never once per row, and always
     when the last row settles; the counts it tells add up to `done`."""
-    from batchcert import workflow
     from batchcert.model import Outcome, Progress, Row
+    from batchcert.workflow.progress import ProgressTracker
 
     now = [100.0]
-    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the `time` module batchcert.workflow imports and calls
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the `time` module batchcert.workflow.progress calls
     told: list[Progress] = []
     rows = [Row(n, f"listener-{n}", f"d{n}.example.com", "cert-new") for n in range(2, 302)]
-    tracker = workflow._Tracker(rows, {}, told.append)
+    tracker = ProgressTracker(rows, {}, told.append)
     for row in rows:
         now[0] += 0.001  # a row every millisecond: 300 rows in 0.3 s
         tracker.row_done(row, Outcome.SUCCEEDED)

@@ -14,7 +14,7 @@ import pytest
 
 from batchcert.cli import plan_count_line
 from batchcert.errors import ExitCode
-from batchcert.reconcile import PLAN_ACTIONS
+from batchcert.live.state import PLAN_ACTIONS
 from tests.conftest import migration_world, write_mapping
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from batchcert import emulator as emu
+from batchcert.api.vocabulary import ACTION_MODIFY
 from batchcert.journal import Journal
-from batchcert.model import ACTION_MODIFY, RERUN_OUTCOMES, Api, CallResult, Outcome
+from batchcert.model import RERUN_OUTCOMES, Api, CallResult, Outcome
 from batchcert.runner import OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_MESSAGE, Runner, RunnerConfig
 from batchcert.schedule import Quota
 from batchcert.settings import RunSettings
@@ -177,7 +178,7 @@ def test_a_lost_journal_tail_does_not_turn_applied_changes_into_unchanged(tmp_pa
     """The journal loses its last records (the attempts and outcomes of a session, as a power cut truncating the
     WAL does) but keeps the states read before the run: the rerun finds the targets live, and reports those rows
     succeeded — confirmed by read-back — not `unchanged`, with a rollback line and a warning in the summary."""
-    from batchcert.reconcile import CONFIRMED_BY_READ_BACK
+    from batchcert.live.state import CONFIRMED_BY_READ_BACK
     from batchcert.report import write_reports
 
     world, triples = one_row_listeners(6)
@@ -187,7 +188,7 @@ def test_a_lost_journal_tail_does_not_turn_applied_changes_into_unchanged(tmp_pa
         api = EmulatorApi(emu.World.from_dict(world))
         await Runner(api, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
         journal.commit()
-        with journal._tx() as db:  # the lost tail
+        with journal.store.tx() as db:  # the lost tail
             db.execute("DELETE FROM attempts WHERE action = 'ModifyCertificate'")
             db.execute("UPDATE rows SET outcome = 'not_attempted', verified = '', error_message = ''")
         await Runner(api, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT).run(
@@ -266,7 +267,7 @@ def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flu
         synced.append(fd)
         real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", counting_fsync)  # the `os` module batchcert.journal imports and calls
+    monkeypatch.setattr(os, "fsync", counting_fsync)  # the `os` module batchcert.journal.intents imports and calls
     journal = new_journal(tmp_path, rows_of(one_row_listeners(4)[1]))
     window = journal.FLUSH_WINDOW_S
 
@@ -320,7 +321,7 @@ def test_a_cancelled_wait_leaves_the_flush_to_the_others_and_a_refused_flush_fai
         await asyncio.sleep(0)
         gone.cancel()
         await kept
-        monkeypatch.setattr(journal, "commit", refuse)  # the next flush fails: the disk filled up
+        monkeypatch.setattr(journal.store, "commit", refuse)  # the next flush fails: the disk filled up
         journal.begin_attempt(4, ACTION_MODIFY)
         waits = await asyncio.gather(journal.durable(), journal.durable(), return_exceptions=True)
         return list(waits)

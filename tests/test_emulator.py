@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 
 from batchcert import emulator as emu
+from batchcert.api.signing import canonical_request, sign_request, signature, string_to_sign, utc_date
 from batchcert.errors import WorldError
+from batchcert.live.certificates import domain_covered
 from batchcert.model import Row
-from batchcert.reconcile import domain_covered
-from batchcert.signing import canonical_request, sign_request, signature, string_to_sign, utc_date
 from tests.conftest import SECRET_ID, SECRET_KEY, make_world
 
 CHANGE = {"ListenerId": "listener-aaaa0001", "Domain": "www.example.com", "CertificateId": "cert-wild0001"}

@@ -53,14 +53,18 @@ from typing import Any
 import openpyxl
 import pytest
 
-from batchcert.inventory import NotSearched
-from batchcert.journal import Journal, create_journal
-from batchcert.model import (
+from batchcert.api.vocabulary import (
     ACTION_DESCRIBE_CERTIFICATES,
     ACTION_DESCRIBE_LISTENERS,
     ACTION_DESCRIBE_RULES,
     ACTION_MODIFY,
     ACTION_MODIFY_LISTENER,
+)
+from batchcert.inventory import NotSearched
+from batchcert.journal import Journal, create_journal
+from batchcert.live.certificates import CertificateInfo
+from batchcert.live.state import LiveDomain, PlanLine
+from batchcert.model import (
     CHANGE_REVERTED,
     PRECONDITION_MISMATCH,
     PRECONDITION_WRONG_PROXY,
@@ -72,7 +76,6 @@ from batchcert.model import (
     Place,
     Row,
 )
-from batchcert.reconcile import CertificateInfo, LiveDomain, PlanLine
 from batchcert.report import write_inventory, write_plan, write_reports, write_rotation
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -16,8 +16,8 @@ import pytest
 import trustme
 
 from batchcert import emulator as emu
-from batchcert.client import create_session
-from batchcert.plan import read_mapping
+from batchcert.api.client import create_session
+from batchcert.mapping import read_mapping
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags, parse_endpoint
 from batchcert.workflow import RunRequest, run_mapping

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from batchcert import journal as journal_module
 from batchcert.cli import app
 from batchcert.journal import MARKER_NAME, WAL_NAME
+from batchcert.journal import db as journal_db
 from batchcert.settings import SettingFlags
 from tests.conftest import ThreadedEmulator, run_against, write_mapping
 from tests.test_rerun import cli, cli_env, wait_for_attempts, world_and_rows
@@ -121,14 +121,14 @@ def test_a_full_disk_during_the_run_is_the_users_error(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The journal cannot grow (a full disk): exit 2 naming the run directory and the cause, no traceback."""
-    connect = journal_module._connect
+    connect = journal_db.connect
 
     def small(path: Path) -> sqlite3.Connection:
         db = connect(path)
         db.execute("PRAGMA max_page_count = 12")  # a disk that fills up a few records into the run
         return db
 
-    monkeypatch.setattr(journal_module, "_connect", small)
+    monkeypatch.setattr(journal_db, "connect", small)
     world, rows = world_and_rows(60)
     server = threaded_emulator(world)
     mapping = write_mapping(tmp_path / "m.csv", rows)

@@ -12,8 +12,8 @@ import openpyxl
 import pytest
 
 from batchcert.errors import MappingError
+from batchcert.mapping import COLUMN_ALIASES, normalize_header, read_mapping
 from batchcert.model import Expected, Mapping
-from batchcert.plan import COLUMN_ALIASES, normalize_header, read_mapping
 
 
 def csv_text(rows: list[list[str]], delimiter: str = ",") -> str:

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchcert.errors import MappingError
+from batchcert.mapping import read_mapping, require_rows_to_send
 from batchcert.model import Mapping
-from batchcert.plan import read_mapping, require_rows_to_send
 
 HEADER = ["ListenerId", "Domain", "CertificateId", "Owner"]
 ROWS = [

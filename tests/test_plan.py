@@ -8,7 +8,7 @@ import pytest
 import xlsxwriter
 
 from batchcert.errors import MappingError
-from batchcert.plan import read_mapping
+from batchcert.mapping import read_mapping
 
 HEADER = "ListenerId,Domain,CertificateId,ClientCertificateId,PolyClientCertificateIds,Owner\n"
 

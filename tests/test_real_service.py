@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from batchcert.model import ACTION_MODIFY
+from batchcert.api.vocabulary import ACTION_MODIFY
 from batchcert.runner import RunnerConfig
 from tests.conftest import migration_world
 from tests.test_schedule import QUICK, simulate, skewed
@@ -142,6 +142,6 @@ def test_rows_at_target_under_the_real_default_shapes_are_unchanged(tmp_path: Pa
     ran = simulate(tmp_path, world, triples, QUICK)
     assert ran.outcomes() == Counter({"unchanged": 2})
     assert not ran.api.sends[ACTION_MODIFY]
-    rules = ran.api.emulator._describe_rules({"ListenerId": "listener-dflt"})["DomainRuleSet"]
+    rules = ran.api.emulator.reads.describe_rules({"ListenerId": "listener-dflt"})["DomainRuleSet"]
     assert rules[0]["ClientCertificateId"] == "default"
     assert rules[0]["PolyClientCertificateAliasInfo"] == [{"CertificateId": "default", "CertificateAlias": "默认证书"}]

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from batchcert import emulator as emu
+from batchcert.api.signing import sign_request
 from batchcert.errors import ExitCode
+from batchcert.live.state import LiveDomain, Verdict, is_at_target, judge, rollback_for
 from batchcert.model import Row
-from batchcert.reconcile import LiveDomain, Verdict, is_at_target, judge, rollback_for
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
-from batchcert.signing import sign_request
 from batchcert.workflow import PlanRequest, RunRequest, plan_mapping, run_mapping
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, run_against, write_mapping
 

@@ -104,7 +104,7 @@ def test_outcomes_and_error_codes_per_row(threaded_emulator: Callable[..., Threa
     failed = list(csv.reader((tmp_path / "run" / "failed.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert failed[0] == ["ListenerId", "Domain", "CertificateId", "source_row", "outcome", "reason"]
     assert len(failed) == 5 and failed[1][3:5] == ["3", "terminal"]
-    from batchcert.plan import read_mapping
+    from batchcert.mapping import read_mapping
 
     again = read_mapping(tmp_path / "run" / "failed.csv")  # still a mapping: the added columns are extras
     assert [r.domain for r in again.rows] == [line[1] for line in failed[1:]]

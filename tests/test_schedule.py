@@ -17,10 +17,11 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 from batchcert import emulator as emu
-from batchcert import runner as runner_module
+from batchcert.api.vocabulary import ACTION_DESCRIBE_RULES, ACTION_MODIFY
 from batchcert.journal import Journal, create_journal
-from batchcert.model import ACTION_DESCRIBE_RULES, ACTION_MODIFY, CallResult, Mapping, Row
+from batchcert.model import CallResult, Mapping, Row
 from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
+from batchcert.runner import lanes as runner_lanes
 from batchcert.schedule import (
     BURST_S,
     LAG_TOLERANCE_S,
@@ -399,7 +400,7 @@ def test_a_row_waiting_to_retry_does_not_stall_its_listener(tmp_path: Path, monk
     assert one_change_in_flight(api.writes)
     assert list(dict.fromkeys(w.domain for w in api.writes)) == [dom for _, dom, _ in triples]
 
-    monkeypatch.setattr(runner_module, "MAX_PARKED_PER_LANE", 0)
+    monkeypatch.setattr(runner_lanes, "MAX_PARKED_PER_LANE", 0)
     held, held_api = simulate_recorded(tmp_path / "held", world, triples, timeout_s=2.0)
     assert held.ledger == ran.ledger
     first, resent = (w.sent_s for w in held_api.writes if w.domain == faulty)
@@ -420,7 +421,7 @@ def test_rows_waiting_aside_are_bounded_per_listener(tmp_path: Path) -> None:
         spans.setdefault(w.domain, [w.sent_s, w.answered_s])[1] = w.answered_s
     edges = sorted([(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()])
     open_rows = max(itertools.accumulate(step for _, step in edges))
-    assert open_rows == runner_module.MAX_PARKED_PER_LANE + 1 > 1
+    assert open_rows == runner_lanes.MAX_PARKED_PER_LANE + 1 > 1
     assert one_change_in_flight(api.writes)
     assert Counter(w.domain for w in api.writes) == Counter({dom: 6 for _, dom, _ in triples})
 

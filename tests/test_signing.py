@@ -14,7 +14,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.gaap.v20180529 import gaap_client
 
-from batchcert import signing
+from batchcert.api import signing
 
 CVM_BODY = b'{"Limit": 1, "Filters": [{"Values": ["\\u672a\\u547d\\u540d"], "Name": "instance-name"}]}'
 GAAP_BODY = b'{"ListenerId": "listener-xxx", "Domain": "www.test.com", "CertificateId": "cert-12345678"}'

@@ -18,6 +18,7 @@ import openpyxl
 import pytest
 
 from batchcert.journal import Journal, create_journal
+from batchcert.live.certificates import CertificateInfo
 from batchcert.model import (
     CHANGE_REVERTED,
     PRECONDITION_MISMATCH,
@@ -29,7 +30,6 @@ from batchcert.model import (
     Outcome,
     Row,
 )
-from batchcert.reconcile import CertificateInfo
 from batchcert.report import (
     MANIFEST_NAME,
     REHEARSAL_WORLD_NAME,

@@ -33,8 +33,8 @@ from batchcert import emulator as emu
 from batchcert.claims import ClaimError, claim_places, place_digests
 from batchcert.cli import app
 from batchcert.journal import JOURNAL_NAME, MARKER_NAME, WAL_NAME, create_journal, open_journal
+from batchcert.mapping import read_mapping
 from batchcert.model import Outcome
-from batchcert.plan import read_mapping
 from batchcert.runner import CHANGED_MEANWHILE_MESSAGE, REREAD_MESSAGE, RunnerConfig
 from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, run_against, write_mapping
 from tests.test_journal_safety import fingerprint, kill_a_run

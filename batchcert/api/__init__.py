@@ -3,8 +3,8 @@
 - `vocabulary`: the API's words — action names, the API version, page limits, certificate types (stdlib only; every
   layer may use it).
 - `signing`: TC3-HMAC-SHA256 request signatures (docs/gaap-api.md, "Signing").
-- `client`: the aiohttp client that sends one signed request and maps every failure to a `CallResult` code (the one
-  exception map).
+- `client`: the aiohttp client that sends one signed request and maps every failure to a `CallResult` code
+  (`failure_of`, the one exception map: exceptions and HTTP statuses).
 
 This `__init__` imports nothing, so the lowest layers can use `batchcert.api.vocabulary` without loading aiohttp.
 """

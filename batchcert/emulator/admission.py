@@ -1,0 +1,114 @@
+"""Whether a request is let in before its action runs: the TC3-HMAC-SHA256 signature (docs/gaap-api.md, "Signing"),
+the per-(SecretId, action) rate limit in a sliding 1 s window of admitted requests with the real throttle message
+(every action, reads included; docs/gaap-api.md, "Rate limit"), throttling storms and a competing client spending part
+of the limit, and actions CAM denies account-wide."""
+
+from __future__ import annotations
+
+import hmac
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from batchcert.api.signing import canonical_request, parse_authorization, signature, string_to_sign, utc_date
+from batchcert.api.vocabulary import API_VERSION, SERVICE
+from batchcert.emulator.clock import monotonic_s
+from batchcert.emulator.outcomes import ApiError
+from batchcert.emulator.world import World
+
+SIGNATURE_WINDOW_S = 300  # docs/gaap-api.md, "Signing": timestamp skew > 5 min → AuthFailure.SignatureExpire
+
+
+class Admission:
+    """The checks before an action: `authenticate` (signature), `admit` (rate window), `check_allowed` (CAM).
+
+    `wall_clock` is the server's clock the signature's timestamp is checked against; `started_s` the monotonic time
+    the emulator started, which `faults.storms` count from."""
+
+    def __init__(self, world: World, wall_clock: Callable[[], float], started_s: float) -> None:
+        self.world = world
+        self.wall_clock = wall_clock
+        self.started_s = started_s
+        #: monotonic arrival times of admitted requests per (SecretId, action)
+        self.admitted: dict[tuple[str, str], deque[float]] = {}
+
+    def authenticate(self, headers: Mapping[str, str], body: bytes) -> str:
+        """The SecretId of a correctly signed request (`headers` looked up case-insensitively, as aiohttp's are)."""
+        auth = parse_authorization(headers.get("Authorization", ""))
+        if auth is None or not {"content-type", "host"} <= set(auth.signed_headers):
+            raise ApiError("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
+        secret_key = self.world.credentials.get(auth.secret_id)
+        if secret_key is None:
+            raise ApiError(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId is not found, please ensure that your SecretId is correct.",
+            )
+        raw_ts = headers.get("X-TC-Timestamp", "")
+        if not raw_ts.isdigit():
+            raise ApiError("MissingParameter", "The request is missing a valid X-TC-Timestamp header.")
+        timestamp = int(raw_ts)
+        if abs(self.wall_clock() - timestamp) > SIGNATURE_WINDOW_S:
+            raise ApiError(
+                "AuthFailure.SignatureExpire",
+                f"Signature expired. Timestamp {timestamp} is more than {SIGNATURE_WINDOW_S}s from server time.",
+            )
+        if headers.get("X-TC-Version", "") != API_VERSION:
+            raise ApiError(
+                "NoSuchVersion",
+                f"The API version `{headers.get('X-TC-Version', '')}` does not exist.",
+            )
+        signed = tuple((name, headers.get(name, "").strip()) for name in auth.signed_headers)
+        canonical = canonical_request(body, "", "", signed_headers=signed)
+        expected = signature(secret_key, timestamp, SERVICE, string_to_sign(canonical, timestamp, SERVICE))
+        scope_ok = auth.date == utc_date(timestamp) and auth.service == SERVICE
+        if not scope_ok or not hmac.compare_digest(expected, auth.signature):
+            raise ApiError("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
+        return auth.secret_id
+
+    def admit(self, secret_id: str, action: str) -> None:
+        """Count the request in its window, or answer RequestLimitExceeded (a storm, or the window is full)."""
+        now = monotonic_s()
+        since_start = now - self.started_s
+        if any(start <= since_start < start + length for start, length in self.world.faults.storms):
+            raise ApiError(
+                "RequestLimitExceeded",
+                f"Your current request times equals to `{self.world.rate_limit + 1}` in a second, which exceeds the "
+                f"frequency limit `{self.world.rate_limit}` for a second.",
+            )
+        window = self.admitted.setdefault((secret_id, action), deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        used = len(window) + self._competing_in_window(now)
+        if used >= self.world.rate_limit:
+            raise ApiError(
+                "RequestLimitExceeded",
+                f"Your current request times equals to `{used + 1}` in a second, which exceeds the frequency "
+                f"limit `{self.world.rate_limit}` for a second.",
+            )
+        window.append(now)
+
+    def check_allowed(self, action: str) -> None:
+        """Answer UnauthorizedOperation for an action the world's CAM denies account-wide (`denied_actions`)."""
+        if action in self.world.denied_actions:
+            raise ApiError(
+                "UnauthorizedOperation",
+                f"You are not authorized to perform operation (gaap:{action}) on resource (qcs::gaap::uin/"
+                "100000000001:*).",
+            )
+
+    def max_admitted_in_window(self, action: str, window_s: float = 1.0) -> int:
+        """The most requests of `action` admitted within any `window_s` (all credentials summed)."""
+        times = sorted(t for (_, act), q in self.admitted.items() if act == action for t in q)
+        best, lo = 0, 0
+        for hi, t in enumerate(times):
+            while t - times[lo] >= window_s:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+    def _competing_in_window(self, now: float) -> int:
+        """Requests another client of the same account admitted in the last second, evenly spread."""
+        if not self.world.competing_rate:
+            return 0
+        period = 1.0 / self.world.competing_rate
+        # their requests land at k × period; count those in (now-1, now]
+        return int(now // period) - int((now - 1.0) // period)

@@ -1,0 +1,97 @@
+"""The write actions, ModifyCertificate and ModifyHTTPSListenerAttribute, through one apply path: the fault that acts
+on the request, the listener (access), the connection rules, the listener's task (`FailedOperation.ListenerHasTask`
+while one runs; docs/gaap-api.md, "Listener tasks"), the target's checks, then the change applied as a listener task,
+recorded in the ledger, and rolled back when its task fails. What differs between the two is in `changes`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from batchcert.emulator.access import find_listener
+from batchcert.emulator.changes import Change, DomainChange, ListenerChange, Scope
+from batchcert.emulator.clock import monotonic_s
+from batchcert.emulator.faults import FaultInjector
+from batchcert.emulator.outcomes import ApiError
+from batchcert.emulator.world import World
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One applied change: wall time, where, the certificate state before and after, the answering RequestId.
+
+    `scope` "domain": a ModifyCertificate of `domain`; "listener": a ModifyHTTPSListenerAttribute of the listener's
+    own certificates (`domain` is ""; before/after also carry `listener_name` and `forward_protocol`)."""
+
+    time: float
+    listener_id: str
+    domain: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    request_id: str
+    scope: str = "domain"
+
+
+class Writes:
+    """The write actions on one world. `ledger` lists the changes applied, `reverted` the (listener, domain) of those
+    whose task failed and were rolled back (fault `task_fail`; domain "" for a listener's own certificates).
+    `wall_clock` dates ledger entries."""
+
+    def __init__(self, world: World, faults: FaultInjector, wall_clock: Callable[[], float]) -> None:
+        self.world = world
+        self.faults = faults
+        self.wall_clock = wall_clock
+        self.ledger: list[LedgerEntry] = []
+        self.reverted: list[tuple[str, str]] = []
+
+    async def modify_certificate(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """ModifyCertificate: a domain's certificates (docs/gaap-api.md, "The call")."""
+        return await self.apply(DomainChange.parse(params), request_id)
+
+    async def modify_listener(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """ModifyHTTPSListenerAttribute (CN docs 36996): a listener's own certificates, name and forwarding."""
+        return await self.apply(ListenerChange.parse(params), request_id)
+
+    async def apply(self, change: Change, request_id: str) -> dict[str, Any]:
+        """Check and apply one change as a listener task; the answer's payload is empty."""
+        scripts = self.faults.listeners if change.scope is Scope.LISTENER else self.faults.domains
+        fault = self.faults.next_fault(scripts, change.fault_key)
+        kind = fault.kind if fault else None
+        await self.faults.answer_early(fault)
+        listener = find_listener(self.world, change.listener_id, change.action, "HTTPS")
+        now = monotonic_s()
+        change.hold(listener, fault, now)
+        change.check_connection(self.world)
+        if listener.pinned_busy or now < listener.busy_until:
+            raise ApiError("FailedOperation.ListenerHasTask", "The listener has a task in progress; try again later.")
+        change.check_target(self.world, listener, now)
+
+        before = change.state(listener)
+        change.set(listener)
+        task_s = self.world.task_seconds if listener.task_seconds is None else listener.task_seconds
+        listener.busy_until = now + task_s
+        change.start_task(listener, now + task_s)
+        self.ledger.append(
+            LedgerEntry(
+                self.wall_clock(),
+                change.listener_id,
+                change.domain,
+                before,
+                change.state(listener),
+                request_id,
+                scope=change.scope.value,
+            )
+        )
+        if kind == "task_fail" or self.faults.take_apply_fault(scripts, change.fault_key) == "task_fail":
+            # accepted, then the task fails and the change is rolled back when it ends
+            change.fail_task(listener)
+            asyncio.get_running_loop().call_later(task_s, self._revert, change, before)
+        if kind == "apply_then_hang":
+            await self.faults.hang()
+        return {}
+
+    def _revert(self, change: Change, before: dict[str, Any]) -> None:
+        change.restore(self.world, before)
+        self.reverted.append((change.listener_id, change.domain))

@@ -1,0 +1,10 @@
+"""What is live on the service, and what it means for the mapping's rows.
+
+- `state`: a domain's (or a listener's own) live state, `LiveDomain`, read from the API's answers; whether a row is at
+  its target, the pre-flight verdict (`judge`, `Verdict`), the plan lines and the rollback row. Pure, no I/O.
+- `certificates`: the account's certificates (`CertificateInfo`) and the certificate pre-flight checks a row's
+  targets must pass (`check_targets`). Pure, no I/O.
+- `reader`: `LiveReader`, which reads both through the quota with the run's retries (`Reading`, `CertificateIndex`).
+
+This `__init__` imports nothing, so the pure modules can be used without loading the scheduler (aiolimiter).
+"""

@@ -1,0 +1,157 @@
+"""Reading through the quota: `LiveReader` reads a listener's live state (`DescribeRules`, with
+`DescribeHTTPSListeners` for its own certificates) as a `Reading`, and the account's certificates
+(`DescribeCertificates`, paged) as a `CertificateIndex` — each action its own ceiling, with the run's retries. Shared
+by `runner` (pre-flight, verification, settling doubts), `inventory` and the `plan` command (through `workflow`) — a
+layer of its own below them, so that they stay siblings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from batchcert import classify
+from batchcert.api.vocabulary import (
+    ACTION_DESCRIBE_CERTIFICATES,
+    ACTION_DESCRIBE_LISTENERS,
+    ACTION_DESCRIBE_RULES,
+    PAGE_LIMIT,
+)
+from batchcert.live.certificates import CertificateInfo, certificates_in
+from batchcert.live.state import LISTENER_KEY, LiveDomain, live_domains, live_listener
+from batchcert.model import Api, CallResult, Disposition
+from batchcert.schedule import GateClosed, Quota, RetryPolicy, Sleeper, retry_call
+
+#: gate priority of a read that a listener lane is blocked on (ambiguous answer, changing domain)
+URGENT = 1e9
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A listener's live state: `domains` by lower-cased name (None when the listener does not exist), or `failed`
+    with the code of the last answer."""
+
+    domains: dict[str, LiveDomain] | None
+    request_id: str = ""
+    failed: bool = False
+    code: str = ""
+    #: when the read of the domains went on the wire (the event loop's clock, s; 0 when it was not sent)
+    sent_at_s: float = 0.0
+
+
+#: DescribeCertificates page size (`PAGE_LIMIT`: the API documents no maximum Limit; 50 is what the Terraform
+#: provider pages with)
+CERTIFICATES_PAGE = PAGE_LIMIT[ACTION_DESCRIBE_CERTIFICATES]
+
+
+@dataclass(frozen=True)
+class CertificateIndex:
+    """The account's certificates by id, as the certificate pre-flight read them; `failed` names the code when
+    they could not be read (the check is then skipped, never guessed)."""
+
+    by_id: dict[str, CertificateInfo]
+    failed: str = ""
+
+    @property
+    def worth_reading_again(self) -> bool:
+        """The read failed for a reason that may pass (a network error, throttling) — not a denial."""
+        return bool(self.failed) and classify.disposition_of(self.failed) is not Disposition.TERMINAL
+
+
+class LiveReader:
+    """Reads listeners with DescribeRules (and the account's certificates with DescribeCertificates) through the
+    quota (each action its own budget), retrying transient failures with backoff. `on_read(listener_id, result,
+    sent_at_wall_s, row_number, action)` is called for every answer."""
+
+    def __init__(
+        self,
+        api: Api,
+        quota: Quota,
+        policy: RetryPolicy,
+        sleeper: Sleeper,
+        rng: random.Random,
+        on_read: Callable[[str, CallResult, float, int | None, str], None] | None = None,
+    ) -> None:
+        self._api = api
+        self._quota = quota
+        self._policy = policy
+        self._sleeper = sleeper
+        self._rng = rng
+        self._on_read = on_read
+
+    async def read(
+        self, listener_id: str, row_number: int | None = None, priority: float = URGENT, *, own: bool = False
+    ) -> Reading:
+        """The listener's live domains — and with `own` its own certificates too (DescribeHTTPSListeners, under
+        LISTENER_KEY), for listener rows. Never raises for API or network problems (a failed Reading instead).
+        `priority` orders reads at the gate: URGENT for a read a lane is blocked on, rows waiting for a pre-flight
+        read, 0 for verification (it must not delay reads that gate changes)."""
+        where = {"ListenerId": listener_id}
+        if own:
+            rules, mine = await asyncio.gather(
+                self.call(ACTION_DESCRIBE_RULES, where, priority, listener_id, row_number),
+                self.call(ACTION_DESCRIBE_LISTENERS, where, priority, listener_id, row_number),
+            )
+        else:
+            rules, mine = await self.call(ACTION_DESCRIBE_RULES, where, priority, listener_id, row_number), None
+        reading = _reading_of(rules)
+        if not own or reading.failed or reading.domains is None:
+            return reading
+        if mine is None or not mine.ok:
+            code = "NotSent" if mine is None else mine.code or ""
+            return Reading(None, mine.request_id if mine else "", failed=True, code=code)
+        listener = live_listener(mine.response)
+        if listener is None:
+            return Reading(None, mine.request_id)
+        return Reading({**reading.domains, LISTENER_KEY: listener}, reading.request_id, sent_at_s=reading.sent_at_s)
+
+    async def certificates(self) -> CertificateIndex:
+        """Every certificate of the account, page by page (one lookup per run). Never raises."""
+        found: dict[str, CertificateInfo] = {}
+        offset = 0
+        while True:
+            params = {"Offset": offset, "Limit": CERTIFICATES_PAGE}
+            result = await self.call(ACTION_DESCRIBE_CERTIFICATES, params, URGENT, "", None)
+            if result is None or not result.ok:
+                return CertificateIndex(found, failed=(result.code or "failed") if result is not None else "NotSent")
+            page = certificates_in(result.response)
+            found.update((c.certificate_id, c) for c in page)
+            offset += len(page)
+            if not page or offset >= int(result.response.get("TotalCount") or 0):
+                return CertificateIndex(found)
+
+    async def call(
+        self, action: str, params: dict[str, Any], priority: float, listener_id: str, row_number: int | None
+    ) -> CallResult | None:
+        """One read with retries (the answer recorded through `on_read`); None when the run stopped before it was
+        sent."""
+
+        async def once(_previous: CallResult | None) -> CallResult | None:
+            sent_at: list[float] = []
+            try:
+                result = await self._quota.send(
+                    self._api, action, params, priority=priority, before_send=lambda: sent_at.append(time.time())
+                )
+            except GateClosed:
+                return None
+            if self._on_read is not None:
+                self._on_read(listener_id, result, sent_at[0], row_number, action)
+            return result
+
+        tries = await retry_call(once, policy=self._policy, sleeper=self._sleeper, rng=self._rng)
+        return tries.last or (tries.results[-1] if tries.results else None)
+
+
+def _reading_of(result: CallResult | None) -> Reading:
+    """A DescribeRules answer as a Reading: the domains, an absent listener (None), or a failure."""
+    if result is None:
+        return Reading(None, failed=True, code="NotSent")
+    if result.ok:
+        return Reading(live_domains(result.response), result.request_id, sent_at_s=result.sent_at_s)
+    if classify.says_listener_absent(result.code or "", result.message):
+        return Reading(None, result.request_id, sent_at_s=result.sent_at_s)
+    return Reading(None, result.request_id, failed=True, code=result.code or "", sent_at_s=result.sent_at_s)

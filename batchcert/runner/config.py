@@ -1,0 +1,42 @@
+"""The runner's knobs that the command line does not set (`RunnerConfig`), and the least time a run can take
+(`estimate_run_s`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from batchcert.model import Row
+from batchcert.schedule import RetryPolicy
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """Retry and pacing knobs the command line does not set (those are `RunSettings`). Times in seconds."""
+
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 8.0
+    backoff_jitter_s: float = 0.25
+    #: first guess of the send-to-send gap a listener needs between changes; learned as the run goes
+    listener_task_s: float = 0.5
+    #: read every listener's live state before sending (rows at target end `unchanged`, absent ones `terminal`)
+    preflight: bool = True
+    #: read every touched listener again after its last change and record `verified` per row
+    verify: bool = True
+    #: the run-wide retry budget (`schedule.RetryBudget`): retries per second always allowed, the share of recent
+    #: successes allowed on top, over a window of this many seconds — 5/s is a quarter of the API's 20/s
+    retry_budget_min_per_s: float = 5.0
+    retry_budget_percent: float = 0.2
+    retry_budget_window_s: float = 10.0
+
+    def retry_policy(self, max_attempts: int) -> RetryPolicy:
+        return RetryPolicy(max_attempts, self.backoff_initial_s, self.backoff_max_s, self.backoff_jitter_s)
+
+
+def estimate_run_s(rows: list[Row], rate_per_s: float, task_s: float = RunnerConfig.listener_task_s) -> float:
+    """How long sending `rows` takes at best (docs/scheduling.md, "The bound"): the writes at the ceiling, the reads
+    (one before and one after per listener, their own budget) at the ceiling, or the longest listener's chain of
+    changes one task apart — whichever is longest."""
+    per_listener = Counter(row.listener_id for row in rows)
+    longest = max(per_listener.values(), default=0)
+    return max(len(rows) / rate_per_s, 2 * len(per_listener) / rate_per_s, longest * task_s)

@@ -1,0 +1,143 @@
+"""What is settled before anything is sent: the certificate pre-flight (rows whose target certificate is missing, of
+the wrong type or expired end `terminal` with a `Preflight.*` code, never sent), the pre-flight read of each listener
+before its first change (`DescribeRules`; rows at target end `unchanged`, absent ones `terminal`), and `plan_rows`,
+the pre-flight alone (`batchcert plan`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from batchcert import classify
+from batchcert.live.certificates import check_targets
+from batchcert.live.reader import CertificateIndex, LiveReader
+from batchcert.live.state import REFUSED, PlanLine, Verdict, judge
+from batchcert.model import SCOPE_LISTENER, Outcome, Row
+from batchcert.runner.outcomes import UNREAD_MESSAGE, conclude_by_read, verdict_outcome
+from batchcert.runner.readback import ListenerReads
+from batchcert.runner.state import EarlierSessions, RowForms, RunContext
+
+
+def needs_read(row: Row) -> bool:
+    """A row that may only be sent after its listener was read, even with --no-preflight: a compare-and-swap row
+    (its expected current state is checked) and a domain not written in lower case (it is sent as the service spells
+    it, README "Current → new")."""
+    return row.expected is not None or row.domain != row.domain.lower()
+
+
+async def plan_rows(
+    reader: LiveReader, rows: list[Row], certificates: CertificateIndex, min_validity_days: float
+) -> list[PlanLine]:
+    """Read each distinct listener once and judge every row against it and its target certificates against the
+    account's (`batchcert plan`): a row `run` would refuse is `refused` with its Preflight code; expiry and
+    SubjectCN warnings go into the reason."""
+    listeners = list(dict.fromkeys(r.listener_id for r in rows))
+    own = {r.listener_id for r in rows if r.scope == SCOPE_LISTENER}
+    reads = [reader.read(lid, own=lid in own) for lid in listeners]
+    readings = dict(zip(listeners, await asyncio.gather(*reads), strict=True))
+    now_s, lines = time.time(), []
+    for row in rows:
+        check = None if certificates.failed else check_targets(row, certificates.by_id, now_s, min_validity_days)
+        if check is not None and check.code:
+            lines.append(PlanLine(row, REFUSED, None, f"{check.code}: {check.message}"))
+            continue
+        reading = readings[row.listener_id]
+        if reading.failed:
+            lines.append(PlanLine(row, "unknown", None, f"could not read the listener: {reading.code}"))
+            continue
+        verdict, live = judge(row, reading.domains)
+        settled = verdict_outcome(row, verdict, live)
+        notes = [settled.message] if settled and settled.message else []
+        if check is not None:
+            notes += [f"warning: {w}" for w in (*check.expiring, check.name_mismatch) if w]
+        lines.append(PlanLine(row, verdict.value, live, "; ".join(notes)))
+    return lines
+
+
+@dataclass(frozen=True)
+class Sendable:
+    """A listener's rows left to send after its pre-flight read, in mapping order, and those among them whose
+    domain was changing (they wait for it before they are sent)."""
+
+    rows: tuple[Row, ...]
+    changing: frozenset[int] = frozenset()
+
+
+class Preflight:
+    """The run's pre-flight: the certificate check of every row, and each listener's read before its first change.
+    `certificates` are the account's, when the workflow read them before asking (None: read here)."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        reads: ListenerReads,
+        reader: LiveReader,
+        forms: RowForms,
+        earlier: EarlierSessions,
+        certificates: CertificateIndex | None,
+    ) -> None:
+        self._ctx = ctx
+        self._reads = reads
+        self._reader = reader
+        self._forms = forms
+        self._earlier = earlier
+        self._certificates = certificates
+
+    async def refuse_unusable_targets(self, rows: list[Row]) -> list[Row]:
+        """The certificate pre-flight: rows whose target certificate is missing, of the wrong type or expired end
+        `terminal` with a `Preflight.*` code and are never sent; the rest go on. Skipped (with a journal note) when
+        the certificates cannot be read."""
+        journal = self._ctx.journal
+        if self._certificates is None:
+            self._certificates = await self._reader.certificates()
+            journal.record_certificates(self._certificates.by_id.values())
+        certificates = self._certificates
+        if certificates.failed:
+            journal.set_facts(certificate_check=f"skipped: DescribeCertificates answered {certificates.failed}")
+            return rows
+        now_s, keep = time.time(), []
+        for row in rows:
+            check = check_targets(row, certificates.by_id, now_s, self._ctx.settings.min_validity_days)
+            if not check.code:
+                keep.append(row)
+                continue
+            advice = classify.policy_for(check.code).advice
+            journal.finish_row(row.row_number, Outcome.TERMINAL, check.code, f"{check.message} — {advice}; not sent")
+            self._ctx.on_row_done(row, Outcome.TERMINAL)
+        return keep
+
+    async def read_listener(self, listener_id: str, rows: list[Row]) -> Sendable:
+        """Read the listener once; settle rows already at target or absent; return the rows to send."""
+        journal, on_row_done = self._ctx.journal, self._ctx.on_row_done
+        reading = await self._reads.read(listener_id, priority=len(rows))
+        if reading.failed:
+            # unknown state: send, and let the answers decide — except rows that must not be sent unread
+            sendable = []
+            for row in rows:
+                if not needs_read(row):
+                    sendable.append(row)
+                    continue
+                journal.finish_row(
+                    row.row_number, Outcome.RETRYABLE, reading.code, UNREAD_MESSAGE.format(code=reading.code)
+                )
+                on_row_done(row, Outcome.RETRYABLE)
+            return Sendable(tuple(sendable))
+        self._earlier.read_since.update(row.row_number for row in rows)
+        judged = [(row, *judge(row, reading.domains)) for row in rows]
+        for row, _, live in judged:
+            self._forms.learn_from(row, live)
+        journal.record_previous(
+            [(row.row_number, live.certificate_id, live.client_ids) for row, _, live in judged if live is not None]
+        )
+        pending, changing = [], set()
+        for row, verdict, live in judged:
+            ended = conclude_by_read(row, verdict, live, self._earlier, journal.unproven)
+            if ended is not None:
+                journal.finish_row(row.row_number, ended.outcome, ended.code, ended.message, reading.request_id)
+                on_row_done(row, ended.outcome)
+                continue
+            if verdict is Verdict.CHANGING:
+                changing.add(row.row_number)
+            pending.append(row)
+        return Sendable(tuple(pending), frozenset(changing))

@@ -1,0 +1,162 @@
+"""The batch run (`Runner`): every row's change sent once, listener by listener, under the rate ceiling, and all of it
+journalled. Each listener is a pipeline of its own — pre-flight read, sends, read-back — so reads (their own action
+budget) overlap with other listeners' changes instead of adding to the wall time; listeners start longest queue
+first, at most `MAX_LANES` at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+from batchcert.journal import Journal
+from batchcert.live.reader import CertificateIndex, LiveReader
+from batchcert.model import SCOPE_LISTENER, Api, Outcome, Row
+from batchcert.runner.attempt import Attempts
+from batchcert.runner.config import RunnerConfig
+from batchcert.runner.lanes import ListenerLane
+from batchcert.runner.outcomes import RowEnds
+from batchcert.runner.preflight import Preflight, Sendable, needs_read
+from batchcert.runner.readback import ListenerReads, TaskProbe
+from batchcert.runner.retry import RowRetries
+from batchcert.runner.state import EarlierSessions, RowForms, RunContext, RunStop
+from batchcert.schedule import ListenerPacer, Quota, RetryBudget, TaskTimer
+from batchcert.settings import RunSettings
+
+#: listeners worked on at once. Enough to keep both action budgets busy (each lane waits at a gate most of the
+#: time), few enough that a 100,000-listener mapping does not hold 100,000 suspended coroutines in memory.
+MAX_LANES = 256
+
+
+class Runner:
+    """Runs rows against one API and one journal, every request through `quota`, on the quota's clock.
+    `on_row_done(row, outcome)` is called as each row ends. `settings` give the attempts per row and
+    `listener_wait_s`; `certificates` are the account's when the workflow read them before asking (None: `run`
+    reads them). What the run learns — the pacer's gap, the task timer, the retry budget — is on `pacer`,
+    `task_timer` and `budget`."""
+
+    def __init__(
+        self,
+        api: Api,
+        quota: Quota,
+        journal: Journal,
+        config: RunnerConfig,
+        on_row_done: Callable[[Row, Outcome], None] | None = None,
+        rng: random.Random | None = None,
+        max_lanes: int = MAX_LANES,
+        settings: RunSettings | None = None,
+        certificates: CertificateIndex | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings or RunSettings()
+        self.pacer = ListenerPacer(config.listener_task_s)
+        self.task_timer = TaskTimer(config.listener_task_s)
+        self.budget = RetryBudget(
+            quota.clock, config.retry_budget_min_per_s, config.retry_budget_percent, config.retry_budget_window_s
+        )
+        policy = config.retry_policy(self.settings.max_attempts)
+        self._stop = RunStop(quota)
+        rng = rng or random.Random()
+        ctx = RunContext(
+            api=api,
+            quota=quota,
+            clock=quota.clock,
+            journal=journal,
+            settings=self.settings,
+            policy=policy,
+            rng=rng,
+            stop=self._stop,
+            sleeper=self._stop.sleeper,
+            on_row_done=on_row_done or (lambda _row, _outcome: None),
+        )
+        self._ctx = ctx
+        self._max_lanes = max_lanes
+        reader = LiveReader(api, quota, policy, self._stop.sleeper, rng, journal.record_read)
+        forms = RowForms()
+        self._earlier = EarlierSessions()
+        self._reads = ListenerReads(ctx, reader, forms, self.task_timer)
+        self._probe = TaskProbe(ctx, self._reads, forms, self.task_timer, enabled=config.verify)
+        self._ends = RowEnds(ctx, forms, self.budget)
+        self._preflight = Preflight(ctx, self._reads, reader, forms, self._earlier, certificates)
+        self._attempts = Attempts(ctx, self._reads, forms, self._earlier, self.pacer, self._probe)
+        self._retries = RowRetries(ctx, self._attempts, self.budget, self.pacer)
+        #: per listener, every row on it to record at the read-back (this run's and earlier sessions')
+        self._verify_rows: dict[str, list[Row]] = defaultdict(list)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.stopping
+
+    @property
+    def stop_reason(self) -> str:
+        return self._stop.reason
+
+    def stop(self, reason: str) -> None:
+        """Stop dispatching: calls in flight finish, rows not yet sent end `not_attempted` with `reason`."""
+        self._stop.stop(reason)
+
+    async def run(self, rows: list[Row], verify_listeners: frozenset[str] = frozenset()) -> None:
+        """Process `rows` (valid, primary rows) to an outcome each, and verify `verify_listeners` too (listeners with
+        succeeded rows an earlier session never verified). Returns when every row has an outcome.
+
+        Listeners start longest queue first, at most `max_lanes` at a time. Rows whose last answer in an earlier
+        session may hide an applied change (in flight at a crash, a timeout) are checked against the live state
+        before anything is resent."""
+        journal = self._ctx.journal
+        self._earlier.recall_answers(journal, rows)
+        if self.config.preflight:
+            rows = await self._preflight.refuse_unusable_targets(rows)
+        self._earlier.before = journal.previous_states()
+        queues: dict[str, deque[Row]] = defaultdict(deque)
+        for row in rows:
+            queues[row.listener_id].append(row)
+        if self.config.verify:
+            for listener_id in verify_listeners:
+                queues.setdefault(listener_id, deque())
+        outcomes = journal.row_outcomes()
+        self._verify_rows = defaultdict(list)
+        for row in journal.rows():
+            if row.listener_id in queues and outcomes.get(row.row_number) is not Outcome.INVALID:
+                self._verify_rows[row.listener_id].append(row)
+                if row.scope == SCOPE_LISTENER:
+                    self._reads.include_own(row.listener_id)
+        # longest queue first (a stable sort keeps mapping order among equals): the longest chain bounds the run
+        waiting = deque(sorted(queues, key=lambda lid: -len(queues[lid])))
+
+        async def work() -> None:
+            while waiting and not self.stopping:
+                listener_id = waiting.popleft()
+                await self._run_listener(listener_id, queues.pop(listener_id))
+
+        try:
+            await asyncio.gather(*(work() for _ in range(min(self._max_lanes, len(waiting)))))
+        finally:
+            await self._probe.cancel()
+        self._ends.settle_unstarted([row for lid in waiting for row in queues[lid]])
+
+    async def _run_listener(self, listener_id: str, queue: deque[Row]) -> None:
+        """One listener's pipeline: its pre-flight read, its rows on one lane, its read-back."""
+        rows = Sendable(tuple(queue))
+        if queue and (self.config.preflight or any(needs_read(row) for row in queue)):
+            rows = await self._preflight.read_listener(listener_id, list(queue))
+        lane = ListenerLane(deque(rows.rows), self._take_row, self._stop, rows.changing)
+        await lane.drive()
+        if self.config.verify and not self.stopping:
+            verify_rows = self._verify_rows[listener_id]
+            reading = await self._reads.read_back(listener_id, verify_rows, lane.last_change_sent)
+            if not reading.failed:
+                self._ends.record_verification(verify_rows, reading)
+
+    async def _take_row(self, row: Row, lane: ListenerLane) -> None:
+        """Work one row of `lane` to its end: not sent when its listener was found denied or closed; after its
+        domain's change when it was changing; tried (`RowRetries`) and concluded otherwise."""
+        if self._ends.is_scoped_out(row.listener_id):
+            self._ctx.on_row_done(row, self._ends.conclude_scoped_out(row))
+            return
+        if row.row_number in lane.changing:
+            await self._reads.wait_domain_idle(row)
+            if row.expected is not None:  # the change it waited for may have moved the place: read it again
+                self._attempts.reads_first.require(row.row_number)
+        tries = await self._retries.run(row, lane)
+        self._ctx.on_row_done(row, self._ends.conclude(row, tries))

@@ -1,0 +1,52 @@
+"""When requests go: the per-action rate gate, listener pacing, the run-wide retry budget, backoff and the one retry
+loop, all on one `Clock`. The runner decides *what* to send; this package decides *when* (docs/scheduling.md has the
+reasoning and the figures).
+
+- `clock`: the one clock — `Clock`, `LoopClock` (the running event loop's, which aiolimiter reads too) and `Sleeper`
+  (sleeps a stopping run cuts short); every wait here moves with it, so tests run on virtual time.
+- `gate`: `RateGate` per action (aiolimiter paces; priority, hold, adaptive rate and late-send charge on top), `Quota`
+  (a gate per action; `Quota.send` is the one way a request goes out) and `GateClosed`. The only module that imports
+  aiolimiter.
+- `pacer`: `ListenerPacer` (the send-to-send gap on one listener) and `TaskTimer` (when to read a listener back),
+  learned run-wide.
+- `retry`: `RetryPolicy`, `RetryBudget` and `retry_call`, the one retry loop (attempts, jittered backoff, budget and
+  the run's stop, for writes and reads alike), which answers with `Tries` / `GaveUp`.
+"""
+
+from __future__ import annotations
+
+from batchcert.schedule.clock import Clock, LoopClock, Sleeper
+from batchcert.schedule.gate import (
+    BURST_S,
+    LAG_TOLERANCE_S,
+    RATE_MARGIN,
+    TIMER_LATENESS_S,
+    GateClosed,
+    Quota,
+    RateGate,
+)
+from batchcert.schedule.pacer import GAP_FLOOR_S, POLL_FLOOR_S, ListenerPacer, TaskTimer
+from batchcert.schedule.retry import GaveUp, RetryBudget, RetryPolicy, Tries, is_retryable, retry_call
+
+__all__ = [
+    "BURST_S",
+    "GAP_FLOOR_S",
+    "LAG_TOLERANCE_S",
+    "POLL_FLOOR_S",
+    "RATE_MARGIN",
+    "TIMER_LATENESS_S",
+    "Clock",
+    "GateClosed",
+    "GaveUp",
+    "ListenerPacer",
+    "LoopClock",
+    "Quota",
+    "RateGate",
+    "RetryBudget",
+    "RetryPolicy",
+    "Sleeper",
+    "TaskTimer",
+    "Tries",
+    "is_retryable",
+    "retry_call",
+]

@@ -1,0 +1,41 @@
+"""The account's certificates read once before the operator is asked, and what the operator should know about the
+rows' targets from them (expiring soon, or not checked)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from batchcert.live.certificates import expiring_targets
+from batchcert.live.reader import CertificateIndex
+from batchcert.model import Row
+from batchcert.settings import RunSettings
+from batchcert.workflow.target import Target, build_reader, connect
+
+#: attempts of the certificate read before the operator is asked: it only feeds warnings, and a run whose read
+#: fails here reads again (with the run's attempts) before it sends — an unreachable endpoint must not hold the prompt
+PROMPT_READ_ATTEMPTS = 2
+
+
+def read_certificates(target: Target) -> CertificateIndex:
+    """The account's certificates (DescribeCertificates, paged), read once before the operator is asked."""
+
+    async def read() -> CertificateIndex:
+        async with connect(target) as (client, quota):
+            return await build_reader(client, quota, target, PROMPT_READ_ATTEMPTS).certificates()
+
+    return asyncio.run(read())
+
+
+def certificate_warnings(
+    rows: list[Row], certificates: CertificateIndex | None, settings: RunSettings
+) -> tuple[str, ...]:
+    """What the operator should know about the targets before sending: those expiring soon, or that they could
+    not be checked (or not yet: a transient failure is read again before sending)."""
+    if certificates is None or not rows:
+        return ()
+    if certificates.worth_reading_again:
+        return (f"the target certificates could not be read yet ({certificates.failed}): read again before sending",)
+    if certificates.failed:
+        return (f"the target certificates could not be checked: DescribeCertificates answered {certificates.failed}",)
+    return expiring_targets(rows, certificates.by_id, time.time(), settings.min_validity_days)
