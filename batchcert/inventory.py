@@ -38,6 +38,7 @@ from batchcert.live.reader import LiveReader
 from batchcert.live.state import client_ids_of, live_domains
 from batchcert.model import (
     DEFAULT_CERTIFICATE,
+    NOT_SENT,
     SCOPE_DOMAIN,
     SCOPE_LISTENER,
     CallResult,
@@ -163,7 +164,7 @@ class _Refused(Exception):
 
     @property
     def code(self) -> str:
-        return (self.result.code or "") if self.result is not None else "NotSent"
+        return (self.result.code or "") if self.result is not None else NOT_SENT
 
     @property
     def message(self) -> str:
@@ -179,7 +180,7 @@ def _scoped(code: str) -> bool:
     the endpoint, the network or the service's load, nor a code that stops a run (the credential or the account)."""
     if code in PERMISSION_CODES:
         return True
-    if not code or code == "NotSent" or code.startswith(_NOT_SCOPED):
+    if not code or code == NOT_SENT or code.startswith(_NOT_SCOPED):
         return False
     return classify.disposition_of(code) is not Disposition.STOP_RUN
 
@@ -193,7 +194,7 @@ def _advice(refused: _Refused) -> str:
             f"the credential may not call {refused.action}: grant it gaap:{refused.action} (CAM; `gaap:Describe*` "
             f"covers every read the inventory makes), {again}"
         )
-    if code == "NotSent":
+    if code == NOT_SENT:
         return "the inventory was stopped before it finished; nothing was written"
     if code.startswith("Transport."):
         return f"no answer from the API — check --endpoint, the network and --ca-bundle, {again}"

@@ -64,6 +64,16 @@ class Verified(enum.StrEnum):
         return cls.AT_TARGET if at_target else cls.NOT_AT_TARGET
 
 
+@dataclass(frozen=True)
+class ReadBack:
+    """What the read-back after a row's change saw: the live certificates, and whether they are the row's target."""
+
+    row_number: int
+    certificate_id: str
+    client_ids: tuple[str, ...]
+    verified: Verified
+
+
 class SessionStatus(enum.StrEnum):
     """How a run's session ended (the journal's `sessions.status`)."""
 

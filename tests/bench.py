@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import migration_world
+from tests.worlds import migration_world
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCHCERT = [sys.executable, "-m", "batchcert"]

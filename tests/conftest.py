@@ -1,4 +1,5 @@
-"""Shared fixtures: emulator worlds and emulators served over real loopback sockets."""
+"""Shared fixtures: emulators served over real loopback sockets (the worlds they serve: `tests/worlds.py`), test
+credentials in the environment, a state directory per test."""
 
 from __future__ import annotations
 
@@ -11,80 +12,17 @@ from typing import Any
 import pytest
 
 from batchcert import emulator as emu
-
-SECRET_ID = "AKIDtestsuite00000000000000000000001"
-SECRET_KEY = "test-secret-key-0123456789abcdef"
-
-
-def migration_world(
-    listeners: dict[str, list[str]], **overrides: Any
-) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    """World data (test credentials) where each listener's domains sit on cert-old, and the mapping rows moving every
-    domain to cert-new; both certificates cover *.example.com. `overrides` set rate_limit, task_seconds, faults, …"""
-    world: dict[str, Any] = {
-        "credentials": {SECRET_ID: SECRET_KEY},
-        "rate_limit": 20,
-        "task_seconds": 0.3,
-        "latency_ms": 20,
-        "listeners": {
-            lid: {"certificate_id": "cert-old", "domains": {d: {"certificate_id": "cert-old"} for d in domains}}
-            for lid, domains in listeners.items()
-        },
-        "certificates": {
-            "cert-old": {"type": 2, "domains": ["*.example.com"]},
-            "cert-new": {"type": 2, "domains": ["*.example.com"]},
-        },
-        **overrides,
-    }
-    return world, [(lid, d, "cert-new") for lid, domains in listeners.items() for d in domains]
-
-
-def make_world(**overrides: Any) -> emu.World:
-    """A small world: two 3.0 listeners, a 2.0 listener, wildcard and exact server certificates, client CAs."""
-    data: dict[str, Any] = {
-        "credentials": {SECRET_ID: SECRET_KEY},
-        "rate_limit": 20,
-        "task_seconds": 0.3,
-        "latency_ms": 5,
-        "listeners": {
-            "listener-aaaa0001": {
-                "certificate_id": "cert-listener1",
-                "domains": {
-                    "www.example.com": {"certificate_id": "cert-old00001"},
-                    "api.example.com": {"certificate_id": "default"},
-                    "shop.other.org": {"certificate_id": "cert-old00001"},
-                },
-            },
-            "listener-aaaa0002": {
-                "certificate_id": "cert-listener1",
-                "domains": {f"d{i}.example.com": {"certificate_id": "cert-old00001"} for i in range(50)},
-            },
-            "listener-old00001": {
-                "proxy_version": "2.0",
-                "domains": {"www.example.com": {"certificate_id": "cert-old00001"}},
-            },
-        },
-        "certificates": {
-            "cert-old00001": {"type": 2, "domains": ["*.example.com", "shop.other.org"]},
-            "cert-listener1": {"type": 2, "domains": ["*.example.com"]},
-            "cert-wild0001": {"type": 2, "domains": ["*.example.com", "example.com"]},
-            "cert-exact001": {"type": 2, "domains": ["www.example.com"]},
-            "cert-client01": {"type": 1, "domains": []},
-            "cert-client02": {"type": 1, "domains": []},
-        },
-    }
-    data.update(overrides)
-    return emu.World.from_dict(data)
+from tests.worlds import SECRET_ID, SECRET_KEY, small_world
 
 
 @pytest.fixture
 def world_factory() -> Callable[..., emu.World]:
-    return make_world
+    return small_world
 
 
 @pytest.fixture
 async def served(world_factory: Callable[..., emu.World]) -> AsyncIterator[tuple[str, emu.Emulator]]:
-    """The default world served in this test's event loop."""
+    """The small world (`tests/worlds.py`) served in this test's event loop."""
     async with emu.serve(world_factory()) as pair:
         yield pair
 
@@ -135,7 +73,7 @@ def threaded_emulator() -> Iterator[Callable[..., ThreadedEmulator]]:
     started: list[ThreadedEmulator] = []
 
     def start(world: emu.World | None = None, ssl_context: Any = None) -> ThreadedEmulator:
-        server = ThreadedEmulator(world or make_world(), ssl_context).__enter__()
+        server = ThreadedEmulator(world or small_world(), ssl_context).__enter__()
         started.append(server)
         return server
 

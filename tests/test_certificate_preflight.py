@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,13 @@ import pytest
 
 from batchcert import emulator as emu
 from batchcert.live.certificates import CertificateInfo, check_targets, expiring_targets
+from batchcert.live.state import PlanAction
 from batchcert.model import PREFLIGHT_EXPIRED, PREFLIGHT_NOT_FOUND, PREFLIGHT_TYPE_MISMATCH, Row
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import Declined, PlanRequest, Preview, RunRequest, RunSummary, plan_mapping, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import ThreadedEmulator, write_mapping
+from tests.worlds import QUICK_TASKS, SECRET_ID, SECRET_KEY
 
 HEADER = ("ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds")
 DAY_S = 86400
@@ -67,12 +70,14 @@ REFUSED: dict[tuple[str, ...], str] = {
     R_BADPOLY: PREFLIGHT_TYPE_MISMATCH,
     R_MISSINGCA: PREFLIGHT_NOT_FOUND,
 }
-FAST = RunnerConfig(listener_task_s=0.1, backoff_initial_s=0.05, backoff_jitter_s=0.02)
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 
 
 def world(**overrides: Any) -> emu.World:
+    """The pre-flight's own world (no shared builder has it): 55 filler certificates listed before the targets, so
+    that every target is on the second DescribeCertificates page, and a target of each kind the check tells apart —
+    good, expiring soon, expired, a SubjectCN naming another domain, client CAs."""
     certificates: dict[str, Any] = {
         f"cert-fill{i:03d}": {"type": 2, "domains": ["x.example.net"]} for i in range(FILLERS)
     }
@@ -139,7 +144,7 @@ def run_previewed(
     tmp_path: Path,
     *,
     answer: bool = True,
-    runner: RunnerConfig = FAST,
+    runner: RunnerConfig = QUICK_TASKS,
     **flags: Any,
 ) -> RunSummary:
     """`run_mapping` of `rows` against `server`, keeping in `previews` the Preview the prompt shows (answered
@@ -237,7 +242,7 @@ def test_no_preflight_sends_without_the_check(
         server,
         rows,
         tmp_path,
-        runner=RunnerConfig(preflight=False, listener_task_s=0.1, backoff_initial_s=0.05),
+        runner=replace(QUICK_TASKS, preflight=False),
     )
     assert server.emulator is not None
     assert server.emulator.requests["DescribeCertificates"] == 0
@@ -283,7 +288,7 @@ def test_plan_shows_refused_rows_and_warnings(
     mapping = write_mapping(tmp_path / "m.csv", ROWS, HEADER)
     result = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan", settings=settings(server)))
     assert result.exit_code == 1
-    assert result.counts["refused"] == len(REFUSED) and result.counts["change"] == len(SENDABLE)
+    assert result.counts[PlanAction.REFUSED] == len(REFUSED) and result.counts[PlanAction.CHANGE] == len(SENDABLE)
     assert server.emulator.requests["DescribeCertificates"] == pages(server)
     assert server.emulator.requests["ModifyCertificate"] == 0 and not server.emulator.ledger
 

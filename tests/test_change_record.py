@@ -26,8 +26,9 @@ import pytest
 
 import batchcert
 from batchcert import emulator as emu
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, read_stderr_until
+from tests.conftest import ThreadedEmulator, read_stderr_until
 from tests.test_rerun import cli, cli_env, wait_for_attempts
+from tests.worlds import SECRET_ID, SECRET_KEY, migration_world
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 
@@ -60,6 +61,9 @@ EXPECTED = {
 
 
 def change_world() -> emu.World:
+    """The world of ROWS, whose rows end in every outcome (no shared builder has it): same.example.com already at
+    its target, a certificate that does not cover its domain, and scripted ResourceUnavailable answers: one a retry
+    gets past, two that use up --max-attempts 2."""
     domains: dict[str, dict[str, Any]] = {}
     for lid, dom, _ in ROWS:
         domains.setdefault(lid, {})[dom] = {"certificate_id": "cert-new" if dom.startswith("same.") else "cert-old"}

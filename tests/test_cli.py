@@ -16,7 +16,8 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.gaap.v20180529 import gaap_client, models
 
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import ThreadedEmulator, write_mapping
+from tests.worlds import SECRET_ID, SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 

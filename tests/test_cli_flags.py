@@ -14,8 +14,9 @@ import pytest
 
 from batchcert.cli import plan_count_line
 from batchcert.errors import ExitCode
-from batchcert.live.state import PLAN_ACTIONS
-from tests.conftest import migration_world, write_mapping
+from batchcert.live.state import PLAN_ACTIONS, PlanAction
+from tests.conftest import write_mapping
+from tests.worlds import migration_world
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = ("validate", "run", "plan", "rerun", "report", "inventory", "emulator")
@@ -103,8 +104,9 @@ def test_changes_pending_is_not_the_could_not_start_code() -> None:
 
 def test_plan_count_line_accounts_for_every_row() -> None:
     counts = dict.fromkeys(PLAN_ACTIONS, 0)
-    counts |= {"change": 3, "changing": 1, "unchanged": 2, "refused": 1, "mismatch": 2, "invalid": 1, "unknown": 1}
-    counts |= {"not_found": 1, "wrong_proxy": 1}
+    counts |= {PlanAction(a): n for a, n in (("change", 3), ("changing", 1), ("unchanged", 2), ("refused", 1))}
+    counts |= {PlanAction(a): n for a, n in (("mismatch", 2), ("invalid", 1), ("unknown", 1), ("not_found", 1))}
+    counts |= {PlanAction.WRONG_PROXY: 1}
     line = plan_count_line(counts, sum(counts.values()), duplicates=2)
     numbers = [int(n) for n in re.findall(r"(\d+) (?!row)", line.split(" — ")[0])]
     assert sum(numbers) == sum(counts.values()) == 13

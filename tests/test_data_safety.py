@@ -15,28 +15,24 @@ from batchcert import emulator as emu
 from batchcert.api.vocabulary import ACTION_MODIFY
 from batchcert.journal import Journal
 from batchcert.model import RERUN_OUTCOMES, Api, CallResult, Outcome
+from batchcert.report import report_records
 from batchcert.runner import OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_MESSAGE, Runner, RunnerConfig
 from batchcert.schedule import Quota
 from batchcert.settings import RunSettings
-from tests.conftest import migration_world
 from tests.fake_api import EmulatorApi
 from tests.test_schedule import new_journal, rows_of
 from tests.virtual_time import run_virtual
+from tests.worlds import QUICK_RETRIES, migration_world, one_row_listeners
 
-QUICK = RunnerConfig(backoff_initial_s=0.2, backoff_jitter_s=0.1, backoff_max_s=2.0)
 #: a short request timeout (how long an ambiguous answer's request may still arrive) and listener wait
 SHORT = RunSettings(timeout_s=3, listener_wait_s=30)
-
-
-def one_row_listeners(n: int, **overrides: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    return migration_world({f"listener-s{i:04d}": [f"s{i}.example.com"] for i in range(n)}, **overrides)
 
 
 async def run_and_rerun(journal: Journal, first: Api, second: Api, triples: list[tuple[str, str, str]]) -> Runner:
     """A run through `first`, then a `rerun` (the journal's retryable and not_attempted rows) through `second`."""
     rows = rows_of(triples)
-    await Runner(first, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows)
-    runner = Runner(second, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT)
+    await Runner(first, Quota(20), journal, QUICK_RETRIES, rng=random.Random(1), settings=SHORT).run(rows)
+    runner = Runner(second, Quota(20), journal, QUICK_RETRIES, rng=random.Random(2), settings=SHORT)
     await runner.run(journal.rows(RERUN_OUTCOMES))
     return runner
 
@@ -72,20 +68,22 @@ def test_applied_late_and_unreadable_is_never_resent_then_rerun_completes(tmp_pa
     """Every change is applied but answered too late, and reads fail: nothing is sent twice — the rows end
     retryable with "outcome unknown" — and once reads work the rerun settles every row from a read, applying
     nothing again."""
-    world, triples = one_row_listeners(12)
+    world, triples = migration_world(one_row_listeners(12, width=4))
     journal = new_journal(tmp_path, rows_of(triples))
 
     async def main() -> EmulatorApi:
         inner = EmulatorApi(emu.World.from_dict(world))
         proxy = LateAnswersBrokenReads(inner, timeout_s=3)
-        await Runner(proxy, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
+        await Runner(proxy, Quota(20), journal, QUICK_RETRIES, rng=random.Random(1), settings=SHORT).run(
+            rows_of(triples)
+        )
         assert applied(inner) == Counter({(lid, dom): 1 for lid, dom, _ in triples})
         assert outcomes(journal) == Counter({"retryable": 12})
-        records = list(journal.report_records())
+        records = list(report_records(journal))
         assert {r.error_code for r in records} == {OUTCOME_UNKNOWN}
         assert all(OUTCOME_UNKNOWN_MESSAGE in r.error_message for r in records)
         proxy.reads_broken = False
-        await Runner(proxy, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT).run(
+        await Runner(proxy, Quota(20), journal, QUICK_RETRIES, rng=random.Random(2), settings=SHORT).run(
             journal.rows(RERUN_OUTCOMES)
         )
         return inner
@@ -98,7 +96,7 @@ def test_applied_late_and_unreadable_is_never_resent_then_rerun_completes(tmp_pa
 def test_latency_above_the_timeout_never_applies_twice(tmp_path: Path) -> None:
     """2–5 s of latency against a 3 s timeout: many answers time out after the change was applied; reads settle
     each one before anything is resent, so no change is applied twice, and a rerun finishes the rest."""
-    world, triples = one_row_listeners(40, latency_ms=[2000, 5000], faults={"seed": 4})
+    world, triples = migration_world(one_row_listeners(40, width=4), latency_ms=[2000, 5000], faults={"seed": 4})
     journal = new_journal(tmp_path, rows_of(triples))
 
     async def main() -> EmulatorApi:
@@ -131,19 +129,19 @@ class RevokedKey:
 def test_a_key_revoked_mid_run_strands_no_row(tmp_path: Path) -> None:
     """The row that met the revocation is retryable, not terminal ("the run stopped here"), so the plain rerun —
     after the key is restored — completes every valid row, each applied once."""
-    world, triples = one_row_listeners(30)
+    world, triples = migration_world(one_row_listeners(30, width=4))
     journal = new_journal(tmp_path, rows_of(triples))
 
     async def main() -> EmulatorApi:
         inner = EmulatorApi(emu.World.from_dict(world))
         key = RevokedKey(inner, good=10)
-        await Runner(key, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
-        blamed = [r for r in journal.report_records() if r.error_code == "AuthFailure.SecretIdNotFound"]
+        await Runner(key, Quota(20), journal, QUICK_RETRIES, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
+        blamed = [r for r in report_records(journal) if r.error_code == "AuthFailure.SecretIdNotFound"]
         assert blamed and all(r.outcome == Outcome.RETRYABLE for r in blamed)
         assert "the run stopped here" in blamed[0].error_message
         assert outcomes(journal)["terminal"] == 0
         key.restored = True
-        await Runner(key, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT).run(
+        await Runner(key, Quota(20), journal, QUICK_RETRIES, rng=random.Random(2), settings=SHORT).run(
             journal.rows(RERUN_OUTCOMES)
         )
         return inner
@@ -156,21 +154,21 @@ def test_a_key_revoked_mid_run_strands_no_row(tmp_path: Path) -> None:
 def test_rows_left_unverified_are_verified_by_the_rerun(tmp_path: Path) -> None:
     """A session that stopped before its verification reads (a kill, Ctrl-C) leaves succeeded rows with `verified`
     blank; the rerun — with nothing left to send — reads those listeners and records the result."""
-    world, triples = one_row_listeners(8)
+    world, triples = migration_world(one_row_listeners(8, width=4))
     journal = new_journal(tmp_path, rows_of(triples))
 
     async def main() -> None:
         api = EmulatorApi(emu.World.from_dict(world))
         no_verify = RunnerConfig(verify=False)
         await Runner(api, Quota(20), journal, no_verify, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
-        assert {r.verified for r in journal.report_records()} == {""}
+        assert {r.verified for r in report_records(journal)} == {""}
         assert len(journal.unverified_listeners()) == 8
-        rerun = Runner(api, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT)
+        rerun = Runner(api, Quota(20), journal, QUICK_RETRIES, rng=random.Random(2), settings=SHORT)
         await rerun.run(journal.rows(RERUN_OUTCOMES), journal.unverified_listeners())
         assert len(api.sends[ACTION_MODIFY]) == 8  # nothing was sent again
 
     run_virtual(main())
-    assert {r.verified for r in journal.report_records()} == {"true"}
+    assert {r.verified for r in report_records(journal)} == {"true"}
     assert journal.unverified_listeners() == frozenset()
 
 
@@ -181,23 +179,23 @@ def test_a_lost_journal_tail_does_not_turn_applied_changes_into_unchanged(tmp_pa
     from batchcert.live.state import CONFIRMED_BY_READ_BACK
     from batchcert.report import write_reports
 
-    world, triples = one_row_listeners(6)
+    world, triples = migration_world(one_row_listeners(6, width=4))
     journal = new_journal(tmp_path, rows_of(triples))
 
     async def main() -> None:
         api = EmulatorApi(emu.World.from_dict(world))
-        await Runner(api, Quota(20), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
+        await Runner(api, Quota(20), journal, QUICK_RETRIES, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
         journal.commit()
         with journal.store.tx() as db:  # the lost tail
             db.execute("DELETE FROM attempts WHERE action = 'ModifyCertificate'")
             db.execute("UPDATE rows SET outcome = 'not_attempted', verified = '', error_message = ''")
-        await Runner(api, Quota(20), journal, QUICK, rng=random.Random(2), settings=SHORT).run(
+        await Runner(api, Quota(20), journal, QUICK_RETRIES, rng=random.Random(2), settings=SHORT).run(
             journal.rows(RERUN_OUTCOMES)
         )
         assert len(api.sends[ACTION_MODIFY]) == 6  # nothing sent again
 
     run_virtual(main())
-    records = list(journal.report_records())
+    records = list(report_records(journal))
     assert {(r.outcome, r.error_message) for r in records} == {("succeeded", CONFIRMED_BY_READ_BACK)}
     reports = write_reports(journal)
     rollback = (tmp_path / "run" / "rollback.csv").read_text(encoding="utf-8-sig").splitlines()
@@ -215,7 +213,7 @@ def test_every_change_is_on_disk_before_it_is_sent(tmp_path: Path) -> None:
 
     from batchcert.journal import INTENTS_NAME, JOURNAL_NAME
 
-    world, triples = one_row_listeners(30)
+    world, triples = migration_world(one_row_listeners(30, width=4))
     api = EmulatorApi(emu.World.from_dict(world))
     row_of = {(lid, domain): n for n, (lid, domain, _) in enumerate(triples, start=2)}
     sent: list[int] = []
@@ -243,7 +241,9 @@ def test_every_change_is_on_disk_before_it_is_sent(tmp_path: Path) -> None:
 
     journal = new_journal(tmp_path, rows_of(triples))
     run_virtual(
-        Runner(Witness(), Quota(1000), journal, QUICK, rng=random.Random(1), settings=SHORT).run(rows_of(triples))
+        Runner(Witness(), Quota(1000), journal, QUICK_RETRIES, rng=random.Random(1), settings=SHORT).run(
+            rows_of(triples)
+        )
     )
     assert sorted(sent) == list(range(2, 32))
     assert len(committed_counts) < 30  # some changes shared a flush
@@ -268,7 +268,7 @@ def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flu
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)  # the `os` module batchcert.journal.intents imports and calls
-    journal = new_journal(tmp_path, rows_of(one_row_listeners(4)[1]))
+    journal = new_journal(tmp_path, rows_of(migration_world(one_row_listeners(4, width=4))[1]))
     window = journal.FLUSH_WINDOW_S
 
     async def main() -> tuple[int, float, list[float], int, float]:
@@ -308,7 +308,7 @@ def test_a_cancelled_wait_leaves_the_flush_to_the_others_and_a_refused_flush_fai
     from batchcert.errors import JournalError
     from batchcert.journal import JOURNAL_NAME
 
-    journal = new_journal(tmp_path, rows_of(one_row_listeners(4)[1]))
+    journal = new_journal(tmp_path, rows_of(migration_world(one_row_listeners(4, width=4))[1]))
 
     def refuse() -> None:
         raise JournalError("cannot write the journal: disk full")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from batchcert.api.signing import canonical_request, sign_request, signature, st
 from batchcert.errors import WorldError
 from batchcert.live.certificates import domain_covered
 from batchcert.model import Row
-from tests.conftest import SECRET_ID, SECRET_KEY, make_world
+from tests.fake_api import EmulatorApi
+from tests.virtual_time import run_virtual
+from tests.worlds import SECRET_ID, SECRET_KEY, small_world
 
 CHANGE = {"ListenerId": "listener-aaaa0001", "Domain": "www.example.com", "CertificateId": "cert-wild0001"}
 
@@ -111,7 +114,7 @@ async def test_any_signed_header_list_with_content_type_and_host_is_accepted(ser
 
 async def test_throttle_uses_the_real_message_and_counts_admitted_requests() -> None:
     """Past the limit in one second the answer is RequestLimitExceeded with the service's message format."""
-    async with emu.serve(make_world(rate_limit=3, latency_ms=0)) as (url, em):
+    async with emu.serve(small_world(rate_limit=3, latency_ms=0)) as (url, em):
         answers = await asyncio.gather(
             *(post(url, "DescribeRules", {"ListenerId": "listener-aaaa0001"}) for _ in range(5))
         )
@@ -123,9 +126,32 @@ async def test_throttle_uses_the_real_message_and_counts_admitted_requests() -> 
     )
 
 
+def test_forty_simultaneous_requests_admit_exactly_the_limit() -> None:
+    """40 DescribeRules at once against the 20/s limit: exactly 20 admitted and 20 RequestLimitExceeded; a second
+    later the window has room for 20 again. On virtual time with the emulator in process (tests/fake_api.py), where
+    "at once" is exact; tests/test_sdk_oracle.py shows the official SDK the same over sockets."""
+
+    async def burst(n: int) -> Counter[str | None]:
+        answers = await asyncio.gather(
+            *(api.send("DescribeRules", {"ListenerId": "listener-aaaa0002"}) for _ in range(n))
+        )
+        return Counter(a.code for a in answers)
+
+    async def main() -> tuple[Counter[str | None], Counter[str | None]]:
+        first = await burst(40)
+        await asyncio.sleep(1.0)
+        return first, await burst(21)
+
+    api = EmulatorApi(small_world(latency_ms=0))
+    first, later = run_virtual(main())
+    assert first == Counter({None: 20, "RequestLimitExceeded": 20})
+    assert later == Counter({None: 20, "RequestLimitExceeded": 1})
+    assert api.emulator.max_admitted_in_window("DescribeRules") == 20
+
+
 async def test_body_and_parameter_validation() -> None:
     """Non-JSON bodies and wrong types are InvalidParameter; both client id kinds at once are refused."""
-    async with emu.serve(make_world()) as (url, _):
+    async with emu.serve(small_world()) as (url, _):
         _, _, raw = await post(url, "ModifyCertificate", {**CHANGE, "Domain": 7})
         assert error_of(raw) == "InvalidParameter"
         _, _, raw = await post(
@@ -140,7 +166,7 @@ async def test_body_and_parameter_validation() -> None:
 
 async def test_mutual_tls_change_and_describe_listeners() -> None:
     """Poly client CAs are applied and shown by DescribeRules; DescribeHTTPSListeners shows the listener busy."""
-    async with emu.serve(make_world(task_seconds=5)) as (url, em):
+    async with emu.serve(small_world(task_seconds=5)) as (url, em):
         _, _, raw = await post(
             url, "ModifyCertificate", {**CHANGE, "PolyClientCertificateIds": ["cert-client01", "cert-client02"]}
         )
@@ -171,7 +197,7 @@ async def test_scripted_faults_per_domain() -> None:
             ]
         },
     }
-    async with emu.serve(make_world(faults=faults, task_seconds=0)) as (url, em):
+    async with emu.serve(small_world(faults=faults, task_seconds=0)) as (url, em):
         _, _, raw = await post(url, "ModifyCertificate", CHANGE)
         assert error_of(raw) == "InternalError"
         status, headers, raw = await post(url, "ModifyCertificate", CHANGE)
@@ -196,7 +222,7 @@ async def test_changing_domain_and_pinned_busy_listener() -> None:
             "api.example.com": [{"kind": "ListenerHasTask", "seconds": -1}],
         }
     }
-    async with emu.serve(make_world(faults=faults, task_seconds=0)) as (url, _):
+    async with emu.serve(small_world(faults=faults, task_seconds=0)) as (url, _):
         _, _, raw = await post(url, "ModifyCertificate", CHANGE)
         assert error_of(raw) == "FailedOperation.DomainStatusNotInRunning"
         await asyncio.sleep(0.6)
@@ -214,7 +240,7 @@ async def test_changing_domain_and_pinned_busy_listener() -> None:
 
 def test_world_contract_round_trip_and_errors(tmp_path: Path) -> None:
     """A world written by to_dict loads back equal; off-contract files raise WorldError naming the problem."""
-    world = make_world()
+    world = small_world()
     again = emu.World.from_dict(json.loads(json.dumps(world.to_dict())))
     assert again.to_dict() == world.to_dict()
     with pytest.raises(WorldError, match="unknown fault kind"):

@@ -22,7 +22,8 @@ from tencentcloud.gaap.v20180529 import gaap_client, models
 from batchcert import emulator as emu
 from batchcert.errors import WorldError
 from batchcert.model import Row
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, make_world
+from tests.conftest import ThreadedEmulator
+from tests.worlds import SECRET_ID, SECRET_KEY, small_world
 
 REPO = Path(__file__).resolve().parent.parent
 N_PROXIES, N_GROUPS, N_HTTPS, N_SERVER_CERTS = 110, 103, 57, 60
@@ -30,7 +31,8 @@ N_PROXIES, N_GROUPS, N_HTTPS, N_SERVER_CERTS = 110, 103, 57, 60
 
 def estate(**overrides: Any) -> dict[str, Any]:
     """More proxies (110 + 3 + 1 synthesized), groups (103 + 1), HTTPS listeners on one proxy (57) and certificates (67)
-    than one page of each listing holds; a fast world (no latency, a high rate limit)."""
+    than one page of each listing holds; a fast world (no latency, a high rate limit). This file's own: only the
+    listing tests page through an estate of every connection kind."""
     groups: dict[str, Any] = {f"lg-{i:04d}": {"name": f"group {i}", "version": "3.0"} for i in range(N_GROUPS)}
     groups["lg-old"] = {"name": "old group", "version": "1.0"}
     proxies: dict[str, Any] = {
@@ -361,7 +363,7 @@ def test_old_style_worlds_get_a_proxy_per_listener_and_round_trip(
 ) -> None:
     """Listeners naming no proxy get `link-…` proxies with their own version and status; the world writes back as it
     was; ModifyHTTPSListenerAttribute works with the synthesized ProxyId; a closed listener closes its proxy."""
-    world = make_world(task_seconds=0.05, latency_ms=0)
+    world = small_world(task_seconds=0.05, latency_ms=0)
     written = world.to_dict()
     assert "proxy_id" not in written["listeners"]["listener-aaaa0001"] and written["proxies"] == {}
     assert emu.World.from_dict(json.loads(json.dumps(written))).to_dict() == written

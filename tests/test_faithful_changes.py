@@ -8,6 +8,7 @@ import csv
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,11 @@ from batchcert.model import (
     PRECONDITION_WRONG_PROXY,
     Outcome,
 )
-from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import PlanRequest, RerunRequest, RunRequest, plan_mapping, rerun_run, run_mapping
-from tests.conftest import ThreadedEmulator, migration_world, run_against, write_mapping
+from tests.conftest import ThreadedEmulator, run_against, write_mapping
+from tests.worlds import QUICK_TASKS, SECRET_ID, SECRET_KEY, migration_world
 
-FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.02, backoff_max_s=0.2, listener_task_s=0.05)
 L1 = "listener-aaaa0001"
 
 
@@ -41,12 +41,9 @@ def applied(server: ThreadedEmulator) -> Counter[str]:
     return Counter(entry.domain for entry in server.emulator.ledger)
 
 
-def world_of(data: dict[str, Any]) -> emu.World:
-    return emu.World.from_dict(data)
-
-
 def three_domains(**overrides: Any) -> dict[str, Any]:
-    """a and b on cert-old, c already on cert-new, d moved meanwhile to cert-third; fast tasks."""
+    """a and b on cert-old, c already on cert-new, d moved meanwhile to cert-third; fast tasks. The compare-and-swap
+    tests' own: a migration world whose places are not all where the file expects."""
     data, _ = migration_world(
         {L1: ["a.example.com", "b.example.com", "c.example.com", "d.example.com"]},
         task_seconds=0.05,
@@ -79,11 +76,11 @@ def test_current_to_new_changes_only_places_still_at_the_current_certificate(
     """A compare-and-swap mapping moves a place only when it still holds the expected current certificate: the
     place that moved to a third certificate meanwhile is never sent (terminal, both ids named) — even with
     --no-preflight, the row is read before it is sent; one already at its target is unchanged."""
-    server = threaded_emulator(world_of(three_domains()))
+    server = threaded_emulator(emu.World.from_dict(three_domains()))
     rows = [(L1, f"{d}.example.com", "cert-old", "cert-new") for d in "abcd"]
     mapping = write_mapping(tmp_path / "m.csv", rows, header)
     run_dir = tmp_path / "run"
-    summary = run_against(server, mapping, run_dir, runner=RunnerConfig(preflight=preflight, listener_task_s=0.05))
+    summary = run_against(server, mapping, run_dir, runner=replace(QUICK_TASKS, preflight=preflight))
     assert applied(server) == Counter({"a.example.com": 1, "b.example.com": 1})
     lines = report_rows(run_dir)
     assert [lines[n]["outcome"] for n in "2345"] == ["succeeded", "succeeded", "unchanged", "terminal"]
@@ -99,7 +96,7 @@ def test_plan_shows_a_place_that_moved_since_the_file_was_made(
     tmp_path: Path, threaded_emulator: Callable[..., ThreadedEmulator], credentials_env: None
 ) -> None:
     """`plan` says which compare-and-swap rows would be refused, exits 1 for them, and its count line adds up."""
-    server = threaded_emulator(world_of(three_domains()))
+    server = threaded_emulator(emu.World.from_dict(three_domains()))
     rows = [(L1, f"{d}.example.com", "cert-old", "cert-new") for d in "abcd"]
     mapping = write_mapping(tmp_path / "m.csv", rows, CAS_HEADERS[1])
     result = plan_mapping(
@@ -118,14 +115,14 @@ def test_a_domain_typed_in_mixed_case_is_sent_as_the_service_spells_it(
     """`WWW.Example.com` is matched to the live `www.example.com` and sent in its spelling (the emulator, like the
     service, refuses another spelling); its correctly typed twin is its duplicate: applied once, both succeeded."""
     data, _ = migration_world({L1: ["www.example.com", "api.example.com"]}, task_seconds=0.05, latency_ms=5)
-    server = threaded_emulator(world_of(data))
+    server = threaded_emulator(emu.World.from_dict(data))
     rows = [
         (L1, "WWW.Example.com", "cert-new"),
         (L1, "www.example.com", "cert-new"),
         (L1, "API.EXAMPLE.COM", "cert-new"),
     ]
     run_dir = tmp_path / "run"
-    summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir, runner=FAST)
+    summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir, runner=QUICK_TASKS)
     assert applied(server) == Counter({"www.example.com": 1, "api.example.com": 1})
     lines = report_rows(run_dir)
     assert [lines[n]["outcome"] for n in "234"] == ["succeeded", "succeeded", "succeeded"]
@@ -141,9 +138,9 @@ def test_a_reverted_change_is_not_a_success_and_rerun_heals_it(
     (Verification.ChangeReverted), the run exits 1, failed.csv lists it — and `rerun` reads it and sends it again."""
     data, rows = migration_world({L1: ["a.example.com", "b.example.com"]}, task_seconds=0.1, latency_ms=5)
     data["faults"] = {"domains": {"a.example.com": [{"kind": "task_fail"}]}}
-    server = threaded_emulator(world_of(data))
+    server = threaded_emulator(emu.World.from_dict(data))
     run_dir = tmp_path / "run"
-    first = run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir, runner=FAST)
+    first = run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir, runner=QUICK_TASKS)
     assert first.exit_code == 1
     lines = report_rows(run_dir)
     assert lines["2"]["outcome"] == "retryable" and lines["2"]["error_code"] == CHANGE_REVERTED
@@ -153,7 +150,9 @@ def test_a_reverted_change_is_not_a_success_and_rerun_heals_it(
         assert [line["Domain"] for line in csv.DictReader(fh)] == ["a.example.com"]
     assert server.world.listeners[L1].domains["a.example.com"].certificate_id == "cert-old"
 
-    second = rerun_run(RerunRequest(run_dir=run_dir, settings=SettingFlags(endpoint=server.base_url), runner=FAST))
+    second = rerun_run(
+        RerunRequest(run_dir=run_dir, settings=SettingFlags(endpoint=server.base_url), runner=QUICK_TASKS)
+    )
     assert second.exit_code == 0
     assert report_rows(run_dir)["2"]["outcome"] == "succeeded"
     assert applied(server) == Counter({"a.example.com": 2, "b.example.com": 1})  # a: the reverted one, then the fix
@@ -178,11 +177,11 @@ def test_a_rehearsal_rerun_keeps_the_worlds_denials_and_faults(tmp_path: Path) -
             settings=SettingFlags(max_attempts=2),
             rehearsal=True,
             world=world_path,
-            runner=FAST,
+            runner=QUICK_TASKS,
         )
     )
     assert first.counts[Outcome.TERMINAL] == 1 and first.counts[Outcome.RETRYABLE] == 1
-    second = rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True, runner=FAST))
+    second = rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True, runner=QUICK_TASKS))
     lines = report_rows(run_dir)
     assert lines["3"]["outcome"] == "terminal"  # still denied: nothing was fixed
     assert "UnauthorizedOperation" in lines["3"]["error_code"]
@@ -196,7 +195,7 @@ def test_a_listener_row_naming_another_proxy_is_refused_unsent(
 ) -> None:
     """A listener row whose ProxyId does not own the listener is refused by plan and run with that reason."""
     data: dict[str, Any] = {
-        "credentials": {"AKIDtestsuite00000000000000000000001": "test-secret-key-0123456789abcdef"},
+        "credentials": {SECRET_ID: SECRET_KEY},
         "task_seconds": 0.05,
         "latency_ms": 5,
         "proxies": {
@@ -211,7 +210,7 @@ def test_a_listener_row_naming_another_proxy_is_refused_unsent(
             "cert-new": {"type": 2, "domains": ["*.example.com"]},
         },
     }
-    server = threaded_emulator(world_of(data))
+    server = threaded_emulator(emu.World.from_dict(data))
     mapping = write_mapping(
         tmp_path / "m.csv",
         [("listener", "link-bbbb0001", L1, "", "cert-new")],
@@ -223,7 +222,7 @@ def test_a_listener_row_naming_another_proxy_is_refused_unsent(
     assert planned.lines[0].action == "wrong_proxy" and "link-aaaa0001" in planned.lines[0].reason
     assert planned.exit_code == 1
     run_dir = tmp_path / "run"
-    run_against(server, mapping, run_dir, runner=FAST)
+    run_against(server, mapping, run_dir, runner=QUICK_TASKS)
     line = report_rows(run_dir)["2"]
     assert line["outcome"] == "terminal" and line["error_code"] == PRECONDITION_WRONG_PROXY
     assert "link-aaaa0001" in line["error_message"] and "certificate ids" not in line["error_message"]
@@ -260,7 +259,8 @@ def test_an_edited_failed_csv_survives_report_and_rerun(tmp_path: Path) -> None:
 
 
 def mutual_tls_world() -> dict[str, Any]:
-    """a and b on cert-old with client CA cert-ca0; client CAs cert-ca1 and cert-ca2 uploaded."""
+    """a and b on cert-old with client CA cert-ca0 (its list only); client CAs cert-ca1 and cert-ca2 uploaded. The
+    client-CA column tests' own: a mapping moves these domains to CAs they do not have yet."""
     data, _ = migration_world({L1: ["a.example.com", "b.example.com"]}, task_seconds=0.05, latency_ms=5)
     data["certificates"] |= {f"cert-ca{i}": {"type": 1, "domains": []} for i in range(3)}
     for domain in data["listeners"][L1]["domains"].values():
@@ -275,14 +275,14 @@ def test_an_unknown_client_ca_column_stops_the_run_before_anything_is_sent(
     """`CA列表` is no name batchcert knows: the run refuses the file (exit 2) and the service sees no change."""
     from batchcert.errors import MappingError
 
-    server = threaded_emulator(world_of(mutual_tls_world()))
+    server = threaded_emulator(emu.World.from_dict(mutual_tls_world()))
     mapping = write_mapping(
         tmp_path / "m.csv",
         [(L1, "a.example.com", "cert-new", "rotation 2026", "cert-ca1;cert-ca2")],
         ("ListenerId", "Domain", "CertificateId", "备注", "CA列表"),
     )
     with pytest.raises(MappingError, match=r"'CA列表' \(column E\)"):
-        run_against(server, mapping, tmp_path / "run", runner=FAST)
+        run_against(server, mapping, tmp_path / "run", runner=QUICK_TASKS)
     assert applied(server) == Counter() and not (tmp_path / "run").exists()
 
 
@@ -292,7 +292,7 @@ def test_ids_spilled_into_a_note_column_are_never_sent_as_a_shorter_list(
 ) -> None:
     """`cert-ca1,cert-ca2` unquoted in a CSV spills cert-ca2 into the note column: that row is invalid and not sent
     (its CA list would shrink to one); the other row is sent with both of its CAs."""
-    server = threaded_emulator(world_of(mutual_tls_world()))
+    server = threaded_emulator(emu.World.from_dict(mutual_tls_world()))
     mapping = tmp_path / "m.csv"
     mapping.write_text(
         "ListenerId,Domain,CertificateId,PolyClientCertificateIds,备注\n"
@@ -301,7 +301,7 @@ def test_ids_spilled_into_a_note_column_are_never_sent_as_a_shorter_list(
         encoding="utf-8",
     )
     run_dir = tmp_path / "run"
-    summary = run_against(server, mapping, run_dir, runner=FAST)
+    summary = run_against(server, mapping, run_dir, runner=QUICK_TASKS)
     assert applied(server) == Counter({"b.example.com": 1})
     lines = report_rows(run_dir)
     assert lines["2"]["outcome"] == "invalid" and "spilled" in lines["2"]["error_message"]
@@ -318,7 +318,7 @@ def test_a_two_level_merged_header_sends_the_client_cas_under_it(
     silently dropped, and the row "succeeded" with its old CAs)."""
     import openpyxl
 
-    server = threaded_emulator(world_of(mutual_tls_world()))
+    server = threaded_emulator(emu.World.from_dict(mutual_tls_world()))
     book = openpyxl.Workbook()
     sheet = book.active
     assert sheet is not None
@@ -329,7 +329,7 @@ def test_a_two_level_merged_header_sends_the_client_cas_under_it(
         sheet.merge_cells(merged)
     mapping = tmp_path / "m.xlsx"
     book.save(mapping)
-    run_against(server, mapping, tmp_path / "run", runner=FAST)
+    run_against(server, mapping, tmp_path / "run", runner=QUICK_TASKS)
     assert applied(server) == Counter({"a.example.com": 1})
     domain = server.world.listeners[L1].domains["a.example.com"]
     assert (domain.certificate_id, domain.poly_client_certificate_ids) == ("cert-new", ["cert-ca2"])

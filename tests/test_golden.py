@@ -63,7 +63,7 @@ from batchcert.api.vocabulary import (
 from batchcert.inventory import NotSearched
 from batchcert.journal import Journal, create_journal
 from batchcert.live.certificates import CertificateInfo
-from batchcert.live.state import LiveDomain, PlanLine
+from batchcert.live.state import LiveDomain, PlanAction, PlanLine
 from batchcert.model import (
     CHANGE_REVERTED,
     PRECONDITION_MISMATCH,
@@ -74,7 +74,10 @@ from batchcert.model import (
     MappingLine,
     Outcome,
     Place,
+    ReadBack,
     Row,
+    SessionStatus,
+    Verified,
 )
 from batchcert.report import write_inventory, write_plan, write_reports, write_rotation
 
@@ -318,18 +321,18 @@ def build_journal(run_dir: Path, mapping_path: Path, clock: Clock) -> Journal:
     clock.at(30)
     journal.record_verification(
         [
-            (2, "cert-new", (), True),
-            (3, "cert-new", (), True),
-            (4, "cert-new", ("cert-ca2",), True),
-            (5, "cert-new", (), True),
-            (11, "cert-new", (), "pending"),
-            (12, "cert-new", ("cert-ca2",), True),
-            (13, "cert-new", ("cert-ca1",), False),
-            (15, "cert-new", (), True),
+            ReadBack(2, "cert-new", (), Verified.AT_TARGET),
+            ReadBack(3, "cert-new", (), Verified.AT_TARGET),
+            ReadBack(4, "cert-new", ("cert-ca2",), Verified.AT_TARGET),
+            ReadBack(5, "cert-new", (), Verified.AT_TARGET),
+            ReadBack(11, "cert-new", (), Verified.PENDING),
+            ReadBack(12, "cert-new", ("cert-ca2",), Verified.AT_TARGET),
+            ReadBack(13, "cert-new", ("cert-ca1",), Verified.NOT_AT_TARGET),
+            ReadBack(15, "cert-new", (), Verified.AT_TARGET),
         ]
     )
     clock.at(40)
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
 
     # session 2: the rerun, two hours later, by bob
     clock.at(7200)
@@ -342,7 +345,7 @@ def build_journal(run_dir: Path, mapping_path: Path, clock: Clock) -> Journal:
     clock.at(7230)
     journal.finish_row(7, Outcome.RETRYABLE, CHANGE_REVERTED, "the read-back shows cert-old again (服务已回滚)")
     clock.at(7260)
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
     return journal
 
 
@@ -355,12 +358,12 @@ def plan_lines() -> list[PlanLine]:
 
     listener = Row(8, LB, "", "cert-new", "", ("cert-ca2",), scope="listener", proxy_id="link-0001")
     return [
-        PlanLine(row(2, "a.example.com"), "change", LiveDomain("a.example.com", "cert-old", (), 0)),
-        PlanLine(row(3, "中文.example.com"), "unchanged", LiveDomain("中文.example.com", "cert-new", (), 0)),
-        PlanLine(row(4, "gone.example.com"), "not_found", None, f"{LA} has no domain gone.example.com"),
+        PlanLine(row(2, "a.example.com"), PlanAction.CHANGE, LiveDomain("a.example.com", "cert-old", (), 0)),
+        PlanLine(row(3, "中文.example.com"), PlanAction.UNCHANGED, LiveDomain("中文.example.com", "cert-new", (), 0)),
+        PlanLine(row(4, "gone.example.com"), PlanAction.NOT_FOUND, None, f"{LA} has no domain gone.example.com"),
         PlanLine(
             row(5, "busy.example.com", client_certificate_id="cert-ca2"),
-            "changing",
+            PlanAction.CHANGING,
             LiveDomain("busy.example.com", "cert-old", ("cert-ca1",), 1),
             "the domain is being changed (DomainStatus 1): run waits for it",
         ),
@@ -368,24 +371,26 @@ def plan_lines() -> list[PlanLine]:
             row(
                 6, "p.example.com", poly_client_certificate_ids=("cert-ca2", "cert-ca3"), expected=Expected("cert-old")
             ),
-            "mismatch",
+            PlanAction.MISMATCH,
             LiveDomain("p.example.com", "cert-other", ("cert-ca1", "cert-ca3"), 0),
             f"{PRECONDITION_MISMATCH}: the live certificate is cert-other, the file expects cert-old",
         ),
         PlanLine(
             listener,
-            "wrong_proxy",
+            PlanAction.WRONG_PROXY,
             LiveDomain("", "cert-lst", ("cert-ca1",), 0, proxy_id="link-0002"),
             f"{PRECONDITION_WRONG_PROXY}: {LB} is on link-0002, not link-0001",
         ),
         PlanLine(
             row(9, "x.example.com", "cert-expired"),
-            "refused",
+            PlanAction.REFUSED,
             LiveDomain("x.example.com", "cert-old", (), 0),
             "Preflight.CertificateExpired: CertificateId cert-expired expired on 2026-02-27",
         ),
-        PlanLine(row(10, FORMULA_DOMAIN), "invalid", None, f"row 10: Domain {FORMULA_DOMAIN!r} is not a domain name"),
-        PlanLine(row(11, "u.example.com"), "unknown", None),
+        PlanLine(
+            row(10, FORMULA_DOMAIN), PlanAction.INVALID, None, f"row 10: Domain {FORMULA_DOMAIN!r} is not a domain name"
+        ),
+        PlanLine(row(11, "u.example.com"), PlanAction.UNKNOWN, None),
     ]
 
 

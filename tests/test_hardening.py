@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,14 @@ import trustme
 from batchcert import emulator as emu
 from batchcert.api.client import create_session
 from batchcert.mapping import read_mapping
-from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags, parse_endpoint
 from batchcert.workflow import RunRequest, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, run_against, write_mapping
+from tests.conftest import ThreadedEmulator, run_against, write_mapping
+from tests.worlds import QUICK_RETRIES, SECRET_ID, SECRET_KEY, migration_world, one_row_listeners
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def one_row_listeners(n: int, **overrides: Any) -> tuple[emu.World, list[tuple[str, str, str]]]:
-    listeners = {f"listener-n{i:07d}": [f"n{i}.example.com"] for i in range(n)}
-    world, rows = migration_world(listeners, **{"rate_limit": 100, "task_seconds": 0.05, "latency_ms": 2, **overrides})
-    return emu.World.from_dict(world), rows
+#: a fast world: neither the limit nor the listener tasks are what these tests are about
+FAST_WORLD: dict[str, Any] = {"rate_limit": 100, "task_seconds": 0.05, "latency_ms": 2}
 
 
 @pytest.mark.usefixtures("credentials_env")
@@ -44,9 +41,10 @@ def test_combined_network_faults_lose_nothing(
         "storms": [[1.0, 1.0]],
         "probabilities": {"InternalError": 0.1, "http502": 0.1, "reset": 0.1, "hang": 0.1, "apply_then_hang": 0.1},
     }
-    world, rows = one_row_listeners(200, faults=faults, clock_offset_s=600)
-    server = threaded_emulator(world)
-    config = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.1, backoff_max_s=1.0, retry_budget_min_per_s=20)
+    data, rows = migration_world(one_row_listeners(200, "n"), **FAST_WORLD, faults=faults, clock_offset_s=600)
+    server = threaded_emulator(emu.World.from_dict(data))
+    # about half the answers fail: the retry budget's floor raised from its 5/s to 20/s for them
+    config = replace(QUICK_RETRIES, retry_budget_min_per_s=20)
     summary = run_mapping(
         RunRequest(
             mapping=write_mapping(tmp_path / "m.csv", rows),
@@ -168,8 +166,8 @@ def test_tls_verification_and_ca_bundle(
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    world, rows = one_row_listeners(5)
-    server = threaded_emulator(world, ssl_context=server_context)
+    data, rows = migration_world(one_row_listeners(5, "n"), **FAST_WORLD)
+    server = threaded_emulator(emu.World.from_dict(data), ssl_context=server_context)
     assert server.base_url.startswith("https://")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)

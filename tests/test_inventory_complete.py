@@ -25,8 +25,9 @@ from batchcert.errors import WorldError
 from batchcert.inventory import InventoryError
 from batchcert.settings import SettingFlags
 from batchcert.workflow import InventoryRequest, InventoryResult, take_inventory
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator
+from tests.conftest import ThreadedEmulator
 from tests.test_emulator_inventory import call, error_code, sdk
+from tests.worlds import SECRET_ID, SECRET_KEY
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 
@@ -56,7 +57,8 @@ ROTATION_KEY = ("Scope", "ProxyId", "ListenerId", "Domain", "CertificateId", "Ne
 def estate(**overrides: Any) -> dict[str, Any]:
     """105 groups (35 in each of projects 0, 7 and 12) and 105 proxies across the same projects; listeners on a group
     of each project, 55 HTTPS listeners (and an HTTP one) on link-0003, a listener on a CLOSED proxy, on a group that
-    is changing, a mutual-TLS listener using OLD2, and two proxies (link-0006, link-0007) the tests make unreadable."""
+    is changing, a mutual-TLS listener using OLD2, and two proxies (link-0006, link-0007) the tests make unreadable.
+    This file's own: the estate spread over projects is what the inventory must find whole."""
     groups: dict[str, Any] = {
         f"lg-{i:04d}": {"name": f"group {i}", "project_id": PROJECTS[i % 3]} for i in range(N_GROUPS)
     }

@@ -21,7 +21,8 @@ from batchcert.journal import MARKER_NAME, WAL_NAME
 from batchcert.journal import db as journal_db
 from batchcert.settings import SettingFlags
 from tests.conftest import ThreadedEmulator, run_against, write_mapping
-from tests.test_rerun import cli, cli_env, wait_for_attempts, world_and_rows
+from tests.test_rerun import cli, cli_env, wait_for_attempts
+from tests.worlds import batch_world
 
 
 def fingerprint(directory: Path) -> dict[str, str]:
@@ -44,7 +45,7 @@ def kill_a_run(server: ThreadedEmulator, rows: list[tuple[str, str, str]], tmp_p
 @pytest.fixture
 def killed_run(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> Path:
     """A run directory whose process was killed (-9) mid-run."""
-    world, rows = world_and_rows(30, latency_ms=60)
+    world, rows = batch_world(30, latency_ms=60)
     return kill_a_run(threaded_emulator(world), rows, tmp_path, 8)
 
 
@@ -104,7 +105,7 @@ def test_a_finished_run_journal_is_complete_on_its_own(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """After a run, journal.sqlite3 holds everything (the -wal is folded in): copied alone it reports the same."""
-    world, rows = world_and_rows(5)
+    world, rows = batch_world(5)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
     run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
@@ -129,7 +130,7 @@ def test_a_full_disk_during_the_run_is_the_users_error(
         return db
 
     monkeypatch.setattr(journal_db, "connect", small)
-    world, rows = world_and_rows(60)
+    world, rows = batch_world(60)
     server = threaded_emulator(world)
     mapping = write_mapping(tmp_path / "m.csv", rows)
     result = CliRunner().invoke(
@@ -148,7 +149,7 @@ def test_reports_that_cannot_be_written_name_the_path(
 ) -> None:
     """A run directory that refuses new files (read-only): `report` exits 2 naming it and `--out`; with `--out`
     elsewhere it works."""
-    world, rows = world_and_rows(3)
+    world, rows = batch_world(3)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
     run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
@@ -217,7 +218,7 @@ def test_a_run_directory_with_a_space_gets_a_command_that_works_pasted(
     import subprocess
     import sys
 
-    world, rows = world_and_rows(2, faults={"probabilities": {"InternalError": 1.0}})
+    world, rows = batch_world(2, faults={"probabilities": {"InternalError": 1.0}})
     server = threaded_emulator(world)
     run_dir = tmp_path / "my runs" / "run 1"
     mapping = write_mapping(tmp_path / "m.csv", rows)
@@ -258,7 +259,7 @@ def test_a_truncated_wal_never_turns_this_runs_changes_into_unchanged(
 
     # the killed run goes at the default 20/s; the emulator allows 100/s so that the rerun need not (its pace is not
     # what this is about)
-    world, rows = world_and_rows(60, latency_ms=40, rate_limit=100)
+    world, rows = batch_world(60, latency_ms=40, rate_limit=100)
     server = threaded_emulator(world)
     run_dir = kill_a_run(server, rows, tmp_path, 40)
     wal = run_dir / WAL_NAME

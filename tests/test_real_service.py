@@ -11,17 +11,18 @@ from typing import Any
 import pytest
 
 from batchcert.api.vocabulary import ACTION_MODIFY
+from batchcert.report import report_records
 from batchcert.runner import RunnerConfig
-from tests.conftest import migration_world
-from tests.test_schedule import QUICK, simulate, skewed
+from tests.test_schedule import simulate
+from tests.worlds import QUICK_RETRIES, migration_world
 
 
 def test_one_denied_listener_ends_its_rows_and_the_others_go_on(tmp_path: Path) -> None:
     listeners = {"listener-denied": 3} | {f"listener-ok{i:03d}": 1 for i in range(20)}
-    world, triples = skewed(listeners)
+    world, triples = migration_world(listeners)
     world["listeners"]["listener-denied"]["denied_actions"] = ["ModifyCertificate"]
     ran = simulate(tmp_path, world, triples)
-    records = {r.domain: r for r in ran.journal.report_records()}
+    records = {r.domain: r for r in report_records(ran.journal)}
     denied = [r for r in records.values() if r.listener_id == "listener-denied"]
     assert {(r.outcome, r.error_code) for r in denied} == {("terminal", "AuthFailure.UnauthorizedOperation")}
     assert all(
@@ -33,7 +34,7 @@ def test_one_denied_listener_ends_its_rows_and_the_others_go_on(tmp_path: Path) 
 
 def test_denials_everywhere_stop_the_run_as_account_wide(tmp_path: Path) -> None:
     listeners = {f"listener-den{i:03d}": 1 for i in range(12)}
-    world, triples = skewed(listeners)
+    world, triples = migration_world(listeners)
     for spec in world["listeners"].values():
         spec["denied_actions"] = ["ModifyCertificate"]
     ran = simulate(tmp_path, world, triples)
@@ -44,21 +45,21 @@ def test_denials_everywhere_stop_the_run_as_account_wide(tmp_path: Path) -> None
 
 def test_a_four_second_task_loses_no_row(tmp_path: Path) -> None:
     """Eight rows on a listener whose task takes 4 s: waited out by time, not by attempts — all succeed."""
-    world, triples = skewed({"listener-slow": 8}, latency_ms=20)
+    world, triples = migration_world({"listener-slow": 8}, latency_ms=20)
     world["listeners"]["listener-slow"]["task_seconds"] = 4.0
     ran = simulate(tmp_path, world, triples, RunnerConfig())
     assert ran.outcomes() == Counter({"succeeded": 8})
-    assert {r.verified for r in ran.journal.report_records()} == {"true"}
+    assert {r.verified for r in report_records(ran.journal)} == {"true"}
 
 
 def test_a_change_accepted_then_reverted_is_never_verified(tmp_path: Path) -> None:
     """The service accepts the change, its task fails and rolls it back: verification waits for the domain to be
     idle, so the row is never reported verified at its target."""
-    world, triples = skewed({"listener-tf": 3}, task_seconds=3.0)
+    world, triples = migration_world({"listener-tf": 3}, task_seconds=3.0)
     reverted = triples[1][1]
     world["faults"] = {"domains": {reverted: [{"kind": "task_fail"}]}}
     ran = simulate(tmp_path, world, triples)
-    record = next(r for r in ran.journal.report_records() if r.domain == reverted)
+    record = next(r for r in report_records(ran.journal) if r.domain == reverted)
     assert ran.api.emulator.reverted == [("listener-tf", reverted)]
     assert not (record.outcome == "succeeded" and record.verified == "true")
     assert record.verified == "false" and record.verified_certificate_id == "cert-old"
@@ -69,14 +70,14 @@ def test_a_closed_connection_spends_nothing_of_the_healthy_rows(tmp_path: Path) 
     healthy row succeeds; at most three writes go to each closed listener; the closed rows end retryable."""
     closed = {f"listener-closed{i}": 10 for i in range(3)}
     healthy = {f"listener-h{i:03d}": 1 for i in range(20)}
-    world, triples = skewed(closed | healthy)
+    world, triples = migration_world(closed | healthy)
     for lid in closed:
         world["listeners"][lid]["proxy_status"] = "CLOSED"
     world["faults"] = {
         "domains": {dom: [{"kind": "InternalError", "times": 2}] for lid, dom, _ in triples if lid in healthy}
     }
     ran = simulate(tmp_path, world, triples)
-    records = list(ran.journal.report_records())
+    records = list(report_records(ran.journal))
     assert Counter(r.outcome for r in records if r.listener_id in healthy) == {"succeeded": 20}
     assert {r.outcome for r in records if r.listener_id in closed} == {"retryable"}
     for lid in closed:
@@ -95,7 +96,7 @@ def test_a_closed_connection_spends_nothing_of_the_healthy_rows(tmp_path: Path) 
     ],
 )
 def test_transient_codes_are_retried_to_success(tmp_path: Path, code: str) -> None:
-    world, triples = skewed({"listener-tr": 2})
+    world, triples = migration_world({"listener-tr": 2})
     world["faults"] = {"domains": {dom: [{"kind": "code", "code": code, "times": 2}] for _, dom, _ in triples}}
     ran = simulate(tmp_path, world, triples)
     assert ran.outcomes() == Counter({"succeeded": 2})
@@ -103,15 +104,17 @@ def test_transient_codes_are_retried_to_success(tmp_path: Path, code: str) -> No
 
 
 def test_a_listener_answered_as_invalid_parameter_is_absent_and_gets_no_write(tmp_path: Path) -> None:
-    world, triples = skewed({"listener-real": 1}, missing_listener_code="InvalidParameter")
+    world, triples = migration_world({"listener-real": 1}, missing_listener_code="InvalidParameter")
     triples.append(("listener-gone00", "x.example.com", "cert-new"))
     ran = simulate(tmp_path, world, triples)
-    gone = next(r for r in ran.journal.report_records() if r.listener_id == "listener-gone00")
+    gone = next(r for r in report_records(ran.journal) if r.listener_id == "listener-gone00")
     assert gone.outcome == "terminal" and gone.attempts == 0
     assert len(ran.api.sends[ACTION_MODIFY]) == 1  # only the real listener's row
 
 
 def mutual_world(**overrides: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """Two domains on cert-old in the shape the service reads after a write naming client CAs cert-ca1 and cert-ca2
+    (client id the first of the list): a migration world made mutual-TLS, which only the test below needs."""
     world, triples = migration_world({"listener-mtls": ["a.example.com", "b.example.com"]}, **overrides)
     world["certificates"] |= {"cert-ca1": {"type": 1, "domains": []}, "cert-ca2": {"type": 1, "domains": []}}
     for domain in world["listeners"]["listener-mtls"]["domains"].values():
@@ -129,7 +132,7 @@ def test_server_only_rows_keep_the_client_cas_of_a_mutual_tls_domain(tmp_path: P
     state = ran.api.emulator.world.listeners["listener-mtls"].domains
     assert all(d.certificate_id == "cert-new" for d in state.values())
     assert all(d.poly_client_certificate_ids == ["cert-ca1", "cert-ca2"] for d in state.values())
-    records = list(ran.journal.report_records())
+    records = list(report_records(ran.journal))
     assert {(r.outcome, r.verified) for r in records} == {("succeeded", "true")}
     assert all("client CAs kept as they were: cert-ca1;cert-ca2" in r.error_message for r in records)
 
@@ -139,7 +142,7 @@ def test_rows_at_target_under_the_real_default_shapes_are_unchanged(tmp_path: Pa
     at their server target (one naming `default` as its client CA too) end unchanged, nothing sent."""
     world, triples = migration_world({"listener-dflt": ["a.example.com", "b.example.com"]})
     triples = [("listener-dflt", "a.example.com", "cert-old"), ("listener-dflt", "b.example.com", "cert-old")]
-    ran = simulate(tmp_path, world, triples, QUICK)
+    ran = simulate(tmp_path, world, triples, QUICK_RETRIES)
     assert ran.outcomes() == Counter({"unchanged": 2})
     assert not ran.api.sends[ACTION_MODIFY]
     rules = ran.api.emulator.reads.describe_rules({"ListenerId": "listener-dflt"})["DomainRuleSet"]

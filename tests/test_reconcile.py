@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,18 +17,26 @@ import pytest
 from batchcert import emulator as emu
 from batchcert.api.signing import sign_request
 from batchcert.errors import ExitCode
-from batchcert.live.state import LiveDomain, Verdict, is_at_target, judge, rollback_for
+from batchcert.live.reader import LiveReader
+from batchcert.live.state import LiveDomain, PlanAction, PlanLine, Verdict, is_at_target, judge, rollback_for
 from batchcert.model import Row
-from batchcert.runner import RunnerConfig
-from batchcert.settings import SettingFlags
+from batchcert.runner import RunnerConfig, plan_rows
+from batchcert.schedule import Quota, Sleeper
+from batchcert.settings import RunSettings, SettingFlags
 from batchcert.workflow import PlanRequest, RunRequest, plan_mapping, run_mapping
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, run_against, write_mapping
+from tests.conftest import ThreadedEmulator, run_against, write_mapping
+from tests.fake_api import EmulatorApi, max_in_window
+from tests.virtual_time import run_virtual
+from tests.worlds import QUICK_RETRIES, SECRET_ID, SECRET_KEY
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
 HEADER = ("ListenerId", "Domain", "CertificateId", "ClientCertificateId", "PolyClientCertificateIds")
 
 
 def world(**overrides: Any) -> emu.World:
+    """Two listeners on their own certificate cert-lst; on the first, one domain of each case reconciliation tells
+    apart (on cert-old, on `default`, already at the target, with one and with two client CAs); four plain domains on
+    the second. This file's own: ROWS and its expected outcomes are written against it."""
     data: dict[str, Any] = {
         "credentials": {SECRET_ID: SECRET_KEY},
         "rate_limit": 50,
@@ -166,7 +175,7 @@ def test_changing_domain_is_waited_for_not_refused(
         server,
         write_mapping(tmp_path / "m.csv", [ROWS[0]], HEADER),
         tmp_path / "run",
-        runner=RunnerConfig(backoff_initial_s=0.2),
+        runner=QUICK_RETRIES,
     )
     assert summary.exit_code == 0
     assert server.emulator.stats["FailedOperation.DomainStatusNotInRunning"] == 0
@@ -196,18 +205,24 @@ async def other_operator_changes(base_url: str, listener_id: str, domain: str) -
         assert "Error" not in (await resp.json())["Response"]
 
 
-def test_plan_counts_exit_codes_and_read_pacing(
-    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
-) -> None:
-    """plan reports the right counts and exit codes (2 pending, 0 nothing to do, 1 errors) and its reads stay under
-    the ceiling: 60 listeners read at --rate 20 against a service allowing 1000."""
-    listeners = {
+def plan_listeners() -> dict[str, Any]:
+    """60 listeners of one domain each, p{i}.example.com on cert-old: what the plan tests read."""
+    return {
         f"listener-p{i:07d}": {
             "certificate_id": "cert-lst",
             "domains": {f"p{i}.example.com": {"certificate_id": "cert-old"}},
         }
         for i in range(60)
     }
+
+
+def test_plan_counts_exit_codes_and_read_pacing(
+    threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
+) -> None:
+    """plan reports the right counts and exit codes (2 pending, 0 nothing to do, 1 errors) and reads each listener
+    once: 60 listeners read at --rate 20 against a service allowing 1000. That the reads stay under the ceiling is
+    the next test's, on virtual time: over sockets a loaded machine can deliver paced reads in bunches."""
+    listeners = plan_listeners()
     server = threaded_emulator(world(rate_limit=1000, listeners=listeners))
     rows = [(lid, f"p{i}.example.com", "cert-new", "", "") for i, lid in enumerate(listeners)]
     mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
@@ -215,14 +230,15 @@ def test_plan_counts_exit_codes_and_read_pacing(
         PlanRequest(mapping=mapping, out=tmp_path / "plan1", settings=SettingFlags(endpoint=server.base_url))
     )
     assert pending.exit_code == ExitCode.CHANGES_PENDING and ExitCode.CHANGES_PENDING.value == 4
-    assert pending.counts["change"] == 60
+    assert pending.counts[PlanAction.CHANGE] == 60
     assert server.emulator is not None
+    # exact however busy the machine: a read is sent again only after a throttled answer (the service allows 1000/s)
+    # or a timeout (10 s)
     assert server.emulator.requests == Counter({"DescribeRules": 60, "DescribeCertificates": 1})
-    assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
     fast = SettingFlags(endpoint=server.base_url, rate_per_s=200.0)  # the ceiling itself is not what the rest is about
     run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=fast))
     done = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan2", settings=fast))
-    assert done.exit_code == 0 and done.counts["unchanged"] == 60
+    assert done.exit_code == 0 and done.counts[PlanAction.UNCHANGED] == 60
     broken = write_mapping(
         tmp_path / "b.csv",
         [*rows[:2], ("listener-zzzz0000", "q.example.com", "cert-new", "", ""), ("bad", "", "", "", "")],
@@ -230,9 +246,35 @@ def test_plan_counts_exit_codes_and_read_pacing(
     )
     errors = plan_mapping(PlanRequest(mapping=broken, out=tmp_path / "plan3", settings=fast))
     assert errors.exit_code == 1
-    assert (errors.counts["unchanged"], errors.counts["not_found"], errors.counts["invalid"]) == (2, 1, 1)
+    assert (
+        errors.counts[PlanAction.UNCHANGED],
+        errors.counts[PlanAction.NOT_FOUND],
+        errors.counts[PlanAction.INVALID],
+    ) == (2, 1, 1)
     lines = list(csv.DictReader((tmp_path / "plan3" / "plan.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert [line["action"] for line in lines] == ["unchanged", "unchanged", "not_found", "invalid"]
+
+
+def test_plan_reads_stay_under_the_ceiling() -> None:
+    """plan's reads of 60 listeners at --rate 20 against a service allowing 1000: never more than 20 DescribeRules
+    sent in any sliding second, each listener read once. On virtual time with the emulator in process
+    (tests/fake_api.py), where this is exact."""
+    listeners = plan_listeners()
+    rows = [Row(n, lid, f"p{n - 2}.example.com", "cert-new") for n, lid in enumerate(listeners, start=2)]
+
+    async def plan() -> tuple[EmulatorApi, list[PlanLine]]:
+        api = EmulatorApi(world(rate_limit=1000, listeners=listeners))
+        # the reader `batchcert plan --rate 20` reads through (batchcert/workflow/target.py, build_reader)
+        settings = RunSettings(rate_per_s=20)
+        policy = RunnerConfig().retry_policy(settings.max_attempts)
+        reader = LiveReader(api, Quota(settings.rate_per_s), policy, Sleeper(), random.Random(1))
+        certificates = await reader.certificates()
+        return api, await plan_rows(reader, rows, certificates, settings.min_validity_days)
+
+    api, lines = run_virtual(plan())
+    assert [line.action for line in lines] == [PlanAction.CHANGE] * 60
+    assert len(api.sends["DescribeRules"]) == 60
+    assert max_in_window(api.sends["DescribeRules"]) <= 20
 
 
 @pytest.mark.parametrize(

@@ -13,66 +13,19 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from batchcert import emulator as emu
 from batchcert.errors import JournalError
 from batchcert.journal import create_journal, open_journal
 from batchcert.model import Outcome
-from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import Preview, RerunRequest, RunRequest, rerun_run, run_mapping, write_run_reports
-from tests.conftest import (
-    SECRET_ID,
-    SECRET_KEY,
-    ThreadedEmulator,
-    migration_world,
-    read_stderr_until,
-    run_against,
-    write_mapping,
-)
+from tests.conftest import ThreadedEmulator, read_stderr_until, run_against, write_mapping
+from tests.worlds import QUICK_RETRIES, SECRET_ID, SECRET_KEY, batch_world, migration_world
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("credentials_env")
-FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.2)
-
-
-def world_and_rows(
-    singles: int, hot: int = 0, latency_ms: float = 20, **extra: Any
-) -> tuple[emu.World, list[tuple[str, str, str]]]:
-    """`singles` one-row listeners, one listener with `hot` rows, plus two rows that end terminal."""
-    listeners: dict[str, Any] = {}
-    rows = []
-    for i in range(singles):
-        lid, dom = f"listener-s{i:07d}", f"s{i}.example.com"
-        listeners[lid] = {"certificate_id": "cert-old", "domains": {dom: {"certificate_id": "cert-old"}}}
-        rows.append((lid, dom, "cert-new"))
-    if hot:
-        listeners["listener-hot00001"] = {
-            "certificate_id": "cert-old",
-            "domains": {f"h{i}.example.com": {"certificate_id": "cert-old"} for i in range(hot)},
-        }
-        rows += [("listener-hot00001", f"h{i}.example.com", "cert-new") for i in range(hot)]
-    listeners["listener-term0001"] = {
-        "certificate_id": "cert-old",
-        "domains": {"t.other.org": {"certificate_id": "cert-old"}},
-    }
-    rows += [("listener-term0001", "t.other.org", "cert-new"), ("listener-term0001", "gone.example.com", "cert-new")]
-    data = {
-        "credentials": {SECRET_ID: SECRET_KEY},
-        "rate_limit": 20,
-        "task_seconds": 0.2,
-        "latency_ms": latency_ms,
-        "listeners": listeners,
-        "certificates": {
-            "cert-old": {"type": 2, "domains": ["*.example.com", "t.other.org"]},
-            "cert-new": {"type": 2, "domains": ["*.example.com"]},
-        },
-        **extra,
-    }
-    return emu.World.from_dict(data), rows
 
 
 def outcomes(run_dir: Path) -> dict[str, tuple[str, str]]:
@@ -127,7 +80,7 @@ def test_a_stop_signal_stops_gracefully_then_rerun_completes(
     """SIGINT (or SIGHUP: an ssh session dropped) mid-run: exit 130 (129), reports written with unsent rows
     not_attempted, the exact rerun command printed; the rerun then finishes with exit 0 and every row applied
     exactly once."""
-    world, rows = world_and_rows(singles)
+    world, rows = batch_world(singles)
     rows = rows[:-2]  # a clean world: every row can succeed
     server = threaded_emulator(world)
     mapping, run_dir = write_mapping(tmp_path / "m.csv", rows), tmp_path / "run"
@@ -157,12 +110,12 @@ def test_kill_9_at_several_points_then_rerun_matches_an_uninterrupted_run(
 ) -> None:
     """kill -9 three times at different depths; reruns complete the run: every valid row applied, nothing applied
     twice except rows in flight at a kill, final outcomes equal to those of an uninterrupted run."""
-    world, rows = world_and_rows(40, hot=6, latency_ms=60)
+    world, rows = batch_world(40, hot=6, latency_ms=60)
     # the uninterrupted reference: the same world at a higher rate limit (the pace is not what decides outcomes)
-    reference = threaded_emulator(world_and_rows(40, hot=6, latency_ms=60, rate_limit=200)[0])
+    reference = threaded_emulator(batch_world(40, hot=6, latency_ms=60, rate_limit=200)[0])
     mapping = write_mapping(tmp_path / "m.csv", rows)
     fast = SettingFlags(endpoint=reference.base_url, rate_per_s=200)
-    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "reference", settings=fast, runner=FAST))
+    run_mapping(RunRequest(mapping=mapping, out=tmp_path / "reference", settings=fast, runner=QUICK_RETRIES))
     expected = outcomes(tmp_path / "reference")
 
     server = threaded_emulator(world)
@@ -203,7 +156,7 @@ def test_rows_left_retryable_succeed_after_the_listener_is_freed(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """A listener kept busy past --listener-wait leaves its rows retryable (exit 1); freed, a rerun ends exit 0."""
-    world, rows = world_and_rows(
+    world, rows = batch_world(
         3, hot=2, faults={"domains": {"h0.example.com": [{"kind": "ListenerHasTask", "seconds": -1}]}}
     )
     rows = rows[:-2]
@@ -214,7 +167,7 @@ def test_rows_left_retryable_succeed_after_the_listener_is_freed(
             mapping=write_mapping(tmp_path / "m.csv", rows),
             out=run_dir,
             settings=SettingFlags(endpoint=server.base_url, max_attempts=3, listener_wait_s=2),
-            runner=FAST,
+            runner=QUICK_RETRIES,
         )
     )
     assert first.exit_code == 1 and first.counts[Outcome.RETRYABLE] == 2
@@ -223,7 +176,7 @@ def test_rows_left_retryable_succeed_after_the_listener_is_freed(
     }
     assert server.emulator is not None
     server.loop.call_soon_threadsafe(server.emulator.release)
-    second = rerun_run(RerunRequest(run_dir=run_dir, runner=FAST))
+    second = rerun_run(RerunRequest(run_dir=run_dir, runner=QUICK_RETRIES))
     assert second.exit_code == 0
     report = list(csv.DictReader((run_dir / "report.csv").read_text(encoding="utf-8-sig").splitlines()))
     hot = next(r for r in report if r["domain"] == "h0.example.com")
@@ -238,7 +191,7 @@ def test_rerun_skips_done_rows_and_include_terminal_resends(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """Rerun never resends succeeded or invalid rows; terminal rows only with include_terminal."""
-    world, rows = world_and_rows(2)
+    world, rows = batch_world(2)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
     run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
@@ -255,7 +208,7 @@ def test_changed_mapping_is_noted_and_the_journal_rows_are_used(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """If the mapping file changed since the run, rerun says so, uses the journal's rows, and the summary notes it."""
-    world, rows = world_and_rows(2)
+    world, rows = batch_world(2)
     server = threaded_emulator(world)
     run_dir, mapping = tmp_path / "run", write_mapping(tmp_path / "m.csv", rows)
     run_against(server, mapping, run_dir)
@@ -277,7 +230,7 @@ def test_second_process_on_a_run_directory_is_refused(
 ) -> None:
     """While one process holds a run directory, a second rerun exits 2 naming the lock; `report` reads beside it
     (it never writes the journal) and says a process is working on the run."""
-    world, rows = world_and_rows(1)
+    world, rows = batch_world(1)
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
     run_against(server, write_mapping(tmp_path / "m.csv", rows), run_dir)
@@ -305,7 +258,7 @@ def test_second_sigint_abandons_in_flight_requests_but_keeps_the_journal(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
     """A second SIGINT stops at once although requests hang; their rows end retryable (Transport.Interrupted), exit 130."""
-    world, rows = world_and_rows(6, faults={"hang_seconds": 60, "probabilities": {"hang": 1.0}})
+    world, rows = batch_world(6, faults={"hang_seconds": 60, "probabilities": {"hang": 1.0}})
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
     command = [
@@ -353,13 +306,13 @@ def test_a_rehearsal_rerun_continues_in_the_world_the_rehearsal_left(tmp_path: P
             settings=SettingFlags(max_attempts=2),
             rehearsal=True,
             world=world_path,
-            runner=FAST,
+            runner=QUICK_RETRIES,
         )
     )
     assert first.counts[Outcome.SUCCEEDED] == 1 and first.counts[Outcome.RETRYABLE] == 1
     saved = json.loads((run_dir / REHEARSAL_WORLD_NAME).read_text(encoding="utf-8"))
     assert "credentials" not in saved and SECRET_KEY not in json.dumps(saved)
-    second = rerun_run(RerunRequest(run_dir=run_dir, runner=FAST))
+    second = rerun_run(RerunRequest(run_dir=run_dir, runner=QUICK_RETRIES))
     assert second.counts[Outcome.SUCCEEDED] == 2
     assert not second.reports.live_state_differs
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
@@ -374,7 +327,7 @@ def test_ctrl_c_is_acknowledged_at_once_and_the_drain_is_bounded_by_the_timeout(
     progress lines off a terminal carry a UTC timestamp, done/total, rate and ETA."""
     import re
 
-    world, rows = world_and_rows(6, faults={"hang_seconds": 60, "probabilities": {"hang": 1.0}})
+    world, rows = batch_world(6, faults={"hang_seconds": 60, "probabilities": {"hang": 1.0}})
     server = threaded_emulator(world)
     run_dir = tmp_path / "run"
     mapping = write_mapping(tmp_path / "m.csv", rows[:-2])

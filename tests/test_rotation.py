@@ -21,7 +21,6 @@ import pytest
 
 from batchcert import emulator as emu
 from batchcert.model import MappingSource, Outcome
-from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import (
     InventoryRequest,
@@ -32,7 +31,8 @@ from batchcert.workflow import (
     take_inventory,
     validate_mapping,
 )
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, write_mapping
+from tests.conftest import ThreadedEmulator, write_mapping
+from tests.worlds import QUICK_TASKS, SECRET_ID, SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("credentials_env")
@@ -62,8 +62,6 @@ ROTATION_HEADER = [
     "NewPolyClientCertificateIds",
 ]
 RATE = 500
-#: quick retries; the pacer's first guess of a listener's task near the world's (0.02 s)
-FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.02, backoff_max_s=0.2, listener_task_s=0.05)
 N_PROXIES = 105  # > 100: DescribeProxies pages at 100
 N_BULK = 55  # HTTPS listeners on link-0003 (> 50: DescribeHTTPSListeners pages at 50)
 N_SERVER_CERTS = 55  # + 5 below: 60 certificates (> 50: DescribeCertificates pages at 50)
@@ -72,7 +70,8 @@ N_SERVER_CERTS = 55  # + 5 below: 60 certificates (> 50: DescribeCertificates pa
 def estate_data(**overrides: Any) -> dict[str, Any]:
     """An estate with more of everything than one page holds: 105 proxies (three in group lg-0000, with no
     listeners of their own), 55 HTTPS listeners + 3 HTTP + 1 TCP on link-0003, group listeners (HTTPS and HTTP), a
-    mutual-TLS listener whose domains use OLD2 in every shape, and 60 certificates."""
+    mutual-TLS listener whose domains use OLD2 in every shape, and 60 certificates. This file's own: a rotation
+    must find OLD and OLD2 in every place an estate can hold them."""
     proxies: dict[str, Any] = {
         f"link-{i:04d}": {"name": f"proxy {i}", "group_id": "lg-0000" if i < 3 else None} for i in range(N_PROXIES)
     }
@@ -319,7 +318,9 @@ def test_rotation_mapping_and_run_leave_old_used_nowhere(
     emulator = emulator_of(server)
     assert not emulator.ledger, "the inventory changed something"
 
-    summary = run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=settings(server), runner=FAST))
+    summary = run_mapping(
+        RunRequest(mapping=mapping, out=tmp_path / "run", settings=settings(server), runner=QUICK_TASKS)
+    )
     assert summary.counts[Outcome.SUCCEEDED] == len(rows), summary.counts
     assert summary.exit_code == 0
 
@@ -361,7 +362,9 @@ def test_rollback_restores_the_world_exactly(
     _, server, mapping = rotate(threaded_emulator, tmp_path)
     emulator = emulator_of(server)
     before = emulator.world.to_dict()
-    summary = run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=settings(server), runner=FAST))
+    summary = run_mapping(
+        RunRequest(mapping=mapping, out=tmp_path / "run", settings=settings(server), runner=QUICK_TASKS)
+    )
     assert summary.exit_code == 0, summary.counts
     rows = len(read_csv(mapping)[1])
     assert emulator.world.to_dict() != before
@@ -371,7 +374,9 @@ def test_rollback_restores_the_world_exactly(
     assert header[:2] == ["Scope", "ProxyId"], header
     assert len(undo) == rows
     assert not [u for u in undo if u["note"]], [u["note"] for u in undo if u["note"]]
-    back = run_mapping(RunRequest(mapping=rollback, out=tmp_path / "rollback", settings=settings(server), runner=FAST))
+    back = run_mapping(
+        RunRequest(mapping=rollback, out=tmp_path / "rollback", settings=settings(server), runner=QUICK_TASKS)
+    )
     assert back.counts[Outcome.SUCCEEDED] == rows, back.counts
     # nothing excluded: to_dict already leaves out busy timers and faults, and credentials/knobs never change
     after = emulator.world.to_dict()
@@ -394,7 +399,7 @@ def test_rerun_sends_a_failed_listener_row_once(
     rows = read_csv(mapping)[1]
     run_dir = tmp_path / "run"
     first = run_mapping(
-        RunRequest(mapping=mapping, out=run_dir, settings=settings(server, max_attempts=2), runner=FAST)
+        RunRequest(mapping=mapping, out=run_dir, settings=settings(server, max_attempts=2), runner=QUICK_TASKS)
     )
     assert first.counts[Outcome.RETRYABLE] == 1 and first.counts[Outcome.SUCCEEDED] == len(rows) - 1, first.counts
     report = read_csv(run_dir / "report.csv")[1]
@@ -405,7 +410,7 @@ def test_rerun_sends_a_failed_listener_row_once(
     emulator = emulator_of(server)
     assert not [e for e in emulator.ledger if e.scope == "listener" and e.listener_id == "listener-mtls"]
 
-    again = rerun_run(RerunRequest(run_dir=run_dir, runner=FAST))
+    again = rerun_run(RerunRequest(run_dir=run_dir, runner=QUICK_TASKS))
     assert again.exit_code == 0 and again.counts[Outcome.SUCCEEDED] == len(rows), again.counts
     lines = read_csv(run_dir / "report.csv")[1]
     line = next(r for r in lines if (r["scope"], r["listener_id"]) == ("listener", "listener-mtls"))

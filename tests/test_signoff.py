@@ -28,7 +28,10 @@ from batchcert.model import (
     Mapping,
     MappingLine,
     Outcome,
+    ReadBack,
     Row,
+    SessionStatus,
+    Verified,
 )
 from batchcert.report import (
     MANIFEST_NAME,
@@ -178,21 +181,21 @@ def mixed_journal(run_dir: Path, *, read_certificates: bool = True, rehearsal: b
     )
     journal.finish_row(7, Outcome.TERMINAL, "ResourceUnavailable", "first session")
     journal.finish_row(8, Outcome.TERMINAL, PRECONDITION_MISMATCH, "p.example.com uses cert-other, not cert-old")
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
     journal.begin_session("rerun", {"rate_per_s": 10.0}, BOB, BOB_ID)
     journal.finish_row(7, Outcome.RETRYABLE, CHANGE_REVERTED, "the read-back shows cert-old again")
     journal.record_verification(
         [
-            (2, "cert-new", (), True),
-            (3, "cert-old", (), False),
-            (4, "cert-new", ("cert-ca2",), True),
-            (5, "cert-new", (), True),
-            (11, "cert-new", (), True),
-            (12, "cert-new", ("cert-ca2",), True),
-            (13, "cert-new", ("cert-ca2",), True),
+            ReadBack(2, "cert-new", (), Verified.AT_TARGET),
+            ReadBack(3, "cert-old", (), Verified.NOT_AT_TARGET),
+            ReadBack(4, "cert-new", ("cert-ca2",), Verified.AT_TARGET),
+            ReadBack(5, "cert-new", (), Verified.AT_TARGET),
+            ReadBack(11, "cert-new", (), Verified.AT_TARGET),
+            ReadBack(12, "cert-new", ("cert-ca2",), Verified.AT_TARGET),
+            ReadBack(13, "cert-new", ("cert-ca2",), Verified.AT_TARGET),
         ]
     )
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
     return journal
 
 
@@ -372,7 +375,7 @@ def test_sessions_of_an_older_journal_fall_back_to_the_runs_facts(tmp_path: Path
     row = Row(2, "listener-aaaa0001", "a.example.com", "cert-new", extra=((TICKET, ""),))
     journal = new_journal(run_dir, [row], {"secret_id_masked": ALICE_ID})
     journal.begin_session("run", {})  # no operator or SecretId recorded with the session
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
     write_reports(journal)
     _, summary = summary_of(run_dir)
     assert [(s["operator"], s["secret_id"]) for s in summary["sessions"]] == [(ALICE, ALICE_ID)]
@@ -537,7 +540,7 @@ def test_a_report_file_the_user_edited_is_never_overwritten(mixed: tuple[Journal
     report_before = (run_dir / "report.csv").read_bytes()
     journal.begin_session("rerun", {}, BOB, BOB_ID)
     journal.finish_row(6, Outcome.SUCCEEDED, request_id="req-6")  # the report changes
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
 
     second = write_reports(journal)
     assert failed.read_bytes() == edited  # byte for byte
@@ -598,7 +601,7 @@ def test_a_write_interrupted_before_the_renames_leaves_every_file_batchcerts(
     journal, _, run_dir = mixed
     journal.begin_session("rerun", {}, BOB, BOB_ID)
     journal.finish_row(6, Outcome.SUCCEEDED)
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
     real_replace = os.replace
     renamed: list[str] = []
 
@@ -628,7 +631,7 @@ def test_a_rollback_target_not_naming_its_domain_may_be_refused(tmp_path: Path) 
     journal.record_certificates(certificates(time.time()))
     journal.record_previous([(2, "cert-narrow", ())])
     journal.finish_row(2, Outcome.SUCCEEDED, request_id="req-2")
-    journal.end_session("finished")
+    journal.end_session(SessionStatus.FINISHED)
     write_reports(journal)
     journal.close()
     md, summary = summary_of(run_dir)

@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 from batchcert import emulator as emu
-from batchcert.runner import RunnerConfig
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, run_against, write_mapping
-
-FAST = RunnerConfig(backoff_initial_s=0.05, backoff_jitter_s=0.02, backoff_max_s=0.2, listener_task_s=0.05)
+from tests.conftest import ThreadedEmulator, run_against, write_mapping
+from tests.worlds import QUICK_TASKS, SECRET_ID, SECRET_KEY
 
 
 def world() -> dict[str, Any]:
-    """Four listeners on a stopped proxy, two on a running one; each with its own certificate and two domains."""
+    """Four listeners on a stopped proxy, two on a running one; each with its own certificate and two domains. This
+    file's own: `migration_world` puts every listener on a running proxy of its own."""
     listeners: dict[str, Any] = {}
     for i in range(6):
         proxy = "link-stop0001" if i < 4 else "link-good0001"
@@ -57,7 +56,7 @@ def test_listener_rows_on_a_stopped_proxy_cost_at_most_three_writes_each(
         rows += [("domain", lid, domain, "cert-new") for domain in spec["domains"]]
     mapping = write_mapping(tmp_path / "m.csv", rows, ("Scope", "ListenerId", "Domain", "CertificateId"))
     run_dir = tmp_path / "run"
-    run_against(server, mapping, run_dir, runner=FAST)
+    run_against(server, mapping, run_dir, runner=QUICK_TASKS)
     assert server.emulator is not None
     stats = server.emulator.stats
     assert stats["FailedOperation.InstanceStatusNotInRuning"] >= 1

@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,12 @@ from batchcert.claims import ClaimError, claim_places, place_digests
 from batchcert.cli import app
 from batchcert.journal import JOURNAL_NAME, MARKER_NAME, WAL_NAME, create_journal, open_journal
 from batchcert.mapping import read_mapping
-from batchcert.model import Outcome
-from batchcert.runner import CHANGED_MEANWHILE_MESSAGE, REREAD_MESSAGE, RunnerConfig
-from tests.conftest import SECRET_ID, SECRET_KEY, ThreadedEmulator, migration_world, run_against, write_mapping
+from batchcert.model import Outcome, SessionStatus
+from batchcert.runner import CHANGED_MEANWHILE_MESSAGE, REREAD_MESSAGE
+from tests.conftest import ThreadedEmulator, run_against, write_mapping
 from tests.test_journal_safety import fingerprint, kill_a_run
-from tests.test_rerun import cli, cli_env, wait_for_attempts, world_and_rows
+from tests.test_rerun import cli, cli_env, wait_for_attempts
+from tests.worlds import QUICK_RETRIES, SECRET_ID, SECRET_KEY, batch_world, migration_world
 
 L1 = "listener-aaaa0001"
 
@@ -59,7 +61,7 @@ def test_a_second_run_of_the_same_changes_is_refused_naming_the_first(
 ) -> None:
     """Two `run`s of one mapping by one user (different --out): the second exits 2 naming the first run (directory,
     pid), creates nothing and sends nothing; the first applies every row exactly once."""
-    world, rows = world_and_rows(0, hot=10)
+    world, rows = batch_world(0, hot=10)
     rows = rows[:-2]
     server = threaded_emulator(world)
     mapping, first_dir, second_dir = write_mapping(tmp_path / "m.csv", rows), tmp_path / "a", tmp_path / "b"
@@ -129,7 +131,7 @@ def test_a_busy_listener_this_run_did_not_cause_is_read_before_anything_is_resen
         server,
         write_mapping(tmp_path / "m.csv", rows),
         run_dir,
-        runner=RunnerConfig(preflight=False, backoff_initial_s=0.1, backoff_jitter_s=0.05),
+        runner=replace(QUICK_RETRIES, preflight=False),
         force=True,
     )
     assert ledger(server) == Counter({(L1, "x.example.com"): 1, (L1, "y.example.com"): 1})
@@ -154,7 +156,7 @@ def test_a_journal_copied_alone_after_30_changes_is_never_nothing_was_sent(
 ) -> None:
     """A run killed after 30 changes, journal.sqlite3 copied alone (no run.json, no -wal): `report` and `rerun`
     exit 2, never say nothing was sent, change no file and send nothing."""
-    world, rows = world_and_rows(60, latency_ms=20)
+    world, rows = batch_world(60, latency_ms=20)
     server = threaded_emulator(world)
     run_dir = kill_a_run(server, rows, tmp_path, 30)
     alone = tmp_path / "alone"
@@ -177,7 +179,7 @@ def test_an_unproven_journal_is_refused_and_reread_rebuilds_it(
     """A journal whose records were folded in but whose run.json and -wal are gone (an earlier batchcert's run
     directory) is refused with the --reread advice; `rerun --reread` reads every row not done before sending it:
     every row applied exactly once in all, and the summary says the journal was rebuilt."""
-    world, rows = world_and_rows(16, latency_ms=20)
+    world, rows = batch_world(16, latency_ms=20)
     server = threaded_emulator(world)
     run_dir = kill_a_run(server, rows, tmp_path, 8)
     db = sqlite3.connect(run_dir / JOURNAL_NAME)
@@ -217,7 +219,7 @@ def small_journal(tmp_path: Path) -> Path:
     with journal:
         journal.record_mapping(read_mapping(mapping))
         journal.begin_session("run", {})
-        journal.end_session("finished")
+        journal.end_session(SessionStatus.FINISHED)
     return run_dir
 
 

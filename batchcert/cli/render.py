@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from batchcert.errors import BatchcertError
+from batchcert.live.state import PlanAction
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -161,14 +162,14 @@ PLAN_TABLE_ROWS = 50
 #: plan's count line: (plan actions, what they are called), in order; every action once, so the counts add up to the
 #: mapping's rows
 PLAN_COUNT_WORDS = (
-    (("change", "changing"), "to change"),
-    (("unchanged",), "unchanged"),
-    (("refused",), "refused by the certificate pre-flight"),
-    (("mismatch",), "moved since the file was made"),
-    (("wrong_proxy",), "on another proxy"),
-    (("not_found",), "not found"),
-    (("invalid",), "invalid"),
-    (("unknown",), "unreadable"),
+    ((PlanAction.CHANGE, PlanAction.CHANGING), "to change"),
+    ((PlanAction.UNCHANGED,), "unchanged"),
+    ((PlanAction.REFUSED,), "refused by the certificate pre-flight"),
+    ((PlanAction.MISMATCH,), "moved since the file was made"),
+    ((PlanAction.WRONG_PROXY,), "on another proxy"),
+    ((PlanAction.NOT_FOUND,), "not found"),
+    ((PlanAction.INVALID,), "invalid"),
+    ((PlanAction.UNKNOWN,), "unreadable"),
 )
 
 
@@ -179,7 +180,7 @@ def print_plan(result: PlanResult) -> None:
 
     print_notes(result.notes)
     table = Table("row", "listener", "domain", "action", "current", "target", "reason")
-    shown = [line for line in result.lines if line.action != "unchanged"][:PLAN_TABLE_ROWS]
+    shown = [line for line in result.lines if line.action is not PlanAction.UNCHANGED][:PLAN_TABLE_ROWS]
     for line in shown:
         row, live = line.row, line.live
         clients = row.client_certificate_id or ";".join(row.poly_client_certificate_ids)
@@ -188,14 +189,14 @@ def print_plan(result: PlanResult) -> None:
         table.add_row(str(row.row_number), row.listener_id, row.domain, line.action, current, target, line.reason)
     if shown:
         out.print(table)
-    hidden = sum(1 for line in result.lines if line.action != "unchanged") - len(shown)
+    hidden = sum(1 for line in result.lines if line.action is not PlanAction.UNCHANGED) - len(shown)
     if hidden > 0:
         out.print(f"… {hidden} more in {result.path}", highlight=False)
     out.print(plan_count_line(result.counts, len(result.lines), result.duplicates), highlight=False)
     out.print(f"Plan: {result.path}", highlight=False)
 
 
-def plan_count_line(counts: dict[str, int], rows: int, duplicates: int) -> str:
+def plan_count_line(counts: dict[PlanAction, int], rows: int, duplicates: int) -> str:
     """`N to change, M unchanged, …` for every row of the mapping (empty kinds after the first two left out), and
     how many of them are identical duplicates counted with their first row."""
     totals = [(sum(counts[action] for action in actions), words) for actions, words in PLAN_COUNT_WORDS]

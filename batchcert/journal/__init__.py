@@ -13,7 +13,8 @@ Modules (imports go down this list; sqlite3 is imported nowhere else in batchcer
 - `intents`: intents.jsonl — each change's intent appended and fsynced before it is sent, read back by recovery.
 - `db`: the SQLite database — connection, schema, its stored version (migrated, a newer one refused), the stored
   form of a row's expected state, and `Store`: transactions, group commit, the flushes that make intents durable.
-- `views`: the read side — facts, rows, outcomes, sessions, certificates, the report's records and Errors lines.
+- `views`: the read side — facts, rows, outcomes, sessions, certificates, the Errors lines, and the tables the report
+  joins (stored rows, outcomes, states before and after, change requests), a range of rows at a time.
 - `marker`: run.json, the journal's own account of what it holds (written after setup and each session).
 - `sessions`: the run's facts and mapping rows, the certificates read, each session's start and end.
 - `writes`: `RowWriter` — attempts journaled before they are sent, answers, reads, before-states, row outcomes,
@@ -37,7 +38,16 @@ from batchcert.journal.recovery import (
     Inspection,
     inspect_journal,
 )
-from batchcert.journal.views import FailedAttempt, ReportRecord, iso_utc
+from batchcert.journal.views import (
+    ChangeAttempt,
+    FailedAttempt,
+    PreviousState,
+    RowOutcome,
+    RowRange,
+    StoredRow,
+    VerificationResult,
+    iso_utc,
+)
 from batchcert.journal.writes import Attempt
 
 __all__ = [
@@ -52,10 +62,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "WAL_NAME",
     "Attempt",
+    "ChangeAttempt",
     "FailedAttempt",
     "Inspection",
     "Journal",
-    "ReportRecord",
+    "PreviousState",
+    "RowOutcome",
+    "RowRange",
+    "StoredRow",
+    "VerificationResult",
     "create_journal",
     "inspect_journal",
     "iso_utc",

@@ -14,10 +14,18 @@ from batchcert.journal import recovery, views
 from batchcert.journal import sessions as run_sessions
 from batchcert.journal.db import Store
 from batchcert.journal.intents import IntentLog
-from batchcert.journal.views import FailedAttempt, ReportRecord
+from batchcert.journal.views import (
+    ChangeAttempt,
+    FailedAttempt,
+    PreviousState,
+    RowOutcome,
+    RowRange,
+    StoredRow,
+    VerificationResult,
+)
 from batchcert.journal.writes import Attempt, RowWriter
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import CallResult, Mapping, Outcome, Row
+from batchcert.model import CallResult, Mapping, Outcome, ReadBack, Row, SessionStatus
 
 
 class Journal:
@@ -83,7 +91,7 @@ class Journal:
         self.writes.session_id = run_sessions.begin_session(self.store, kind, settings, operator, secret_id_masked)
         return self.writes.session_id
 
-    def end_session(self, status: str, note: str = "") -> None:
+    def end_session(self, status: SessionStatus, note: str = "") -> None:
         """Close the open session and write run.json (`sessions.end_session`)."""
         run_sessions.end_session(self.store, self.session_id, status, note)
 
@@ -126,7 +134,7 @@ class Journal:
     def finish_rows(self, row_numbers: list[int], outcome: Outcome, message: str) -> None:
         self.writes.finish_rows(row_numbers, outcome, message)
 
-    def record_verification(self, checks: list[tuple[int, str, tuple[str, ...], bool | str]]) -> None:
+    def record_verification(self, checks: list[ReadBack]) -> None:
         self.writes.record_verification(checks)
 
     # -- what the runner and the rerun read (views)
@@ -160,9 +168,24 @@ class Journal:
     def sessions(self) -> list[dict[str, Any]]:
         return views.read_sessions(self.store.connection)
 
-    # -- what the report reads (views)
-    def report_records(self) -> Iterator[ReportRecord]:
-        return views.stream_report_records(self.store.connection)
+    # -- what the report reads (views): its tables a range of rows at a time, then the rest
+    def row_ranges(self, rows_per_range: int) -> Iterator[RowRange]:
+        return views.split_rows(self.store.connection, rows_per_range)
+
+    def stored_rows(self, rows: RowRange) -> list[StoredRow]:
+        return views.read_stored_rows(self.store.connection, rows)
+
+    def outcome_records(self, rows: RowRange) -> list[RowOutcome]:
+        return views.read_outcome_records(self.store.connection, rows)
+
+    def previous_records(self, rows: RowRange) -> list[PreviousState]:
+        return views.read_previous_records(self.store.connection, rows)
+
+    def verification_records(self, rows: RowRange) -> list[VerificationResult]:
+        return views.read_verification_records(self.store.connection, rows)
+
+    def change_attempts(self, rows: RowRange) -> list[ChangeAttempt]:
+        return views.read_change_attempts(self.store.connection, rows)
 
     def extra_column_names(self) -> list[str]:
         return views.read_extra_column_names(self.store.connection)

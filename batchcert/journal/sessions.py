@@ -12,7 +12,7 @@ from typing import Any
 from batchcert.journal.db import Store, expected_text
 from batchcert.journal.marker import write_marker
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import Mapping, Outcome
+from batchcert.model import Mapping, Outcome, SessionStatus
 
 
 def set_facts(store: Store, facts: dict[str, str]) -> None:
@@ -84,13 +84,13 @@ def begin_session(
     return int(cur.lastrowid or 0)
 
 
-def end_session(store: Store, session_id: int | None, status: str, note: str = "") -> None:
+def end_session(store: Store, session_id: int | None, status: SessionStatus, note: str = "") -> None:
     """Close the session with its status, fold the `-wal` into journal.sqlite3 (so the file is complete on its own,
     e.g. when the directory is copied) and record in run.json what the journal holds."""
     with store.tx() as db:
         db.execute(
             "UPDATE sessions SET finished_at = ?, status = ?, note = ? WHERE id = ?",
-            (time.time(), status, note, session_id),
+            (time.time(), status.value, note, session_id),
         )
     store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     write_marker(store.run_dir, store.connection)

@@ -1,6 +1,8 @@
 """The read side: what the runner, the rerun and the report read back from the journal — the run's facts, its rows
-and their outcomes, its sessions and certificates, each row's report record and the Errors sheet's lines. Every
-function reads one connection and changes nothing."""
+and their outcomes, its sessions and certificates, the Errors sheet's lines, and the tables the report joins into its
+lines (`split_rows` into ranges of rows, then per range: the stored rows, their outcomes, the states read before and
+after the change, the change requests — each table as its own typed records). Every function reads one connection
+and changes nothing."""
 
 from __future__ import annotations
 
@@ -26,39 +28,74 @@ def iso_utc(timestamp: float | None, timespec: str = "milliseconds") -> str:
 
 
 @dataclass(frozen=True)
-class ReportRecord:
-    """One line of the report: a mapping row with its outcome, history, reads and verification. Ids as the mapping
-    gave them; `poly_client_certificate_ids` and the `*_ids` text fields are `;`-joined as the CSV shows them."""
+class RowRange:
+    """The mapping rows numbered `first`..`last` (both included): the report reads the journal a range at a time."""
 
-    row: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A mapping row as the journal stored it: ids as the mapping gave them (`poly_client_certificate_ids` `;`-joined),
+    the mapping's extra columns and original cells, and the row it is an identical copy of (None: a primary row)."""
+
+    row_number: int
     listener_id: str
     domain: str
     certificate_id: str
     client_certificate_id: str
     poly_client_certificate_ids: str
+    extra: tuple[tuple[str, str], ...]
+    cells: tuple[str, ...]
+    duplicate_of: int | None
+    #: `domain`, or `listener` for a row that changes the listener's own certificates
+    scope: str
+    proxy_id: str
+    #: a compare-and-swap row's expected current state (None: the mapping has no current → new columns)
+    expected: Expected | None
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    """Where a row stands: its outcome (an `Outcome` value), the error that explains it and the request id of the
+    answer that settled it ("" for none)."""
+
+    row_number: int
     outcome: str
     error_code: str
     error_message: str
-    attempts: int
     request_id: str
-    request_ids: str
-    started_at: str
-    finished_at: str
-    duplicate_of: int | None
-    previous_read: bool
-    previous_certificate_id: str
-    previous_client_certificate_ids: str
-    verified_certificate_id: str
+
+
+@dataclass(frozen=True)
+class PreviousState:
+    """The state a row's place was read in before any change (only rows read have one); client ids `;`-joined."""
+
+    row_number: int
+    certificate_id: str
+    client_certificate_ids: str
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """What the read-back after the change saw (only rows read back have one): `verified` a `Verified` value, and the
+    certificate found."""
+
+    row_number: int
     verified: str
-    extra: tuple[tuple[str, str], ...]
-    cells: tuple[str, ...]
-    #: ISO 8601 UTC end of the server certificate the row installs, as the certificate pre-flight read it
-    target_certificate_end_time: str = ""
-    #: `domain`, or `listener` for a row that changes the listener's own certificates
-    scope: str = "domain"
-    proxy_id: str = ""
-    #: a compare-and-swap row's expected current state (None: the mapping has no current → new columns)
-    expected: Expected | None = None
+    certificate_id: str
+
+
+@dataclass(frozen=True)
+class ChangeAttempt:
+    """One change request of a row (an action of CHANGE_ACTIONS), in any session: when it was sent, when its answer
+    came (None: none did), its request id ("" for none)."""
+
+    row_number: int
+    sent_at: float
+    finished_at: float | None
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -199,64 +236,90 @@ def read_sessions(db: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 # -- views for reports
-def stream_report_records(db: sqlite3.Connection) -> Iterator[ReportRecord]:
-    """One record per mapping row in mapping order, streamed from SQLite (a 100,000-row run is never held in
-    memory whole): its outcome, reads and verification (a duplicate takes its primary's) and the history of its
-    change attempts across all sessions."""
-    query = f"""
-        SELECT r.row_number, r.listener_id, r.domain, r.certificate_id, r.client_certificate_id,
-               r.poly_client_certificate_ids, r.extra, r.cells, r.duplicate_of,
-               COALESCE(p.outcome, r.outcome), COALESCE(p.error_code, r.error_code),
-               COALESCE(p.error_message, r.error_message), COALESCE(p.request_id, r.request_id),
-               COALESCE(p.previous_read, r.previous_read),
-               COALESCE(p.previous_certificate_id, r.previous_certificate_id),
-               COALESCE(p.previous_client_ids, r.previous_client_ids), COALESCE(p.verified, r.verified),
-               COALESCE(p.verified_certificate_id, r.verified_certificate_id),
-               h.n, h.first_sent, h.last_done, h.request_ids, c.end_time, r.scope, r.proxy_id, r.expected
-        FROM rows r
-        LEFT JOIN rows p ON p.row_number = r.duplicate_of
-        LEFT JOIN certificates c ON c.certificate_id = r.certificate_id
-        LEFT JOIN (
-            -- group_concat follows the attempts_by_row index: ascending id within a row, i.e. sending order
-            SELECT row_number, COUNT(*) AS n, MIN(sent_at) AS first_sent,
-                   MAX(COALESCE(finished_at, sent_at)) AS last_done,
-                   GROUP_CONCAT(NULLIF(request_id, ''), ';') AS request_ids
-            FROM attempts WHERE action IN {CHANGES} GROUP BY row_number
-        ) h ON h.row_number = COALESCE(r.duplicate_of, r.row_number)
-        ORDER BY r.row_number
-    """  # noqa: S608 - CHANGES is a constant (CHANGE_ACTIONS), never input
-    for values in db.execute(query):
-        (n, lid, dom, cert, client, poly, extra, cells, dup, outcome, code, message, rid) = values[:13]
-        (prev_read, prev_cert, prev_clients, verified, verified_cert, tries, first, last, rids, ends) = values[13:23]
-        scope, proxy_id, expected = values[23:]
-        yield ReportRecord(
-            row=n,
-            listener_id=lid,
-            domain=dom,
-            certificate_id=cert,
-            client_certificate_id=client,
-            poly_client_certificate_ids=poly,
-            outcome=outcome,
-            error_code=code,
-            error_message=message,
-            attempts=tries or 0,
-            request_id=rid,
-            request_ids=rids or "",
-            started_at=iso_utc(first),
-            finished_at=iso_utc(last),
-            duplicate_of=dup,
-            previous_read=bool(prev_read),
-            previous_certificate_id=prev_cert if prev_read else "",
-            previous_client_certificate_ids=prev_clients if prev_read else "",
-            verified_certificate_id=verified_cert,
-            verified=verified,
-            extra=tuple((str(k), str(v)) for k, v in json.loads(extra)),
-            cells=tuple(str(c) for c in json.loads(cells)),
-            target_certificate_end_time=iso_utc(ends, "seconds"),
-            scope=scope,
-            proxy_id=proxy_id,
-            expected=expected_of(expected),
+# -- the report's tables, a range of rows at a time (batchcert.report.records joins them)
+#: the rows of a RowRange and the rows its duplicates copy (their primaries, which may lie outside it)
+_RANGE_AND_PRIMARIES = (
+    "(row_number BETWEEN :first AND :last "
+    "OR row_number IN (SELECT duplicate_of FROM rows WHERE row_number BETWEEN :first AND :last))"
+)
+
+
+def split_rows(db: sqlite3.Connection, rows_per_range: int) -> Iterator[RowRange]:
+    """Every mapping row in consecutive ranges of at most `rows_per_range` rows, in mapping order (each range read
+    when it is asked for: a 100,000-row run is never held whole)."""
+    after = -(2**63)
+    while True:
+        first, last = db.execute(
+            "SELECT MIN(row_number), MAX(row_number) FROM "
+            "(SELECT row_number FROM rows WHERE row_number > ? ORDER BY row_number LIMIT ?)",
+            (after, rows_per_range),
+        ).fetchone()
+        if first is None:
+            return
+        yield RowRange(int(first), int(last))
+        after = int(last)
+
+
+def read_stored_rows(db: sqlite3.Connection, rows: RowRange) -> list[StoredRow]:
+    """The mapping rows of `rows`, in mapping order."""
+    found = db.execute(
+        "SELECT row_number, listener_id, domain, certificate_id, client_certificate_id, poly_client_certificate_ids, "
+        "extra, cells, duplicate_of, scope, proxy_id, expected FROM rows WHERE row_number BETWEEN ? AND ? "
+        "ORDER BY row_number",
+        (rows.first, rows.last),
+    )
+    return [
+        StoredRow(
+            n,
+            lid,
+            dom,
+            cert,
+            client,
+            poly,
+            tuple((str(k), str(v)) for k, v in json.loads(extra)),
+            tuple(str(c) for c in json.loads(cells)),
+            dup,
+            scope,
+            proxy_id,
+            expected_of(expected),
         )
+        for n, lid, dom, cert, client, poly, extra, cells, dup, scope, proxy_id, expected in found
+    ]
+
+
+def _select_in_range(
+    db: sqlite3.Connection, select: str, rows: RowRange, where: str = "1", order: str = ""
+) -> sqlite3.Cursor:
+    """Run `select` (`SELECT … FROM table`, a constant) on the rows of `rows` and the rows its duplicates copy,
+    those where `where` holds (a constant), in `order` ("" for any)."""
+    query = f"{select} WHERE ({where}) AND {_RANGE_AND_PRIMARIES} {order}"
+    return db.execute(query, {"first": rows.first, "last": rows.last})
+
+
+def read_outcome_records(db: sqlite3.Connection, rows: RowRange) -> list[RowOutcome]:
+    """The outcome of every row of `rows` and of every row its duplicates copy."""
+    select = "SELECT row_number, outcome, error_code, error_message, request_id FROM rows"
+    return [RowOutcome(*values) for values in _select_in_range(db, select, rows)]
+
+
+def read_previous_records(db: sqlite3.Connection, rows: RowRange) -> list[PreviousState]:
+    """The state read before any change, of the rows of `rows` and the rows its duplicates copy that have one."""
+    select = "SELECT row_number, previous_certificate_id, previous_client_ids FROM rows"
+    return [PreviousState(*values) for values in _select_in_range(db, select, rows, "previous_read")]
+
+
+def read_verification_records(db: sqlite3.Connection, rows: RowRange) -> list[VerificationResult]:
+    """What the read-back saw, of the rows of `rows` and the rows its duplicates copy that were read back."""
+    select = "SELECT row_number, verified, verified_certificate_id FROM rows"
+    read_back = "verified != '' OR verified_certificate_id != ''"
+    return [VerificationResult(*values) for values in _select_in_range(db, select, rows, read_back)]
+
+
+def read_change_attempts(db: sqlite3.Connection, rows: RowRange) -> list[ChangeAttempt]:
+    """Every change request of the rows of `rows` and of the rows its duplicates copy, in sending order."""
+    select = "SELECT row_number, sent_at, finished_at, request_id FROM attempts"
+    found = _select_in_range(db, select, rows, f"action IN {CHANGES}", "ORDER BY id")
+    return [ChangeAttempt(n, sent_at, finished_at, request_id or "") for n, sent_at, finished_at, request_id in found]
 
 
 def read_extra_column_names(db: sqlite3.Connection) -> list[str]:

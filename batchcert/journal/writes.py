@@ -15,7 +15,7 @@ from typing import Any
 from batchcert.journal.db import Store
 from batchcert.journal.intents import Intent, IntentLog
 from batchcert.journal.views import read_previous_states
-from batchcert.model import CallResult, Outcome
+from batchcert.model import CallResult, Outcome, ReadBack
 
 
 @dataclass(frozen=True)
@@ -131,15 +131,11 @@ class RowWriter:
                 [(outcome.value, message, now, n) for n in row_numbers],
             )
 
-    def record_verification(self, checks: list[tuple[int, str, tuple[str, ...], bool | str]]) -> None:
-        """Record what the verification read saw, as (row number, certificate id, client ids, equals the target —
-        or "pending" while the domain is still changing). `rows.verified` stores '' (not read back), 'pending',
-        'true' or 'false'."""
+    def record_verification(self, checks: list[ReadBack]) -> None:
+        """Record what the verification read saw; `rows.verified` stores the `Verified` value ('' not read back,
+        'pending', 'true' or 'false')."""
         with self._store.later() as db:
             db.executemany(
                 "UPDATE rows SET verified = ?, verified_certificate_id = ?, verified_client_ids = ? WHERE row_number = ?",
-                [
-                    (ok if isinstance(ok, str) else ("true" if ok else "false"), cert, ";".join(clients), n)
-                    for n, cert, clients, ok in checks
-                ],
+                [(c.verified.value, c.certificate_id, ";".join(c.client_ids), c.row_number) for c in checks],
             )

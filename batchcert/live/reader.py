@@ -23,8 +23,8 @@ from batchcert.api.vocabulary import (
 )
 from batchcert.live.certificates import CertificateInfo, certificates_in
 from batchcert.live.state import LISTENER_KEY, LiveDomain, live_domains, live_listener
-from batchcert.model import Api, CallResult, Disposition
-from batchcert.schedule import GateClosed, Quota, RetryPolicy, Sleeper, retry_call
+from batchcert.model import NOT_SENT, Api, CallResult, Disposition
+from batchcert.schedule import GateClosed, Quota, RetryPolicy, Sleeper, backoff_if_retryable, retry_call
 
 #: gate priority of a read that a listener lane is blocked on (ambiguous answer, changing domain)
 URGENT = 1e9
@@ -102,7 +102,7 @@ class LiveReader:
         if not own or reading.failed or reading.domains is None:
             return reading
         if mine is None or not mine.ok:
-            code = "NotSent" if mine is None else mine.code or ""
+            code = NOT_SENT if mine is None else mine.code or ""
             return Reading(None, mine.request_id if mine else "", failed=True, code=code)
         listener = live_listener(mine.response)
         if listener is None:
@@ -117,7 +117,7 @@ class LiveReader:
             params = {"Offset": offset, "Limit": CERTIFICATES_PAGE}
             result = await self.call(ACTION_DESCRIBE_CERTIFICATES, params, URGENT, "", None)
             if result is None or not result.ok:
-                return CertificateIndex(found, failed=(result.code or "failed") if result is not None else "NotSent")
+                return CertificateIndex(found, failed=(result.code or "failed") if result is not None else NOT_SENT)
             page = certificates_in(result.response)
             found.update((c.certificate_id, c) for c in page)
             offset += len(page)
@@ -142,14 +142,16 @@ class LiveReader:
                 self._on_read(listener_id, result, sent_at[0], row_number, action)
             return result
 
-        tries = await retry_call(once, policy=self._policy, sleeper=self._sleeper, rng=self._rng)
+        tries = await retry_call(
+            once, policy=self._policy, sleeper=self._sleeper, rng=self._rng, decide=backoff_if_retryable
+        )
         return tries.last or (tries.results[-1] if tries.results else None)
 
 
 def _reading_of(result: CallResult | None) -> Reading:
     """A DescribeRules answer as a Reading: the domains, an absent listener (None), or a failure."""
     if result is None:
-        return Reading(None, failed=True, code="NotSent")
+        return Reading(None, failed=True, code=NOT_SENT)
     if result.ok:
         return Reading(live_domains(result.response), result.request_id, sent_at_s=result.sent_at_s)
     if classify.says_listener_absent(result.code or "", result.message):

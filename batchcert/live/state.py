@@ -173,28 +173,48 @@ def judge(row: Row, live: dict[str, LiveDomain] | None) -> tuple[Verdict, LiveDo
     return Verdict.CHANGE, domain
 
 
-#: the plan action of a row the certificate pre-flight refuses (`run` ends it terminal, unsent)
-REFUSED = "refused"
-#: what `plan` can say of a row: a pre-flight verdict, or why there is none
-PLAN_ACTIONS = (*(v.value for v in Verdict), REFUSED, "invalid", "unknown")
+class PlanAction(enum.StrEnum):
+    """What `plan` says of a row (plan.csv's `action`): a pre-flight verdict, or why there is none."""
+
+    CHANGE = Verdict.CHANGE.value
+    UNCHANGED = Verdict.UNCHANGED.value
+    NOT_FOUND = Verdict.NOT_FOUND.value
+    CHANGING = Verdict.CHANGING.value
+    MISMATCH = Verdict.MISMATCH.value
+    WRONG_PROXY = Verdict.WRONG_PROXY.value
+    #: the certificate pre-flight refuses the row (`run` ends it terminal, unsent)
+    REFUSED = "refused"
+    #: the mapping row is invalid
+    INVALID = "invalid"
+    #: the listener could not be read
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> PlanAction:
+        return cls(verdict.value)
+
+
+#: what `plan` can say of a row, in the order its counts are reported
+PLAN_ACTIONS = tuple(PlanAction)
 #: plan actions of rows `run` would not bring to their target (plan exits 1 when any row has one)
 NOT_DONE_PLAN_ACTIONS = (
-    "invalid",
-    "unknown",
-    REFUSED,
-    Verdict.NOT_FOUND.value,
-    Verdict.MISMATCH.value,
-    Verdict.WRONG_PROXY.value,
+    PlanAction.INVALID,
+    PlanAction.UNKNOWN,
+    PlanAction.REFUSED,
+    PlanAction.NOT_FOUND,
+    PlanAction.MISMATCH,
+    PlanAction.WRONG_PROXY,
 )
+#: plan actions of rows `run` would change (plan exits 4 when any row has one and none is not done)
+PENDING_PLAN_ACTIONS = (PlanAction.CHANGE, PlanAction.CHANGING)
 
 
 @dataclass(frozen=True)
 class PlanLine:
-    """What the pre-flight says a row would do: `action` (a Verdict's value, "invalid", or "unknown" when the read
-    failed), the live state, and why."""
+    """What the pre-flight says a row would do: `action`, the live state, and why."""
 
     row: Row
-    action: str
+    action: PlanAction
     live: LiveDomain | None
     reason: str = ""
 
@@ -206,14 +226,16 @@ def plan_every_row(mapping: Mapping, judged: list[PlanLine]) -> list[PlanLine]:
     lines = []
     for row in mapping.rows:
         if row.row_number in mapping.problems:
-            lines.append(PlanLine(row, "invalid", None, mapping.problems[row.row_number]))
+            lines.append(PlanLine(row, PlanAction.INVALID, None, mapping.problems[row.row_number]))
             continue
         found = by_row.get(mapping.duplicate_of.get(row.row_number, row.row_number))
-        lines.append(PlanLine(row, found.action, found.live, found.reason) if found else PlanLine(row, "unknown", None))
+        lines.append(
+            PlanLine(row, found.action, found.live, found.reason) if found else PlanLine(row, PlanAction.UNKNOWN, None)
+        )
     return lines
 
 
-def count_plan_actions(lines: list[PlanLine]) -> dict[str, int]:
+def count_plan_actions(lines: list[PlanLine]) -> dict[PlanAction, int]:
     """Rows per plan action, every action present."""
     counts = dict.fromkeys(PLAN_ACTIONS, 0)
     for line in lines:

@@ -12,15 +12,18 @@ Modules:
 - `files`: writing any file — atomic writes, the safe CSV writer (formula cells neutralized, utf-8-sig), the
   user's files (`Manifest`, reports.sha256.json, `failed-2.csv`), stale temporary files; the output file names.
 - `workbook`: writing any xlsx workbook (the only importer of xlsxwriter): safe cells, headers, filters, widths.
+- `records`: the report's records — the journal's tables of a range of rows joined with pandas (`pd.merge`) into one
+  `ReportRecord` per mapping row, a chunk of rows at a time (`report_frames`, `report_records`).
 - `tables`: the columns of report.csv, failed.csv, rollback.csv and plan.csv and one line of each.
-- `tally`: what the summary counts while the rows stream past (pandas, a chunk at a time), and the rollback checks.
+- `tally`: what the summary counts while the chunks stream past (pandas, a frame at a time), and the rollback checks.
 - `summary`: summary.json's content and summary.md.
 - `commands`: the `batchcert` commands the reports tell the user to run next.
 - `report_workbook`: report.xlsx's sheets (Summary, Rows, Errors).
 - `artifacts`: `write_reports` (the report set, one streaming pass over the journal) and `write_plan`.
 - `inventory_files`: inventory.csv, inventory.xlsx and the rotation's mapping.csv.
 
-pandas and xlsxwriter are imported when a file is written, not with this package (REPORT_LIBRARIES).
+pandas and xlsxwriter are imported when a file is written or records are joined, not with this package
+(REPORT_LIBRARIES).
 """
 
 from batchcert.report.artifacts import REPORT_LIBRARIES, Reports, write_plan, write_reports
@@ -40,6 +43,7 @@ from batchcert.report.inventory_files import (
     write_inventory,
     write_rotation,
 )
+from batchcert.report.records import ReportRecord, report_records
 from batchcert.report.tables import FAILED_EXTRA_COLUMNS, PLAN_COLUMNS, REPORT_COLUMNS, ROLLBACK_COLUMNS
 
 __all__ = [
@@ -55,12 +59,14 @@ __all__ = [
     "REPORT_LIBRARIES",
     "ROLLBACK_COLUMNS",
     "ROTATION_COLUMNS",
+    "ReportRecord",
     "Reports",
     "UnsearchedConnection",
     "failed_run_command",
     "neutralize",
     "next_steps",
     "remove_stale_temps",
+    "report_records",
     "rollback_run_command",
     "run_command",
     "write_inventory",

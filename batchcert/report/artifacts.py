@@ -4,7 +4,6 @@ and plan.csv (`write_plan`).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shlex
@@ -28,6 +27,7 @@ from batchcert.report.files import (
     staged_files,
     write_csv,
 )
+from batchcert.report.records import CHUNK_ROWS, records_of, report_frames
 from batchcert.report.report_workbook import ReportWorkbook
 from batchcert.report.summary import render_markdown, summarize
 from batchcert.report.tables import (
@@ -46,9 +46,6 @@ from batchcert.report.tally import RollbackTally, Tally
 #: pandas and xlsxwriter are imported when the reports are written, not with this package: a run imports them on a
 #: thread while it waits on the network (batchcert.workflow), so they are off the start-up path
 REPORT_LIBRARIES = ("pandas", "xlsxwriter")
-#: report lines read from the journal and tallied at a time: memory does not grow with the mapping (a 100,000-row run
-#: is never held whole)
-CHUNK_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -111,6 +108,45 @@ def _run_certificates(journal: Journal) -> dict[str, CertificateInfo] | None:
     return by_id or None
 
 
+def _write_rows(
+    journal: Journal,
+    temps: dict[str, Path],
+    header: list[str],
+    columns: list[str],
+    tally: Tally,
+    rollback: RollbackTally,
+) -> ReportWorkbook:
+    """Every mapping row's lines, CHUNK_ROWS rows at a time: report.csv and the workbook's Rows sheet (`header`:
+    REPORT_COLUMNS and the extra columns), failed.csv (the mapping's `columns`, then FAILED_EXTRA_COLUMNS) and
+    rollback.csv into `temps`, each chunk counted into `tally` and each rollback line into `rollback`. Returns the
+    workbook, to be closed once the summary is known."""
+    extra_names = header[len(REPORT_COLUMNS) :]
+    with (
+        open_csv(temps["report.csv"]) as report_csv,
+        open_csv(temps["failed.csv"]) as failed_csv,
+        open_csv(temps["rollback.csv"]) as rollback_csv,
+    ):
+        report_csv.write(header)
+        failed_csv.write([*columns, *FAILED_EXTRA_COLUMNS])
+        rollback_csv.write(ROLLBACK_COLUMNS)
+        book = ReportWorkbook(temps["report.xlsx"], header)
+        for frame in report_frames(journal, CHUNK_ROWS):
+            tally.add(frame)
+            for record in records_of(frame):
+                line = report_line(record, extra_names)
+                report_csv.write(line)
+                book.add_row(line)
+                failed = failed_line(record)
+                if failed is not None:
+                    failed_csv.write(failed)
+                undo = rollback_of(record)
+                if undo is not None:
+                    rollback_csv.write(rollback_line(*undo))
+                    rollback.add(*undo)
+            del frame  # the next chunk is joined without this one held: one chunk in memory at a time
+    return book
+
+
 def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> Reports:
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
@@ -126,29 +162,7 @@ def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> R
     tally = Tally.for_columns(extra_names)
     rollback = RollbackTally(_run_certificates(journal), time.time())
     with staged_files(targets) as temps:
-        with (
-            open_csv(temps["report.csv"]) as report_csv,
-            open_csv(temps["failed.csv"]) as failed_csv,
-            open_csv(temps["rollback.csv"]) as rollback_csv,
-        ):
-            report_csv.write(header)
-            failed_csv.write([*json.loads(facts.get("columns", "[]")), *FAILED_EXTRA_COLUMNS])
-            rollback_csv.write(ROLLBACK_COLUMNS)
-            book = ReportWorkbook(temps["report.xlsx"], header)
-            records = journal.report_records()
-            while chunk := list(itertools.islice(records, CHUNK_ROWS)):
-                tally.add(chunk)
-                for record in chunk:
-                    line = report_line(record, extra_names)
-                    report_csv.write(line)
-                    book.add_row(line)
-                    failed = failed_line(record)
-                    if failed is not None:
-                        failed_csv.write(failed)
-                    undo = rollback_of(record)
-                    if undo is not None:
-                        rollback_csv.write(rollback_line(*undo))
-                        rollback.add(*undo)
+        book = _write_rows(journal, temps, header, json.loads(facts.get("columns", "[]")), tally, rollback)
         summary = summarize(journal, facts, tally, rollback, targets, kept, notes)
         book.close(summary, journal.failed_attempts())
         temps["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from batchcert.journal import ReportRecord
 from batchcert.live.state import PlanLine, Rollback, rollback_for
 from batchcert.model import DONE_OUTCOMES, Outcome, Row
+from batchcert.report.records import ReportRecord
 
 REPORT_COLUMNS = (
     "row",

@@ -1,7 +1,7 @@
 """What the summary counts while the report's rows stream past, a chunk of rows at a time, so memory does not grow
 with the mapping (the lists keep their first LISTED_ROWS rows): outcomes, error codes, verification, the rows not
-done, change tickets and the certificate moves — each chunk a pandas frame, grouped and filtered there — and the
-rollback's lines with the restores the service would refuse.
+done, change tickets and the certificate moves — each chunk the pandas frame `batchcert.report.records` joined,
+grouped and filtered there — and the rollback's lines with the restores the service would refuse.
 """
 
 from __future__ import annotations
@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from batchcert.journal import ReportRecord
 from batchcert.live.certificates import CertificateInfo, check_targets
 from batchcert.live.state import CONFIRMED_BY_READ_BACK, Rollback
 from batchcert.mapping import normalize_header
@@ -31,25 +29,6 @@ SERVER_MOVE, CLIENT_MOVE = "server certificate", "client CAs"
 MOVE_KEYS = ["kind", "from", "to", "scope"]
 #: a move whose state before the run was not read (a journal that lost it)
 NOT_READ = "(not read)"
-#: the fields of a record the summary reads: the columns of each chunk's frame
-_FIELDS = (
-    "row",
-    "scope",
-    "listener_id",
-    "domain",
-    "outcome",
-    "error_code",
-    "error_message",
-    "verified",
-    "duplicate_of",
-    "previous_read",
-    "previous_certificate_id",
-    "previous_client_certificate_ids",
-    "certificate_id",
-    "client_certificate_id",
-    "poly_client_certificate_ids",
-)
-_fields_of = attrgetter(*_FIELDS)
 #: what the summary lists of a row not done
 _NOT_DONE_FIELDS = ["row", "scope", "listener_id", "domain", "outcome", "error_code", "error_message"]
 
@@ -94,11 +73,8 @@ class Tally:
         """A tally that also collects the change tickets of those of the mapping's extra columns that hold one."""
         return cls(tickets={n: {} for n in extra_names if normalize_header(n) in TICKET_HEADERS})
 
-    def add(self, records: Sequence[ReportRecord]) -> None:
-        """Count a chunk of records (in mapping order)."""
-        import pandas as pd
-
-        frame = pd.DataFrame([_fields_of(r) for r in records], columns=_FIELDS, dtype=object)
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count a chunk of records: a frame of `batchcert.report.records.report_frames` (in mapping order)."""
         self.rows += len(frame)
         self.counts.update(_counts_first_seen(frame["outcome"]))
         self.codes.update(_counts_first_seen(frame.loc[frame["error_code"].astype(bool), "error_code"]))
@@ -118,7 +94,7 @@ class Tally:
         self.reverted += _rows(not_done[not_done["error_code"] == CHANGE_REVERTED])
         self.mismatched += _rows(not_done[not_done["error_code"] == PRECONDITION_MISMATCH])
         if self.tickets:
-            extras = [dict(r.extra) for r in records]
+            extras = [dict(extra) for extra in frame["extra"]]
             for column, values in self.tickets.items():
                 values.update(dict.fromkeys(v for e in extras if (v := e.get(column, "").strip())))
         moves = _moves(frame)

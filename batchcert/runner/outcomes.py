@@ -27,7 +27,9 @@ from batchcert.model import (
     CallResult,
     Disposition,
     Outcome,
+    ReadBack,
     Row,
+    Verified,
 )
 from batchcert.runner.state import EarlierSessions, RowForms, RunContext
 from batchcert.schedule import GaveUp, RetryBudget, Tries
@@ -248,18 +250,18 @@ class RowEnds:
         shows its old state again ends retryable (`rerun` reads it and sends it again)."""
         journal = self._ctx.journal
         domains = reading.domains or {}
-        checks: list[tuple[int, str, tuple[str, ...], bool | str]] = []
+        checks: list[ReadBack] = []
         reverted = []
         for row in rows:
             live = domains.get(row.domain.lower())
-            verdict = "pending" if live is not None and live.status != 0 else ""
             at_target = live is not None and is_at_target(self._forms.target_of(row), live)
+            changing = live is not None and live.status != 0
             checks.append(
-                (
+                ReadBack(
                     row.row_number,
                     live.certificate_id if live else "",
                     live.client_ids if live else (),
-                    verdict or at_target,
+                    Verified.PENDING if changing else Verified.of(at_target),
                 )
             )
             if (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from batchcert import classify
 from batchcert.live.certificates import check_targets
 from batchcert.live.reader import CertificateIndex, LiveReader
-from batchcert.live.state import REFUSED, PlanLine, Verdict, judge
+from batchcert.live.state import PlanAction, PlanLine, Verdict, judge
 from batchcert.model import SCOPE_LISTENER, Outcome, Row
 from batchcert.runner.outcomes import UNREAD_MESSAGE, conclude_by_read, verdict_outcome
 from batchcert.runner.readback import ListenerReads
@@ -40,18 +40,18 @@ async def plan_rows(
     for row in rows:
         check = None if certificates.failed else check_targets(row, certificates.by_id, now_s, min_validity_days)
         if check is not None and check.code:
-            lines.append(PlanLine(row, REFUSED, None, f"{check.code}: {check.message}"))
+            lines.append(PlanLine(row, PlanAction.REFUSED, None, f"{check.code}: {check.message}"))
             continue
         reading = readings[row.listener_id]
         if reading.failed:
-            lines.append(PlanLine(row, "unknown", None, f"could not read the listener: {reading.code}"))
+            lines.append(PlanLine(row, PlanAction.UNKNOWN, None, f"could not read the listener: {reading.code}"))
             continue
         verdict, live = judge(row, reading.domains)
         settled = verdict_outcome(row, verdict, live)
         notes = [settled.message] if settled and settled.message else []
         if check is not None:
             notes += [f"warning: {w}" for w in (*check.expiring, check.name_mismatch) if w]
-        lines.append(PlanLine(row, verdict.value, live, "; ".join(notes)))
+        lines.append(PlanLine(row, PlanAction.of(verdict), live, "; ".join(notes)))
     return lines
 
 

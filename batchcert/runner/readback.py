@@ -16,7 +16,7 @@ from typing import Protocol
 from batchcert import classify
 from batchcert.live.reader import URGENT, LiveReader, Reading
 from batchcert.live.state import LISTENER_KEY, LiveDomain, is_at_target
-from batchcert.model import CallResult, Disposition, Row
+from batchcert.model import NOT_SENT, CallResult, Disposition, Row
 from batchcert.runner.outcomes import OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_MESSAGE, VERIFIED_MESSAGE, refusal_if_moved
 from batchcert.runner.state import RowForms, RunContext
 from batchcert.schedule import POLL_FLOOR_S, Clock, RetryPolicy, TaskTimer
@@ -26,7 +26,7 @@ from batchcert.schedule import POLL_FLOOR_S, Clock, RetryPolicy, TaskTimer
 MAX_TASK_PROBES = 3
 _IDLE = LiveDomain("", "", (), 0)
 #: a watch's last reading before it has read anything (what the reader answers for a read it did not send)
-_UNREAD = Reading(None, failed=True, code="NotSent")
+_UNREAD = Reading(None, failed=True, code=NOT_SENT)
 
 
 def reread_backoff_s(policy: RetryPolicy, retry: int, rng: random.Random, at_least_s: float = 0.0) -> float:

@@ -10,7 +10,9 @@ reasoning and the figures).
 - `pacer`: `ListenerPacer` (the send-to-send gap on one listener) and `TaskTimer` (when to read a listener back),
   learned run-wide.
 - `retry`: `RetryPolicy`, `RetryBudget` and `retry_call`, the one retry loop (attempts, jittered backoff, budget and
-  the run's stop, for writes and reads alike), which answers with `Tries` / `GaveUp`.
+  the run's stop, for writes and reads alike), which asks one `decide` hook for a `Decision` (`Verdict`: stop, retry,
+  wait out; the default `backoff_if_retryable`) per answer, waits through a `Waiter`, and answers with `Tries` /
+  `GaveUp`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ from batchcert.schedule.gate import (
     RateGate,
 )
 from batchcert.schedule.pacer import GAP_FLOOR_S, POLL_FLOOR_S, ListenerPacer, TaskTimer
-from batchcert.schedule.retry import GaveUp, RetryBudget, RetryPolicy, Tries, is_retryable, retry_call
+from batchcert.schedule.retry import (
+    Decision,
+    GaveUp,
+    RetryBudget,
+    RetryPolicy,
+    Tries,
+    Verdict,
+    Waiter,
+    backoff_if_retryable,
+    is_retryable,
+    retry_call,
+)
 
 __all__ = [
     "BURST_S",
@@ -36,6 +49,7 @@ __all__ = [
     "RATE_MARGIN",
     "TIMER_LATENESS_S",
     "Clock",
+    "Decision",
     "GateClosed",
     "GaveUp",
     "ListenerPacer",
@@ -47,6 +61,9 @@ __all__ = [
     "Sleeper",
     "TaskTimer",
     "Tries",
+    "Verdict",
+    "Waiter",
+    "backoff_if_retryable",
     "is_retryable",
     "retry_call",
 ]

@@ -1,6 +1,7 @@
 """Retries: `RetryPolicy` (attempts and backoff), `RetryBudget` (the run-wide allowance) and `retry_call`, the **one
 retry loop** — attempts, backoff with jitter, a per-call attempt limit, the run-wide budget and the run's stop, for
-writes and reads alike — which reports what it did as `Tries` (and why it gave up, `GaveUp`).
+writes and reads alike — which asks one hook, `decide`, what to do with each answer (a `Decision`: stop, retry, or
+wait a busy listener out, and after which wait) and reports what it did as `Tries` (and why it gave up, `GaveUp`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from batchcert import classify
 from batchcert.model import CallResult, Disposition
-from batchcert.schedule.clock import Clock, Sleeper
+from batchcert.schedule.clock import Clock
 
 # the scheduler's log keeps the name it always had (a --verbose line shows it)
 log = logging.getLogger("batchcert.schedule")
@@ -103,28 +105,89 @@ class Tries:
     gave_up: GaveUp = GaveUp.NOTHING
 
 
+class Verdict(enum.Enum):
+    """What `retry_call` does with an answer."""
+
+    #: the answer stands: the call ends with it
+    STOP = "stop"
+    #: try again: one of the policy's attempts, and a retry of the run-wide budget
+    RETRY = "retry"
+    #: a busy listener: try again by time instead — no attempt counted, no budget spent — until the decision's
+    #: `patience_s` after the first answer waited out
+    WAIT_OUT = "wait_out"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one answer (what a `decide` hook returns): its `verdict`, and the wait before the next try —
+    the policy's jittered backoff (`wait_s` None) or `wait_s` chosen by the caller, stretched by a random factor in
+    [1, 1 + `jitter_ratio`] (rows refused together do not come back in lockstep). The loop draws that factor only
+    when it does retry, so a call that gives up leaves the run's random sequence as it was."""
+
+    verdict: Verdict
+    wait_s: float | None = None
+    jitter_ratio: float = 0.0
+    #: WAIT_OUT: how long after the first answer waited out the call keeps waiting (then it gives up: PATIENCE)
+    patience_s: float = 0.0
+
+    @classmethod
+    def stop(cls) -> Decision:
+        return cls(Verdict.STOP)
+
+    @classmethod
+    def retry(cls, wait_s: float | None = None, jitter_ratio: float = 0.0) -> Decision:
+        return cls(Verdict.RETRY, wait_s, jitter_ratio)
+
+    @classmethod
+    def wait_out(cls, patience_s: float, wait_s: float | None = None, jitter_ratio: float = 0.0) -> Decision:
+        return cls(Verdict.WAIT_OUT, wait_s, jitter_ratio, patience_s)
+
+    def next_wait_s(self, policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number `retry_number` (the backoff's exponent stops growing at the 6th)."""
+        if self.wait_s is None:
+            return policy.backoff_s(min(retry_number, 6), rng)
+        if self.jitter_ratio:
+            return self.wait_s * rng.uniform(1.0, 1.0 + self.jitter_ratio)
+        return self.wait_s
+
+
+class Waiter(Protocol):
+    """How `retry_call` waits between tries: a `Sleeper`, or a caller's own that acts as it starts waiting (a row
+    that lets the rest of its listener's queue go on while it waits, `runner.retry.RetryDecision`)."""
+
+    @property
+    def stopped(self) -> bool: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
 def is_retryable(result: CallResult) -> bool:
     return not result.ok and classify.disposition_of(result.code or "") is Disposition.RETRYABLE
+
+
+def backoff_if_retryable(result: CallResult, _retry_number: int) -> Decision:
+    """The default decision: the classification's retryable answers are tried again after the policy's backoff,
+    every other answer stands."""
+    return Decision.retry() if is_retryable(result) else Decision.stop()
 
 
 async def retry_call(
     attempt: Callable[[CallResult | None], Awaitable[CallResult | None]],
     *,
     policy: RetryPolicy,
-    sleeper: Sleeper,
+    sleeper: Waiter,
     rng: random.Random,
     budget: RetryBudget | None = None,
-    wait_s: Callable[[CallResult, int], float | None] | None = None,
-    retry_if: Callable[[CallResult], bool] = is_retryable,
-    patient: Callable[[CallResult], bool] = lambda _result: False,
-    patience_s: float = 0.0,
+    decide: Callable[[CallResult, int], Decision] = backoff_if_retryable,
 ) -> Tries:
-    """Call `attempt(previous answer)` (None the first time) until its answer is not retryable, the policy's
-    attempts are used up, the budget refuses a retry or the run stops. `attempt` returns None when it was not sent
-    (the run stopped).
-    `wait_s(result, retry_number)` may choose the wait before a retry (None: the policy's backoff); `retry_if` says
-    which answers are retried (default: the classification's retryable ones). `patient` answers (a busy listener)
-    are waited out by time instead: they count as no attempt and cost no budget, until `patience_s` after the first."""
+    """Call `attempt(previous answer)` (None the first time) until `decide(answer, retry number)` lets the answer
+    stand, the policy's attempts are used up, the budget refuses a retry, a busy listener outlasts the decision's
+    patience or the run stops. `attempt` returns None when it was not sent (the run stopped). The retry number is
+    that of the retry the answer would lead to (1 after the first answer; answers waited out count here too). One
+    hook answers both whether and when, as stamina's `on` does (https://stamina.hynek.me/en/stable/api.html); the
+    counting — attempts, budget, patience, the stop — stays here, for every caller alike. Since the call may still
+    give up after `decide` answered, `decide` only decides; what must happen only when a retry does happen (a row
+    stepping aside, a random draw) belongs in `sleeper.sleep`."""
     results: list[CallResult] = []
     n = 0
     waiting_since: float | None = None
@@ -134,11 +197,12 @@ async def retry_call(
         if result is None:
             return Tries(tuple(results), None, GaveUp.STOPPED if results else GaveUp.NOTHING)
         results.append(result)
-        if not retry_if(result):
+        decision = decide(result, len(results))
+        if decision.verdict is Verdict.STOP:
             return Tries(tuple(results), result)
-        if patient(result):
+        if decision.verdict is Verdict.WAIT_OUT:
             waiting_since = loop.time() if waiting_since is None else waiting_since
-            if loop.time() - waiting_since >= patience_s:
+            if loop.time() - waiting_since >= decision.patience_s:
                 return Tries(tuple(results), result, GaveUp.PATIENCE)
         else:
             n += 1
@@ -148,7 +212,6 @@ async def retry_call(
                 return Tries(tuple(results), result, GaveUp.BUDGET)
         if sleeper.stopped:
             return Tries(tuple(results), result, GaveUp.STOPPED)
-        chosen = wait_s(result, len(results)) if wait_s is not None else None
-        await sleeper.sleep(policy.backoff_s(min(len(results), 6), rng) if chosen is None else chosen)
+        await sleeper.sleep(decision.next_wait_s(policy, len(results), rng))
         if sleeper.stopped:
             return Tries(tuple(results), result, GaveUp.STOPPED)

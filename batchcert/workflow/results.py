@@ -8,8 +8,8 @@ from pathlib import Path
 
 from batchcert.errors import ExitCode, exit_code_for_signal
 from batchcert.inventory import NotSearched, Rotation
-from batchcert.live.state import NOT_DONE_PLAN_ACTIONS, PlanLine
-from batchcert.model import Outcome
+from batchcert.live.state import NOT_DONE_PLAN_ACTIONS, PENDING_PLAN_ACTIONS, PlanAction, PlanLine
+from batchcert.model import DONE_OUTCOMES, Outcome
 from batchcert.report import Reports
 
 
@@ -59,7 +59,7 @@ class RunSummary:
     def exit_code(self) -> int:
         if self.interrupted:
             return exit_code_for_signal(self.signal_received)
-        done = all(n == 0 for o, n in self.counts.items() if o not in (Outcome.SUCCEEDED, Outcome.UNCHANGED))
+        done = all(n == 0 for o, n in self.counts.items() if o not in DONE_OUTCOMES)
         return ExitCode.OK if done else ExitCode.ROWS_NOT_DONE
 
 
@@ -68,7 +68,7 @@ class PlanResult:
     """What would happen per mapping row, counts per action, and the plan.csv path."""
 
     lines: list[PlanLine]
-    counts: dict[str, int]
+    counts: dict[PlanAction, int]
     path: Path
     #: what the mapping reader decided (encoding, sheet, header row, hidden rows)
     notes: tuple[str, ...] = ()
@@ -81,7 +81,7 @@ class PlanResult:
         the file was made, on another proxy); 4 changes are pending (README, "Exit codes")."""
         if any(self.counts[action] for action in NOT_DONE_PLAN_ACTIONS):
             return ExitCode.ROWS_NOT_DONE
-        return ExitCode.CHANGES_PENDING if self.counts["change"] or self.counts["changing"] else ExitCode.OK
+        return ExitCode.CHANGES_PENDING if any(self.counts[a] for a in PENDING_PLAN_ACTIONS) else ExitCode.OK
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex
-from batchcert.model import Row
+from batchcert.model import Row, SessionStatus
 from batchcert.report import REPORT_LIBRARIES, write_reports
 from batchcert.runner import Runner, RunnerConfig
 from batchcert.workflow.progress import ProgressFn, ProgressTracker
@@ -60,7 +60,11 @@ def execute_session(
     with signals_deferred() as signalled:
         interrupted = outcome.interrupted or bool(signalled)
         signal_received = outcome.signal_received or (signalled[0] if signalled else None)
-        status = "interrupted" if interrupted else ("stopped" if outcome.stop_reason else "finished")
+        status = (
+            SessionStatus.INTERRUPTED
+            if interrupted
+            else (SessionStatus.STOPPED if outcome.stop_reason else SessionStatus.FINISHED)
+        )
         journal.recover()  # attempts abandoned at a second interrupt are closed and their rows made retryable
         journal.end_session(status, outcome.stop_reason)
         reports = write_reports(journal, journal.run_dir, journal.warnings)
