@@ -15,6 +15,7 @@ from typing import Any
 
 from batchcert import classify
 from batchcert import emulator as emu
+from batchcert.emulator.admission import max_in_window as max_in_window
 from batchcert.model import CallResult
 
 SECRET_ID = "AKIDfakeapi000000000000000000000001"
@@ -73,14 +74,3 @@ class EmulatorApi:
             return fault
         await asyncio.sleep(latency_s / 2)
         return {**payload, "RequestId": request_id}
-
-
-def max_in_window(times: list[float], window_s: float = 1.0) -> int:
-    """The most of `times` that fall within any half-open window of `window_s` (the service's sliding second)."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while t - ordered[lo] >= window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best

@@ -18,6 +18,17 @@ from batchcert.emulator.world import World
 SIGNATURE_WINDOW_S = 300  # docs/gaap-api.md, "Signing": timestamp skew > 5 min → AuthFailure.SignatureExpire
 
 
+def max_in_window(times: list[float], window_s: float = 1.0) -> int:
+    """The most of `times` that fall within any half-open window of `window_s` (the service's sliding second)."""
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 class Admission:
     """The checks before an action: `authenticate` (signature), `admit` (rate window), `check_allowed` (CAM).
 
@@ -97,13 +108,7 @@ class Admission:
 
     def max_admitted_in_window(self, action: str, window_s: float = 1.0) -> int:
         """The most requests of `action` admitted within any `window_s` (all credentials summed)."""
-        times = sorted(t for (_, act), q in self.admitted.items() if act == action for t in q)
-        best, lo = 0, 0
-        for hi, t in enumerate(times):
-            while t - times[lo] >= window_s:
-                lo += 1
-            best = max(best, hi - lo + 1)
-        return best
+        return max_in_window([t for (_, act), q in self.admitted.items() if act == action for t in q], window_s)
 
     def _competing_in_window(self, now: float) -> int:
         """Requests another client of the same account admitted in the last second, evenly spread."""

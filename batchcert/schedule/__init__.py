@@ -10,8 +10,8 @@ reasoning and the figures).
 - `pacer`: `ListenerPacer` (the send-to-send gap on one listener) and `TaskTimer` (when to read a listener back),
   learned run-wide.
 - `retry`: `RetryPolicy`, `RetryBudget` and `retry_call`, the one retry loop (attempts, jittered backoff, budget and
-  the run's stop, for writes and reads alike), which asks one `decide` hook for a `Decision` (`Verdict`: stop, retry,
-  wait out; the default `backoff_if_retryable`) per answer, waits through a `Waiter`, and answers with `Tries` /
+  the run's stop, for writes and reads alike), which asks one `decide` hook for a `Decision` (`RetryVerdict`: stop,
+  retry, wait out; the default `backoff_if_retryable`) per answer, waits through a `Waiter`, and answers with `Tries` /
   `GaveUp`.
 """
 
@@ -33,8 +33,8 @@ from batchcert.schedule.retry import (
     GaveUp,
     RetryBudget,
     RetryPolicy,
+    RetryVerdict,
     Tries,
-    Verdict,
     Waiter,
     backoff_if_retryable,
     is_retryable,
@@ -58,10 +58,10 @@ __all__ = [
     "RateGate",
     "RetryBudget",
     "RetryPolicy",
+    "RetryVerdict",
     "Sleeper",
     "TaskTimer",
     "Tries",
-    "Verdict",
     "Waiter",
     "backoff_if_retryable",
     "is_retryable",

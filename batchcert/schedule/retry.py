@@ -105,7 +105,7 @@ class Tries:
     gave_up: GaveUp = GaveUp.NOTHING
 
 
-class Verdict(enum.Enum):
+class RetryVerdict(enum.Enum):
     """What `retry_call` does with an answer."""
 
     #: the answer stands: the call ends with it
@@ -124,7 +124,7 @@ class Decision:
     [1, 1 + `jitter_ratio`] (rows refused together do not come back in lockstep). The loop draws that factor only
     when it does retry, so a call that gives up leaves the run's random sequence as it was."""
 
-    verdict: Verdict
+    verdict: RetryVerdict
     wait_s: float | None = None
     jitter_ratio: float = 0.0
     #: WAIT_OUT: how long after the first answer waited out the call keeps waiting (then it gives up: PATIENCE)
@@ -132,15 +132,15 @@ class Decision:
 
     @classmethod
     def stop(cls) -> Decision:
-        return cls(Verdict.STOP)
+        return cls(RetryVerdict.STOP)
 
     @classmethod
     def retry(cls, wait_s: float | None = None, jitter_ratio: float = 0.0) -> Decision:
-        return cls(Verdict.RETRY, wait_s, jitter_ratio)
+        return cls(RetryVerdict.RETRY, wait_s, jitter_ratio)
 
     @classmethod
     def wait_out(cls, patience_s: float, wait_s: float | None = None, jitter_ratio: float = 0.0) -> Decision:
-        return cls(Verdict.WAIT_OUT, wait_s, jitter_ratio, patience_s)
+        return cls(RetryVerdict.WAIT_OUT, wait_s, jitter_ratio, patience_s)
 
     def next_wait_s(self, policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
         """Seconds to wait before retry number `retry_number` (the backoff's exponent stops growing at the 6th)."""
@@ -198,9 +198,9 @@ async def retry_call(
             return Tries(tuple(results), None, GaveUp.STOPPED if results else GaveUp.NOTHING)
         results.append(result)
         decision = decide(result, len(results))
-        if decision.verdict is Verdict.STOP:
+        if decision.verdict is RetryVerdict.STOP:
             return Tries(tuple(results), result)
-        if decision.verdict is Verdict.WAIT_OUT:
+        if decision.verdict is RetryVerdict.WAIT_OUT:
             waiting_since = loop.time() if waiting_since is None else waiting_since
             if loop.time() - waiting_since >= decision.patience_s:
                 return Tries(tuple(results), result, GaveUp.PATIENCE)
