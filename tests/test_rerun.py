@@ -72,7 +72,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("stop", "code", "singles"), [(signal.SIGINT, 130, 60), (signal.SIGHUP, 129, 12)], ids=["SIGINT", "SIGHUP"]
+    ("stop", "code", "singles"), [(signal.SIGINT, 130, 60), (signal.SIGHUP, 129, 40)], ids=["SIGINT", "SIGHUP"]
 )
 def test_a_stop_signal_stops_gracefully_then_rerun_completes(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, stop: signal.Signals, code: int, singles: int

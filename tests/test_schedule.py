@@ -4,6 +4,7 @@ loop whose clock jumps (`tests/virtual_time.py`). Minutes of schedule take milli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import random
@@ -23,9 +24,9 @@ from batchcert.model import CallResult, Mapping, Row
 from batchcert.report import report_records
 from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
 from batchcert.runner import lanes as runner_lanes
+from batchcert.runner.config import chains_cannot_bind
 from batchcert.schedule import (
     BURST_S,
-    LAG_TOLERANCE_S,
     POLL_FLOOR_S,
     TIMER_LATENESS_S,
     Decision,
@@ -145,18 +146,26 @@ def test_never_over_the_ceiling_in_any_second_and_each_change_applied_once(tmp_p
     assert {r.verified for r in report_records(ran.journal)} == {"true"}
 
 
-def test_aiolimiter_is_what_paces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With `AsyncLimiter.acquire` made a no-op, nothing else spaces the requests: the same run goes over the
-    ceiling. (The test above then fails, which is the point: aiolimiter paces, it is not decoration.)"""
+def test_aiolimiter_is_what_spreads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The skewed run is bound by its listeners' chains, so its gates spread their grants: no two writes closer than
+    the limiter's interval. With `AsyncLimiter.acquire` made a no-op nothing else spreads them — writes bunch up at
+    the start of each window and the long listeners, which wait for the next window after every change, make the
+    run far longer (the window of sends still keeps every second under the ceiling)."""
+    world, triples = migration_world(SKEWED, latency_ms=50, task_seconds=0.3)
+    spread = simulate(tmp_path / "spread", copy.deepcopy(world), triples)
+    interval_s = 1 / (20 * 0.96) - TIMER_LATENESS_S
+    gaps = [b - a for a, b in itertools.pairwise(sorted(spread.api.sends[ACTION_MODIFY]))]
+    assert min(gaps) >= interval_s - 1e-6
 
     async def no_op(self: AsyncLimiter, amount: float = 1) -> None:
         return None
 
     monkeypatch.setattr(AsyncLimiter, "acquire", no_op)
-    world, triples = migration_world(SKEWED, latency_ms=50, task_seconds=0.3)
-    ran = simulate(tmp_path, world, triples)
-    assert max_in_window(ran.api.sends[ACTION_DESCRIBE_RULES]) > 20
-    assert ran.api.emulator.stats["RequestLimitExceeded"] > 0
+    bunched = simulate(tmp_path / "bunched", world, triples)
+    gaps = [b - a for a, b in itertools.pairwise(sorted(bunched.api.sends[ACTION_MODIFY]))]
+    assert sum(gap < interval_s / 2 for gap in gaps) > len(gaps) / 4
+    assert max_in_window(bunched.api.sends[ACTION_MODIFY], 1 / 0.96) <= 20
+    assert bunched.elapsed_s > 1.2 * spread.elapsed_s
 
 
 def test_whole_run_is_near_the_bound(tmp_path: Path) -> None:
@@ -188,6 +197,13 @@ def test_a_run_whose_listeners_all_end_together_reads_each_back_once_its_task_is
     assert ran.runner.task_timer.measured and 0.25 <= ran.runner.task_timer.estimate_s <= 0.4
     # a pre-flight read and a read-back per listener, the reads following the first change, a few polls
     assert len(ran.api.sends[ACTION_DESCRIBE_RULES]) <= 2 * 22 + 12
+    # no listener's chain can bind (10 changes, 11 windows of writes), so the run sends in bursts: the whole run,
+    # reads and tail included, within its API bound of 220 writes at 20/s — never over the ceiling, never throttled
+    assert ran.api.emulator.stats["RequestLimitExceeded"] == 0
+    for action in (ACTION_MODIFY, ACTION_DESCRIBE_RULES):
+        assert max_in_window(ran.api.sends[action], 1 / 0.96) <= 20
+        assert ran.api.emulator.max_admitted_in_window(action) <= 20
+    assert ran.elapsed_s <= 220 / 20, ran.elapsed_s
 
 
 def test_a_long_task_is_measured_early_and_waited_for_at_every_listener_end(tmp_path: Path) -> None:
@@ -201,6 +217,21 @@ def test_a_long_task_is_measured_early_and_waited_for_at_every_listener_end(tmp_
     # pre-flight + read-back per listener, about twenty reads following the first task (a quarter of the time so
     # far apart), a few polls of read-backs that went before the estimate was known
     assert len(ran.api.sends[ACTION_DESCRIBE_RULES]) <= 2 * 8 + 20 + 12
+
+
+def test_a_run_sends_in_bursts_only_when_no_listener_chain_can_bind() -> None:
+    """Bursts give a listener one change per window: fine for 10 changes among 220 (11 windows of writes), not for
+    the skewed run's 40 among 240 (12 windows), nor for 10 among 220 when each task outlasts two windows."""
+
+    def rows(per_listener: dict[str, int]) -> list[Row]:
+        return rows_of([(lid, f"d{j}.{lid}", "c") for lid, n in per_listener.items() for j in range(n)])
+
+    even = rows({f"listener-w{i:02d}": 10 for i in range(22)})
+    assert chains_cannot_bind(even, 20, 0.5)
+    assert not chains_cannot_bind(even, 20, 2.0)
+    assert not chains_cannot_bind(rows(SKEWED), 20, 0.5)
+    assert chains_cannot_bind(rows({f"listener-one{i:03d}": 1 for i in range(5)}), 20, 0.5)
+    assert not chains_cannot_bind([], 20, 0.5)
 
 
 def test_task_timer_learns_from_read_backs() -> None:
@@ -551,6 +582,7 @@ def test_a_fast_gate_admits_a_timer_tick_of_callers_per_late_turn_and_keeps_the_
 
         async def take() -> None:
             stamps.append(await gate.acquire())
+            gate.mark_sent()
 
         async def other_work() -> None:
             while len(stamps) < 2 * rate:
@@ -566,6 +598,163 @@ def test_a_fast_gate_admits_a_timer_tick_of_callers_per_late_turn_and_keeps_the_
     assert max(per_turn.values()) == int(rate * BURST_S) == 5
     assert len(per_turn) < len(stamps) / 4  # most turns admit several callers
     assert max_in_window(stamps) <= rate
+
+
+class Stamp:
+    """An API that answers at once and notes when each call went on the wire (and for which priority)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, float]] = []
+
+    def for_priority(self, priority: float) -> Any:
+        outer = self
+
+        class One:
+            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+                outer.sent.append((asyncio.get_running_loop().time(), priority))
+                return CallResult(None, http_status=200)
+
+        return One()
+
+
+def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_leaves() -> None:
+    """At 2/s: two calls go at once, the rest wait until the oldest send is 1 / 0.96 s old, highest priority
+    first."""
+
+    async def main() -> tuple[list[tuple[float, float]], float]:
+        quota = Quota(2)
+        quota.send_in_bursts()
+        api = Stamp()
+        started = asyncio.get_running_loop().time()
+        await quota.send(api.for_priority(0), "A", {}, priority=0)
+        await asyncio.gather(*(quota.send(api.for_priority(p), "A", {}, priority=p) for p in (1, 5, 3, 7)))
+        quota.close()
+        return api.sent, started
+
+    sent, started = run_virtual(main())
+    window_s = 1 / 0.96
+    assert [p for _, p in sent] == [0, 1, 7, 5, 3]
+    offsets = [round(t - started, 6) for t, _ in sent]
+    assert offsets == [0, 0, round(window_s, 6), round(window_s, 6), round(2 * window_s, 6)]
+
+
+def test_an_uncontended_caller_is_granted_at_once_until_the_window_is_full() -> None:
+    """Room in the window and nobody waiting: the grant comes without a pump task or a turn of the event loop
+    (virtual time does not move) — ten of them at 10/s; the eleventh waits until the first send leaves the window."""
+
+    async def main() -> tuple[float, list[float], float, int]:
+        loop = asyncio.get_running_loop()
+        gate = RateGate(10, Quota(10).clock, bursts=True)
+        gate.succeeded(ok=True)  # bursts begin once the action was answered without an error
+        asked = loop.time()
+        firsts = []
+        for _ in range(10):
+            firsts.append(await gate.acquire())
+            gate.mark_sent()
+        tasks = len(asyncio.all_tasks())
+        eleventh = await gate.acquire()
+        gate.close()
+        return asked, firsts, eleventh, tasks
+
+    asked, firsts, eleventh, tasks = run_virtual(main())
+    assert firsts == [asked] * 10 and tasks == 1
+    assert eleventh - asked == pytest.approx(1 / 0.96, abs=1e-6)
+
+
+@pytest.mark.parametrize("bursts", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_no_window_ever_holds_more_than_the_ceiling_whatever_the_callers_do(seed: int, bursts: bool) -> None:
+    """Callers arrive at random, some go on the wire late (a slow journal write), some give up after their grant
+    (the run stops): in every window of 1 / 0.96 s at most the ceiling's worth of requests leave, and the gate
+    keeps up — a saturated stretch moves at the ceiling's pace."""
+    rng = random.Random(seed)
+    rate = rng.choice([1, 3, 20, 200])
+
+    async def main() -> tuple[list[float], float]:
+        quota = Quota(rate)
+        if bursts:
+            quota.send_in_bursts()
+        sent: list[float] = []
+        stalled_s: list[float] = []
+
+        class Wire:
+            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+                sent.append(asyncio.get_running_loop().time())
+                return CallResult(None, http_status=200)
+
+        def before_send() -> None:
+            roll = rng.random()
+            if roll < 0.1:
+                raise GateClosed
+            if roll < 0.3:
+                stalled_s.append(rng.uniform(0, 0.2))
+                asyncio.get_running_loop()._fast_forward.now += stalled_s[-1]  # type: ignore[attr-defined]
+
+        async def caller(delay_s: float) -> None:
+            await asyncio.sleep(delay_s)
+            with contextlib.suppress(GateClosed):
+                await quota.send(Wire(), "A", {}, priority=rng.random(), before_send=before_send)
+
+        calls = 4 * rate + 10
+        await asyncio.gather(*(caller(rng.uniform(0, 2)) for _ in range(calls)))
+        quota.close()
+        return sent, sum(stalled_s)
+
+    sent, stalled_s = run_virtual(main())
+    assert max_in_window(sent, 1 / 0.96) <= rate
+    # never slower than the ceiling needs: a window per ceiling's worth of sends, the callers' 2 s of arrivals, and
+    # the stalls (each moves the whole virtual clock)
+    assert max(sent) - min(sent) <= (len(sent) / rate + 1) / 0.96 + 2 + stalled_s
+
+
+def test_a_late_send_moves_the_window() -> None:
+    """A call that goes on the wire 0.3 s after its grant (a busy event loop, a slow disk) counts from when it left:
+    the next one at 1/s leaves a whole window after it, never closer at the service."""
+
+    async def main() -> list[float]:
+        quota = Quota(1)
+        sent: list[float] = []
+
+        class Wire:
+            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+                sent.append(asyncio.get_running_loop().time())
+                return CallResult(None, http_status=200)
+
+        def stall() -> None:
+            if not sent:
+                asyncio.get_running_loop()._fast_forward.now += 0.3  # type: ignore[attr-defined]
+
+        await asyncio.gather(*(quota.send(Wire(), "A", {}, before_send=stall) for _ in range(3)))
+        quota.close()
+        return sent
+
+    sent = run_virtual(main())
+    assert [round(b - a, 6) for a, b in itertools.pairwise(sent)] == [round(1 / 0.96, 6)] * 2
+
+
+def test_a_grant_not_used_gives_its_room_back() -> None:
+    """A call whose journal write failed after its grant was never sent: in a bursting gate at 2/s, after one call
+    went out, the next call goes at once, not a window later."""
+
+    async def main() -> tuple[float, float]:
+        quota = Quota(2)
+        quota.send_in_bursts()
+        loop = asyncio.get_running_loop()
+        await quota.send(Stamp().for_priority(0), "A", {})
+        started = loop.time()
+
+        def fail() -> None:
+            raise OSError("disk full")
+
+        with pytest.raises(OSError):
+            await quota.send(Stamp().for_priority(0), "A", {}, before_send=fail)
+        api = Stamp()
+        await quota.send(api.for_priority(0), "A", {})
+        quota.close()
+        return started, api.sent[0][0]
+
+    started, sent_at = run_virtual(main())
+    assert sent_at == started
 
 
 def test_the_loop_clock_follows_a_new_loop_once_the_old_one_is_closed() -> None:
@@ -741,34 +930,6 @@ def test_scheduling_decisions_are_logged(caplog: pytest.LogCaptureFixture) -> No
     assert "retry budget exhausted after 1 retries" in text
 
 
-def test_a_late_send_is_charged_to_the_next_grant() -> None:
-    """A caller that goes on the wire 30 ms after its grant (a busy event loop) pushes the next grant back by all
-    but the tolerated lag: a stall never bunches requests at the service beyond what the margin absorbs."""
-
-    async def main() -> list[float]:
-        quota = Quota(20)
-        sent: list[float] = []
-
-        class Stamp:
-            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
-                sent.append(asyncio.get_running_loop().time())
-                return CallResult(None, http_status=200)
-
-        def stall() -> None:  # every other call: a journal write between grant and send, on a slow disk
-            if len(sent) % 2 == 0:
-                asyncio.get_running_loop()._fast_forward.now += 0.03  # type: ignore[attr-defined]
-
-        await asyncio.gather(*(quota.send(Stamp(), "A", {}, before_send=stall) for _ in range(5)))
-        quota.close()
-        return sent
-
-    sent = run_virtual(main())
-    interval = 1 / (20 * 0.96) - TIMER_LATENESS_S
-    # a stall longer than the tolerance is charged: sends stay an interval apart but for the tolerated lag
-    assert all(b - a >= interval - LAG_TOLERANCE_S - 1e-6 for a, b in itertools.pairwise(sent)), sent
-    assert sent[-1] - sent[0] >= 4 * interval + 0.03 - LAG_TOLERANCE_S - 1e-6, sent
-
-
 class FixedClock:
     """A clock that never moves (for the budget outside a loop)."""
 
@@ -827,8 +988,9 @@ def test_a_long_outage_costs_at_most_the_floor_rate_in_retries(tmp_path: Path) -
             retries.append(w.sent_s)
         firsts.add(w.domain)
     # the budget counts a retry when it allows it, after the failed answer; the retry leaves after its backoff (at most
-    # 0.55 s here) and the gate: a send-time window may hold what one second of the floor allowed just before it
-    assert max_in_window(retries, 10.0) <= 50 + 5
+    # 0.55 s here) and its wait at the gate (at most a window, 1 / 0.96 s): a send-time window may also hold what the
+    # floor allowed in the 1.6 s just before it
+    assert max_in_window(retries, 10.0) <= 5 * (10 + 0.55 + 1 / 0.96)
     assert len(retries) <= 5 * ran.elapsed_s + 50
     assert len(retries) > 5 * 10 * 10  # the floor renews with time (the old pot allowed 20 in all)
 

@@ -168,9 +168,10 @@ class Store:
     GROUP_COMMIT_S = 0.5
     #: the least time between two flushes (`durable`) while changes go out faster than that: the changes of one window
     #: share one fsync and one commit (each fsync costs ~0.1 ms of CPU here, more of wall clock), and none waits longer
-    #: than this for its intent to be on disk — far under `schedule.LAG_TOLERANCE_S`, so pacing is not disturbed. At
-    #: the API's own 20/s flushes are 50 ms apart and every one is immediate. 2 ms measured best on the bench's 10,000-
-    #: and 30,000-row runs (1 ms groups too little; 5 ms delays the changes of a busy listener's chain).
+    #: than this for its intent to be on disk (the rate gate counts a request from when it leaves, so such a wait
+    #: only moves that request; docs/scheduling.md, "The rate gate"). At the API's own 20/s a window's changes leave
+    #: together and share a flush. 2 ms measured best on the bench's 10,000- and 30,000-row runs (1 ms groups too
+    #: little; 5 ms delays the changes of a busy listener's chain).
     FLUSH_WINDOW_S = 0.002
 
     def __init__(self, run_dir: Path, connection: sqlite3.Connection, intents: IntentLog) -> None:

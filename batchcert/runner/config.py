@@ -1,13 +1,14 @@
-"""The runner's knobs that the command line does not set (`RunnerConfig`), and the least time a run can take
-(`estimate_run_s`)."""
+"""The runner's knobs that the command line does not set (`RunnerConfig`), the least time a run can take
+(`estimate_run_s`) and whether its requests may go in bursts (`chains_cannot_bind`)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
 from batchcert.model import Row
-from batchcert.schedule import RetryPolicy
+from batchcert.schedule import RetryPolicy, Window
 
 
 @dataclass(frozen=True)
@@ -40,3 +41,15 @@ def estimate_run_s(rows: list[Row], rate_per_s: float, task_s: float = RunnerCon
     per_listener = Counter(row.listener_id for row in rows)
     longest = max(per_listener.values(), default=0)
     return max(len(rows) / rate_per_s, 2 * len(per_listener) / rate_per_s, longest * task_s)
+
+
+def chains_cannot_bind(rows: list[Row], rate_per_s: float, task_s: float = RunnerConfig.listener_task_s) -> bool:
+    """True when sending in bursts (docs/scheduling.md, "The rate gate") cannot make sending `rows` longer: bursts
+    give a listener one change per window of the gate (more windows when a task outlasts one), so the longest
+    listener's chain must fit in the windows the writes need anyway."""
+    per_listener = Counter(row.listener_id for row in rows)
+    if not per_listener:
+        return False
+    window = Window.of(rate_per_s)
+    windows_per_change = math.ceil(task_s / window.seconds)
+    return max(per_listener.values()) * windows_per_change <= math.ceil(len(rows) / window.capacity)

@@ -14,7 +14,7 @@ from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex, LiveReader
 from batchcert.model import SCOPE_LISTENER, Api, Outcome, Row
 from batchcert.runner.attempt import Attempts
-from batchcert.runner.config import RunnerConfig
+from batchcert.runner.config import RunnerConfig, chains_cannot_bind
 from batchcert.runner.lanes import ListenerLane
 from batchcert.runner.outcomes import RowEnds
 from batchcert.runner.preflight import Preflight, Sendable, needs_read
@@ -104,6 +104,9 @@ class Runner:
         session may hide an applied change (in flight at a crash, a timeout) are checked against the live state
         before anything is resent."""
         journal = self._ctx.journal
+        if chains_cannot_bind(rows, self._ctx.quota.rate_per_s, self.config.listener_task_s):
+            self._ctx.quota.send_in_bursts()
+            self.task_timer.probe_down = False
         self._earlier.recall_answers(journal, rows)
         if self.config.preflight:
             rows = await self._preflight.refuse_unusable_targets(rows)

@@ -4,9 +4,9 @@ reasoning and the figures).
 
 - `clock`: the one clock — `Clock`, `LoopClock` (the running event loop's, which aiolimiter reads too) and `Sleeper`
   (sleeps a stopping run cuts short); every wait here moves with it, so tests run on virtual time.
-- `gate`: `RateGate` per action (aiolimiter paces; priority, hold, adaptive rate and late-send charge on top), `Quota`
-  (a gate per action; `Quota.send` is the one way a request goes out) and `GateClosed`. The only module that imports
-  aiolimiter.
+- `gate`: `RateGate` per action (a window of sends the service's count cannot exceed; within it aiolimiter spreads
+  grants, or a run no chain binds sends in bursts; priority, hold and adaptive rate on top), `Quota` (a gate per action; `Quota.send` is the one way a request
+  goes out) and `GateClosed`. The only module that imports aiolimiter.
 - `pacer`: `ListenerPacer` (the send-to-send gap on one listener) and `TaskTimer` (when to read a listener back),
   learned run-wide.
 - `retry`: `RetryPolicy`, `RetryBudget` and `retry_call`, the one retry loop (attempts, jittered backoff, budget and
@@ -20,12 +20,12 @@ from __future__ import annotations
 from batchcert.schedule.clock import Clock, LoopClock, Sleeper
 from batchcert.schedule.gate import (
     BURST_S,
-    LAG_TOLERANCE_S,
     RATE_MARGIN,
     TIMER_LATENESS_S,
     GateClosed,
     Quota,
     RateGate,
+    Window,
 )
 from batchcert.schedule.pacer import GAP_FLOOR_S, POLL_FLOOR_S, ListenerPacer, TaskTimer
 from batchcert.schedule.retry import (
@@ -44,7 +44,6 @@ from batchcert.schedule.retry import (
 __all__ = [
     "BURST_S",
     "GAP_FLOOR_S",
-    "LAG_TOLERANCE_S",
     "POLL_FLOOR_S",
     "RATE_MARGIN",
     "TIMER_LATENESS_S",
@@ -63,6 +62,7 @@ __all__ = [
     "TaskTimer",
     "Tries",
     "Waiter",
+    "Window",
     "backoff_if_retryable",
     "is_retryable",
     "retry_call",

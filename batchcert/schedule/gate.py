@@ -1,14 +1,24 @@
 """The per-action rate gate: `RateGate` (one action's grants), `Quota` (a gate per action, and `Quota.send`, the one
 way a request goes out) and `GateClosed`. The only module that imports aiolimiter.
 
-**aiolimiter paces** (docs/scheduling.md has the reasoning and the figures). Each action has a `RateGate` whose grants
-come from an `AsyncLimiter(k, k/(rate × margin))` with k = one timer tick's worth of grants (`BURST_S`, at least one):
-at the API's 20/s a bucket of capacity one, grants spaced 1/(rate × margin) apart on the loop's clock and no burst
-possible (`AsyncLimiter(rate, 1)` would admit `rate` at once after every idle second — up to 2×rate in a sliding
-second, which the service refuses). On top of it sit only the things aiolimiter does not do: priority among waiters
-(long listener queues first), the hold after a throttled answer, the extra spacing while the quota is shared (adaptive
-rate below the ceiling), and a charge to the bucket for a send that left late. With the limiter's `acquire` made a
-no-op nothing else spaces grants: `tests/test_schedule.py` proves it.
+The service counts each action's requests by arrival in a sliding second (docs/gaap-api.md, "Rate limit"); each gate
+keeps that count on its own side (docs/scheduling.md, "The rate gate"): a log of the sends of the last window, which
+admits a request only while fewer than the ceiling's worth left in the last `1 / RATE_MARGIN` seconds. Requests
+granted and not yet on the wire count as sent now, and a send is logged when it goes out, so a late send (a busy
+event loop, a slow disk) moves the window with it. Within that window a gate either
+
+- **spreads** its grants (the default): aiolimiter paces, `AsyncLimiter(k, k × interval)` with the interval of the
+  ceiling's share and k = one timer tick's worth of grants (`BURST_S`, at least one). A request that becomes ready
+  waits at most one interval, which a run bound by its listeners' chains of tasks needs; or
+- sends in **bursts** (`Quota.send_in_bursts`, chosen by the runner for a run no listener's chain can bind), once
+  the action has been answered without an error code (a bad credential must not cost a window's worth of refusals):
+  every waiter the window has room for at once, the next when the oldest send leaves the window. That uses the whole
+  of every window — 220 requests at 20/s end at 10.4 s, not 11.4 s — but a request that becomes ready just after a
+  burst waits for the next window.
+
+After a throttle (a shared quota) every gate spreads for the rest of the run: the other client's requests arrive at
+times we cannot see, and an even spacing collides least with them. Priority among waiters, the hold after a throttled
+answer and the adaptive rate sit on top.
 """
 
 from __future__ import annotations
@@ -17,7 +27,10 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -29,26 +42,41 @@ from batchcert.schedule.clock import Clock, LoopClock
 # the scheduler's log keeps the name it always had (a --verbose line shows it)
 log = logging.getLogger("batchcert.schedule")
 
-#: Share of the ceiling the gate uses. The service counts requests by *arrival* time in a sliding second; requests
-#: spaced exactly 1/rate apart land rate+1 in some window once network jitter shifts them by a few ms
-#: (docs/gaap-api.md, "Rate limit"). At 0.96 the 21st request trails the 1st by 1.04 s: 40 ms of jitter are absorbed.
+#: Share of the ceiling the gate uses. The service counts requests by *arrival* time in a sliding second; a request
+#: leaving exactly 1 s after the one 20 before it can arrive inside that one's second once network jitter shifts
+#: them by a few ms (docs/gaap-api.md, "Rate limit"). The gate's window is 1 / 0.96 s: the 21st request leaves at
+#: least 1.04 s after the 1st, so 40 ms of jitter are absorbed.
 RATE_MARGIN = 0.96
-#: A send this much later than its grant is not charged to the next grant: grants stay on the limiter's schedule, so
-#: such lags never add up, and 10 of the margin's 40 ms go to them (30 to the network). Charging every resume
-#: latency (~1 ms) instead stretched every interval and cost 2% of a long run.
-LAG_TOLERANCE_S = 0.01
 #: aiolimiter waits out a full interval with a timer, which the event loop fires late by up to a millisecond (epoll
 #: counts whole milliseconds): measured grants came ~0.9 ms slower than the interval, 1.7% of the ceiling lost. The
-#: limiter's period is shortened by that much — never by more than 2% of it, so even a loop with exact timers stays
-#: under 0.96 / 0.98 of the ceiling (the 21st request trails the 1st by 1.02 s or more).
+#: limiter's period is shortened by that much — never by more than 2% of it; the window of sends holds the margin
+#: whatever the timers do.
 TIMER_LATENESS_S = 0.001
-#: The most grants the bucket hands out at once: what the ceiling allows in one tick of the event loop's timers (1 ms).
-#: A grant closer than a tick to the last one cannot be timed anyway, so a bucket of capacity one would grant at most
-#: one caller per turn of the loop: against a fast service (the emulator at 10,000/s, a rehearsal) every request then
-#: cost a turn of its own: in the 30,000-row bench run's busy stretch 0.31 ms of CPU per request, against 0.23–0.26 with
-#: a tick's worth per turn (docs/scheduling.md, "CPU"). At most rate × BURST_S extra requests in any second — 0.1% of
-#: the ceiling, inside RATE_MARGIN's 4%; below 2,000/s (the API's 20/s) the capacity is one and nothing changes.
+#: The most grants a spreading gate's bucket hands out at once: what the ceiling allows in one tick of the event
+#: loop's timers (1 ms). A grant closer than a tick to the last one cannot be timed anyway, so a bucket of capacity
+#: one would grant at most one caller per turn of the loop: against a fast service (the emulator at 10,000/s, a
+#: rehearsal) every request then cost a turn of its own: in the 30,000-row bench run's busy stretch 0.31 ms of CPU
+#: per request, against 0.23–0.26 with a tick's worth per turn (docs/scheduling.md, "CPU"). Below 2,000/s (the API's
+#: 20/s) the capacity is one.
 BURST_S = 0.001
+#: Sends closer than this to the end of a window count as out of it: a timer the event loop fires at the window's
+#: end must not find the oldest send a rounding error short of leaving.
+EPSILON_S = 1e-9
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a gate at a ceiling admits: at most `capacity` requests in any `seconds`."""
+
+    capacity: int
+    seconds: float
+
+    @classmethod
+    def of(cls, rate_per_s: float) -> Window:
+        """The ceiling's whole requests per second, the second stretched by the margin (below one a second: one
+        request per 1 / rate seconds, stretched alike)."""
+        capacity = max(1, math.floor(rate_per_s))
+        return cls(capacity, max(1.0, capacity / rate_per_s) / RATE_MARGIN)
 
 
 class GateClosed(Exception):
@@ -56,15 +84,19 @@ class GateClosed(Exception):
 
 
 class RateGate:
-    """Admits callers one at a time (at most a timer tick's worth at once, `BURST_S`), never more than
-    `ceiling_per_s × RATE_MARGIN` per second (see the module doc).
+    """Admits callers while fewer than `capacity` requests were sent (or granted and not yet sent) in the last
+    `window_s`, spread evenly by aiolimiter or, with `bursts`, all the window has room for at once (module doc).
 
     Among waiting callers the one with the highest `priority` goes first (ties: first come). Adaptive for a shared
-    quota (console, other tools on the same sub-account): a throttled answer although we kept the ceiling means
-    someone else spends part of it, so `rate_per_s` drops by 30% — once per round of feedback (throttles of calls
-    granted before the last cut are already accounted for) — and climbs back by `RECOVERY_SHARE` of the ceiling per
-    success, never above it (the AIMD shape of botocore's adaptive retry mode). A cut also holds grants for `HOLD_S`:
-    the service counts a sliding second, so once it is full every further request is refused until old ones leave.
+    quota: a throttled answer although we kept the ceiling means someone else spends part of it, so `rate_per_s`
+    drops by 30% — once per round of feedback (throttles of calls granted before the last cut are already accounted
+    for) — and climbs back by `RECOVERY_SHARE` of the ceiling per success, never above it (the AIMD shape of
+    botocore's adaptive retry mode); below the ceiling grants are spread, with the extra spacing of the cut rate. A
+    cut also holds grants for `HOLD_S`: the service counts a sliding second, so once it is full every further
+    request is refused until old ones leave.
+
+    Every grant is followed by exactly one `mark_sent` (the call went out) or `release` (it did not); `Quota.send`
+    does both.
     """
 
     DECREASE = 0.7
@@ -72,21 +104,30 @@ class RateGate:
     MIN_RATE_PER_S = 0.5
     HOLD_S = 0.5
 
-    def __init__(self, rate_per_s: float, clock: Clock, name: str = "") -> None:
+    def __init__(self, rate_per_s: float, clock: Clock, name: str = "", *, bursts: bool = False) -> None:
         self.ceiling_per_s = rate_per_s
         self.rate_per_s = rate_per_s
         self.name = name
+        self.bursts = bursts
         self._clock = clock
-        target_s = 1 / (rate_per_s * RATE_MARGIN)
+        window = Window.of(rate_per_s)
+        self.capacity = window.capacity
+        self.window_s = window.seconds
+        self._sent: deque[float] = deque()  # send times within the last window, oldest first
+        self._pending = 0  # granted, neither sent nor released yet
+        self._room = asyncio.Event()  # set when a pending grant is sent or released
+        target_s = self.window_s / self.capacity
         self._interval_s = target_s - min(TIMER_LATENESS_S, 0.02 * target_s)
-        burst = max(1, int(rate_per_s * BURST_S))
-        self._limiter = AsyncLimiter(burst, burst * self._interval_s)
-        self._lag_s = 0.0
+        tick = max(1, int(rate_per_s * BURST_S))
+        self._limiter = AsyncLimiter(tick, tick * self._interval_s)
         self._waiters: list[tuple[float, int, asyncio.Future[float]]] = []
         self._order = itertools.count()
         self._pump: asyncio.Task[None] | None = None
         self._last_cut = float("-inf")
         self._hold_until = float("-inf")
+        #: the action has been answered without an error code: the credential and the action work, so a burst will
+        #: not spend a window's worth of requests on a refusal that stops the run
+        self._answered_ok = False
         self.closed = False
 
     async def acquire(self, priority: float = 0.0) -> float:
@@ -95,9 +136,11 @@ class RateGate:
         if self.closed:
             raise GateClosed
         if self._uncontended():
-            # nobody waits and the bucket has room: take the limiter's grant here (its `acquire` does not suspend
-            # when it has capacity) instead of a future, a heap entry and a pump task per request
-            await self._limiter.acquire()
+            # nobody waits and there is room: grant here (aiolimiter's `acquire` does not suspend when its bucket has
+            # room) instead of a future, a heap entry and a pump task per request
+            if not self._bursting():
+                await self._limiter.acquire()
+            self._pending += 1
             return self._clock.now()
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (-priority, next(self._order), fut))
@@ -106,57 +149,94 @@ class RateGate:
         try:
             return await fut
         except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                self.release()  # granted, then cancelled before it could use the grant
             fut.cancel()
             raise
 
+    def mark_sent(self) -> None:
+        """A granted call goes on the wire now: it counts in the window from now on."""
+        self._pending -= 1
+        self._sent.append(self._clock.now())
+        self._room.set()
+
+    def release(self) -> None:
+        """A granted call was not sent (the run stopped, the journal failed): its room goes back to the window."""
+        self._pending -= 1
+        self._room.set()
+
+    def _bursting(self) -> bool:
+        return self.bursts and self._answered_ok and self.rate_per_s >= self.ceiling_per_s
+
+    def _in_window(self, now: float) -> int:
+        """Requests that count in the window ending now: those sent in it, and those granted and not yet sent."""
+        while self._sent and self._sent[0] + self.window_s <= now + EPSILON_S:
+            self._sent.popleft()
+        return len(self._sent) + self._pending
+
     def _uncontended(self) -> bool:
         """True when a caller can be granted at once with nothing else to honour: no waiter ahead, no pump at work,
-        no late send to charge, no hold, no cut rate, and room in the limiter's bucket."""
+        no hold, no cut rate, room in the window and (when spreading) in the limiter's bucket."""
+        now = self._clock.now()
         return (
             not self._waiters
             and (self._pump is None or self._pump.done())
-            and self._lag_s <= 0
             and self.rate_per_s >= self.ceiling_per_s
-            and self._hold_until <= self._clock.now()
-            and self._limiter.has_capacity()
+            and self._hold_until <= now
+            and self._in_window(now) < self.capacity
+            and (self._bursting() or self._limiter.has_capacity())
         )
 
     async def _run_pump(self) -> None:
         while self._waiters:
+            if self._bursting():
+                await self._wait_for_room()
+                while self._waiters and self._in_window(self._clock.now()) < self.capacity:
+                    self._grant_next()
+                continue
             await self._limiter.acquire()
-            # A granted call that went on the wire late (the event loop was busy between the grant and the send)
-            # would sit closer than one interval to the next: charge the bucket for that lag, in the limiter's own
-            # units, so the spacing holds between actual sends.
-            while self._lag_s > 0:
-                charge = min(1.0, self._lag_s / self._interval_s)
-                self._lag_s = 0.0
-                await self._limiter.acquire(charge)
-            # on top of the limiter: the hold after a throttle, and the extra spacing while the rate is cut
-            extra_s = max(0.0, self._hold_until - self._clock.now())
-            if self.rate_per_s < self.ceiling_per_s:
-                extra_s += 1 / (self.rate_per_s * RATE_MARGIN) - 1 / (self.ceiling_per_s * RATE_MARGIN)
-            if extra_s > 0:
-                await self._clock.sleep(extra_s)
-            while self._waiters and self._waiters[0][2].done():
-                heapq.heappop(self._waiters)
-            if self._waiters:
-                heapq.heappop(self._waiters)[2].set_result(self._clock.now())
+            if self.rate_per_s < self.ceiling_per_s:  # a cut rate: the extra spacing it needs
+                await self._clock.sleep(1 / (self.rate_per_s * RATE_MARGIN) - self.window_s / self.capacity)
+            await self._wait_for_room()
+            self._grant_next()
 
-    def mark_sent(self, granted_at: float) -> None:
-        """The call granted at `granted_at` goes on the wire now; a send later than LAG_TOLERANCE_S is charged to the
-        next grant."""
-        self._lag_s = max(self._lag_s, self._clock.now() - granted_at - LAG_TOLERANCE_S)
+    async def _wait_for_room(self) -> None:
+        """Until the hold after a throttle is over and the window has room for one more request."""
+        while True:
+            now = self._clock.now()
+            if self._hold_until > now:
+                await self._clock.sleep(self._hold_until - now)
+            elif self._in_window(now) < self.capacity:
+                return
+            elif self._sent:  # room once the oldest send leaves the window
+                await self._clock.sleep(max(0.0, self._sent[0] + self.window_s - now))
+            else:  # the whole window is granted and not yet sent: room once one goes out or is released
+                self._room.clear()
+                await self._room.wait()
+
+    def _grant_next(self) -> None:
+        """Hand a grant to the waiter first in line (skipping those that gave up)."""
+        while self._waiters and self._waiters[0][2].done():
+            heapq.heappop(self._waiters)
+        if self._waiters:
+            self._pending += 1
+            heapq.heappop(self._waiters)[2].set_result(self._clock.now())
 
     def throttled(self, granted_at: float) -> None:
         """The service answered RequestLimitExceeded to a call this gate granted at `granted_at` (clock s)."""
+        if self.bursts:
+            # someone else spends part of the quota: bursts would collide with their requests, so spread from now on
+            self.bursts = False
+            log.info("%s throttled while sending in bursts: spreading from now on", self.name)
         if granted_at > self._last_cut:
             self._last_cut = self._clock.now()
             self._hold_until = self._last_cut + self.HOLD_S
             self.rate_per_s = max(self.MIN_RATE_PER_S, self.rate_per_s * self.DECREASE)
             log.info("%s throttled: rate cut to %.2f/s, holding %.1f s", self.name, self.rate_per_s, self.HOLD_S)
 
-    def succeeded(self) -> None:
-        """A call this gate admitted was not throttled."""
+    def succeeded(self, ok: bool = False) -> None:
+        """A call this gate admitted was not throttled (`ok`: and was answered without an error code)."""
+        self._answered_ok = self._answered_ok or ok
         self.rate_per_s = min(self.ceiling_per_s, self.rate_per_s + self.RECOVERY_SHARE * self.ceiling_per_s)
 
     def close(self) -> None:
@@ -172,11 +252,13 @@ class RateGate:
 
 class Quota:
     """One `RateGate` per action, all at the same ceiling (the service counts per API + sub-account), and the one
-    way a request goes out: `send` waits at the action's gate, then calls the API."""
+    way a request goes out: `send` waits at the action's gate, then calls the API. Gates spread their grants until
+    `send_in_bursts` (see the module doc)."""
 
     def __init__(self, rate_per_s: float, clock: Clock | None = None) -> None:
         self.rate_per_s = rate_per_s
         self.clock = clock or LoopClock()
+        self.bursts = False
         self._gates: dict[str, RateGate] = {}
         self.closed = False
         #: requests sent and not yet answered (what a stopping run waits for)
@@ -184,9 +266,16 @@ class Quota:
 
     def gate(self, action: str) -> RateGate:
         if action not in self._gates:
-            self._gates[action] = RateGate(self.rate_per_s, self.clock, action)
-            self._gates[action].closed = self.closed
+            gate = RateGate(self.rate_per_s, self.clock, action, bursts=self.bursts)
+            gate.closed = self.closed
+            self._gates[action] = gate
         return self._gates[action]
+
+    def send_in_bursts(self) -> None:
+        """From now on every gate, and every gate made later, sends all its window has room for at once."""
+        self.bursts = True
+        for gate in self._gates.values():
+            gate.bursts = True
 
     def close(self) -> None:
         """Close every gate (see `RateGate.close`); gates made later are closed too."""
@@ -209,11 +298,15 @@ class Quota:
         send, and feed the answer back to the gate. Raises GateClosed when the run stopped first."""
         gate = self.gate(action)
         granted_at = await gate.acquire(priority)
-        if before_send is not None:
-            before_send()
-        if durable is not None:
-            await durable()
-        gate.mark_sent(granted_at)
+        try:
+            if before_send is not None:
+                before_send()
+            if durable is not None:
+                await durable()
+        except BaseException:
+            gate.release()
+            raise
+        gate.mark_sent()
         self.in_flight += 1
         try:
             result = await api.send(action, params)
@@ -222,5 +315,5 @@ class Quota:
         if classify.is_throttling(result.code or ""):  # RequestLimitExceeded* and its namesakes (classify.THROTTLED)
             gate.throttled(granted_at)
         elif result.http_status == 200:
-            gate.succeeded()
+            gate.succeeded(ok=not result.code)
         return result

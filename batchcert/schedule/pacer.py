@@ -101,6 +101,9 @@ class TaskTimer:
 
     def __init__(self, initial_s: float) -> None:
         self.estimate_s = initial_s
+        #: lower the estimate when a first read finds the task over; off while the run sends in bursts, where a read
+        #: that comes too early waits a whole window of the gate for its next try (docs/scheduling.md, "Read-back")
+        self.probe_down = True
         self._proven_s = 0.0
         #: a read-back has seen a task running and then ended: the estimate is a measurement, not the guess
         self.measured = False
@@ -123,7 +126,7 @@ class TaskTimer:
             self._proven_s = changing_s
             self.estimate_s = max(changing_s, idle_s)
             self.measured = True
-        elif idle_s <= self.estimate_s + POLL_FLOOR_S:
+        elif self.probe_down and idle_s <= self.estimate_s + POLL_FLOOR_S:
             # sent at about the estimate and idle: maybe earlier would have done (a read sent later — at an older
             # estimate, or held at the gate — says nothing)
             self.estimate_s = max(self._proven_s, min(self.estimate_s, idle_s) * 0.9)
