@@ -40,6 +40,7 @@ from batchcert.journal.recovery import (
 )
 from batchcert.journal.views import (
     ChangeAttempt,
+    Columns,
     FailedAttempt,
     PreviousState,
     RowOutcome,
@@ -63,6 +64,7 @@ __all__ = [
     "WAL_NAME",
     "Attempt",
     "ChangeAttempt",
+    "Columns",
     "FailedAttempt",
     "Inspection",
     "Journal",

@@ -14,15 +14,7 @@ from batchcert.journal import recovery, views
 from batchcert.journal import sessions as run_sessions
 from batchcert.journal.db import Store
 from batchcert.journal.intents import IntentLog
-from batchcert.journal.views import (
-    ChangeAttempt,
-    FailedAttempt,
-    PreviousState,
-    RowOutcome,
-    RowRange,
-    StoredRow,
-    VerificationResult,
-)
+from batchcert.journal.views import Columns, FailedAttempt, RowRange
 from batchcert.journal.writes import Attempt, RowWriter
 from batchcert.live.certificates import CertificateInfo
 from batchcert.model import CallResult, Mapping, Outcome, ReadBack, Row, SessionStatus
@@ -168,23 +160,23 @@ class Journal:
     def sessions(self) -> list[dict[str, Any]]:
         return views.read_sessions(self.store.connection)
 
-    # -- what the report reads (views): its tables a range of rows at a time, then the rest
+    # -- what the report reads (views): its tables a range of rows at a time (as columns), then the rest
     def row_ranges(self, rows_per_range: int) -> Iterator[RowRange]:
         return views.split_rows(self.store.connection, rows_per_range)
 
-    def stored_rows(self, rows: RowRange) -> list[StoredRow]:
+    def stored_rows(self, rows: RowRange) -> Columns:
         return views.read_stored_rows(self.store.connection, rows)
 
-    def outcome_records(self, rows: RowRange) -> list[RowOutcome]:
+    def outcome_records(self, rows: RowRange) -> Columns:
         return views.read_outcome_records(self.store.connection, rows)
 
-    def previous_records(self, rows: RowRange) -> list[PreviousState]:
+    def previous_records(self, rows: RowRange) -> Columns:
         return views.read_previous_records(self.store.connection, rows)
 
-    def verification_records(self, rows: RowRange) -> list[VerificationResult]:
+    def verification_records(self, rows: RowRange) -> Columns:
         return views.read_verification_records(self.store.connection, rows)
 
-    def change_attempts(self, rows: RowRange) -> list[ChangeAttempt]:
+    def change_attempts(self, rows: RowRange) -> Columns:
         return views.read_change_attempts(self.store.connection, rows)
 
     def extra_column_names(self) -> list[str]:

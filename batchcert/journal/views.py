@@ -1,15 +1,15 @@
 """The read side: what the runner, the rerun and the report read back from the journal — the run's facts, its rows
 and their outcomes, its sessions and certificates, the Errors sheet's lines, and the tables the report joins into its
 lines (`split_rows` into ranges of rows, then per range: the stored rows, their outcomes, the states read before and
-after the change, the change requests — each table as its own typed records). Every function reads one connection
-and changes nothing."""
+after the change, the change requests — each table as the columns of its own typed record, `Columns`). Every
+function reads one connection and changes nothing."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,10 @@ def iso_utc(timestamp: float | None, timespec: str = "milliseconds") -> str:
     if not timestamp:
         return ""
     return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+#: a table of the report's join as columns: a record's field name → its values, one per line (`columns_of`)
+Columns = dict[str, list[Any]]
 
 
 @dataclass(frozen=True)
@@ -260,31 +264,28 @@ def split_rows(db: sqlite3.Connection, rows_per_range: int) -> Iterator[RowRange
         after = int(last)
 
 
-def read_stored_rows(db: sqlite3.Connection, rows: RowRange) -> list[StoredRow]:
-    """The mapping rows of `rows`, in mapping order."""
+def read_stored_rows(db: sqlite3.Connection, rows: RowRange) -> Columns:
+    """The mapping rows of `rows`, in mapping order, as StoredRow's columns."""
     found = db.execute(
         "SELECT row_number, listener_id, domain, certificate_id, client_certificate_id, poly_client_certificate_ids, "
         "extra, cells, duplicate_of, scope, proxy_id, expected FROM rows WHERE row_number BETWEEN ? AND ? "
         "ORDER BY row_number",
         (rows.first, rows.last),
     )
-    return [
-        StoredRow(
-            n,
-            lid,
-            dom,
-            cert,
-            client,
-            poly,
-            tuple((str(k), str(v)) for k, v in json.loads(extra)),
-            tuple(str(c) for c in json.loads(cells)),
-            dup,
-            scope,
-            proxy_id,
-            expected_of(expected),
-        )
-        for n, lid, dom, cert, client, poly, extra, cells, dup, scope, proxy_id, expected in found
-    ]
+    columns = columns_of(StoredRow, found)
+    columns["extra"] = [tuple((str(k), str(v)) for k, v in json.loads(extra)) for extra in columns["extra"]]
+    columns["cells"] = [tuple(str(c) for c in json.loads(cells)) for cells in columns["cells"]]
+    columns["expected"] = [expected_of(expected) for expected in columns["expected"]]
+    return columns
+
+
+def columns_of(table: type[Any], found: Iterable[Sequence[Any]]) -> Columns:
+    """The lines `found` (values in the order of `table`'s fields) as `table`'s columns: field name → values. A
+    report range is read as columns, not as a record per line: the report builds its frames from them (building
+    thousands of records only to take them apart again was most of its join's cost)."""
+    names = [f.name for f in fields(table)]
+    values = list(zip(*found, strict=True)) or [()] * len(names)
+    return {name: list(column) for name, column in zip(names, values, strict=True)}
 
 
 def _select_in_range(
@@ -296,30 +297,32 @@ def _select_in_range(
     return db.execute(query, {"first": rows.first, "last": rows.last})
 
 
-def read_outcome_records(db: sqlite3.Connection, rows: RowRange) -> list[RowOutcome]:
-    """The outcome of every row of `rows` and of every row its duplicates copy."""
+def read_outcome_records(db: sqlite3.Connection, rows: RowRange) -> Columns:
+    """The outcome of every row of `rows` and of every row its duplicates copy, as RowOutcome's columns."""
     select = "SELECT row_number, outcome, error_code, error_message, request_id FROM rows"
-    return [RowOutcome(*values) for values in _select_in_range(db, select, rows)]
+    return columns_of(RowOutcome, _select_in_range(db, select, rows))
 
 
-def read_previous_records(db: sqlite3.Connection, rows: RowRange) -> list[PreviousState]:
-    """The state read before any change, of the rows of `rows` and the rows its duplicates copy that have one."""
+def read_previous_records(db: sqlite3.Connection, rows: RowRange) -> Columns:
+    """The state read before any change, of the rows of `rows` and the rows its duplicates copy that have one, as
+    PreviousState's columns."""
     select = "SELECT row_number, previous_certificate_id, previous_client_ids FROM rows"
-    return [PreviousState(*values) for values in _select_in_range(db, select, rows, "previous_read")]
+    return columns_of(PreviousState, _select_in_range(db, select, rows, "previous_read"))
 
 
-def read_verification_records(db: sqlite3.Connection, rows: RowRange) -> list[VerificationResult]:
-    """What the read-back saw, of the rows of `rows` and the rows its duplicates copy that were read back."""
+def read_verification_records(db: sqlite3.Connection, rows: RowRange) -> Columns:
+    """What the read-back saw, of the rows of `rows` and the rows its duplicates copy that were read back, as
+    VerificationResult's columns."""
     select = "SELECT row_number, verified, verified_certificate_id FROM rows"
     read_back = "verified != '' OR verified_certificate_id != ''"
-    return [VerificationResult(*values) for values in _select_in_range(db, select, rows, read_back)]
+    return columns_of(VerificationResult, _select_in_range(db, select, rows, read_back))
 
 
-def read_change_attempts(db: sqlite3.Connection, rows: RowRange) -> list[ChangeAttempt]:
-    """Every change request of the rows of `rows` and of the rows its duplicates copy, in sending order."""
-    select = "SELECT row_number, sent_at, finished_at, request_id FROM attempts"
-    found = _select_in_range(db, select, rows, f"action IN {CHANGES}", "ORDER BY id")
-    return [ChangeAttempt(n, sent_at, finished_at, request_id or "") for n, sent_at, finished_at, request_id in found]
+def read_change_attempts(db: sqlite3.Connection, rows: RowRange) -> Columns:
+    """Every change request of the rows of `rows` and of the rows its duplicates copy, in sending order, as
+    ChangeAttempt's columns."""
+    select = "SELECT row_number, sent_at, finished_at, COALESCE(request_id, '') FROM attempts"
+    return columns_of(ChangeAttempt, _select_in_range(db, select, rows, f"action IN {CHANGES}", "ORDER BY id"))
 
 
 def read_extra_column_names(db: sqlite3.Connection) -> list[str]:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from batchcert.journal import (
     ChangeAttempt,
+    Columns,
     Journal,
     PreviousState,
     RowOutcome,
@@ -99,13 +99,18 @@ _ATTEMPT = _columns(ChangeAttempt, row_number="history_of")
 _END_TIME = {"certificate_id": "certificate_id", "end_time_s": "end_time_s"}
 
 
-def frame_of(records: Sequence[object], columns: Mapping[str, str]) -> pd.DataFrame:
-    """`records` (dataclasses of one journal table) as a frame of their Python values (dtype object): each field
-    named in `columns` becomes the column it maps to."""
+def frame_of(table: Columns, columns: Mapping[str, str]) -> pd.DataFrame:
+    """`table` (one journal table's columns, `batchcert.journal.Columns`) as a frame of their Python values (dtype
+    object): each field named in `columns` becomes the column it maps to. Built from the columns, not from a record
+    per line: a frame from a list of rows is built cell by cell."""
     import pandas as pd
 
-    values = attrgetter(*columns)
-    return pd.DataFrame([values(r) for r in records], columns=list(columns.values()), dtype=object)
+    return pd.DataFrame({to: table[name] for name, to in columns.items()}, columns=list(columns.values()), dtype=object)
+
+
+def _table_of(records: Sequence[Any], columns: Mapping[str, str]) -> Columns:
+    """Records (dataclasses) of one table as its columns (the certificates, read as records)."""
+    return {name: [getattr(r, name) for r in records] for name in columns}
 
 
 def _times(values: pd.Series, timespec: str = "milliseconds") -> list[str]:
@@ -121,7 +126,10 @@ def change_history(attempts: pd.DataFrame) -> pd.DataFrame:
     timed = attempts.assign(sent_at=sent, done_at=done).groupby("history_of", sort=False)
     history = timed.agg(attempts=("sent_at", "size"), first_sent_at=("sent_at", "min"), last_done_at=("done_at", "max"))
     named = attempts[attempts["request_id"] != ""]
-    request_ids = named.groupby("history_of", sort=False)["request_id"].agg(";".join).rename("request_ids")
+    # each id with its `;`, summed per row (pandas concatenates text in order, in C) less the last `;`: the same text
+    # as `agg(";".join)`, which calls Python once per row — a third of the join's time
+    request_ids = (named["request_id"] + ";").groupby(named["history_of"], sort=False).sum().str[:-1]
+    request_ids = request_ids.rename("request_ids")
     return history.join(request_ids).reset_index()
 
 
@@ -174,7 +182,7 @@ def join_tables(
 def report_frames(journal: Journal, rows_per_chunk: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """The report's records as frames (`join_tables`) of at most `rows_per_chunk` mapping rows, in mapping order,
     each read from the journal when it is asked for."""
-    end_times = frame_of(journal.certificates(), _END_TIME)
+    end_times = frame_of(_table_of(journal.certificates(), _END_TIME), _END_TIME)
     for rows in journal.row_ranges(rows_per_chunk):
         yield _join_range(journal, rows, end_times)
 
@@ -192,7 +200,8 @@ def _join_range(journal: Journal, rows: RowRange, end_times: pd.DataFrame) -> pd
 
 def records_of(frame: pd.DataFrame) -> list[ReportRecord]:
     """A chunk's frame (`report_frames`) as its records, in order."""
-    return [ReportRecord(*values) for values in frame.itertuples(index=False, name=None)]
+    # column by column (`tolist` hands back the objects the frame holds), not `itertuples`, which goes row by row
+    return list(map(ReportRecord, *(frame[name].tolist() for name in RECORD_COLUMNS)))
 
 
 def report_records(journal: Journal) -> Iterator[ReportRecord]:
