@@ -24,9 +24,10 @@ from batchcert.model import CallResult, Mapping, Row
 from batchcert.report import report_records
 from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
 from batchcert.runner import lanes as runner_lanes
-from batchcert.runner.config import chains_cannot_bind
+from batchcert.runner.config import Bursts, plan_bursts
 from batchcert.schedule import (
     BURST_S,
+    BURST_SPACING_S,
     POLL_FLOOR_S,
     TIMER_LATENESS_S,
     Decision,
@@ -127,6 +128,8 @@ def simulate(
 SKEWED = {"listener-hot": 40, "listener-warm": 25, "listener-mild": 15} | {
     f"listener-one{i:03d}": 1 for i in range(160)
 }
+#: the bench's scenario (a): 400 rows, a third on three listeners, the rest one per listener
+READ_BOUND = {f"listener-big{i}": 45 for i in range(3)} | {f"listener-one{i:03d}": 1 for i in range(265)}
 
 
 # --------------------------------------------------------------------------------------------- the whole run
@@ -198,12 +201,13 @@ def test_a_run_whose_listeners_all_end_together_reads_each_back_once_its_task_is
     # a pre-flight read and a read-back per listener, the reads following the first change, a few polls
     assert len(ran.api.sends[ACTION_DESCRIBE_RULES]) <= 2 * 22 + 12
     # no listener's chain can bind (10 changes, 11 windows of writes), so the run sends in bursts: the whole run,
-    # reads and tail included, within its API bound of 220 writes at 20/s — never over the ceiling, never throttled
+    # reads and tail included, within its API bound of 220 writes at 20/s and the last burst's 0.1 s (20 requests
+    # BURST_SPACING_S apart) — never over the ceiling, never throttled
     assert ran.api.emulator.stats["RequestLimitExceeded"] == 0
     for action in (ACTION_MODIFY, ACTION_DESCRIBE_RULES):
         assert max_in_window(ran.api.sends[action], 1 / 0.96) <= 20
         assert ran.api.emulator.max_admitted_in_window(action) <= 20
-    assert ran.elapsed_s <= 220 / 20, ran.elapsed_s
+    assert ran.elapsed_s <= 220 / 20 + 20 * BURST_SPACING_S, ran.elapsed_s
 
 
 def test_a_long_task_is_measured_early_and_waited_for_at_every_listener_end(tmp_path: Path) -> None:
@@ -219,19 +223,41 @@ def test_a_long_task_is_measured_early_and_waited_for_at_every_listener_end(tmp_
     assert len(ran.api.sends[ACTION_DESCRIBE_RULES]) <= 2 * 8 + 20 + 12
 
 
-def test_a_run_sends_in_bursts_only_when_no_listener_chain_can_bind() -> None:
+def test_a_run_sends_in_bursts_only_where_no_listener_chain_can_bind() -> None:
     """Bursts give a listener one change per window: fine for 10 changes among 220 (11 windows of writes), not for
-    the skewed run's 40 among 240 (12 windows), nor for 10 among 220 when each task outlasts two windows."""
+    the skewed run's 40 among 240 (12 windows), nor for 10 among 220 when each task outlasts two windows. The reads
+    alone burst where they outlast the longest chain of spread changes by three windows."""
 
     def rows(per_listener: dict[str, int]) -> list[Row]:
         return rows_of([(lid, f"d{j}.{lid}", "c") for lid, n in per_listener.items() for j in range(n)])
 
     even = rows({f"listener-w{i:02d}": 10 for i in range(22)})
-    assert chains_cannot_bind(even, 20, 0.5)
-    assert not chains_cannot_bind(even, 20, 2.0)
-    assert not chains_cannot_bind(rows(SKEWED), 20, 0.5)
-    assert chains_cannot_bind(rows({f"listener-one{i:03d}": 1 for i in range(5)}), 20, 0.5)
-    assert not chains_cannot_bind([], 20, 0.5)
+    assert plan_bursts(even, 20, 0.5) is Bursts.ALL
+    assert plan_bursts(even, 20, 2.0) is Bursts.NONE
+    assert plan_bursts(rows(SKEWED), 20, 0.5) is Bursts.NONE  # 326 reads: 17 windows; the chain 20 s
+    assert plan_bursts(rows(READ_BOUND), 20, 0.5) is Bursts.READS  # 540 reads: 28 s; the chain 22.5 s
+    assert plan_bursts(rows(READ_BOUND), 20, 0.5, reads_per_listener=1) is Bursts.NONE
+    assert plan_bursts(rows({f"listener-one{i:03d}": 1 for i in range(5)}), 20, 0.5) is Bursts.ALL
+    assert plan_bursts([], 20, 0.5) is Bursts.NONE
+
+
+def test_a_run_bound_by_its_reads_sends_them_in_bursts_and_spreads_its_changes(tmp_path: Path) -> None:
+    """The bench's skewed shape (400 rows, 270 listeners, 45 rows on each of three): 540 reads at 20/s are the
+    longer pole. The reads go in bursts, the changes stay spread (their long chains need a slot within an
+    interval), and the whole run ends within a window of what the 4% margin allows — never over the ceiling, never
+    throttled."""
+    world, triples = migration_world(READ_BOUND, latency_ms=50, task_seconds=0.3)
+    ran = simulate(tmp_path, world, triples)
+    assert ran.outcomes() == Counter({"succeeded": 400})
+    assert ran.api.emulator.stats["RequestLimitExceeded"] == 0
+    for action in (ACTION_MODIFY, ACTION_DESCRIBE_RULES):
+        assert max_in_window(ran.api.sends[action], 1 / 0.96) <= 20
+    # bursts: a window's reads leave 5 ms apart (BURST_SPACING_S), where spreading sends two in 0.1 s
+    assert max_in_window(ran.api.sends[ACTION_DESCRIBE_RULES], 0.1) >= 15
+    writes = sorted(ran.api.sends[ACTION_MODIFY])
+    assert min(b - a for a, b in itertools.pairwise(writes)) >= 1 / (20 * 0.96) - TIMER_LATENESS_S - 1e-6
+    bound_s = max(len(triples) / 20, 2 * len(READ_BOUND) / 20, max(READ_BOUND.values()) * 0.3)
+    assert ran.elapsed_s <= bound_s / 0.96 + 1 / 0.96, (ran.elapsed_s, bound_s)
 
 
 def test_task_timer_learns_from_read_backs() -> None:
@@ -618,8 +644,8 @@ class Stamp:
 
 
 def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_leaves() -> None:
-    """At 2/s: two calls go at once, the rest wait until the oldest send is 1 / 0.96 s old, highest priority
-    first."""
+    """At 2/s a bursting gate sends two calls 5 ms apart (BURST_SPACING_S); the rest wait until the oldest send is
+    1 / 0.96 s old, highest priority first."""
 
     async def main() -> tuple[list[tuple[float, float]], float]:
         quota = Quota(2)
@@ -632,33 +658,36 @@ def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_l
         return api.sent, started
 
     sent, started = run_virtual(main())
-    window_s = 1 / 0.96
-    assert [p for _, p in sent] == [0, 1, 7, 5, 3]
+    window_s, gap_s = 1 / 0.96, BURST_SPACING_S
+    assert [p for _, p in sent] == [0, 7, 5, 3, 1]
     offsets = [round(t - started, 6) for t, _ in sent]
-    assert offsets == [0, 0, round(window_s, 6), round(window_s, 6), round(2 * window_s, 6)]
+    assert offsets == [round(x, 6) for x in (0, gap_s, window_s, window_s + gap_s, 2 * window_s)]
 
 
-def test_an_uncontended_caller_is_granted_at_once_until_the_window_is_full() -> None:
-    """Room in the window and nobody waiting: the grant comes without a pump task or a turn of the event loop
-    (virtual time does not move) — ten of them at 10/s; the eleventh waits until the first send leaves the window."""
+def test_a_bursting_gate_grants_a_window_5_ms_apart_then_waits_for_the_oldest_send() -> None:
+    """At 10/s, once the action was answered without an error: the first caller is granted without a pump task or
+    a turn of the event loop (virtual time does not move), the next nine 5 ms apart, and the eleventh when the first
+    send leaves the window."""
 
     async def main() -> tuple[float, list[float], float, int]:
         loop = asyncio.get_running_loop()
         gate = RateGate(10, Quota(10).clock, bursts=True)
         gate.succeeded(ok=True)  # bursts begin once the action was answered without an error
         asked = loop.time()
-        firsts = []
-        for _ in range(10):
-            firsts.append(await gate.acquire())
-            gate.mark_sent()
+        first = await gate.acquire()
         tasks = len(asyncio.all_tasks())
-        eleventh = await gate.acquire()
+        gate.mark_sent()
+        grants = [first]
+        for _ in range(10):
+            grants.append(await gate.acquire())
+            gate.mark_sent()
         gate.close()
-        return asked, firsts, eleventh, tasks
+        return asked, grants, first, tasks
 
-    asked, firsts, eleventh, tasks = run_virtual(main())
-    assert firsts == [asked] * 10 and tasks == 1
-    assert eleventh - asked == pytest.approx(1 / 0.96, abs=1e-6)
+    asked, grants, first, tasks = run_virtual(main())
+    assert first == asked and tasks == 1
+    assert [round(g - asked, 6) for g in grants[:10]] == [round(i * BURST_SPACING_S, 6) for i in range(10)]
+    assert grants[10] - asked == pytest.approx(1 / 0.96, abs=1e-6)
 
 
 @pytest.mark.parametrize("bursts", [False, True])
@@ -734,7 +763,7 @@ def test_a_late_send_moves_the_window() -> None:
 
 def test_a_grant_not_used_gives_its_room_back() -> None:
     """A call whose journal write failed after its grant was never sent: in a bursting gate at 2/s, after one call
-    went out, the next call goes at once, not a window later."""
+    went out, the next call goes one burst spacing later, not a window later."""
 
     async def main() -> tuple[float, float]:
         quota = Quota(2)
@@ -754,7 +783,7 @@ def test_a_grant_not_used_gives_its_room_back() -> None:
         return started, api.sent[0][0]
 
     started, sent_at = run_virtual(main())
-    assert sent_at == started
+    assert sent_at - started == pytest.approx(2 * BURST_SPACING_S)
 
 
 def test_the_loop_clock_follows_a_new_loop_once_the_old_one_is_closed() -> None:

@@ -13,7 +13,7 @@ Modules, each owning one concern:
 - `run`: `Runner`, the facade — a run's parts put together, listeners started longest queue first, each listener's
   pipeline (pre-flight read, lane, read-back).
 - `config`: `RunnerConfig` (the knobs the command line does not set), `estimate_run_s` (the least time a run takes)
-  and `chains_cannot_bind` (whether the run may send in bursts).
+  and `plan_bursts` (which gates of the run may send in bursts).
 - `state`: the run's shared state in small typed objects — its stop, its context, how rows are sent as the live state
   showed them (`RowForms`), what earlier sessions left (`EarlierSessions`).
 - `preflight`: the certificate pre-flight, each listener's read before its first change, and `plan_rows` (`plan`).

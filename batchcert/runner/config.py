@@ -1,8 +1,9 @@
 """The runner's knobs that the command line does not set (`RunnerConfig`), the least time a run can take
-(`estimate_run_s`) and whether its requests may go in bursts (`chains_cannot_bind`)."""
+(`estimate_run_s`) and which of its gates may send in bursts (`plan_bursts`)."""
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -43,13 +44,36 @@ def estimate_run_s(rows: list[Row], rate_per_s: float, task_s: float = RunnerCon
     return max(len(rows) / rate_per_s, 2 * len(per_listener) / rate_per_s, longest * task_s)
 
 
-def chains_cannot_bind(rows: list[Row], rate_per_s: float, task_s: float = RunnerConfig.listener_task_s) -> bool:
-    """True when sending in bursts (docs/scheduling.md, "The rate gate") cannot make sending `rows` longer: bursts
-    give a listener one change per window of the gate (more windows when a task outlasts one), so the longest
-    listener's chain must fit in the windows the writes need anyway."""
+class Bursts(enum.Enum):
+    """Which of a run's gates send in bursts (docs/scheduling.md, "The rate gate")."""
+
+    NONE = "none"
+    READS = "reads"  # the reads are the longer pole; the changes stay spread for the listeners' chains
+    ALL = "all"
+
+
+#: the reads on a listener's chain (its pre-flight read, a read before a resend, the read-back) that may each wait a
+#: window of a bursting read gate
+CHAIN_READS = 3
+
+
+def plan_bursts(
+    rows: list[Row], rate_per_s: float, task_s: float = RunnerConfig.listener_task_s, reads_per_listener: int = 2
+) -> Bursts:
+    """Which gates may send in bursts without making sending `rows` longer. Bursts give a listener one change per
+    window of the gate (more windows when a task outlasts one), so the changes burst only when the longest
+    listener's chain fits in the windows the writes need anyway; then the reads burst too (a spread pre-flight would
+    spread the first window of changes, and every window after keeps its shape). Otherwise the reads alone burst
+    when they outlast the longest chain of changes (spread, one task apart) by the few windows its own reads may
+    wait."""
     per_listener = Counter(row.listener_id for row in rows)
     if not per_listener:
-        return False
+        return Bursts.NONE
     window = Window.of(rate_per_s)
-    windows_per_change = math.ceil(task_s / window.seconds)
-    return max(per_listener.values()) * windows_per_change <= math.ceil(len(rows) / window.capacity)
+    longest = max(per_listener.values())
+    if longest * math.ceil(task_s / window.seconds) <= math.ceil(len(rows) / window.capacity):
+        return Bursts.ALL
+    reads_s = math.ceil(reads_per_listener * len(per_listener) / window.capacity) * window.seconds
+    if longest * task_s + CHAIN_READS * window.seconds <= reads_s:
+        return Bursts.READS
+    return Bursts.NONE

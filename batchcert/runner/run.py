@@ -10,11 +10,12 @@ import random
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+from batchcert.api.vocabulary import CHANGE_ACTIONS
 from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex, LiveReader
 from batchcert.model import SCOPE_LISTENER, Api, Outcome, Row
 from batchcert.runner.attempt import Attempts
-from batchcert.runner.config import RunnerConfig, chains_cannot_bind
+from batchcert.runner.config import Bursts, RunnerConfig, plan_bursts
 from batchcert.runner.lanes import ListenerLane
 from batchcert.runner.outcomes import RowEnds
 from batchcert.runner.preflight import Preflight, Sendable, needs_read
@@ -104,9 +105,11 @@ class Runner:
         session may hide an applied change (in flight at a crash, a timeout) are checked against the live state
         before anything is resent."""
         journal = self._ctx.journal
-        if chains_cannot_bind(rows, self._ctx.quota.rate_per_s, self.config.listener_task_s):
-            self._ctx.quota.send_in_bursts()
-            self.task_timer.probe_down = False
+        reads_per_listener = int(self.config.preflight) + int(self.config.verify)
+        bursts = plan_bursts(rows, self._ctx.quota.rate_per_s, self.config.listener_task_s, reads_per_listener)
+        if bursts is not Bursts.NONE:
+            self._ctx.quota.send_in_bursts(except_actions=CHANGE_ACTIONS if bursts is Bursts.READS else ())
+            self.task_timer.probe_down = False  # a read-back poll that comes too early would wait a window
         self._earlier.recall_answers(journal, rows)
         if self.config.preflight:
             rows = await self._preflight.refuse_unusable_targets(rows)

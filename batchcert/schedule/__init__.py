@@ -20,6 +20,7 @@ from __future__ import annotations
 from batchcert.schedule.clock import Clock, LoopClock, Sleeper
 from batchcert.schedule.gate import (
     BURST_S,
+    BURST_SPACING_S,
     RATE_MARGIN,
     TIMER_LATENESS_S,
     GateClosed,
@@ -43,6 +44,7 @@ from batchcert.schedule.retry import (
 
 __all__ = [
     "BURST_S",
+    "BURST_SPACING_S",
     "GAP_FLOOR_S",
     "POLL_FLOOR_S",
     "RATE_MARGIN",
