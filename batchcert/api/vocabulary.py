@@ -19,6 +19,9 @@ ACTION_DESCRIBE_HTTP_LISTENERS = "DescribeHTTPListeners"
 ACTION_DESCRIBE_CERTIFICATES = "DescribeCertificates"
 ACTION_DESCRIBE_PROXIES = "DescribeProxies"
 ACTION_DESCRIBE_GROUPS = "DescribeProxyGroupList"
+#: one certificate with its content (PEM) — and, for a server certificate, its private key, which the client drops
+#: on arrival (docs/gaap-api.md, "Certificate content")
+ACTION_DESCRIBE_CERTIFICATE_DETAIL = "DescribeCertificateDetail"
 
 #: the page size the service uses when a request gives no Limit (every paged action documents 20)
 DEFAULT_LIMIT = 20
