@@ -299,3 +299,37 @@ def test_closed_connections_and_per_listener_task_times_as_the_sdk_sees_them(
     change("listener-aaaa0002", "d1.example.com")()
     time.sleep(0.2)
     assert error_code(change("listener-aaaa0002", "d2.example.com")) == "FailedOperation.ListenerHasTask"
+
+
+def test_certificate_detail_parses_into_the_sdk_model_with_real_x509_content(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+) -> None:
+    """DescribeCertificateDetail as the official SDK parses it: a CertificateDetail whose content is PEM the SANs of
+    which are the world's domains, a fake key for a server certificate, none for a client CA, and the documented
+    codes for a missing and an unknown id."""
+    from cryptography import x509
+
+    from batchcert.emulator.pki import FAKE_KEY_MARKER
+
+    client = sdk(threaded_emulator())
+
+    def describe(certificate_id: str | None) -> models.DescribeCertificateDetailResponse:
+        request = models.DescribeCertificateDetailRequest()
+        if certificate_id is not None:
+            request.CertificateId = certificate_id
+        return client.DescribeCertificateDetail(request)
+
+    resp = describe("cert-wild0001")
+    assert resp.RequestId
+    detail = resp.CertificateDetail
+    assert isinstance(detail, models.CertificateDetail)
+    assert (detail.CertificateId, detail.CertificateType, detail.SubjectCN) == ("cert-wild0001", 2, "*.example.com")
+    assert all(isinstance(t, int) for t in (detail.CreateTime, detail.BeginTime, detail.EndTime))
+    leaf, issuer = x509.load_pem_x509_certificates(detail.CertificateContent.encode())
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["*.example.com", "example.com"]
+    leaf.verify_directly_issued_by(issuer)
+    assert FAKE_KEY_MARKER in detail.CertificateKey
+    assert describe("cert-client01").CertificateDetail.CertificateKey is None
+    assert error_code(lambda: describe(None)) == "MissingParameter"
+    assert error_code(lambda: describe("cert-nope0001")) == "ResourceNotFound"

@@ -1,7 +1,8 @@
 """An emulator of the GAAP API as an aiohttp.web app: the writes `ModifyCertificate` (a domain's certificates) and
 `ModifyHTTPSListenerAttribute` (a listener's own certificates), the reads `DescribeRules`, `DescribeHTTPSListeners`,
 `DescribeHTTPListeners`, `DescribeProxies`, `DescribeProxyGroupList` and `DescribeCertificates` (the estate an
-inventory reads; docs/gaap-api.md, "Inventory and listener certificates").
+inventory reads; docs/gaap-api.md, "Inventory and listener certificates"), and `DescribeCertificateDetail` (a
+certificate's X.509 content; docs/gaap-api.md, "Certificate content").
 
 Faithful where a bulk run can tell (docs/gaap-api.md, all sections): TC3 signatures, the per-(SecretId, action) limit in
 a sliding 1 s window of admitted requests with the real throttle message (every action, reads included), changes as
@@ -18,7 +19,8 @@ Modules, each the one home of its concern:
 - `admission`: the signature check, the rate-limit window (storms, a competing client), account-wide CAM denials.
 - `access`: the listener and certificate look-ups reads and writes share (missing, CAM denied, refused on a connection).
 - `params`: parameter checks every action shares (body, unknown names, types, paging, filters, client CAs).
-- `reads`: the Describe* actions and their listings' paging quirks.
+- `reads`: the Describe* actions and their listings' paging quirks; `pki`: the deterministic X.509 content and the fake
+  key DescribeCertificateDetail answers (the only module that imports `cryptography`).
 - `changes`: what each write changes and checks; `writes`: the one apply path both run through, and the ledger.
 - `service`: the handler table and the `Emulator` composed of the above; `serve`.
 - `http`: the aiohttp web server and the `/_emulator/` test hooks. `outcomes`: ApiError, HttpFault,

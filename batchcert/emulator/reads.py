@@ -1,7 +1,8 @@
 """The read actions (docs/gaap-api.md, "Inventory and listener certificates"): DescribeRules (a listener's domains and
-their certificates), DescribeHTTPSListeners / DescribeHTTPListeners, DescribeProxies, DescribeProxyGroupList and
+their certificates), DescribeHTTPSListeners / DescribeHTTPListeners, DescribeProxies, DescribeProxyGroupList,
 DescribeCertificates, with each listing's paging, filters and the world's `listing_quirks` (early empty pages,
-DescribeProxies answering `InstanceSet` only). Answers carry the response shapes the official SDK deserializes
+DescribeProxies answering `InstanceSet` only), and DescribeCertificateDetail (one certificate's X.509 content, made by
+`pki`; docs/gaap-api.md, "Certificate content"). Answers carry the response shapes the official SDK deserializes
 (py-sdk models.py); what the world does not model carries fixed, plausible values."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from batchcert.api.vocabulary import (
     ACTION_DESCRIBE_RULES,
     CERTIFICATE_TYPES,
 )
+from batchcert.emulator import pki
 from batchcert.emulator.access import check_refusal, find_listener
 from batchcert.emulator.clock import monotonic_s
 from batchcert.emulator.outcomes import ApiError
@@ -219,8 +221,33 @@ class Reads:
             "CreateTime": begin,
             "BeginTime": begin,
             "EndTime": end,
-            "IssuerCN": cert.issuer_cn or "batchcert emulator CA",
-            "SubjectCN": cert.subject_cn or (cert.domains[0] if cert.domains else cert_id),
+            "IssuerCN": pki.issuer_cn(cert_id, cert),
+            "SubjectCN": pki.subject_cn(cert_id, cert),
+        }
+
+    def describe_certificate_detail(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeCertificateDetail: one certificate with its X.509 content (`pki`) and, for an SSL certificate, a
+        fake `CertificateKey`. The shape is py-sdk models.py's DescribeCertificateDetailResponse / CertificateDetail
+        (https://github.com/TencentCloud/tencentcloud-sdk-python, tencentcloud/gaap/v20180529/models.py); the codes are
+        among those go-sdk client.go lists above DescribeCertificateDetail
+        (https://github.com/TencentCloud/tencentcloud-sdk-go/blob/master/tencentcloud/gaap/v20180529/client.go):
+        UnknownParameter, InvalidParameter (not a string), MissingParameter (absent or empty), ResourceNotFound (no such
+        certificate — the adversarial reading: not an empty answer)."""
+        check_params(params, {"CertificateId"}, ("CertificateId",))
+        cert_id = params.get("CertificateId")
+        if not cert_id:
+            raise ApiError("MissingParameter", "The request is missing a required parameter `CertificateId`.")
+        cert = self.world.certificates.get(cert_id)
+        if cert is None:
+            raise ApiError("ResourceNotFound", f"The certificate `{cert_id}` does not exist.")
+        item = self._certificate_item(cert_id, cert)
+        del item["CertificateName"]  # CertificateDetail has no CertificateName (py-sdk models.py)
+        return {
+            "CertificateDetail": item
+            | {
+                "CertificateContent": pki.certificate_content(cert_id, cert, self.epoch),
+                "CertificateKey": pki.fake_key(cert_id, cert.type),
+            }
         }
 
     def _paged(self, action: str, matches: list[T], offset: int, limit: int) -> list[T]:

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from batchcert.api.vocabulary import (
+    ACTION_DESCRIBE_CERTIFICATE_DETAIL,
     ACTION_DESCRIBE_CERTIFICATES,
     ACTION_DESCRIBE_GROUPS,
     ACTION_DESCRIBE_HTTP_LISTENERS,
@@ -56,6 +57,7 @@ def handler_table(reads: Reads, writes: Writes) -> dict[str, Handler]:
         ACTION_DESCRIBE_PROXIES: read(reads.describe_proxies),
         ACTION_DESCRIBE_GROUPS: read(reads.describe_groups),
         ACTION_DESCRIBE_CERTIFICATES: read(reads.describe_certificates),
+        ACTION_DESCRIBE_CERTIFICATE_DETAIL: read(reads.describe_certificate_detail),
     }
 
 

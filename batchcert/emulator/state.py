@@ -11,6 +11,12 @@ from typing import Any
 PROTOCOLS = ("HTTPS", "HTTP", "TCP", "UDP")
 #: the validity a certificate has when the world gives none, around the emulator's start (`Certificate.validity`)
 DEFAULT_VALIDITY_S = 365 * 86400
+#: a certificate's `chain` (world key): what its DescribeCertificateDetail content carries besides the certificate —
+#: its issuer's certificate (complete), nothing (leaf_only: an incomplete chain), or it signs itself (self_signed)
+CHAIN_COMPLETE = "complete"
+CHAIN_LEAF_ONLY = "leaf_only"
+CHAIN_SELF_SIGNED = "self_signed"
+CHAINS = (CHAIN_COMPLETE, CHAIN_LEAF_ONLY, CHAIN_SELF_SIGNED)
 
 
 @dataclass
@@ -102,6 +108,8 @@ class Certificate:
     end_time: int | None = None
     #: end_time relative to the emulator's start, in days (negative: expired)
     expires_in_days: float | None = None
+    #: what its content carries besides itself (one of CHAINS; `emulator.pki`)
+    chain: str = CHAIN_COMPLETE
 
     def validity(self, epoch: float) -> tuple[int, int]:
         """(BeginTime, EndTime) in unix seconds, for an emulator that started at wall time `epoch`."""
@@ -124,6 +132,8 @@ class Certificate:
         for key in ("begin_time", "end_time", "expires_in_days"):
             if getattr(self, key) is not None:
                 data[key] = getattr(self, key)
+        if self.chain != CHAIN_COMPLETE:
+            data["chain"] = self.chain  # the default is not written: worlds without `chain` round-trip unchanged
         return data
 
 

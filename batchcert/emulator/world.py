@@ -18,7 +18,8 @@ The world file is a contract other tools write (every key but `listeners` and `c
                                      "poly_client_certificate_ids": [], "status": 0}}}},
  "certificates": {"cert-…": {"type": 2, "domains": ["*.example.com", "example.com"], "name": "…",
                              "subject_cn": "*.example.com", "issuer_cn": "…",
-                             "begin_time": "2025-01-01T00:00:00Z", "end_time": 1767225600, "expires_in_days": 30}},
+                             "begin_time": "2025-01-01T00:00:00Z", "end_time": 1767225600, "expires_in_days": 30,
+                             "chain": "complete"}},
  "faults": {"seed": 1, "hang_seconds": 30, "probabilities": {"InternalError": 0.1, ...},
             "domains": {"www.example.com": [{"kind": "InternalError", "times": 2}, {"kind": "changing", "seconds": 1}]},
             "listeners": {"listener-…": [{"kind": "task_fail"}]}},
@@ -66,6 +67,13 @@ Without `end_time`/`expires_in_days` a certificate ends 365 days after that star
 days before its end — so an unmodified world always reads valid, and tests write expired ones explicitly. `name`
 (CertificateName/CertificateAlias) defaults to the id, `subject_cn` to the first of `domains` (else the id), `issuer_cn`
 to "batchcert emulator CA". `type`: 0 basic auth, 1 client CA, 2 server SSL, 3 origin CA, 4 proxy SSL.
+DescribeCertificateDetail answers real X.509 content made from these fields (`batchcert.emulator.pki`), the same PEM
+on every run for the same fields (an undated certificate's validity follows the emulator's start): an SSL certificate (2, 4) is a leaf whose SubjectAltName DNS names are its `domains` (wildcards as
+given), with its SubjectCN and validity, signed by a CA named `issuer_cn`; `chain` says what its content carries:
+"complete" (the default) the leaf then the issuer's certificate, "leaf_only" the leaf alone (an incomplete chain),
+"self_signed" a leaf signed by its own key (IssuerCN then reads its SubjectCN); any other value is refused on load. A
+CA (1, 3) is a CA certificate (signed by `issuer_cn`, or by itself when `chain` is "self_signed"), its content that
+certificate alone. `CertificateKey` (types 2 and 4 only) is a fake carrying `pki.FAKE_KEY_MARKER`, never a key.
 
 Per listener: `"denied_actions": ["ModifyCertificate"]` (CAM denies this credential those actions there:
 AuthFailure.UnauthorizedOperation), `"task_seconds"` (its own task time). World: `"denied_actions":
@@ -92,6 +100,8 @@ from typing import Any
 from batchcert.api.vocabulary import ACTION_DESCRIBE_PROXIES, CLIENT_CA_TYPE, PAGE_LIMIT, SERVER_SSL_TYPE
 from batchcert.emulator.faults import Faults
 from batchcert.emulator.state import (
+    CHAIN_COMPLETE,
+    CHAINS,
     PROTOCOLS,
     Certificate,
     Connection,
@@ -331,6 +341,9 @@ def _certificate_from_dict(cid: str, c: dict[str, Any]) -> Certificate:
     expires = c.get("expires_in_days")
     if expires is not None and "end_time" in c:
         raise ValueError(f"certificate {cid}: give end_time or expires_in_days, not both")
+    chain = c.get("chain", CHAIN_COMPLETE)
+    if chain not in CHAINS:
+        raise ValueError(f"certificate {cid}: chain must be one of {', '.join(CHAINS)}, not {chain!r}")
     return Certificate(
         type=int(c["type"]),
         domains=[str(x) for x in c.get("domains", [])],
@@ -340,6 +353,7 @@ def _certificate_from_dict(cid: str, c: dict[str, Any]) -> Certificate:
         begin_time=times.get("begin_time"),
         end_time=times.get("end_time"),
         expires_in_days=float(expires) if expires is not None else None,
+        chain=chain,
     )
 
 
