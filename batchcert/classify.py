@@ -24,6 +24,7 @@ from batchcert.model import (
     PRECONDITION_WRONG_PROXY,
     PREFLIGHT_EXPIRED,
     PREFLIGHT_NOT_FOUND,
+    PREFLIGHT_SAN_MISMATCH,
     PREFLIGHT_TYPE_MISMATCH,
     Disposition,
 )
@@ -78,7 +79,7 @@ _NOT_RUNNING = "the listener's connection is not running (stopped, closed or iso
 #: https://github.com/TencentCloud/tencentcloud-sdk-go/blob/master/tencentcloud/gaap/v20180529/client.go) and its
 #: meaning (go-sdk errors.go, py-sdk errorcodes.py; module docstring): MC ModifyCertificate, ML
 #: ModifyHTTPSListenerAttribute, DR DescribeRules, DL DescribeHTTPSListeners, DC DescribeCertificates, DP
-#: DescribeProxies, DG DescribeProxyGroupList, DD DescribeCertificateDetail (never called; listed for completeness);
+#: DescribeProxies, DG DescribeProxyGroupList, DD DescribeCertificateDetail (a target's content);
 #: "all" is all eight. tests/test_classify.py holds the same lists (`DOCUMENTED`) and checks each has its own line.
 TABLE: dict[str, tuple[Disposition, bool, str]] = {
     # --- documented by the GAAP actions batchcert calls ------------------------------------------------------------
@@ -292,6 +293,14 @@ TABLE: dict[str, tuple[Disposition, bool, str]] = {
         "the certificate has the wrong type — a server certificate must be type 2 (SSL), a client CA type 1",
     ),
     PREFLIGHT_EXPIRED: (T, False, "the certificate has expired — upload a valid one and map to its id"),
+    # the target's content read with DescribeCertificateDetail (`CertificateDetail.CertificateContent` in the models.py
+    # above); names checked as browsers do (RFC 6125 §6.4: SubjectAltName DNS names, a wildcard covering one label)
+    PREFLIGHT_SAN_MISMATCH: (
+        T,
+        False,
+        "the certificate's names (SubjectAltName) do not cover the domain — map the domain to a certificate that "
+        "names it",
+    ),
     # --- batchcert's own compare-and-swap and read-back verdicts (README, "Current → new"; never the service's) ---
     PRECONDITION_MISMATCH: (
         T,

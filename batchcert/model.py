@@ -22,6 +22,7 @@ DEFAULT_CERTIFICATE = "default"
 PREFLIGHT_NOT_FOUND = "Preflight.CertificateNotFound"
 PREFLIGHT_TYPE_MISMATCH = "Preflight.CertificateTypeMismatch"
 PREFLIGHT_EXPIRED = "Preflight.CertificateExpired"
+PREFLIGHT_SAN_MISMATCH = "Preflight.CertificateNotMatchDomain"
 #: a compare-and-swap row (README, "Current → new") whose live state, read before sending, is not the one the file
 #: expects: someone changed the place since the file was made; never sent (batchcert's own code)
 PRECONDITION_MISMATCH = "Precondition.CurrentCertificateMismatch"

@@ -1,7 +1,8 @@
 """The certificate pre-flight (issue 14, part 4): every target certificate is looked up once per run
 (DescribeCertificates, paged); missing, wrong-type and expired targets are refused unsent with a Preflight code;
-targets expiring soon are warnings in plan, in the confirmation and in the summary; a SubjectCN that does not name
-the domain is a plan warning; report.csv carries target_certificate_end_time; --no-preflight sends without the
+targets expiring soon are warnings in plan, in the confirmation and in the summary; a target whose SubjectAltName
+does not cover the domain is refused (issue 23), an incomplete chain is a warning, and a SubjectCN that does not name
+the domain is a plan warning only when the names could not be read; report.csv carries target_certificate_end_time; --no-preflight sends without the
 check; a denied DescribeCertificates skips the check and the summary says so."""
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ import pytest
 from batchcert import emulator as emu
 from batchcert.live.certificates import CertificateInfo, check_targets, expiring_targets
 from batchcert.live.state import PlanAction
-from batchcert.model import PREFLIGHT_EXPIRED, PREFLIGHT_NOT_FOUND, PREFLIGHT_TYPE_MISMATCH, Row
+from batchcert.model import (
+    PREFLIGHT_EXPIRED,
+    PREFLIGHT_NOT_FOUND,
+    PREFLIGHT_SAN_MISMATCH,
+    PREFLIGHT_TYPE_MISMATCH,
+    Row,
+)
 from batchcert.runner import RunnerConfig
 from batchcert.settings import SettingFlags
 from batchcert.workflow import Declined, PlanRequest, Preview, RunRequest, RunSummary, plan_mapping, run_mapping
@@ -47,6 +54,8 @@ R_BADPOLY = (B, "badpoly.example.com", "cert-good", "", "cert-ca;cert-good")
 R_MISSINGCA = (B, "missingca.example.com", "cert-good", "cert-gone", "")
 R_DEFAULT = (B, "dflt.example.com", "default", "cert-ca", "")
 R_POLYOK = (B, "polyok.example.com", "cert-good", "", "cert-ca;cert-ca2")
+R_SAN = (A, "san.example.com", "cert-san", "", "")
+R_CHAIN = (A, "chain.example.com", "cert-chain", "", "")
 ROWS: list[tuple[str, ...]] = [
     R_OK,
     R_SOON,
@@ -59,8 +68,10 @@ ROWS: list[tuple[str, ...]] = [
     R_MISSINGCA,
     R_DEFAULT,
     R_POLYOK,
+    R_SAN,
+    R_CHAIN,
 ]
-SENDABLE: list[tuple[str, ...]] = [R_OK, R_SOON, R_CN, R_DEFAULT, R_POLYOK]
+SENDABLE: list[tuple[str, ...]] = [R_OK, R_SOON, R_CN, R_DEFAULT, R_POLYOK, R_CHAIN]
 OK_SOON_EXPIRED: list[tuple[str, ...]] = [R_OK, R_SOON, R_EXPIRED]
 REFUSED: dict[tuple[str, ...], str] = {
     R_MISSING: PREFLIGHT_NOT_FOUND,
@@ -69,6 +80,7 @@ REFUSED: dict[tuple[str, ...], str] = {
     R_BADCLIENT: PREFLIGHT_TYPE_MISMATCH,
     R_BADPOLY: PREFLIGHT_TYPE_MISMATCH,
     R_MISSINGCA: PREFLIGHT_NOT_FOUND,
+    R_SAN: PREFLIGHT_SAN_MISMATCH,
 }
 
 pytestmark = pytest.mark.usefixtures("credentials_env")
@@ -86,8 +98,12 @@ def world(**overrides: Any) -> emu.World:
         "cert-good": {"type": 2, "domains": ["*.example.com"], "end_time": GOOD_END},
         "cert-soon": {"type": 2, "domains": ["*.example.com"], "expires_in_days": 10},
         "cert-expired": {"type": 2, "domains": ["*.example.com"], "expires_in_days": -1},
-        # covers the domain by its alternative names, not by its SubjectCN: the service accepts it, plan warns
+        # covers the domain by its alternative names, not by its SubjectCN: the service accepts it, and so do clients
         "cert-cn": {"type": 2, "domains": ["*.example.com"], "subject_cn": "www.other.org"},
+        # names another domain only: refused before sending
+        "cert-san": {"type": 2, "domains": ["*.other.org"]},
+        # covers the domain, but its content lacks its issuer: a warning
+        "cert-chain": {"type": 2, "domains": ["*.example.com"], "chain": "leaf_only"},
         "cert-ca": {"type": 1, "domains": []},
         "cert-ca2": {"type": 1, "domains": []},
     }
@@ -205,18 +221,20 @@ def test_run_refuses_unusable_targets_unsent_and_warns_of_expiring_ones(
     assert rows["dflt.example.com"]["target_certificate_end_time"] == ""  # `default`: the listener's own
     assert rows["missing.example.com"]["target_certificate_end_time"] == ""
 
-    # the expiring target is a warning in the confirmation and in the summary; nothing else is
+    # the expiring target is a warning in the confirmation and in the summary, the incomplete chain in the summary;
+    # nothing else is
     assert len(previews) == 1
     expiring = [w for w in previews[0].warnings if "expires on" in w]
     assert len(expiring) == 1 and expiring[0].startswith("cert-soon ") and "1 row(s)" in expiring[0]
     data = json.loads((tmp_path / "run" / "summary.json").read_text(encoding="utf-8"))
-    assert data["certificate_warnings"] == expiring
+    chain = "certificate chain: cert-chain's content lacks the certificate of its issuer (an incomplete chain)"
+    assert data["certificate_warnings"] == [*expiring, chain]
     assert "cert-soon" in (tmp_path / "run" / "summary.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(
     ("min_days", "warned"),
-    [(5, set()), (30, {"cert-soon"}), (400, {"cert-soon", "cert-cn", "cert-ca", "cert-ca2"})],
+    [(5, set()), (30, {"cert-soon"}), (400, {"cert-soon", "cert-cn", "cert-ca", "cert-ca2", "cert-san", "cert-chain"})],
 )
 def test_min_validity_days_sets_what_the_confirmation_warns_of(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, min_days: int, warned: set[str]
@@ -297,8 +315,11 @@ def test_plan_shows_refused_rows_and_warnings(
         assert lines[row[1]]["action"] == "refused", lines[row[1]]
         assert lines[row[1]]["reason"].startswith(code), lines[row[1]]
     assert "warning" in lines["soon.example.com"]["reason"] and "cert-soon" in lines["soon.example.com"]["reason"]
-    assert "warning" in lines["cn.example.com"]["reason"] and "SubjectCN" in lines["cn.example.com"]["reason"]
-    for quiet in ("ok.example.com", "dflt.example.com", "polyok.example.com"):
+    assert "incomplete chain" in lines["chain.example.com"]["reason"]
+    # the content of each server certificate a domain row installs is read once; its SubjectAltName covers
+    # cn.example.com, so the SubjectCN naming another domain is no warning (clients go by the SANs)
+    assert server.emulator.requests["DescribeCertificateDetail"] == 6
+    for quiet in ("ok.example.com", "dflt.example.com", "polyok.example.com", "cn.example.com"):
         assert "warning" not in lines[quiet]["reason"], lines[quiet]
 
     # --min-validity-days 5: cert-soon (10 days) is no longer a warning; one more round of pages, no more

@@ -45,7 +45,7 @@ ROWS: list[tuple[str, str, str | None]] = [
     ("listener-chg00001", "ok2.example.com", "cert-new"),  # 3 succeeded after one transient ResourceUnavailable
     ("listener-chg00002", "same.example.com", "cert-new"),  # 4 unchanged: already at the target
     ("listener-chg00002", "retry.example.com", "cert-new"),  # 5 retryable: ResourceUnavailable outlasts 2 attempts
-    ("listener-chg00003", "t.example.com", "cert-narrow"),  # 6 terminal: CertificateNotMatchDomain
+    ("listener-chg00003", "t.example.com", "cert-narrow"),  # 6 terminal at pre-flight: its names miss the domain
     ("listener-chg00003", "later.example.com", "cert-later"),  # 7 terminal at pre-flight: certificate not uploaded
     ("listener-chg00004", "inv.example.com", None),  # 8 invalid: empty CertificateId
 ]
@@ -214,7 +214,7 @@ def check_first_run_record(run_dir: Path, mapping: Path, endpoint: str, before: 
     # ResourceUnavailable (twice sent, counted once); row 3's ResourceUnavailable was got past, so it is not here
     finals = {
         "ResourceUnavailable": 1,
-        "InvalidParameterValue.CertificateNotMatchDomain": 1,
+        "Preflight.CertificateNotMatchDomain": 1,
         "Preflight.CertificateNotFound": 1,
     }
     assert md_table(md, "error code") == finals and summary["error_codes"] == finals
@@ -262,7 +262,7 @@ def check_first_run_record(run_dir: Path, mapping: Path, endpoint: str, before: 
     for n, line in csv_rows.items():
         if line["verified"] in ("true", "false"):
             assert by_row[n][verified_col] is (line["verified"] == "true"), (n, by_row[n][verified_col])
-    assert by_row["2"][verified_col] is True and by_row["6"][verified_col] is False
+    assert by_row["2"][verified_col] is True and by_row["6"][verified_col] is None  # never sent: nothing to verify
 
     errors_ws = book["Errors"]
     assert errors_ws.freeze_panes == "A2" and errors_ws.auto_filter.ref, errors_ws.auto_filter.ref
@@ -274,7 +274,7 @@ def check_first_run_record(run_dir: Path, mapping: Path, endpoint: str, before: 
     assert all(kind.startswith("final") for kind, _, _ in first), kinds
     assert [row for _, row, _ in first] == not_done  # each row not done once, with its final error
     assert ("final", "5", "ResourceUnavailable") in first
-    assert ("final", "6", "InvalidParameterValue.CertificateNotMatchDomain") in first
+    assert ("final (pre-flight)", "6", "Preflight.CertificateNotMatchDomain") in first
     assert ("final (pre-flight)", "7", "Preflight.CertificateNotFound") in first
     assert ("pre-flight", "4", "unchanged") in kinds
     assert ("transient", "3", "ResourceUnavailable") in kinds

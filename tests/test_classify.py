@@ -199,6 +199,7 @@ CASES = [
     ("Preflight.CertificateNotFound", T),
     ("Preflight.CertificateTypeMismatch", T),
     ("Preflight.CertificateExpired", T),
+    ("Preflight.CertificateNotMatchDomain", T),
     ("InvalidParameterValue.InvalidCertificateId", T),
     # common codes
     ("AuthFailure.InvalidAuthorization", S),

@@ -234,7 +234,9 @@ def test_plan_counts_exit_codes_and_read_pacing(
     assert server.emulator is not None
     # exact however busy the machine: a read is sent again only after a throttled answer (the service allows 1000/s)
     # or a timeout (10 s)
-    assert server.emulator.requests == Counter({"DescribeRules": 60, "DescribeCertificates": 1})
+    assert server.emulator.requests == Counter(
+        {"DescribeRules": 60, "DescribeCertificates": 1, "DescribeCertificateDetail": 1}
+    )
     fast = SettingFlags(endpoint=server.base_url, rate_per_s=200.0)  # the ceiling itself is not what the rest is about
     run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=fast))
     done = plan_mapping(PlanRequest(mapping=mapping, out=tmp_path / "plan2", settings=fast))

@@ -199,9 +199,12 @@ def test_rerun_skips_done_rows_and_include_terminal_resends(
     sent = server.emulator.requests["ModifyCertificate"]
     assert rerun_run(RerunRequest(run_dir=run_dir)).exit_code == 1
     assert server.emulator.requests["ModifyCertificate"] == sent  # nothing to resend
+    details = server.emulator.requests["DescribeCertificateDetail"]
     rerun_run(RerunRequest(run_dir=run_dir, include_terminal=True))
-    # the mismatching row is resent; the absent domain is settled by the pre-flight read without a change
-    assert server.emulator.requests["ModifyCertificate"] == sent + 1
+    # the terminal rows are judged again, not resent blindly: the target's names are read again and still miss the
+    # mismatching row's domain (refused before sending), the absent domain is settled by the pre-flight read
+    assert server.emulator.requests["DescribeCertificateDetail"] > details
+    assert server.emulator.requests["ModifyCertificate"] == sent
 
 
 def test_changed_mapping_is_noted_and_the_journal_rows_are_used(

@@ -79,7 +79,7 @@ def test_outcomes_and_error_codes_per_row(threaded_emulator: Callable[..., Threa
     got = [(r["row"], r["outcome"], r["error_code"]) for r in report_rows(tmp_path / "run")]
     assert got == [
         ("2", "succeeded", ""),
-        ("3", "terminal", "InvalidParameterValue.CertificateNotMatchDomain"),
+        ("3", "terminal", "Preflight.CertificateNotMatchDomain"),  # refused by its names, never sent
         ("4", "terminal", "ResourceNotFound"),
         ("5", "invalid", ""),
         ("6", "terminal", "FailedOperation.ProxyVersionNotSupport"),
@@ -203,7 +203,7 @@ def test_workbook_has_summary_chart_filterable_rows_and_errors(
     summary = {row[0]: row[1] for row in book["Summary"].iter_rows(values_only=True) if row[0]}
     assert len(str(summary["Mapping sha256"])) == 64 and summary["SecretId"] == "AKID" + "*" * 28 + "0001"
     assert summary["succeeded"] == 1 and summary["terminal"] == 1
-    assert summary["InvalidParameterValue.CertificateNotMatchDomain"] == 1
+    assert summary["Preflight.CertificateNotMatchDomain"] == 1
     assert book["Summary"]._charts
     rows_ws = book["Rows"]
     assert rows_ws.freeze_panes == "A2" and rows_ws.auto_filter.ref
@@ -214,7 +214,7 @@ def test_workbook_has_summary_chart_filterable_rows_and_errors(
     assert all(c.data_type == "s" and c.quotePrefix for c in rows_ws[note_column][1:])
     errors = list(book["Errors"].iter_rows(values_only=True))
     assert errors[0][:5] == ("kind", "row", "action", "at", "code")
-    assert errors[1][0] == "final" and errors[1][4] == "InvalidParameterValue.CertificateNotMatchDomain"
+    assert errors[1][0] == "final (pre-flight)" and errors[1][4] == "Preflight.CertificateNotMatchDomain"
 
 
 def test_probabilistic_faults_still_end_right(

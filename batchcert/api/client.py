@@ -24,7 +24,7 @@ import aiohttp
 
 from batchcert import classify
 from batchcert.api.signing import sign_request
-from batchcert.api.vocabulary import API_VERSION, SERVICE
+from batchcert.api.vocabulary import API_VERSION, SECRET_BEARING_ACTIONS, SECRET_FIELDS, SERVICE
 from batchcert.model import CallResult
 from batchcert.settings import Credentials, Endpoint
 
@@ -100,7 +100,8 @@ class GaapClient:
                     status, date_header = resp.status, resp.headers.get("Date", "")
         except (TimeoutError, aiohttp.ClientError) as exc:
             return _failure(failure_of(exc, timeout_s=self._timeout_s), started)
-        result = _parse_answer(status, raw, started)
+        result = _parse_answer(status, raw, started, secret_bearing=action in SECRET_BEARING_ACTIONS)
+        del raw  # a DescribeCertificateDetail answer carries a private key: keep no copy of the bytes
         if result.code == SIGNATURE_EXPIRE and self._clock_was_off(offset_used, date_header):
             # our clock was off: the caller retries, re-signed with the corrected offset (policy table)
             log.warning(
@@ -185,11 +186,12 @@ def _failure(failure: TransportFailure, started: float) -> CallResult:
     )
 
 
-def _parse_answer(status: int, raw: bytes, started: float) -> CallResult:
+def _parse_answer(status: int, raw: bytes, started: float, *, secret_bearing: bool = False) -> CallResult:
     """Read `Response.Error` whatever the Content-Type: the service answers errors with HTTP 200, and a gateway may
-    send another type (docs/gaap-api.md, "Answers")."""
+    send another type (docs/gaap-api.md, "Answers"). For a `secret_bearing` action the key material is dropped here,
+    and an answer that cannot be read is never quoted."""
     if status != 200:
-        return _failure(failure_of(status, body=raw), started)
+        return _failure(failure_of(status, body=b"" if secret_bearing else raw), started)
     latency = asyncio.get_running_loop().time() - started
     try:
         data = json.loads(raw)
@@ -199,7 +201,7 @@ def _parse_answer(status: int, raw: bytes, started: float) -> CallResult:
     except (ValueError, KeyError, TypeError):
         return CallResult(
             classify.TRANSPORT_INVALID,
-            f"not an API answer: {_snippet(raw)}",
+            "not an API answer" + ("" if secret_bearing else f": {_snippet(raw)}"),
             http_status=status,
             latency_s=latency,
             sent_at_s=started,
@@ -215,6 +217,17 @@ def _parse_answer(status: int, raw: bytes, started: float) -> CallResult:
             latency_s=latency,
             sent_at_s=started,
         )
+    if secret_bearing:
+        response = drop_secrets(response)
     return CallResult(
         code=None, request_id=request_id, http_status=status, latency_s=latency, response=response, sent_at_s=started
     )
+
+
+def drop_secrets(value: Any) -> Any:
+    """`value` without any `SECRET_FIELDS` key at any depth (docs/gaap-api.md, "Certificate content")."""
+    if isinstance(value, dict):
+        return {k: drop_secrets(v) for k, v in value.items() if k not in SECRET_FIELDS}
+    if isinstance(value, list):
+        return [drop_secrets(v) for v in value]
+    return value

@@ -22,6 +22,10 @@ ACTION_DESCRIBE_GROUPS = "DescribeProxyGroupList"
 #: one certificate with its content (PEM) — and, for a server certificate, its private key, which the client drops
 #: on arrival (docs/gaap-api.md, "Certificate content")
 ACTION_DESCRIBE_CERTIFICATE_DETAIL = "DescribeCertificateDetail"
+#: answer fields that hold key material, and the actions whose answers may carry them: the client drops the fields on
+#: arrival and never quotes such an answer (docs/gaap-api.md, "Certificate content")
+SECRET_FIELDS = frozenset({"CertificateKey"})
+SECRET_BEARING_ACTIONS = frozenset({ACTION_DESCRIBE_CERTIFICATE_DETAIL})
 
 #: the page size the service uses when a request gives no Limit (every paged action documents 20)
 DEFAULT_LIMIT = 20

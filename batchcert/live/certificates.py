@@ -1,7 +1,8 @@
 """The certificate pre-flight: the account's certificates as `DescribeCertificates` lists them (`CertificateInfo`,
 `certificates_in`) and the checks every certificate a row installs must pass before it is sent — it exists, has the
-right type and has not expired (`check_targets`, `expiring_targets`), and the server certificate's SubjectCN names the
-domain (`domain_covered`, a warning only). Certificate types are `batchcert.api.vocabulary`'s. Pure functions; no I/O.
+right type and has not expired (`check_targets`, `expiring_targets`), the server certificate's names cover the domain
+(its SubjectAltName when its content was read, `domain_covered`; else its SubjectCN, a warning only) and its content
+carries its issuer (a warning). Certificate types are `batchcert.api.vocabulary`'s. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from batchcert.api.vocabulary import CERTIFICATE_TYPE_NAMES, CLIENT_CA_TYPE, SERVER_SSL_TYPE
-from batchcert.model import DEFAULT_CERTIFICATE, PREFLIGHT_EXPIRED, PREFLIGHT_NOT_FOUND, PREFLIGHT_TYPE_MISMATCH, Row
+from batchcert.live.x509 import CertificateContent
+from batchcert.model import (
+    DEFAULT_CERTIFICATE,
+    PREFLIGHT_EXPIRED,
+    PREFLIGHT_NOT_FOUND,
+    PREFLIGHT_SAN_MISMATCH,
+    PREFLIGHT_TYPE_MISMATCH,
+    Row,
+)
 
 _DAY_S = 86400
 
@@ -47,14 +56,16 @@ def certificates_in(response: dict[str, Any]) -> list[CertificateInfo]:
 class TargetCheck:
     """What the certificate pre-flight says about a row: `code`/`message` when a target cannot be installed (the
     row is not sent); otherwise warnings — targets expiring within the minimum validity (plan, confirmation,
-    summary) and a server certificate whose SubjectCN does not name the domain (plan only: its alternative names
-    may) — and the end time of the server certificate the row installs (None for `default`)."""
+    summary), a server certificate whose SubjectCN does not name the domain when its content was not read (plan only:
+    its alternative names may), a content without the leaf's issuer (`chain_incomplete`: clients that do not fetch
+    it reject the chain) — and the end time of the server certificate the row installs (None for `default`)."""
 
     code: str = ""
     message: str = ""
     expiring: tuple[str, ...] = ()
     name_mismatch: str = ""
     end_time_s: int | None = None
+    chain_incomplete: str = ""
 
 
 def domain_covered(names: Iterable[str], domain: str) -> bool:
@@ -72,16 +83,21 @@ def domain_covered(names: Iterable[str], domain: str) -> bool:
 
 
 def check_targets(
-    row: Row, certificates: Lookup[str, CertificateInfo], now_s: float, min_validity_days: float
+    row: Row,
+    certificates: Lookup[str, CertificateInfo],
+    now_s: float,
+    min_validity_days: float,
+    contents: Lookup[str, CertificateContent] | None = None,
 ) -> TargetCheck:
     """Check every certificate `row` installs against the account's certificates: it exists, has the right type
-    (server SSL for CertificateId, client CA for the client ids) and has not expired. `default` is the listener's
-    own and is not checked."""
+    (server SSL for CertificateId, client CA for the client ids) and has not expired; and, for a domain row whose
+    server certificate's content was read (`contents`), that its SubjectAltName covers the domain. `default` is the
+    listener's own and is not checked."""
     wanted = [(row.certificate_id, SERVER_SSL_TYPE, "CertificateId")]
     clients = row.poly_client_certificate_ids or ((row.client_certificate_id,) if row.client_certificate_id else ())
     wanted += [(c, CLIENT_CA_TYPE, "client certificate") for c in clients]
     expiring: list[str] = []
-    name_mismatch = ""
+    name_mismatch = chain_incomplete = ""
     end_time_s: int | None = None
     for cert_id, expected, role in wanted:
         if cert_id == DEFAULT_CERTIFICATE:
@@ -102,12 +118,34 @@ def check_targets(
             expiring.append(f"{cert_id} expires on {_iso_day(found.end_time_s)} (in {days} days)")
         if expected == SERVER_SSL_TYPE:
             end_time_s = found.end_time_s or None
-            if found.subject_cn and row.domain and not domain_covered([found.subject_cn], row.domain):
+            content = (contents or {}).get(cert_id)
+            if content is not None and row.domain:
+                if not domain_covered(content.names, row.domain):
+                    named = ", ".join(content.names[:5]) + (", …" if len(content.names) > 5 else "")
+                    return TargetCheck(
+                        PREFLIGHT_SAN_MISMATCH,
+                        f"{cert_id} names {named or 'no domain (it has no SubjectAltName)'} — not {row.domain}",
+                    )
+                if not content.chain_complete:
+                    chain_incomplete = f"{cert_id}'s content lacks the certificate of its issuer (an incomplete chain)"
+            elif found.subject_cn and row.domain and not domain_covered([found.subject_cn], row.domain):
                 name_mismatch = (
                     f"{cert_id}'s SubjectCN {found.subject_cn} does not name {row.domain} (its alternative names may; "
                     "the service decides)"
                 )
-    return TargetCheck(expiring=tuple(expiring), name_mismatch=name_mismatch, end_time_s=end_time_s)
+    return TargetCheck(
+        expiring=tuple(expiring), name_mismatch=name_mismatch, end_time_s=end_time_s, chain_incomplete=chain_incomplete
+    )
+
+
+def content_targets(rows: Iterable[Row], certificates: Lookup[str, CertificateInfo]) -> list[str]:
+    """The server certificates domain rows install (not `default`), once each: those whose names are checked."""
+    wanted: dict[str, None] = {}
+    for row in rows:
+        found = certificates.get(row.certificate_id)
+        if row.domain and found is not None and found.type == SERVER_SSL_TYPE:
+            wanted[row.certificate_id] = None
+    return list(wanted)
 
 
 def expiring_targets(

@@ -1,6 +1,7 @@
 """Reading through the quota: `LiveReader` reads a listener's live state (`DescribeRules`, with
 `DescribeHTTPSListeners` for its own certificates) as a `Reading`, and the account's certificates
-(`DescribeCertificates`, paged) as a `CertificateIndex` — each action its own ceiling, with the run's retries. Shared
+(`DescribeCertificates`, paged) as a `CertificateIndex`, with the content of the certificates rows install
+(`DescribeCertificateDetail`, `with_contents`) — each action its own ceiling, with the run's retries. Shared
 by `runner` (pre-flight, verification, settling doubts), `inventory` and the `plan` command (through `workflow`) — a
 layer of its own below them, so that they stay siblings.
 """
@@ -11,11 +12,12 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchcert import classify
 from batchcert.api.vocabulary import (
+    ACTION_DESCRIBE_CERTIFICATE_DETAIL,
     ACTION_DESCRIBE_CERTIFICATES,
     ACTION_DESCRIBE_LISTENERS,
     ACTION_DESCRIBE_RULES,
@@ -23,6 +25,7 @@ from batchcert.api.vocabulary import (
 )
 from batchcert.live.certificates import CertificateInfo, certificates_in
 from batchcert.live.state import LISTENER_KEY, LiveDomain, live_domains, live_listener
+from batchcert.live.x509 import CertificateContent, UnreadableContent, read_content
 from batchcert.model import NOT_SENT, Api, CallResult, Disposition
 from batchcert.schedule import GateClosed, Quota, RetryPolicy, Sleeper, backoff_if_retryable, retry_call
 
@@ -55,6 +58,10 @@ class CertificateIndex:
 
     by_id: dict[str, CertificateInfo]
     failed: str = ""
+    #: the content of the certificates rows install, by id (`LiveReader.with_contents`); a certificate whose content
+    #: could not be read is in `contents_skipped` with why, and its names are not checked (never guessed)
+    contents: dict[str, CertificateContent] = field(default_factory=dict)
+    contents_skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def worth_reading_again(self) -> bool:
@@ -123,6 +130,25 @@ class LiveReader:
             offset += len(page)
             if not page or offset >= int(result.response.get("TotalCount") or 0):
                 return CertificateIndex(found)
+
+    async def with_contents(self, index: CertificateIndex, certificate_ids: list[str]) -> CertificateIndex:
+        """`index` with the content of `certificate_ids` (DescribeCertificateDetail, one each, concurrently under
+        the action's gate); the key material the answer carries was dropped by the client. Never raises."""
+        wanted = [c for c in dict.fromkeys(certificate_ids) if c not in index.contents]
+        answers = await asyncio.gather(
+            *(self.call(ACTION_DESCRIBE_CERTIFICATE_DETAIL, {"CertificateId": c}, URGENT, "", None) for c in wanted)
+        )
+        contents, skipped = dict(index.contents), dict(index.contents_skipped)
+        for cert_id, result in zip(wanted, answers, strict=True):
+            if result is None or not result.ok:
+                skipped[cert_id] = f"DescribeCertificateDetail answered {result.code if result else NOT_SENT}"
+                continue
+            detail = result.response.get("CertificateDetail") or {}
+            try:
+                contents[cert_id] = read_content(str(detail.get("CertificateContent") or ""))
+            except UnreadableContent as exc:
+                skipped[cert_id] = f"its content could not be read ({exc})"
+        return replace(index, contents=contents, contents_skipped=skipped)
 
     async def call(
         self, action: str, params: dict[str, Any], priority: float, listener_id: str, row_number: int | None

@@ -58,6 +58,8 @@ def summarize(
         "certificate_warnings": [
             *json.loads(facts.get("certificate_warnings") or "[]"),
             *([f"certificate pre-flight {facts['certificate_check']}"] if facts.get("certificate_check") else []),
+            *([f"certificate name check {facts['name_check']}"] if facts.get("name_check") else []),
+            *([f"certificate chain: {facts['chain_check']}"] if facts.get("chain_check") else []),
         ],
         # an unknown code is terminal (never retried blindly); naming it lets the table grow by one line
         "codes_not_in_table": sorted(c for c in tally.codes if not classify.in_table(c)),

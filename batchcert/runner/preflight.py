@@ -1,5 +1,6 @@
 """What is settled before anything is sent: the certificate pre-flight (rows whose target certificate is missing, of
-the wrong type or expired end `terminal` with a `Preflight.*` code, never sent), the pre-flight read of each listener
+the wrong type or expired, or whose names do not cover the domain, end `terminal` with a `Preflight.*` code, never
+sent), the pre-flight read of each listener
 before its first change (`DescribeRules`; rows at target end `unchanged`, absent ones `terminal`), and `plan_rows`,
 the pre-flight alone (`batchcert plan`)."""
 
@@ -10,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from batchcert import classify
-from batchcert.live.certificates import check_targets
+from batchcert.live.certificates import check_targets, content_targets
 from batchcert.live.reader import CertificateIndex, LiveReader
 from batchcert.live.state import PlanAction, PlanLine, Verdict, judge
 from batchcert.model import SCOPE_LISTENER, Outcome, Row
@@ -32,13 +33,17 @@ async def plan_rows(
     """Read each distinct listener once and judge every row against it and its target certificates against the
     account's (`batchcert plan`): a row `run` would refuse is `refused` with its Preflight code; expiry and
     SubjectCN warnings go into the reason."""
+    if not certificates.failed:
+        certificates = await reader.with_contents(certificates, content_targets(rows, certificates.by_id))
     listeners = list(dict.fromkeys(r.listener_id for r in rows))
     own = {r.listener_id for r in rows if r.scope == SCOPE_LISTENER}
     reads = [reader.read(lid, own=lid in own) for lid in listeners]
     readings = dict(zip(listeners, await asyncio.gather(*reads), strict=True))
     now_s, lines = time.time(), []
     for row in rows:
-        check = None if certificates.failed else check_targets(row, certificates.by_id, now_s, min_validity_days)
+        check = None
+        if not certificates.failed:
+            check = check_targets(row, certificates.by_id, now_s, min_validity_days, certificates.contents)
         if check is not None and check.code:
             lines.append(PlanLine(row, PlanAction.REFUSED, None, f"{check.code}: {check.message}"))
             continue
@@ -50,7 +55,10 @@ async def plan_rows(
         settled = verdict_outcome(row, verdict, live)
         notes = [settled.message] if settled and settled.message else []
         if check is not None:
-            notes += [f"warning: {w}" for w in (*check.expiring, check.name_mismatch) if w]
+            notes += [f"warning: {w}" for w in (*check.expiring, check.name_mismatch, check.chain_incomplete) if w]
+            skipped = certificates.contents_skipped.get(row.certificate_id)
+            if skipped:
+                notes.append(f"warning: the names of {row.certificate_id} were not checked: {skipped}")
         lines.append(PlanLine(row, PlanAction.of(verdict), live, "; ".join(notes)))
     return lines
 
@@ -96,15 +104,26 @@ class Preflight:
         if certificates.failed:
             journal.set_facts(certificate_check=f"skipped: DescribeCertificates answered {certificates.failed}")
             return rows
-        now_s, keep = time.time(), []
+        certificates = await self._reader.with_contents(certificates, content_targets(rows, certificates.by_id))
+        self._certificates = certificates
+        if certificates.contents_skipped:
+            skipped = "; ".join(f"{c}: {why}" for c, why in certificates.contents_skipped.items())
+            journal.set_facts(name_check=f"skipped for {len(certificates.contents_skipped)} certificate(s) ({skipped})")
+        now_s, keep, incomplete = time.time(), [], set()
         for row in rows:
-            check = check_targets(row, certificates.by_id, now_s, self._ctx.settings.min_validity_days)
+            check = check_targets(
+                row, certificates.by_id, now_s, self._ctx.settings.min_validity_days, certificates.contents
+            )
             if not check.code:
                 keep.append(row)
+                if check.chain_incomplete:
+                    incomplete.add(check.chain_incomplete)
                 continue
             advice = classify.policy_for(check.code).advice
             journal.finish_row(row.row_number, Outcome.TERMINAL, check.code, f"{check.message} — {advice}; not sent")
             self._ctx.on_row_done(row, Outcome.TERMINAL)
+        if incomplete:
+            journal.set_facts(chain_check="; ".join(sorted(incomplete)))
         return keep
 
     async def read_listener(self, listener_id: str, rows: list[Row]) -> Sendable:
