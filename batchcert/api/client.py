@@ -32,10 +32,16 @@ from batchcert.settings import Credentials, Endpoint
 log = logging.getLogger("batchcert.client")
 
 SIGNATURE_EXPIRE = "AuthFailure.SignatureExpire"
+#: connections the session keeps at most: as many as the runner works listeners at once (`runner.run.MAX_LANES`),
+#: each with one change or read in flight. With fewer, a request the rate gate granted waits in aiohttp's connector
+#: queue after the gate logged it as sent, and every wait costs a future and a wake-up: 19,973 waits in a 10,000-row
+#: run against the fast emulator at 100 connections, 0 at 256 (docs/scheduling.md, "CPU"). At the API's 20/s a few
+#: are open at a time; the rest are opened only on demand.
+MAX_CONNECTIONS = 256
 
 
 def create_session(
-    endpoint: Endpoint, ca_bundle: Path | None = None, max_connections: int = 100
+    endpoint: Endpoint, ca_bundle: Path | None = None, max_connections: int = MAX_CONNECTIONS
 ) -> aiohttp.ClientSession:
     """An aiohttp session for `endpoint`. TLS verification is always on for https (`ca_bundle` adds trusted CAs);
     proxy variables (HTTPS_PROXY) are honoured except for loopback endpoints. Must be called inside a running loop."""
