@@ -4,7 +4,10 @@
   its target, the pre-flight verdict (`judge`, `Verdict`), the plan lines and the rollback row. Pure, no I/O.
 - `certificates`: the account's certificates (`CertificateInfo`) and the certificate pre-flight checks a row's
   targets must pass (`check_targets`). Pure, no I/O.
-- `reader`: `LiveReader`, which reads both through the quota with the run's retries (`Reading`, `CertificateIndex`).
+- `x509`: what a certificate's content says (`CertificateContent`: SubjectAltName names, leaf SHA-256, subject,
+  notAfter, whether the chain carries the issuer), read with `cryptography`. Pure, no I/O.
+- `reader`: `LiveReader`, which reads both through the quota with the run's retries (`Reading`, `CertificateIndex`,
+  with the content of the targets: `with_contents`).
 
 This `__init__` imports nothing, so the pure modules can be used without loading the scheduler (aiolimiter).
 """
