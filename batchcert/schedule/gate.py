@@ -144,13 +144,18 @@ class RateGate:
         if self.closed:
             raise GateClosed
         if self._uncontended():
-            # nobody waits and there is room: grant here (aiolimiter's `acquire` does not suspend when its bucket has
-            # room) instead of a future, a heap entry and a pump task per request
-            if not self._bursting():
-                await self._limiter.acquire()
+            # nobody waits and there is room: grant here instead of a future, a heap entry and a pump task per
+            # request. The room is taken before the limiter's `acquire`, which may yield to the loop (aiolimiter 1.1
+            # does even with room in its bucket): another caller must not take it meanwhile.
             self._pending += 1
             self._last_grant = self._clock.now()
-            return self._last_grant
+            if not self._bursting():
+                try:
+                    await self._limiter.acquire()
+                except BaseException:
+                    self.release()
+                    raise
+            return self._clock.now()
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (-priority, next(self._order), fut))
         if self._pump is None or self._pump.done():
