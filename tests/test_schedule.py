@@ -706,13 +706,8 @@ def test_no_window_ever_holds_more_than_the_ceiling_whatever_the_callers_do(seed
         quota = Quota(rate)
         if bursts:
             quota.send_in_bursts()
-        sent: list[float] = []
+        wire = Stamp()
         stalled_s: list[float] = []
-
-        class Wire:
-            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
-                sent.append(asyncio.get_running_loop().time())
-                return CallResult(None, http_status=200)
 
         def before_send() -> None:
             roll = rng.random()
@@ -725,12 +720,12 @@ def test_no_window_ever_holds_more_than_the_ceiling_whatever_the_callers_do(seed
         async def caller(delay_s: float) -> None:
             await asyncio.sleep(delay_s)
             with contextlib.suppress(GateClosed):
-                await quota.send(Wire(), "A", {}, priority=rng.random(), before_send=before_send)
+                await quota.send(wire.for_priority(0), "A", {}, priority=rng.random(), before_send=before_send)
 
         calls = 4 * rate + 10
         await asyncio.gather(*(caller(rng.uniform(0, 2)) for _ in range(calls)))
         quota.close()
-        return sent, sum(stalled_s)
+        return [t for t, _ in wire.sent], sum(stalled_s)
 
     sent, stalled_s = run_virtual(main())
     assert max_in_window(sent, GATE_WINDOW_S) <= rate
@@ -745,20 +740,15 @@ def test_a_late_send_moves_the_window() -> None:
 
     async def main() -> list[float]:
         quota = Quota(1)
-        sent: list[float] = []
-
-        class Wire:
-            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
-                sent.append(asyncio.get_running_loop().time())
-                return CallResult(None, http_status=200)
+        wire = Stamp()
 
         def stall() -> None:
-            if not sent:
+            if not wire.sent:
                 asyncio.get_running_loop()._fast_forward.now += 0.3  # type: ignore[attr-defined]
 
-        await asyncio.gather(*(quota.send(Wire(), "A", {}, before_send=stall) for _ in range(3)))
+        await asyncio.gather(*(quota.send(wire.for_priority(0), "A", {}, before_send=stall) for _ in range(3)))
         quota.close()
-        return sent
+        return [t for t, _ in wire.sent]
 
     sent = run_virtual(main())
     assert [round(b - a, 6) for a, b in itertools.pairwise(sent)] == [round(1 / 0.96, 6)] * 2
