@@ -123,11 +123,11 @@ class RateGate:
         self._pending = 0  # granted, neither sent nor released yet
         self._room = asyncio.Event()  # set when a pending grant is sent or released
         target_s = self.window_s / self.capacity
-        self._interval_s = target_s - min(TIMER_LATENESS_S, 0.02 * target_s)
+        interval_s = target_s - min(TIMER_LATENESS_S, 0.02 * target_s)
         self._burst_spacing_s = min(BURST_SPACING_S, target_s / 2)
         self._last_grant = float("-inf")
         tick = max(1, int(rate_per_s * BURST_S))
-        self._limiter = AsyncLimiter(tick, tick * self._interval_s)
+        self._limiter = AsyncLimiter(tick, tick * interval_s)
         self._waiters: list[tuple[float, int, asyncio.Future[float]]] = []
         self._order = itertools.count()
         self._pump: asyncio.Task[None] | None = None
