@@ -75,6 +75,23 @@ class ReadBack:
     verified: Verified
 
 
+class Basis(enum.StrEnum):
+    """What a row's outcome rests on, where that is not simply its own answer (the journal's `rows.basis`)."""
+
+    #: its own answer, the pre-flight read's verdict, or nothing (not sent)
+    ANSWER = ""
+    #: `succeeded` because a read showed the target where a session had recorded another state before, though no
+    #: answer of this row says it was applied (its attempt record is missing)
+    READ_BACK = "read_back"
+
+
+class SessionKind(enum.StrEnum):
+    """Which command a session of a run is (the journal's `sessions.kind`)."""
+
+    RUN = "run"
+    RERUN = "rerun"
+
+
 class SessionStatus(enum.StrEnum):
     """How a run's session ended (the journal's `sessions.status`)."""
 

@@ -76,6 +76,7 @@ from batchcert.model import (
     Place,
     ReadBack,
     Row,
+    SessionKind,
     SessionStatus,
     Verified,
 )
@@ -264,7 +265,9 @@ def build_journal(run_dir: Path, mapping_path: Path, clock: Clock) -> Journal:
 
     # session 1: the run
     clock.at(1)
-    journal.begin_session("run", {"rate_per_s": 20.0, "concurrency": 4, "min_validity_days": 14}, ALICE, ALICE_ID)
+    journal.begin_session(
+        SessionKind.RUN, {"rate_per_s": 20.0, "concurrency": 4, "min_validity_days": 14}, ALICE, ALICE_ID
+    )
     read(journal, clock, 1.2, "", ok("req-certs", 0.2), ACTION_DESCRIBE_CERTIFICATES)
     journal.record_certificates(account_certificates())
     limited = CallResult("RequestLimitExceeded", "请求过于频繁 | rate limit", "req-read-1", 200, 0.05)
@@ -336,7 +339,9 @@ def build_journal(run_dir: Path, mapping_path: Path, clock: Clock) -> Journal:
 
     # session 2: the rerun, two hours later, by bob
     clock.at(7200)
-    journal.begin_session("rerun", {"rate_per_s": 10.0, "concurrency": 2, "min_validity_days": 14}, BOB, BOB_ID)
+    journal.begin_session(
+        SessionKind.RERUN, {"rate_per_s": 10.0, "concurrency": 2, "min_validity_days": 14}, BOB, BOB_ID
+    )
     read(journal, clock, 7201, LA, ok("req-read-4"), ACTION_DESCRIBE_RULES)
     send(journal, clock, 7210, 7, ok("req-7b"))
     journal.finish_row(7, Outcome.SUCCEEDED, request_id="req-7b")

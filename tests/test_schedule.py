@@ -18,9 +18,9 @@ import pytest
 from aiolimiter import AsyncLimiter
 
 from batchcert import emulator as emu
-from batchcert.api.vocabulary import ACTION_DESCRIBE_RULES, ACTION_MODIFY
+from batchcert.api.vocabulary import ACTION_DESCRIBE_CERTIFICATE_DETAIL, ACTION_DESCRIBE_RULES, ACTION_MODIFY
 from batchcert.journal import Journal, create_journal
-from batchcert.model import CallResult, Mapping, Row
+from batchcert.model import PREFLIGHT_SAN_MISMATCH, CallResult, Mapping, Row, SessionKind
 from batchcert.report import report_records
 from batchcert.runner import VERIFIED_MESSAGE, Runner, RunnerConfig
 from batchcert.runner import lanes as runner_lanes
@@ -64,7 +64,7 @@ def new_journal(path: Path, rows: list[Row]) -> Journal:
     )
     journal = create_journal(path / "run", {"mapping_sha256": mapping.sha256})
     journal.record_mapping(mapping)
-    journal.begin_session("run", {})
+    journal.begin_session(SessionKind.RUN, {})
     return journal
 
 
@@ -136,6 +136,31 @@ READ_BOUND = {f"listener-big{i}": 45 for i in range(3)} | {f"listener-one{i:03d}
 
 
 # --------------------------------------------------------------------------------------------- the whole run
+
+
+def test_the_names_are_read_beside_the_first_listener_reads_and_still_refuse_before_the_read_judges(
+    tmp_path: Path,
+) -> None:
+    """At 50 ms latency the target's content (DescribeCertificateDetail) and the first listener reads leave
+    together, so the first change leaves one latency after them, not two (docs/scheduling.md, "Start-up"). A
+    row whose target does not cover its domain is still refused, even where the domain already shows that
+    certificate (the name check comes before the read's verdict), and its listener is read but never written."""
+    world, triples = migration_world({"listener-a": 3, "listener-b": 3}, latency_ms=[50, 50])
+    world["certificates"]["cert-narrow"] = {"type": 2, "domains": ["only.example.org"]}
+    world["listeners"]["listener-b"]["domains"]["d0-listener-b.example.com"]["certificate_id"] = "cert-narrow"
+    triples = [(lid, d, "cert-narrow" if lid == "listener-b" else cert) for lid, d, cert in triples]
+    ran = simulate(tmp_path, world, triples)
+    sends = ran.api.sends
+    assert sends[ACTION_DESCRIBE_CERTIFICATE_DETAIL][0] == pytest.approx(sends[ACTION_DESCRIBE_RULES][0], abs=0.002)
+    # the run read the certificate list first (50 ms); the first change waits for one read, not for two in a row
+    assert sends[ACTION_MODIFY][0] - sends[ACTION_DESCRIBE_RULES][0] == pytest.approx(0.05, abs=0.01)
+    assert ran.outcomes() == Counter({"succeeded": 3, "terminal": 3})
+    refused = {row.domain: row.error_code for row in report_records(ran.journal) if row.outcome == "terminal"}
+    assert refused == dict.fromkeys(
+        ("d0-listener-b.example.com", "d1-listener-b.example.com", "d2-listener-b.example.com"),
+        PREFLIGHT_SAN_MISMATCH,
+    )
+    assert {lid for lid, _ in ran.ledger} == {"listener-a"}
 
 
 def test_never_over_the_ceiling_in_any_second_and_each_change_applied_once(tmp_path: Path) -> None:

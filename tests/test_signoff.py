@@ -30,6 +30,7 @@ from batchcert.model import (
     Outcome,
     ReadBack,
     Row,
+    SessionKind,
     SessionStatus,
     Verified,
 )
@@ -153,7 +154,7 @@ def mixed_journal(run_dir: Path, *, read_certificates: bool = True, rehearsal: b
         problems={9: "row 9: CertificateId is empty"},
         duplicate_of={10: 2},
     )
-    journal.begin_session("run", {"rate_per_s": 20.0}, ALICE, ALICE_ID)
+    journal.begin_session(SessionKind.RUN, {"rate_per_s": 20.0}, ALICE, ALICE_ID)
     if read_certificates:
         journal.record_certificates(certificates(now))
     journal.record_previous(
@@ -182,7 +183,7 @@ def mixed_journal(run_dir: Path, *, read_certificates: bool = True, rehearsal: b
     journal.finish_row(7, Outcome.TERMINAL, "ResourceUnavailable", "first session")
     journal.finish_row(8, Outcome.TERMINAL, PRECONDITION_MISMATCH, "p.example.com uses cert-other, not cert-old")
     journal.end_session(SessionStatus.FINISHED)
-    journal.begin_session("rerun", {"rate_per_s": 10.0}, BOB, BOB_ID)
+    journal.begin_session(SessionKind.RERUN, {"rate_per_s": 10.0}, BOB, BOB_ID)
     journal.finish_row(7, Outcome.RETRYABLE, CHANGE_REVERTED, "the read-back shows cert-old again")
     journal.record_verification(
         [
@@ -374,7 +375,7 @@ def test_sessions_of_an_older_journal_fall_back_to_the_runs_facts(tmp_path: Path
     run_dir = tmp_path / "run"
     row = Row(2, "listener-aaaa0001", "a.example.com", "cert-new", extra=((TICKET, ""),))
     journal = new_journal(run_dir, [row], {"secret_id_masked": ALICE_ID})
-    journal.begin_session("run", {})  # no operator or SecretId recorded with the session
+    journal.begin_session(SessionKind.RUN, {})  # no operator or SecretId recorded with the session
     journal.end_session(SessionStatus.FINISHED)
     write_reports(journal)
     _, summary = summary_of(run_dir)
@@ -538,7 +539,7 @@ def test_a_report_file_the_user_edited_is_never_overwritten(mixed: tuple[Journal
     edited = failed.read_bytes().replace(b"i.example.com,,", b"i.example.com,cert-new,") + b"# my notes\r\n"
     failed.write_bytes(edited)
     report_before = (run_dir / "report.csv").read_bytes()
-    journal.begin_session("rerun", {}, BOB, BOB_ID)
+    journal.begin_session(SessionKind.RERUN, {}, BOB, BOB_ID)
     journal.finish_row(6, Outcome.SUCCEEDED, request_id="req-6")  # the report changes
     journal.end_session(SessionStatus.FINISHED)
 
@@ -599,7 +600,7 @@ def test_a_write_interrupted_before_the_renames_leaves_every_file_batchcerts(
     """The manifest names the new digests before the files are renamed: a process that died between the two leaves
     files that are still recognised as batchcert's — the next write replaces them in place."""
     journal, _, run_dir = mixed
-    journal.begin_session("rerun", {}, BOB, BOB_ID)
+    journal.begin_session(SessionKind.RERUN, {}, BOB, BOB_ID)
     journal.finish_row(6, Outcome.SUCCEEDED)
     journal.end_session(SessionStatus.FINISHED)
     real_replace = os.replace
@@ -627,7 +628,7 @@ def test_a_rollback_target_not_naming_its_domain_may_be_refused(tmp_path: Path) 
     run_dir = tmp_path / "run"
     row = Row(2, "listener-aaaa0001", "w.example.com", "cert-new", extra=((TICKET, "CHG-7"),))
     journal = new_journal(run_dir, [row], {"endpoint": INTL})
-    journal.begin_session("run", {}, ALICE, ALICE_ID)
+    journal.begin_session(SessionKind.RUN, {}, ALICE, ALICE_ID)
     journal.record_certificates(certificates(time.time()))
     journal.record_previous([(2, "cert-narrow", ())])
     journal.finish_row(2, Outcome.SUCCEEDED, request_id="req-2")

@@ -33,9 +33,10 @@ from typer.testing import CliRunner
 from batchcert import emulator as emu
 from batchcert.claims import ClaimError, claim_places, place_digests
 from batchcert.cli import app
-from batchcert.journal import JOURNAL_NAME, MARKER_NAME, WAL_NAME, create_journal, open_journal
+from batchcert.journal import JOURNAL_NAME, MARKER_NAME, SCHEMA_VERSION, WAL_NAME, create_journal, open_journal
+from batchcert.live.state import CONFIRMED_BY_READ_BACK
 from batchcert.mapping import read_mapping
-from batchcert.model import Outcome, SessionStatus
+from batchcert.model import Basis, Outcome, SessionKind, SessionStatus
 from batchcert.runner import CHANGED_MEANWHILE_MESSAGE, REREAD_MESSAGE
 from tests.conftest import ThreadedEmulator, run_against, write_mapping
 from tests.test_journal_safety import fingerprint, kill_a_run
@@ -218,7 +219,7 @@ def small_journal(tmp_path: Path) -> Path:
     journal = create_journal(run_dir, {"mapping": str(mapping)})
     with journal:
         journal.record_mapping(read_mapping(mapping))
-        journal.begin_session("run", {})
+        journal.begin_session(SessionKind.RUN, {})
         journal.end_session(SessionStatus.FINISHED)
     return run_dir
 
@@ -230,7 +231,7 @@ def test_a_journal_of_a_newer_batchcert_is_refused_naming_both_versions(tmp_path
     before = fingerprint(run_dir)
     for args in (("report", str(run_dir)), ("rerun", str(run_dir), "--yes")):
         code, output = invoke(*args, home=tmp_path)
-        assert code == 2 and "schema version 99" in output and "schema version 2" in output, output
+        assert code == 2 and "schema version 99" in output and f"schema version {SCHEMA_VERSION}" in output, output
     assert fingerprint(run_dir) == before
 
 
@@ -244,10 +245,28 @@ def test_a_journal_of_schema_1_is_brought_up_to_date(tmp_path: Path) -> None:
         db.execute("ALTER TABLE sessions DROP COLUMN secret_id_masked")
         db.execute("UPDATE facts SET value = '1' WHERE key = 'schema_version'")
     with open_journal(run_dir) as journal:
-        assert journal.facts()["schema_version"] == "2"
+        assert journal.facts()["schema_version"] == SCHEMA_VERSION == "3"
         assert [row.domain for row in journal.rows()] == ["a.example.com"]
         assert journal.rows()[0].expected is None
         assert journal.sessions()[0]["operator"] == ""
+
+
+def test_a_journal_of_schema_2_keeps_its_rows_confirmed_by_read_back(tmp_path: Path) -> None:
+    """Schema 2 knew a row confirmed by read-back only by its message; schema 3 stores it (`rows.basis`): the
+    migration carries it over, in the journal `rerun` opens and in the copy `report` reads, and the summary still
+    counts the row."""
+    run_dir = small_journal(tmp_path)
+    with sqlite3.connect(run_dir / JOURNAL_NAME) as db:
+        db.execute("ALTER TABLE rows DROP COLUMN basis")
+        db.execute("UPDATE rows SET outcome = 'succeeded', error_message = ?", (CONFIRMED_BY_READ_BACK,))
+        db.execute("UPDATE facts SET value = '2' WHERE key = 'schema_version'")
+    code, output = invoke("report", str(run_dir), home=tmp_path)
+    assert code == 0, output
+    summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
+    assert summary["journal_lost_records"] == [2], summary
+    with open_journal(run_dir) as journal:
+        assert journal.facts()["schema_version"] == "3"
+        assert journal.outcome_records(next(journal.row_ranges(10)))["basis"] == [Basis.READ_BACK]
 
 
 def test_a_rerun_says_its_mapping_is_gone_and_uses_the_journals_rows(tmp_path: Path) -> None:

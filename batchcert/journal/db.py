@@ -18,14 +18,14 @@ from pathlib import Path
 from batchcert.api.vocabulary import CHANGE_ACTIONS
 from batchcert.errors import JournalError
 from batchcert.journal.intents import IntentLog
-from batchcert.model import Expected
+from batchcert.model import Basis, Expected, Outcome
 
 JOURNAL_NAME = "journal.sqlite3"
 WAL_NAME = "journal.sqlite3-wal"
 #: the journal's schema: 1 as first released; 2 adds rows.expected and the sessions' operator and SecretId. An
 #: older journal is brought up to date when a rerun opens it (`migrate`); a newer one is refused
 #: (`refuse_newer_schema`).
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS rows (
     previous_read INTEGER NOT NULL DEFAULT 0, previous_certificate_id TEXT NOT NULL DEFAULT '',
     previous_client_ids TEXT NOT NULL DEFAULT '', verified TEXT NOT NULL DEFAULT '',
     verified_certificate_id TEXT NOT NULL DEFAULT '', verified_client_ids TEXT NOT NULL DEFAULT '',
-    scope TEXT NOT NULL DEFAULT 'domain', proxy_id TEXT NOT NULL DEFAULT '', expected TEXT NOT NULL DEFAULT '');
+    scope TEXT NOT NULL DEFAULT 'domain', proxy_id TEXT NOT NULL DEFAULT '', expected TEXT NOT NULL DEFAULT '',
+    basis TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER, listener_id TEXT NOT NULL DEFAULT '',
     session_id INTEGER NOT NULL,
@@ -53,6 +54,10 @@ CREATE TABLE IF NOT EXISTS certificates (
     certificate_id TEXT PRIMARY KEY, type INTEGER NOT NULL, end_time REAL, subject_cn TEXT NOT NULL DEFAULT '',
     alias TEXT NOT NULL DEFAULT '');
 """
+#: how a journal of schema 2 or older marked a row confirmed by read-back (`Basis.READ_BACK`): by this message alone
+_READ_BACK_MESSAGE_BEFORE_3 = (
+    "succeeded: confirmed by read-back (the state before the run differed); attempt record missing"
+)
 #: run directories made before the certificates table existed get it when written again
 _CERTIFICATES_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS certificates") :]
 
@@ -77,7 +82,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def bring_up_to_date(db: sqlite3.Connection) -> None:
     """Give a journal written by an earlier batchcert what this one reads: the certificates table, the rows'
-    scope and proxy_id (every earlier row was a domain row) and expected state (no earlier row had one)."""
+    scope and proxy_id (every earlier row was a domain row), expected state (no earlier row had one) and basis
+    (schema 3; the rows an earlier batchcert confirmed by read-back carry it from their message)."""
     db.execute(_CERTIFICATES_TABLE)
     columns = {str(c[1]) for c in db.execute("PRAGMA table_info(rows)")}
     if "scope" not in columns:
@@ -86,6 +92,12 @@ def bring_up_to_date(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rows ADD COLUMN proxy_id TEXT NOT NULL DEFAULT ''")
     if "expected" not in columns:
         db.execute("ALTER TABLE rows ADD COLUMN expected TEXT NOT NULL DEFAULT ''")
+    if "basis" not in columns:  # schema 3: before it, such a row was known only by its message
+        db.execute("ALTER TABLE rows ADD COLUMN basis TEXT NOT NULL DEFAULT ''")
+        db.execute(
+            "UPDATE rows SET basis = ? WHERE outcome = ? AND error_message = ?",
+            (Basis.READ_BACK.value, Outcome.SUCCEEDED.value, _READ_BACK_MESSAGE_BEFORE_3),
+        )
     session_columns = {str(c[1]) for c in db.execute("PRAGMA table_info(sessions)")}
     for name in ("operator", "secret_id_masked"):  # who ran each session (earlier journals: the run's facts say)
         if name not in session_columns:

@@ -17,7 +17,7 @@ from batchcert.journal.intents import IntentLog
 from batchcert.journal.views import Columns, FailedAttempt, RowRange
 from batchcert.journal.writes import Attempt, RowWriter
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import CallResult, Mapping, Outcome, ReadBack, Row, SessionStatus
+from batchcert.model import Basis, CallResult, Mapping, Outcome, ReadBack, Row, SessionKind, SessionStatus
 
 
 class Journal:
@@ -78,7 +78,9 @@ class Journal:
     def record_certificates(self, certificates: Iterable[CertificateInfo]) -> None:
         run_sessions.record_certificates(self.store, certificates)
 
-    def begin_session(self, kind: str, settings: dict[str, Any], operator: str = "", secret_id_masked: str = "") -> int:
+    def begin_session(
+        self, kind: SessionKind, settings: dict[str, Any], operator: str = "", secret_id_masked: str = ""
+    ) -> int:
         """Open a session (`sessions.begin_session`); the requests recorded from now on belong to it."""
         self.writes.session_id = run_sessions.begin_session(self.store, kind, settings, operator, secret_id_masked)
         return self.writes.session_id
@@ -119,9 +121,15 @@ class Journal:
         return self.writes.previous_state(row_number)
 
     def finish_row(
-        self, row_number: int, outcome: Outcome, code: str = "", message: str = "", request_id: str = ""
+        self,
+        row_number: int,
+        outcome: Outcome,
+        code: str = "",
+        message: str = "",
+        request_id: str = "",
+        basis: Basis = Basis.ANSWER,
     ) -> None:
-        self.writes.finish_row(row_number, outcome, code, message, request_id)
+        self.writes.finish_row(row_number, outcome, code, message, request_id, basis)
 
     def finish_rows(self, row_numbers: list[int], outcome: Outcome, message: str) -> None:
         self.writes.finish_rows(row_numbers, outcome, message)

@@ -12,7 +12,7 @@ from typing import Any
 from batchcert.journal.db import Store, expected_text
 from batchcert.journal.marker import write_marker
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import Mapping, Outcome, SessionStatus
+from batchcert.model import Mapping, Outcome, SessionKind, SessionStatus
 
 
 def set_facts(store: Store, facts: dict[str, str]) -> None:
@@ -72,14 +72,14 @@ def record_certificates(store: Store, certificates: Iterable[CertificateInfo]) -
 
 
 def begin_session(
-    store: Store, kind: str, settings: dict[str, Any], operator: str = "", secret_id_masked: str = ""
+    store: Store, kind: SessionKind, settings: dict[str, Any], operator: str = "", secret_id_masked: str = ""
 ) -> int:
     """Open a session (a run, then each rerun): its settings, who ran it and with which (masked) SecretId. Returns
     its id. Its status is 'running' until `end_session`."""
     with store.tx() as db:
         cur = db.execute(
             "INSERT INTO sessions(kind, started_at, settings, operator, secret_id_masked) VALUES (?, ?, ?, ?, ?)",
-            (kind, time.time(), json.dumps(settings), operator, secret_id_masked),
+            (kind.value, time.time(), json.dumps(settings), operator, secret_id_masked),
         )
     return int(cur.lastrowid or 0)
 

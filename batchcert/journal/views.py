@@ -6,6 +6,7 @@ function reads one connection and changes nothing."""
 
 from __future__ import annotations
 
+import enum
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -62,14 +63,15 @@ class StoredRow:
 
 @dataclass(frozen=True)
 class RowOutcome:
-    """Where a row stands: its outcome (an `Outcome` value), the error that explains it and the request id of the
-    answer that settled it ("" for none)."""
+    """Where a row stands: its outcome (an `Outcome` value), the error that explains it, the request id of the
+    answer that settled it ("" for none) and what the outcome rests on (a `Basis` value)."""
 
     row_number: int
     outcome: str
     error_code: str
     error_message: str
     request_id: str
+    basis: str
 
 
 @dataclass(frozen=True)
@@ -102,14 +104,26 @@ class ChangeAttempt:
     request_id: str
 
 
+class FailureKind(enum.StrEnum):
+    """What a line of the workbook's Errors sheet is (its `kind` column)."""
+
+    #: why a row is not done
+    FINAL = "final"
+    #: the same, found before sending (the certificate check or the read before sending): nothing was sent
+    FINAL_PREFLIGHT = "final (pre-flight)"
+    #: what the read before sending found on a row it did not send: already at the target
+    PREFLIGHT = "pre-flight"
+    #: a failed request of a row that ended done, or a failed read
+    TRANSIENT = "transient"
+    #: a failed request of a row not done: its history
+    ATTEMPT = "attempt"
+
+
 @dataclass(frozen=True)
 class FailedAttempt:
-    """A line of the workbook's Errors sheet. `kind`: "final" (why a row is not done), "final (pre-flight)" (the
-    same, found by the read before sending: nothing was sent), "pre-flight" (what that read found on a row it did
-    not send: already at the target), "transient" (a failed request of a row that ended done, or a failed read),
-    "attempt" (a failed request of a row not done: its history). Final lines come first."""
+    """A line of the workbook's Errors sheet (`kind`: see FailureKind). Final lines come first."""
 
-    kind: str
+    kind: FailureKind
     row: int | None
     action: str
     sent_at: str
@@ -299,7 +313,7 @@ def _select_in_range(
 
 def read_outcome_records(db: sqlite3.Connection, rows: RowRange) -> Columns:
     """The outcome of every row of `rows` and of every row its duplicates copy, as RowOutcome's columns."""
-    select = "SELECT row_number, outcome, error_code, error_message, request_id FROM rows"
+    select = "SELECT row_number, outcome, error_code, error_message, request_id, basis FROM rows"
     return columns_of(RowOutcome, _select_in_range(db, select, rows))
 
 
@@ -350,9 +364,11 @@ def stream_failed_attempts(db: sqlite3.Connection) -> Iterator[FailedAttempt]:
         "AND duplicate_of IS NULL ORDER BY outcome = 'unchanged', row_number"
     ):
         if outcome == Outcome.UNCHANGED.value:
-            kind = "pre-flight"
+            kind = FailureKind.PREFLIGHT
+        elif n in changed or outcome != Outcome.TERMINAL.value:
+            kind = FailureKind.FINAL
         else:
-            kind = "final" if n in changed or outcome != Outcome.TERMINAL.value else "final (pre-flight)"
+            kind = FailureKind.FINAL_PREFLIGHT
         yield FailedAttempt(kind, n, "", iso_utc(finished), code or outcome, message, rid, None)
     done = (Outcome.SUCCEEDED.value, Outcome.UNCHANGED.value)
     for values in db.execute(
@@ -361,7 +377,8 @@ def stream_failed_attempts(db: sqlite3.Connection) -> Iterator[FailedAttempt]:
         "WHERE a.code IS NULL OR a.code != 'OK' ORDER BY a.id"
     ):
         n, action, sent_at, code, message, rid, latency, outcome = values
-        kind = "transient" if outcome is None or outcome in done or action not in CHANGE_ACTIONS else "attempt"
+        got_past = outcome is None or outcome in done or action not in CHANGE_ACTIONS
+        kind = FailureKind.TRANSIENT if got_past else FailureKind.ATTEMPT
         yield FailedAttempt(kind, n, action, iso_utc(sent_at), code or "in flight", message, rid, latency)
 
 

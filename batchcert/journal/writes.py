@@ -15,7 +15,7 @@ from typing import Any
 from batchcert.journal.db import Store
 from batchcert.journal.intents import Intent, IntentLog
 from batchcert.journal.views import read_previous_states
-from batchcert.model import CallResult, Outcome, ReadBack
+from batchcert.model import Basis, CallResult, Outcome, ReadBack
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,20 @@ class RowWriter:
 
     # -- outcomes
     def finish_row(
-        self, row_number: int, outcome: Outcome, code: str = "", message: str = "", request_id: str = ""
+        self,
+        row_number: int,
+        outcome: Outcome,
+        code: str = "",
+        message: str = "",
+        request_id: str = "",
+        basis: Basis = Basis.ANSWER,
     ) -> None:
-        """Record a row's (current) outcome; a rerun may overwrite it later."""
+        """Record a row's (current) outcome and what it rests on; a rerun may overwrite it later."""
         with self._store.later() as db:
             db.execute(
-                "UPDATE rows SET outcome = ?, error_code = ?, error_message = ?, request_id = ?, finished_at = ? "
-                "WHERE row_number = ?",
-                (outcome.value, code, message, request_id, time.time(), row_number),
+                "UPDATE rows SET outcome = ?, error_code = ?, error_message = ?, request_id = ?, finished_at = ?, "
+                "basis = ? WHERE row_number = ?",
+                (outcome.value, code, message, request_id, time.time(), basis.value, row_number),
             )
 
     def finish_rows(self, row_numbers: list[int], outcome: Outcome, message: str) -> None:
@@ -126,8 +132,8 @@ class RowWriter:
         now = time.time()
         with self._store.tx() as db:
             db.executemany(
-                "UPDATE rows SET outcome = ?, error_code = '', error_message = ?, request_id = '', finished_at = ? "
-                "WHERE row_number = ?",
+                "UPDATE rows SET outcome = ?, error_code = '', error_message = ?, request_id = '', finished_at = ?, "
+                "basis = '' WHERE row_number = ?",
                 [(outcome.value, message, now, n) for n in row_numbers],
             )
 

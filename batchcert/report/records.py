@@ -73,6 +73,8 @@ class ReportRecord:
     proxy_id: str = ""
     #: a compare-and-swap row's expected current state (None: the mapping has no current → new columns)
     expected: Expected | None = None
+    #: what the outcome rests on (a `batchcert.model.Basis` value; not a column of report.csv)
+    basis: str = ""
 
 
 #: the columns of a chunk's frame (`report_frames`): ReportRecord's fields, in order

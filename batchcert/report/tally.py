@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from batchcert.live.certificates import CertificateInfo, check_targets
-from batchcert.live.state import CONFIRMED_BY_READ_BACK, Rollback
+from batchcert.live.state import Rollback
 from batchcert.mapping import normalize_header
-from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Outcome, Row, Verified
+from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Basis, Outcome, Row, Verified
 from batchcert.report.tables import DONE_VALUES, id_list
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class Tally:
         self.not_checked += int((done & (verified == Verified.NOT_READ)).sum())
         self.pending += int((done & (verified == Verified.PENDING)).sum())
         self.differs += _rows(frame[done & (verified == Verified.NOT_AT_TARGET)])
-        self.confirmed_by_read_back += _rows(frame[frame["error_message"] == CONFIRMED_BY_READ_BACK])
+        self.confirmed_by_read_back += _rows(frame[frame["basis"] == Basis.READ_BACK])
         not_done = frame[~done]
         self.not_done_total += len(not_done)
         listed = not_done[_NOT_DONE_FIELDS].head(LISTED_ROWS - len(self.not_done))

@@ -24,6 +24,7 @@ from batchcert.model import (
     CHANGE_REVERTED,
     PRECONDITION_MISMATCH,
     PRECONDITION_WRONG_PROXY,
+    Basis,
     CallResult,
     Disposition,
     Outcome,
@@ -64,11 +65,12 @@ UNREAD_MESSAGE = (
 
 @dataclass(frozen=True)
 class Conclusion:
-    """How a row ends without being sent: its outcome, error code and message."""
+    """How a row ends without being sent: its outcome, error code and message, and what that rests on."""
 
     outcome: Outcome
     code: str
     message: str
+    basis: Basis = Basis.ANSWER
 
 
 #: what a pre-flight verdict makes of a row that is not sent
@@ -108,7 +110,7 @@ def conclude_by_read(
     if row.row_number in earlier.ambiguous:
         return Conclusion(Outcome.SUCCEEDED, settled.code, REREAD_MESSAGE if unproven else VERIFIED_MESSAGE)
     if live is not None and changed_since(row, earlier.before.get(row.row_number), live):
-        return Conclusion(Outcome.SUCCEEDED, settled.code, CONFIRMED_BY_READ_BACK)
+        return Conclusion(Outcome.SUCCEEDED, settled.code, CONFIRMED_BY_READ_BACK, Basis.READ_BACK)
     return settled
 
 

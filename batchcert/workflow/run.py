@@ -15,7 +15,7 @@ from batchcert.claims import claim_places, place_digests
 from batchcert.errors import BatchcertError
 from batchcert.journal import Journal, create_journal, open_journal
 from batchcert.mapping import file_sha256, require_rows_to_send
-from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row
+from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row, SessionKind
 from batchcert.runner import estimate_run_s
 from batchcert.settings import resolve_settings
 from batchcert.workflow.certificates import certificate_warnings, read_certificates
@@ -73,7 +73,14 @@ def run_mapping(
         with journal:
             journal.record_mapping(mapping)
             return execute_session(
-                journal, "run", mapping.valid_rows(), target, request.runner, on_progress, certificates, expiring
+                journal,
+                SessionKind.RUN,
+                mapping.valid_rows(),
+                target,
+                request.runner,
+                on_progress,
+                certificates,
+                expiring,
             )
 
 
@@ -121,7 +128,9 @@ def rerun_run(
         with _claim(target, request.run_dir, rows, request.force):
             if not confirm(preview):
                 raise Declined("nothing was sent — answered no at the prompt")
-            return execute_session(journal, "rerun", rows, target, request.runner, on_progress, certificates, expiring)
+            return execute_session(
+                journal, SessionKind.RERUN, rows, target, request.runner, on_progress, certificates, expiring
+            )
 
 
 def _claim(target: Target, run_dir: Path, rows: list[Row], force: bool) -> contextlib.AbstractContextManager[None]:

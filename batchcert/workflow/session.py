@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex
-from batchcert.model import Row, SessionStatus
+from batchcert.model import Row, SessionKind, SessionStatus
 from batchcert.report import REPORT_LIBRARIES, write_reports
 from batchcert.runner import Runner, RunnerConfig
 from batchcert.workflow.progress import ProgressFn, ProgressTracker
@@ -37,7 +37,7 @@ def operator_name() -> str:
 
 def execute_session(
     journal: Journal,
-    kind: str,
+    kind: SessionKind,
     rows: list[Row],
     target: Target,
     config: RunnerConfig,
@@ -45,14 +45,13 @@ def execute_session(
     certificates: CertificateIndex | None = None,
     expiring: tuple[str, ...] = (),
 ) -> RunSummary:
-    """Send `rows` to `target` as a session of `kind` ("run", "rerun") of `journal`, with `certificates` read before
+    """Send `rows` to `target` as a session of `kind` of `journal`, with `certificates` read before
     the prompt (None: not read) and the warnings about them; close the session and write the reports, holding the
     stop signals meanwhile. Returns how the run ended."""
     journal.begin_session(kind, target.settings.to_record(), operator_name(), target.credentials.masked_id)
     if certificates is not None:
         journal.record_certificates(certificates.by_id.values())
     journal.set_facts(certificate_warnings=json.dumps(list(expiring)))
-    _import_report_libraries_meanwhile()
     tracker = ProgressTracker(rows, journal.duplicate_counts(), on_progress or (lambda _progress: None))
     outcome = asyncio.run(_drive(journal, rows, target, config, tracker, certificates))
     if target.world is not None:
@@ -88,6 +87,12 @@ class _Drive:
     stop_reason: str
     interrupted: bool
     signal_received: int | None = None
+
+
+#: when the report libraries' import begins, after the run's first requests have left: numpy's and pandas'
+#: extension modules hold the interpreter lock while they initialise (tens of milliseconds at a time), and begun
+#: with the session they held back its first pre-flight reads (docs/scheduling.md, "Start-up")
+REPORT_IMPORT_DELAY_S = 0.05
 
 
 def _import_report_libraries_meanwhile() -> None:
@@ -130,6 +135,7 @@ async def _drive(
             )
 
         signals = StopSignals(stop, timeout_s)
+        asyncio.get_running_loop().call_later(REPORT_IMPORT_DELAY_S, _import_report_libraries_meanwhile)
         with signals.handled():
             try:
                 await runner.run(rows, journal.unverified_listeners())
