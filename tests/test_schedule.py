@@ -28,6 +28,7 @@ from batchcert.runner.config import Bursts, plan_bursts
 from batchcert.schedule import (
     BURST_S,
     BURST_SPACING_S,
+    MIN_LAG_S,
     POLL_FLOOR_S,
     TIMER_LATENESS_S,
     Decision,
@@ -128,9 +129,10 @@ def simulate(
 SKEWED = {"listener-hot": 40, "listener-warm": 25, "listener-mild": 15} | {
     f"listener-one{i:03d}": 1 for i in range(160)
 }
-#: the rate gate's window (1 / RATE_MARGIN), less the rounding it forgives at the window's end (`gate.EPSILON_S`): on
-#: virtual time a send may leave exactly one window after the one 20 before it, give or take a float's last digit
-GATE_WINDOW_S = 1 / 0.96 - 1e-6
+#: the shortest a send counts in its gate's window once its action was answered: the service's second and the least
+#: lag (`gate.MIN_LAG_S`), less the rounding the gate forgives at the window's end (`gate.EPSILON_S`): on virtual
+#: time a send may leave exactly one window after the one 20 before it, give or take a float's last digit
+GATE_WINDOW_S = 1 + MIN_LAG_S - 1e-6
 #: the bench's scenario (a): 400 rows, a third on three listeners, the rest one per listener
 READ_BOUND = {f"listener-big{i}": 45 for i in range(3)} | {f"listener-one{i:03d}": 1 for i in range(265)}
 
@@ -672,8 +674,8 @@ class Stamp:
 
 
 def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_leaves() -> None:
-    """At 2/s a bursting gate sends two calls 5 ms apart (BURST_SPACING_S); the rest wait until the oldest send is
-    1 / 0.96 s old, highest priority first."""
+    """At 2/s a bursting gate sends two calls 5 ms apart (BURST_SPACING_S); the rest wait until the oldest send has
+    left the service's second (answered at once: the second and MIN_LAG_S), highest priority first."""
 
     async def main() -> tuple[list[tuple[float, float]], float]:
         quota = Quota(2)
@@ -686,7 +688,7 @@ def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_l
         return api.sent, started
 
     sent, started = run_virtual(main())
-    window_s, gap_s = 1 / 0.96, BURST_SPACING_S
+    window_s, gap_s = 1 + MIN_LAG_S, BURST_SPACING_S
     assert [p for _, p in sent] == [0, 7, 5, 3, 1]
     offsets = [round(t - started, 6) for t, _ in sent]
     assert offsets == [round(x, 6) for x in (0, gap_s, window_s, window_s + gap_s, 2 * window_s)]
@@ -759,6 +761,47 @@ def test_no_window_ever_holds_more_than_the_ceiling_whatever_the_callers_do(seed
     assert max(sent) - min(sent) <= (len(sent) / rate + 1) / 0.96 + 2 + stalled_s
 
 
+@pytest.mark.parametrize("bursts", [False, True])
+def test_a_slow_answer_keeps_its_request_counting_longer(bursts: bool) -> None:
+    """At 1/s: the first answer comes after 20 ms (the shortest round trip), the second after 120 ms — 100 ms of it
+    may have been spent on the way, so the service may have counted it that late. The third request waits until the
+    second's second at the service can have ended (1 s + 100 ms after it left), not the margin's 1 / 0.96 s."""
+
+    async def main() -> list[float]:
+        quota = Quota(1)
+        if bursts:
+            quota.send_in_bursts()
+        loop, sent, rtts = asyncio.get_running_loop(), [], iter([0.02, 0.12, 0.02])
+
+        class Slow:
+            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+                sent.append(loop.time())
+                rtt_s = next(rtts)
+                await asyncio.sleep(rtt_s)
+                return CallResult(None, http_status=200, latency_s=rtt_s)
+
+        await quota.send(Slow(), "A", {})
+        await asyncio.gather(quota.send(Slow(), "A", {}), quota.send(Slow(), "A", {}))
+        quota.close()
+        return sent
+
+    first, second, third = run_virtual(main())
+    assert second - first >= 1 + MIN_LAG_S - 1e-6
+    assert third - second == pytest.approx(1 + 0.1, abs=1e-6)
+
+
+def test_at_widely_varying_latency_the_service_never_counts_more_than_the_ceiling(tmp_path: Path) -> None:
+    """Round trips of 20–200 ms, half of each spent before the service counts the request: a request may be counted
+    up to 90 ms later than another sent with it — more than the margin's 40 ms. The gates keep every second at the
+    service at the ceiling anyway (no throttle), because each request counts for its own round trip."""
+    world, triples = migration_world(READ_BOUND, latency_ms=[20, 200], task_seconds=0.3)
+    ran = simulate(tmp_path, world, triples)
+    assert ran.outcomes() == Counter({"succeeded": 400})
+    assert ran.api.emulator.stats["RequestLimitExceeded"] == 0
+    for action in (ACTION_MODIFY, ACTION_DESCRIBE_RULES):
+        assert ran.api.emulator.max_admitted_in_window(action) <= 20
+
+
 def test_a_late_send_moves_the_window() -> None:
     """A call that goes on the wire 0.3 s after its grant (a busy event loop, a slow disk) counts from when it left:
     the next one at 1/s leaves a whole window after it, never closer at the service."""
@@ -776,7 +819,9 @@ def test_a_late_send_moves_the_window() -> None:
         return [t for t, _ in wire.sent]
 
     sent = run_virtual(main())
-    assert [round(b - a, 6) for a, b in itertools.pairwise(sent)] == [round(1 / 0.96, 6)] * 2
+    # the first answer came at once (its round trip the shortest): from then on a send counts its second and
+    # MIN_LAG_S — the first, sent before any answer, counted the margin's 1 / 0.96 s
+    assert [round(b - a, 6) for a, b in itertools.pairwise(sent)] == [round(1 + MIN_LAG_S, 6)] * 2
 
 
 def test_a_grant_not_used_gives_its_room_back() -> None:

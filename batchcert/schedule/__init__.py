@@ -21,6 +21,7 @@ from batchcert.schedule.clock import Clock, LoopClock, Sleeper
 from batchcert.schedule.gate import (
     BURST_S,
     BURST_SPACING_S,
+    MIN_LAG_S,
     RATE_MARGIN,
     TIMER_LATENESS_S,
     GateClosed,
@@ -46,6 +47,7 @@ __all__ = [
     "BURST_S",
     "BURST_SPACING_S",
     "GAP_FLOOR_S",
+    "MIN_LAG_S",
     "POLL_FLOOR_S",
     "RATE_MARGIN",
     "TIMER_LATENESS_S",

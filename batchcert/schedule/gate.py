@@ -2,9 +2,9 @@
 way a request goes out) and `GateClosed`. The only module that imports aiolimiter.
 
 The service counts each action's requests by arrival in a sliding second (docs/gaap-api.md, "Rate limit"); each gate
-keeps that count on its own side (docs/scheduling.md, "The rate gate"): a log of the sends of the last window, which
-admits a request only while fewer than the ceiling's worth left in the last `1 / RATE_MARGIN` seconds. Requests
-granted and not yet on the wire count as sent now, and a send is logged when it goes out, so a late send (a busy
+keeps that count on its own side (docs/scheduling.md, "The rate gate"): a log of the sends that still count, which
+admits a request only while fewer than the ceiling's worth do. A send counts for the service's second plus the lag
+its round trip allows (`MIN_LAG_S`), or `1 / RATE_MARGIN` seconds until it is answered. Requests granted and not yet on the wire count as sent now, and a send is logged when it goes out, so a late send (a busy
 event loop, a slow disk) moves the window with it. Within that window a gate either
 
 - **spreads** its grants (the default): aiolimiter paces, `AsyncLimiter(k, k × interval)` with the interval of the
@@ -65,6 +65,16 @@ BURST_S = 0.001
 #: after it was not queued — and 1 to 3 of bench (f)'s requests were throttled in every run; 5 ms apart, 20 requests
 #: take 0.1 s of a window (docs/scheduling.md, "The rate gate").
 BURST_SPACING_S = 0.005
+#: How far the service's count of a request may lag its send, once requests of the action have been answered: the
+#: request's round trip less the shortest round trip seen, never less than `MIN_LAG_S` nor more than `MAX_LAG_S`.
+#: The service counts a request when it arrives, somewhere within its round trip; what a round trip takes beyond the
+#: fastest one (queues, a slow path, a busy service or client) is what may have been spent on the way there, so the
+#: request 20 after it waits for that too, not for a fixed share of the second (docs/scheduling.md, "The rate gate").
+#: A fixed 40 ms margin was not enough at 20–80 ms latency: a request whose round trip took 101 ms was counted after
+#: the next second's 20th had left 1.05 s later (bench (a), one throttle in most runs). Before any answer the margin
+#: stands in (1 / RATE_MARGIN − 1 s); MAX_LAG_S bounds what one slow answer can cost.
+MIN_LAG_S = 0.01
+MAX_LAG_S = 0.2
 #: Sends closer than this to the end of a window count as out of it: a timer the event loop fires at the window's
 #: end must not find the oldest send a rounding error short of leaving.
 EPSILON_S = 1e-9
@@ -85,13 +95,22 @@ class Window:
         return cls(capacity, max(1.0, capacity / rate_per_s) / RATE_MARGIN)
 
 
+@dataclass
+class Send:
+    """A request on the wire, as its gate counts it: when it left, and its round trip once answered
+    (`RateGate.answered`)."""
+
+    at: float
+    rtt_s: float | None = None
+
+
 class GateClosed(Exception):
     """The gate was closed (the run is stopping): the call was not sent."""
 
 
 class RateGate:
-    """Admits callers while fewer than `capacity` requests were sent (or granted and not yet sent) in the last
-    `window_s`, spread evenly by aiolimiter or, with `bursts`, all the window has room for in one burst (module doc).
+    """Admits callers while fewer than `capacity` requests sent (or granted and not yet sent) still count, spread
+    evenly by aiolimiter or, with `bursts`, all the window has room for in one burst (module doc).
 
     Among waiting callers the one with the highest `priority` goes first (ties: first come). Adaptive for a shared
     quota: a throttled answer although we kept the ceiling means someone else spends part of it, so `rate_per_s`
@@ -119,7 +138,10 @@ class RateGate:
         window = Window.of(rate_per_s)
         self.capacity = window.capacity
         self.window_s = window.seconds
-        self._sent: deque[float] = deque()  # send times within the last window, oldest first
+        #: the service's own window: a second, or one request's share of it below 1/s
+        self._service_window_s = window.seconds * RATE_MARGIN
+        self._sent: deque[Send] = deque()  # the sends still counting, oldest first
+        self._shortest_rtt_s = math.inf
         self._pending = 0  # granted, neither sent nor released yet
         self._room = asyncio.Event()  # set when a pending grant is sent or released
         target_s = self.window_s / self.capacity
@@ -168,11 +190,29 @@ class RateGate:
             fut.cancel()
             raise
 
-    def mark_sent(self) -> None:
-        """A granted call goes on the wire now: it counts in the window from now on."""
+    def mark_sent(self) -> Send:
+        """A granted call goes on the wire now: it counts in the window from now on (until `answered` says how
+        long)."""
         self._pending -= 1
-        self._sent.append(self._clock.now())
+        send = Send(self._clock.now())
+        self._sent.append(send)
         self._room.set()
+        return send
+
+    def answered(self, send: Send, rtt_s: float) -> None:
+        """The service answered `send` after `rtt_s`: it counts until its second at the service can have ended
+        (`_leaves_at`)."""
+        send.rtt_s = rtt_s
+        self._shortest_rtt_s = min(self._shortest_rtt_s, rtt_s)
+
+    def _leaves_at(self, send: Send) -> float:
+        """When `send` stops counting: the margin's window before its answer; after it, the service's second and
+        the lag its round trip allows, against the shortest round trip seen so far (a shorter one found later —
+        the first answers came from a busy start — lengthens what is still counting) (MIN_LAG_S)."""
+        if send.rtt_s is None:
+            return send.at + self.window_s
+        lag_s = min(MAX_LAG_S, max(MIN_LAG_S, send.rtt_s - self._shortest_rtt_s))
+        return send.at + self._service_window_s + lag_s
 
     def release(self) -> None:
         """A granted call was not sent (the run stopped, the journal failed): its room goes back to the window."""
@@ -184,7 +224,8 @@ class RateGate:
 
     def _in_window(self, now: float) -> int:
         """Requests that count in the window ending now: those sent in it, and those granted and not yet sent."""
-        while self._sent and self._sent[0] + self.window_s <= now + EPSILON_S:
+        # oldest first: a later send that would leave sooner (a shorter round trip) counts until the oldest leaves
+        while self._sent and self._leaves_at(self._sent[0]) <= now + EPSILON_S:
             self._sent.popleft()
         return len(self._sent) + self._pending
 
@@ -230,7 +271,7 @@ class RateGate:
             elif self._in_window(now) < self.capacity:
                 return
             elif self._sent:  # room once the oldest send leaves the window
-                await self._clock.sleep(max(0.0, self._sent[0] + self.window_s - now))
+                await self._clock.sleep(max(0.0, self._leaves_at(self._sent[0]) - now))
             else:  # the whole window is granted and not yet sent: room once one goes out or is released
                 self._room.clear()
                 await self._room.wait()
@@ -331,12 +372,14 @@ class Quota:
         except BaseException:
             gate.release()
             raise
-        gate.mark_sent()
+        send = gate.mark_sent()
         self.in_flight += 1
         try:
             result = await api.send(action, params)
         finally:
             self.in_flight -= 1
+        if result.http_status is not None:  # an answer: its round trip bounds how late the service counted it
+            gate.answered(send, result.latency_s)
         if classify.is_throttling(result.code or ""):  # RequestLimitExceeded* and its namesakes (classify.THROTTLED)
             gate.throttled(granted_at)
         elif result.http_status == 200:

@@ -52,6 +52,7 @@ def execute_session(
     if certificates is not None:
         journal.record_certificates(certificates.by_id.values())
     journal.set_facts(certificate_warnings=json.dumps(list(expiring)))
+    _import_report_libraries_meanwhile()
     tracker = ProgressTracker(rows, journal.duplicate_counts(), on_progress or (lambda _progress: None))
     outcome = asyncio.run(_drive(journal, rows, target, config, tracker, certificates))
     if target.world is not None:
@@ -89,16 +90,15 @@ class _Drive:
     signal_received: int | None = None
 
 
-#: when the report libraries' import begins, after the run's first requests have left: numpy's and pandas'
-#: extension modules hold the interpreter lock while they initialise (tens of milliseconds at a time), and begun
-#: with the session they held back its first pre-flight reads (docs/scheduling.md, "Start-up")
-REPORT_IMPORT_DELAY_S = 0.05
-
-
 def _import_report_libraries_meanwhile() -> None:
     """Import pandas and xlsxwriter on a thread while the run waits on the network (~0.3 s of CPU that would
     otherwise be spent after the last answer, before the reports): the process ends that much sooner, and the
-    reports find them imported. The import lock makes a report that comes first simply wait for it."""
+    reports find them imported. The import lock makes a report that comes first simply wait for it.
+
+    It begins with the session, before the first request: numpy's and pandas' extension modules hold the
+    interpreter lock while they initialise (tens of milliseconds at a time), and a request the gate has logged as
+    sent but that such a pause holds back arrives late — begun 50 ms into the session, in the middle of a burst of
+    reads, that was enough for the service to count 21 in one second (docs/scheduling.md, "Start-up")."""
 
     def work() -> None:
         for name in REPORT_LIBRARIES:
@@ -135,7 +135,6 @@ async def _drive(
             )
 
         signals = StopSignals(stop, timeout_s)
-        asyncio.get_running_loop().call_later(REPORT_IMPORT_DELAY_S, _import_report_libraries_meanwhile)
         with signals.handled():
             try:
                 await runner.run(rows, journal.unverified_listeners())
