@@ -40,7 +40,11 @@ def read_content(pem: str) -> CertificateContent:
     if not chain:
         raise UnreadableContent("no certificate in the content")
     leaf = chain[0]
-    names = _names_of(leaf)
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = tuple(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
     self_signed = leaf.issuer == leaf.subject
     return CertificateContent(
         names=names,
@@ -49,28 +53,3 @@ def read_content(pem: str) -> CertificateContent:
         not_after_s=int(leaf.not_valid_after_utc.timestamp()),
         chain_complete=self_signed or any(other.subject == leaf.issuer for other in chain[1:]),
     )
-
-
-def read_leaf(der: bytes) -> CertificateContent:
-    """What a served certificate (DER, as a TLS handshake carries it) says: its names, SHA-256, subject and notAfter
-    (`chain_complete` is not known from a leaf alone: False). Raises UnreadableContent."""
-    try:
-        leaf = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise UnreadableContent(str(exc)) from exc
-    return CertificateContent(
-        names=_names_of(leaf),
-        leaf_sha256=hashlib.sha256(der).hexdigest(),
-        subject=leaf.subject.rfc4514_string(),
-        not_after_s=int(leaf.not_valid_after_utc.timestamp()),
-        chain_complete=False,
-    )
-
-
-def _names_of(leaf: x509.Certificate) -> tuple[str, ...]:
-    """The leaf's SubjectAltName DNS names (none without the extension)."""
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    return tuple(san.get_values_for_type(x509.DNSName))
