@@ -75,6 +75,33 @@ class ReadBack:
     verified: Verified
 
 
+class Served(enum.StrEnum):
+    """What the edge served for a changed row when it was probed (report.csv's `served`; README, "What the edge
+    serves")."""
+
+    #: not probed (`--no-probe`, a row not changed, a read-back that did not show the target, no target content)
+    NOT_PROBED = ""
+    #: the target's leaf was served
+    TRUE = "true"
+    #: another certificate was still served when the wait ended
+    FALSE = "false"
+    #: no TLS handshake was possible (no access address, refused, timed out)
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class ServedCheck:
+    """What probing a row's domains found: `served`, the served leaf's SHA-256, subject and notAfter (Unix s; None:
+    no leaf was served), and a note (why it was not probed or not reachable)."""
+
+    row_number: int
+    served: Served
+    sha256: str = ""
+    subject: str = ""
+    not_after_s: int | None = None
+    note: str = ""
+
+
 class Basis(enum.StrEnum):
     """What a row's outcome rests on, where that is not simply its own answer (the journal's `rows.basis`)."""
 

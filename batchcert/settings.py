@@ -30,6 +30,8 @@ DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_LISTENER_WAIT_S = 300.0
 #: a target certificate expiring sooner than this many days is a warning (plan, confirmation, summary)
 DEFAULT_MIN_VALIDITY_DAYS = 30.0
+#: how long a changed domain is probed again while its edge serves another certificate (`--probe-wait`)
+DEFAULT_PROBE_WAIT_S = 120.0
 
 ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"  # noqa: S105 - a variable name
 ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105 - a variable name

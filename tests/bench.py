@@ -8,8 +8,10 @@ Scenarios (issue "Performance"), each against a fresh `batchcert emulator` proce
   (d) (a) while a competing client spends half of the quota;
   (e) a short write-bound run (220 rows, 22 listeners, 50 ms, an 11 s API bound): what start-up and the tail cost;
   (f) 30 rows on stopped connections and 20 healthy rows each meeting two InternalErrors, at 50 and 300 ms: every
-      healthy row must succeed (the retry budget is a rate, not a pot).
-Then client overhead (CPU per row against a 2,000/s emulator with no latency), whole runs of 30,000 and 100,000
+      healthy row must succeed (the retry budget is a rate, not a pot);
+  (g) (e) whose edge serves each change 2 s after it was applied, probed and with --no-probe: what the probe adds.
+Every scenario's emulator has its TLS edge, so each run probes what it changed (README, "What the edge serves").
+Then client overhead (CPU per row against a 2,000/s emulator with no latency, --no-probe), whole runs of 30,000 and 100,000
 rows against a fast emulator process (peak RSS and CPU per row of the client), peak RSS validating a 100,000-row
 mapping, and `batchcert --help` start-up time. Prints one table and the targets, and exits 1 if a target is missed.
 `BENCH_SCALE_ROWS=30000` (comma-separated) changes the sizes of the whole runs.
@@ -36,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,8 @@ class Result:
     listener_has_task: int
     applied: int
     reported_right: int
+    #: rows whose edge served their target (`served` true)
+    served: int = 0
 
     @property
     def efficiency(self) -> float:
@@ -138,6 +142,16 @@ def short_write_bound() -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
     API bound (220 writes at 20/s; 44 reads and a 3 s chain are shorter), where start-up and the tail show."""
     listeners = {f"listener-w{i:04d}": [f"d{j}-w{i}.example.com" for j in range(10)] for i in range(22)}
     return migration_world(listeners, rate_limit=RATE, task_seconds=TASK_S, latency_ms=[50, 50])
+
+
+#: scenario (g): how long every domain's edge keeps serving the old certificate after a change
+EDGE_LAG_S = 2.0
+
+
+def lagging_edge(lag_s: float) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """(g) scenario (e) whose edge serves each change `lag_s` after it was applied: the probe waits for it."""
+    world, mapping = short_write_bound()
+    return {**world, "edge_lag_s": lag_s}, mapping
 
 
 def closed_and_flaky(latency_ms: int) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
@@ -240,7 +254,7 @@ def run_batchcert(
             report = {(r["listener_id"], r["domain"]): r["outcome"] for r in csv.DictReader(fh)}
         right = sum(1 for key, outcome in report.items() if (outcome == "succeeded") == (key in applied))
         reads = 1 if "--no-verify" in (extra or []) else 2
-        return _result(
+        result = _result(
             name,
             mapping,
             summary["duration_s"],
@@ -252,6 +266,7 @@ def run_batchcert(
             process_s,
             reads,
         )
+        return replace(result, served=int(summary.get("served", {}).get("true", 0)))
     finally:
         emulator.close()
 
@@ -340,6 +355,7 @@ def overhead_ms_per_row(workdir: Path, rows: int = 2000, repeats: int = 3) -> fl
                         emulator.url,
                         "--rate",
                         "2000",
+                        "--no-probe",  # the client's own work per row; scenario (g) measures the probe
                         "--yes",
                         "--out",
                         str(workdir / f"cpu-run-{rep}-{n}"),
@@ -378,10 +394,9 @@ def scale_run(workdir: Path, rows: int) -> Scale:
         }
         out = workdir / f"scale-run-{rows}"
         started = time.monotonic()
-        cpu, rss_kib = cpu_of(
-            [*BATCHCERT, "run", str(path), "--endpoint", emulator.url, "--rate", "10000", "--yes", "--out", str(out)],
-            env,
-        )
+        # --no-probe: the client's own work per row, comparable with earlier releases; (g) measures the probe
+        args = [*BATCHCERT, "run", str(path), "--endpoint", emulator.url, "--rate", "10000", "--no-probe"]
+        cpu, rss_kib = cpu_of([*args, "--yes", "--out", str(out)], env)
         process_s = time.monotonic() - started
         counts = json.loads((out / "summary.json").read_text())["counts"]
         return Scale(rows, process_s, cpu / rows * 1000, rss_kib / 1024, counts["succeeded"] == rows)
@@ -437,6 +452,8 @@ def main() -> int:
             run_batchcert("(e) short, write-bound", *short_write_bound(), workdir, RATE),
             run_batchcert("(f) closed + faults, 50 ms", *closed_and_flaky(50), workdir, RATE),
             run_batchcert("(f) closed + faults, 300 ms", *closed_and_flaky(300), workdir, RATE),
+            run_batchcert("(g) (e) whose edge lags 2 s, probed", *lagging_edge(EDGE_LAG_S), workdir, RATE),
+            run_batchcert("(g') the same, --no-probe", *lagging_edge(EDGE_LAG_S), workdir, RATE, ["--no-probe"]),
         ]
         cpu_ms = overhead_ms_per_row(workdir)
         sizes = [int(n) for n in os.environ.get("BENCH_SCALE_ROWS", "30000,100000").split(",") if n]
@@ -478,7 +495,11 @@ def main() -> int:
         f"client CPU per row: {cpu_ms:.2f} ms · peak RSS validating 100,000 rows: {rss_mb:.0f} MB · "
         f"`batchcert --help`: {help_s:.2f} s"
     )
-    a, a_noverify, b, _, d, e, f50, f300 = results
+    a, a_noverify, b, _, d, e, f50, f300, g, g_off = results
+    print(
+        f"\n(g): the probe added {g.process_s - g_off.process_s:.2f} s to a run whose edge lags {EDGE_LAG_S:g} s; "
+        f"{g.served}/{g.rows} rows served their target (with --no-probe: {g_off.served})"
+    )
     by_rows = {sc.rows: sc for sc in scales}
     checks = {
         "(a) whole process >= 0.92 of the API bound": a.process_efficiency >= 0.92,
@@ -501,6 +522,10 @@ def main() -> int:
         # issue 22: the healthy rows of (f) all succeed (20 of its 50 rows: 30 sit on stopped connections)
         "(f) every healthy row succeeded, at 50 and 300 ms": f50.applied == 20 and f300.applied == 20,
         "(e) whole process >= 0.92 of the API bound (a short write-bound run)": e.process_efficiency >= 0.92,
+        # issue 23: a reachable edge is probed at no cost but its own lag; every changed domain served its target
+        "(e) every changed domain served its target": e.served == e.rows,
+        "(g) the probe adds at most the edge's lag (and 0.5 s)": g.process_s - g_off.process_s <= EDGE_LAG_S + 0.5
+        and g.served == g.rows,
     }
     print()
     for name, ok in checks.items():

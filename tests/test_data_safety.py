@@ -20,7 +20,7 @@ from batchcert.runner import OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_MESSAGE, Runner, R
 from batchcert.schedule import Quota
 from batchcert.settings import RunSettings
 from tests.fake_api import EmulatorApi
-from tests.test_schedule import new_journal, rows_of
+from tests.runs import new_journal, rows_of
 from tests.virtual_time import run_virtual
 from tests.worlds import QUICK_RETRIES, migration_world, one_row_listeners
 

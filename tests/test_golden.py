@@ -76,6 +76,8 @@ from batchcert.model import (
     Place,
     ReadBack,
     Row,
+    Served,
+    ServedCheck,
     SessionKind,
     SessionStatus,
     Verified,
@@ -332,6 +334,14 @@ def build_journal(run_dir: Path, mapping_path: Path, clock: Clock) -> Journal:
             ReadBack(12, "cert-new", ("cert-ca2",), Verified.AT_TARGET),
             ReadBack(13, "cert-new", ("cert-ca1",), Verified.NOT_AT_TARGET),
             ReadBack(15, "cert-new", (), Verified.AT_TARGET),
+        ]
+    )
+    clock.at(35)
+    journal.record_served(
+        [
+            ServedCheck(2, Served.TRUE, "ab" * 32, "CN=*.example.com", 1803977600),
+            ServedCheck(3, Served.FALSE, "cd" * 32, "CN=old.example.com", 1790000000),
+            ServedCheck(5, Served.UNREACHABLE, note="ConnectionRefusedError: refused"),
         ]
     )
     clock.at(40)

@@ -13,7 +13,7 @@ import pytest
 from batchcert.api.vocabulary import ACTION_MODIFY
 from batchcert.report import report_records
 from batchcert.runner import RunnerConfig
-from tests.test_schedule import simulate
+from tests.runs import simulate
 from tests.worlds import QUICK_RETRIES, migration_world
 
 

@@ -245,7 +245,7 @@ def test_a_journal_of_schema_1_is_brought_up_to_date(tmp_path: Path) -> None:
         db.execute("ALTER TABLE sessions DROP COLUMN secret_id_masked")
         db.execute("UPDATE facts SET value = '1' WHERE key = 'schema_version'")
     with open_journal(run_dir) as journal:
-        assert journal.facts()["schema_version"] == SCHEMA_VERSION == "3"
+        assert journal.facts()["schema_version"] == SCHEMA_VERSION == "4"
         assert [row.domain for row in journal.rows()] == ["a.example.com"]
         assert journal.rows()[0].expected is None
         assert journal.sessions()[0]["operator"] == ""
@@ -265,7 +265,7 @@ def test_a_journal_of_schema_2_keeps_its_rows_confirmed_by_read_back(tmp_path: P
     summary = json.loads((run_dir / "summary.json").read_text("utf-8"))
     assert summary["journal_lost_records"] == [2], summary
     with open_journal(run_dir) as journal:
-        assert journal.facts()["schema_version"] == "3"
+        assert journal.facts()["schema_version"] == SCHEMA_VERSION
         assert journal.outcome_records(next(journal.row_ranges(10)))["basis"] == [Basis.READ_BACK]
 
 

@@ -17,6 +17,7 @@ from batchcert.cli.options import (
     CREDENTIALS_EPILOG,
     VERBOSE_HELP,
     CaBundleOpt,
+    CanaryOpt,
     EncodingOpt,
     EndpointOpt,
     ForceOpt,
@@ -25,9 +26,12 @@ from batchcert.cli.options import (
     ListenerWaitOpt,
     MappingArg,
     MaxAttemptsOpt,
+    MaxFailuresOpt,
     MinValidityOpt,
     NoPreflightOpt,
+    NoProbeOpt,
     NoVerifyOpt,
+    ProbeWaitOpt,
     ProfileOpt,
     RateOpt,
     RunDirArg,
@@ -51,10 +55,11 @@ from batchcert.cli.render import (
     print_validation,
 )
 from batchcert.errors import BatchcertError, ExitCode, exit_code_for_interrupt
-from batchcert.settings import SettingFlags
+from batchcert.settings import DEFAULT_PROBE_WAIT_S, SettingFlags
 
 if TYPE_CHECKING:
     from batchcert.model import Progress
+    from batchcert.runner import RunnerConfig
     from batchcert.workflow import Preview, RunSummary
 
 T = TypeVar("T")
@@ -125,6 +130,27 @@ def _send_with_progress(
     raise typer.Exit(summary.exit_code)
 
 
+def _runner_config(
+    no_preflight: bool, no_verify: bool, no_probe: bool, probe_wait_s: float, canary: int, max_failures: str | None
+) -> RunnerConfig:
+    """The runner's settings from `run`'s and `rerun`'s flags; a `--max-failures` it cannot take is a usage error
+    naming what it takes."""
+    from batchcert.runner import FailureLimit, RunnerConfig
+
+    try:
+        limit = FailureLimit.parse(max_failures) if max_failures is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-failures") from None
+    return RunnerConfig(
+        preflight=not no_preflight,
+        verify=not no_verify,
+        probe=not no_probe,
+        probe_wait_s=probe_wait_s,
+        canary=canary,
+        max_failures=limit,
+    )
+
+
 @app.command(epilog=CREDENTIALS_EPILOG)
 def run(
     mapping: MappingArg,
@@ -148,6 +174,10 @@ def run(
     yes: YesOpt = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
+    no_probe: NoProbeOpt = False,
+    probe_wait: ProbeWaitOpt = DEFAULT_PROBE_WAIT_S,
+    canary: CanaryOpt = 0,
+    max_failures: MaxFailuresOpt = None,
     listener_wait: ListenerWaitOpt = None,
     ca_bundle: CaBundleOpt = None,
     min_validity_days: MinValidityOpt = None,
@@ -156,7 +186,6 @@ def run(
     _verbose: VerboseOpt = False,
 ) -> None:
     """Send every valid row of MAPPING and write a reconciliation report."""
-    from batchcert.runner import RunnerConfig
     from batchcert.workflow import RunRequest, run_mapping
 
     request = RunRequest(
@@ -167,7 +196,7 @@ def run(
         sheet=sheet,
         rehearsal=emulator or world is not None,
         world=world,
-        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
+        runner=_runner_config(no_preflight, no_verify, no_probe, probe_wait, canary, max_failures),
         encoding=encoding,
         include_hidden_rows=include_hidden_rows,
         ignore_columns=tuple(ignore_column or ()),
@@ -190,6 +219,10 @@ def rerun(
     yes: YesOpt = False,
     no_preflight: NoPreflightOpt = False,
     no_verify: NoVerifyOpt = False,
+    no_probe: NoProbeOpt = False,
+    probe_wait: ProbeWaitOpt = DEFAULT_PROBE_WAIT_S,
+    canary: CanaryOpt = 0,
+    max_failures: MaxFailuresOpt = None,
     listener_wait: ListenerWaitOpt = None,
     ca_bundle: CaBundleOpt = None,
     min_validity_days: MinValidityOpt = None,
@@ -205,7 +238,6 @@ def rerun(
     _verbose: VerboseOpt = False,
 ) -> None:
     """Continue a run: resend its retryable, not_attempted and interrupted rows into the same journal and reports."""
-    from batchcert.runner import RunnerConfig
     from batchcert.workflow import RerunRequest, rerun_run
 
     request = RerunRequest(
@@ -213,7 +245,7 @@ def rerun(
         include_terminal=include_terminal,
         settings=SettingFlags(endpoint, rate, timeout, max_attempts, listener_wait, ca_bundle, min_validity_days),
         profile=profile,
-        runner=RunnerConfig(preflight=not no_preflight, verify=not no_verify),
+        runner=_runner_config(no_preflight, no_verify, no_probe, probe_wait, canary, max_failures),
         force=force,
         reread=reread,
     )

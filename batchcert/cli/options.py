@@ -75,6 +75,32 @@ NoPreflightOpt = Annotated[
     bool, typer.Option("--no-preflight", help="Skip reading each listener's live state before sending.")
 ]
 NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip reading the live state again after the run.")]
+NoProbeOpt = Annotated[
+    bool, typer.Option("--no-probe", help="Skip probing what the edge serves for each changed domain (TLS by SNI).")
+]
+CanaryOpt = Annotated[
+    int,
+    typer.Option(
+        "--canary",
+        min=0,
+        help="Send, read back and probe the first N changes (on N listeners) before any other; stop if one fails.",
+    ),
+]
+MaxFailuresOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-failures",
+        help="Stop sending once N changes (or P% of the rows) have failed: terminal, reverted or not served.",
+    ),
+]
+ProbeWaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--probe-wait",
+        min=0,
+        help="Seconds to keep probing a changed domain while its edge still serves another certificate.",
+    ),
+]
 ListenerWaitOpt = Annotated[
     float | None,
     typer.Option(

@@ -2,7 +2,8 @@
 `ModifyHTTPSListenerAttribute` (a listener's own certificates), the reads `DescribeRules`, `DescribeHTTPSListeners`,
 `DescribeHTTPListeners`, `DescribeProxies`, `DescribeProxyGroupList` and `DescribeCertificates` (the estate an
 inventory reads; docs/gaap-api.md, "Inventory and listener certificates"), and `DescribeCertificateDetail` (a
-certificate's X.509 content; docs/gaap-api.md, "Certificate content").
+certificate's X.509 content; docs/gaap-api.md, "Certificate content"); and a TLS edge that serves each HTTPS domain's
+current certificate by SNI, where the listings say the connections are reached.
 
 Faithful where a bulk run can tell (docs/gaap-api.md, all sections): TC3 signatures, the per-(SecretId, action) limit in
 a sliding 1 s window of admitted requests with the real throttle message (every action, reads included), changes as
@@ -22,7 +23,8 @@ Modules, each the one home of its concern:
 - `reads`: the Describe* actions and their listings' paging quirks; `pki`: the deterministic X.509 content and the fake
   key DescribeCertificateDetail answers (the only module that imports `cryptography`).
 - `changes`: what each write changes and checks; `writes`: the one apply path both run through, and the ledger.
-- `service`: the handler table and the `Emulator` composed of the above; `serve`.
+- `service`: the handler table and the `Emulator` composed of the above; `serve`, which also runs the `edge`.
+- `edge`: the TLS edge, serving each HTTPS domain's current certificate by SNI (lagging or stuck as the world says).
 - `http`: the aiohttp web server and the `/_emulator/` test hooks. `outcomes`: ApiError, HttpFault,
   ConnectionAborted. `clock`: the monotonic clock.
 """
@@ -44,6 +46,7 @@ from batchcert.emulator.state import (
     ListenerState,
     ListingQuirk,
     ProxyState,
+    ServedChange,
 )
 from batchcert.emulator.world import (
     DEMO_SECRET_ID,
@@ -80,6 +83,7 @@ __all__ = [
     "ListenerState",
     "ListingQuirk",
     "ProxyState",
+    "ServedChange",
     "World",
     "load_world",
     "monotonic_s",

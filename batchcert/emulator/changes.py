@@ -1,8 +1,9 @@
 """What each write action changes, checked as the service checks it: `DomainChange` (ModifyCertificate: a domain's
 server certificate and client CAs) and `ListenerChange` (ModifyHTTPSListenerAttribute, CN docs 36996: a listener's
 name, forward protocol, server certificate and client CAs). Each parses its request, says which fault script and
-connection rules apply, validates its target and sets, reads and restores that target's state; `writes` runs both
-through one apply path."""
+connection rules apply, validates its target and sets, reads and restores that target's state, and names the domains
+whose served certificate it may change (`edge_domains`, for the TLS edge's lag); `writes` runs both through one apply
+path."""
 
 from __future__ import annotations
 
@@ -73,6 +74,10 @@ class Change(Protocol):
 
     def set(self, listener: ListenerState) -> None:
         """Apply the change to the target."""
+
+    def edge_domains(self, listener: ListenerState) -> tuple[str, ...]:
+        """The domains whose served certificate (`World.served_certificate`) this change or its rollback may change."""
+        ...
 
     def start_task(self, listener: ListenerState, until: float) -> None:
         """Mark the target as changing until `until` (monotonic), beyond the listener's task."""
@@ -180,6 +185,9 @@ class DomainChange:
             # CA on a mutual-TLS domain resets its client CAs to the listener's.
             domain.client_certificate_id = None
             domain.poly_client_certificate_ids = []
+
+    def edge_domains(self, listener: ListenerState) -> tuple[str, ...]:
+        return (self.domain,)
 
     def start_task(self, listener: ListenerState, until: float) -> None:
         listener.domains[self.domain].changing_until = until
@@ -309,6 +317,12 @@ class ListenerChange:
         listener.client_certificate_ids = list(self.clients) or listener.client_certificate_ids
         listener.forward_protocol = self.forward_protocol or listener.forward_protocol
         listener.name = self.name if self.name is not None else listener.name
+
+    def edge_domains(self, listener: ListenerState) -> tuple[str, ...]:
+        """The listener's domains on `default`: they serve its certificate (`World.effective_certificates`)."""
+        if self.certificate_id is None:
+            return ()
+        return tuple(name for name, d in listener.domains.items() if d.certificate_id == DEFAULT_CERTIFICATE)
 
     def start_task(self, listener: ListenerState, until: float) -> None:
         """Nothing beyond the listener's task: the listener itself reads busy."""

@@ -1,7 +1,7 @@
 """The emulator's aiohttp web server: `POST /` answers API requests (the latency, the signature, then the service;
 HTTP 200 with `Content-Type: application/json` exactly for API errors, non-API pages and dropped connections for the
-transport faults), the test hooks under `/_emulator/` (never part of the real API: ledger, world, stats, release),
-and `run_site`, which serves an app on a loopback port."""
+transport faults), the test hooks under `/_emulator/` (never part of the real API: ledger, world, stats, release, the
+TLS edge's address), and `run_site`, which serves an app on a loopback port."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ class Served(Protocol):
     @property
     def stats(self) -> Counter[str]: ...
 
+    @property
+    def edge_address(self) -> tuple[str, int] | None: ...
+
     def release(self, listener_id: str | None = None) -> None: ...
 
     def draw_latency_s(self) -> float: ...
@@ -55,6 +58,7 @@ def build_app(served: Served) -> web.Application:
     app.router.add_get("/_emulator/world", front.get_world)
     app.router.add_get("/_emulator/stats", front.get_stats)
     app.router.add_post("/_emulator/release", front.post_release)
+    app.router.add_get("/_emulator/edge", front.get_edge)
     return app
 
 
@@ -90,6 +94,12 @@ class _Front:
 
     async def get_stats(self, _: web.Request) -> web.Response:
         return _json(200, dict(self.served.stats))
+
+    async def get_edge(self, _: web.Request) -> web.Response:
+        """Where the TLS edge listens: {"host": …, "port": …}, both null when none runs."""
+        address = self.served.edge_address
+        host, port = address if address is not None else (None, None)
+        return _json(200, {"host": host, "port": port})
 
     async def post_release(self, request: web.Request) -> web.Response:
         self.served.release(request.query.get("listener"))

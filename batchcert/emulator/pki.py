@@ -14,6 +14,10 @@
 Keys come from `ec.derive_private_key` over a SHA-256 of the certificate id (an issuer CA's: of its name), and
 signatures use RFC 6979 deterministic ECDSA (`ecdsa_deterministic`), so the PEM depends on the spec alone.
 
+The TLS edge (`batchcert.emulator.edge`) serves an SSL certificate with `make_edge_credentials`: the same content
+(so the leaf's DER, and its SHA-256, is the one DescribeCertificateDetail answers) and the leaf's private key as PKCS#8
+PEM — the key stays in the emulator, never in an API answer.
+
 `CertificateKey` is never a real key: `fake_key` answers a PEM-looking block whose body carries `FAKE_KEY_MARKER`,
 so a test can tell that no key content leaks into anything the client writes (docs/gaap-api.md, "Certificate
 content").
@@ -26,6 +30,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -100,6 +105,30 @@ def certificate_content(cert_id: str, cert: Certificate, epoch: float) -> str:
     return content_of(spec_of(cert_id, cert, epoch))
 
 
+class EdgeCredentials(NamedTuple):
+    """What a TLS server needs to serve a certificate: its content (the chain, leaf first) and the leaf's key, PEM."""
+
+    chain_pem: str
+    key_pem: str
+
+
+def make_edge_credentials(cert_id: str, cert: Certificate, epoch: float) -> EdgeCredentials:
+    """The chain and key the edge serves for a world SSL certificate (types 2, 4): the chain is exactly
+    `certificate_content`. Raises ValueError for another type (no leaf, no key)."""
+    spec = spec_of(cert_id, cert, epoch)
+    if spec.type not in LEAF_TYPES:
+        raise ValueError(f"certificate {cert_id} is of type {spec.type}, not an SSL certificate with a key")
+    return _edge_credentials_of(spec)
+
+
+@functools.lru_cache(maxsize=1024)
+def _edge_credentials_of(spec: Spec) -> EdgeCredentials:
+    key_pem = _key(f"certificate:{spec.cert_id}").private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return EdgeCredentials(content_of(spec), key_pem.decode("ascii"))
+
+
 def fake_key(cert_id: str, cert_type: int) -> str | None:
     """CertificateKey: a recognisable fake for an SSL certificate (never a real key), None for the other types."""
     if cert_type not in LEAF_TYPES:
@@ -131,6 +160,7 @@ def content_of(spec: Spec) -> str:
 def clear_caches() -> None:
     """Forget every certificate made so far (tests: the next content is made afresh, as in a new process)."""
     content_of.cache_clear()
+    _edge_credentials_of.cache_clear()
     _issuer.cache_clear()
 
 

@@ -3,7 +3,8 @@ their certificates), DescribeHTTPSListeners / DescribeHTTPListeners, DescribePro
 DescribeCertificates, with each listing's paging, filters and the world's `listing_quirks` (early empty pages,
 DescribeProxies answering `InstanceSet` only), and DescribeCertificateDetail (one certificate's X.509 content, made by
 `pki`; docs/gaap-api.md, "Certificate content"). Answers carry the response shapes the official SDK deserializes
-(py-sdk models.py); what the world does not model carries fixed, plausible values."""
+(py-sdk models.py); what the world does not model carries fixed, plausible values. While the TLS edge runs
+(`edge_address`), the listings say where clients reach it (the `world` docstring, "The TLS edge")."""
 
 from __future__ import annotations
 
@@ -65,16 +66,22 @@ _CERTIFICATES_PARAMS = {"CertificateType", "Offset", "Limit"}
 CREATED_AT = 1551113065
 _ACCESS_REGION = {"RegionId": "ap-guangzhou", "RegionName": "South China (Guangzhou)"}
 _REAL_SERVER_REGION = {"RegionId": "na-siliconvalley", "RegionName": "Silicon Valley"}
+#: where the listings say the edge is, while it runs: the loopback address it listens on, and a name for groups (whose
+#: ProxyGroupInfo has an access `Domain` but no IP; py-sdk models.py)
+EDGE_IP = "127.0.0.1"
+EDGE_DOMAIN = "localhost"
 T = TypeVar("T")
 
 
 class Reads:
     """The read actions on one world; `epoch` is the wall time certificates without dates are placed around (the
-    `world` docstring, "Certificates")."""
+    `world` docstring, "Certificates"). `edge_address` is the TLS edge's (host, port) while it runs (`service.serve`
+    sets it), else None: the listings then answer as without an edge."""
 
     def __init__(self, world: World, epoch: float) -> None:
         self.world = world
         self.epoch = epoch
+        self.edge_address: tuple[str, int] | None = None
 
     def describe_rules(self, params: dict[str, Any]) -> dict[str, Any]:
         """DescribeRules: every domain of a listener, with its certificates and DomainStatus (1 while it changes)."""
@@ -116,7 +123,8 @@ class Reads:
 
     def _describe_listeners(self, params: dict[str, Any], protocol: str, action: str) -> dict[str, Any]:
         """DescribeHTTPSListeners / DescribeHTTPListeners: by ListenerId, ProxyId or GroupId (at least one; not both
-        of the last two), exact ListenerName and Port, fuzzy SearchValue; paged."""
+        of the last two), exact ListenerName and Port (the world's, or the edge's while it runs: the Port answered),
+        fuzzy SearchValue; paged."""
         check_params(params, _LISTENER_FILTERS, ("ListenerId", "ProxyId", "GroupId", "ListenerName", "SearchValue"))
         listener_id, proxy_id, group_id = params.get("ListenerId"), params.get("ProxyId"), params.get("GroupId")
         if not (listener_id or proxy_id or group_id):
@@ -141,19 +149,20 @@ class Reads:
         if group_id:
             check_refusal(self.world, "group", group_id, action)
         name, search = params.get("ListenerName"), params.get("SearchValue")
+        edge_port = self.edge_address[1] if self.edge_address is not None and protocol == "HTTPS" else None
         matches = [
             (lid, ls)
             for lid, ls in candidates
             if (not proxy_id or (ls.group_id is None and ls.proxy_id == proxy_id))
             and (not group_id or ls.group_id == group_id)
             and (name is None or (ls.name or lid) == name)
-            and (port is None or ls.port == port)
+            and (port is None or port in (ls.port, edge_port))
             and (not search or search in (ls.name or lid) or search == str(ls.port))
         ]
         return {
             "TotalCount": len(matches),
             "ListenerSet": [
-                listener_item(self.world, lid, ls) for lid, ls in self._paged(action, matches, offset, limit)
+                listener_item(self.world, lid, ls, edge_port) for lid, ls in self._paged(action, matches, offset, limit)
             ],
         }
 
@@ -180,7 +189,8 @@ class Reads:
             and ("ProjectId" not in filters or str(proxy.project_id) in filters["ProjectId"])
         ]
         page = self._paged(ACTION_DESCRIBE_PROXIES, matches, offset, limit)
-        items = [proxy_item(self.world, pid, proxy) for pid, proxy in page]
+        edge_ip = EDGE_IP if self.edge_address is not None else None
+        items = [proxy_item(self.world, pid, proxy, edge_ip) for pid, proxy in page]
         quirk = self.world.listing_quirks.get(ACTION_DESCRIBE_PROXIES)
         if quirk is not None and quirk.instance_set_only:
             return {"TotalCount": len(matches), "InstanceSet": items}
@@ -195,7 +205,9 @@ class Reads:
         project = read_integer(params, "ProjectId", 0)
         read_filters(params, {"RealServerRegion", "PackageType"})
         matches = [(gid, g) for gid, g in self.world.groups.items() if project in (-1, g.project_id)]
-        items = [group_item(gid, group) for gid, group in self._paged(ACTION_DESCRIBE_GROUPS, matches, offset, limit)]
+        domain = EDGE_DOMAIN if self.edge_address is not None else None
+        page = self._paged(ACTION_DESCRIBE_GROUPS, matches, offset, limit)
+        items = [group_item(gid, group, domain) for gid, group in page]
         return {"TotalCount": len(matches), "ProxyGroupList": items}
 
     def describe_certificates(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -263,13 +275,14 @@ def _alias(world: World, cert_id: str | None) -> str | None:
     return (cert.name or cert_id) if cert is not None else None
 
 
-def listener_item(world: World, listener_id: str, ls: ListenerState) -> dict[str, Any]:
-    """One HTTPSListener / HTTPListener as py-sdk models.py names its fields."""
+def listener_item(world: World, listener_id: str, ls: ListenerState, edge_port: int | None = None) -> dict[str, Any]:
+    """One HTTPSListener / HTTPListener as py-sdk models.py names its fields; an HTTPS listener's `Port` is
+    `edge_port` when given (the TLS edge answers for every HTTPS listener)."""
     busy = ls.pinned_busy or monotonic_s() < ls.busy_until
     item: dict[str, Any] = {
         "ListenerId": listener_id,
         "ListenerName": ls.name or listener_id,
-        "Port": ls.port,
+        "Port": edge_port if edge_port is not None and ls.protocol == "HTTPS" else ls.port,
         "Protocol": ls.protocol,
         "ListenerStatus": 4 if busy else 0,
         "CreateTime": CREATED_AT,
@@ -293,9 +306,11 @@ def listener_item(world: World, listener_id: str, ls: ListenerState) -> dict[str
     return item
 
 
-def proxy_item(world: World, proxy_id: str, proxy: ProxyState) -> dict[str, Any]:
-    """One ProxyInfo (py-sdk models.py); fields the world does not model carry fixed, plausible values."""
+def proxy_item(world: World, proxy_id: str, proxy: ProxyState, edge_ip: str | None = None) -> dict[str, Any]:
+    """One ProxyInfo (py-sdk models.py); fields the world does not model carry fixed, plausible values. With an
+    `edge_ip`, the proxy's `IP` and its one ISP line (`IPList`, IPDetail: IP, Provider, Bandwidth) are it."""
     version, status = world.proxy_view(proxy_id)
+    bandwidth = 10
     return {
         "InstanceId": proxy_id,
         "ProxyId": proxy_id,
@@ -309,10 +324,10 @@ def proxy_item(world: World, proxy_id: str, proxy: ProxyState) -> dict[str, Any]
         "RealServerRegion": _REAL_SERVER_REGION["RegionId"],
         "AccessRegionInfo": dict(_ACCESS_REGION),
         "RealServerRegionInfo": dict(_REAL_SERVER_REGION),
-        "Bandwidth": 10,
+        "Bandwidth": bandwidth,
         "Concurrent": 2,
         "Domain": f"{proxy_id}.gaap.emulator.invalid",
-        "IP": "",
+        "IP": edge_ip or "",
         "Scalarable": 1,
         "SupportProtocols": list(PROTOCOLS),
         "PolicyId": None,
@@ -322,16 +337,16 @@ def proxy_item(world: World, proxy_id: str, proxy: ProxyState) -> dict[str, Any]
         "NetworkType": "normal",
         "PackageType": "Thunder",
         "BanStatus": "RECOVER",
-        "IPList": [],
+        "IPList": [{"IP": edge_ip, "Provider": "BGP", "Bandwidth": bandwidth}] if edge_ip else [],
     }
 
 
-def group_item(group_id: str, group: GroupState) -> dict[str, Any]:
-    """One ProxyGroupInfo (py-sdk models.py)."""
+def group_item(group_id: str, group: GroupState, domain: str | None = None) -> dict[str, Any]:
+    """One ProxyGroupInfo (py-sdk models.py); `Domain` is its access domain (None: the world gives none)."""
     return {
         "GroupId": group_id,
         "GroupName": group.name or group_id,
-        "Domain": None,
+        "Domain": domain,
         "ProjectId": group.project_id,
         "RealServerRegionInfo": dict(_REAL_SERVER_REGION),
         "Status": group.status,

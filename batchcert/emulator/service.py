@@ -1,6 +1,6 @@
 """The emulated service as a whole: the handler table (action name → handler) and the `Emulator` composed of the
 parts — admission, faults, reads, writes — that answers one request, plus `serve`, which puts an emulator on a
-loopback port for the duration of a block."""
+loopback port for the duration of a block, with its TLS edge (`edge`) when the world has one."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from batchcert.api.vocabulary import (
 from batchcert.emulator import http
 from batchcert.emulator.admission import Admission
 from batchcert.emulator.clock import monotonic_s
+from batchcert.emulator.edge import run_edge
 from batchcert.emulator.faults import FaultInjector, Faults
 from batchcert.emulator.outcomes import ApiError, ConnectionAborted, HttpFault
 from batchcert.emulator.params import parse_body
@@ -98,6 +99,12 @@ class Emulator:
     def reverted(self) -> list[tuple[str, str]]:
         """(listener, domain) of changes whose task failed and were rolled back (fault `task_fail`)."""
         return self.writes.reverted
+
+    @property
+    def edge_address(self) -> tuple[str, int] | None:
+        """(host, port) of the TLS edge while `serve` runs it, else None (the world's `edge` is false, or the emulator
+        is used in process): the listings report it as the connections' access point (`reads`)."""
+        return self.reads.edge_address
 
     @property
     def admitted(self) -> dict[tuple[str, str], deque[float]]:
@@ -171,10 +178,16 @@ async def serve(
     world: World, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None, **kwargs: Any
 ) -> AsyncIterator[tuple[str, Emulator]]:
     """Serve an emulator on `host:port` (0 = any free port) for the duration of the block; https when an
-    `ssl_context` is given.
+    `ssl_context` is given. When the world's `edge` is true, its TLS edge runs on another loopback port meanwhile
+    (`Emulator.edge_address`; the `world` docstring, "The TLS edge").
 
     Yields (base URL such as `http://127.0.0.1:40123`, the Emulator). Pending handlers are cancelled on exit.
     """
     emulator = Emulator(world, **kwargs)
-    async with http.run_site(emulator.app(), host, port, ssl_context) as url:
+    async with contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(http.run_site(emulator.app(), host, port, ssl_context))
+        if world.edge:
+            edge = await stack.enter_async_context(run_edge(world, emulator.epoch))
+            emulator.reads.edge_address = edge.address
+            stack.callback(setattr, emulator.reads, "edge_address", None)
         yield url, emulator

@@ -1,6 +1,6 @@
-"""The records an emulated account is made of: proxies and groups (connections), listeners and their domains,
-certificates, and the listing quirks of paged reads. `world.World` holds them; the world file's keys for each are
-documented in `world`."""
+"""The records an emulated account is made of: proxies and groups (connections), listeners and their domains (with
+what the TLS edge serves for each, `ServedChange`), certificates, and the listing quirks of paged reads. `world.World`
+holds them; the world file's keys for each are documented in `world`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ CHAIN_SELF_SIGNED = "self_signed"
 CHAINS = (CHAIN_COMPLETE, CHAIN_LEAF_ONLY, CHAIN_SELF_SIGNED)
 
 
+@dataclass(frozen=True)
+class ServedChange:
+    """A change of the server certificate a domain's edge serves (`batchcert.emulator.edge`), recorded where a change is
+    applied or rolled back (`writes`): the certificate the edge served until then, and when it changed (monotonic)."""
+
+    previous_certificate_id: str
+    changed_at_s: float
+
+
 @dataclass
 class DomainState:
     certificate_id: str
@@ -26,6 +35,21 @@ class DomainState:
     poly_client_certificate_ids: list[str] = field(default_factory=list)
     status: int = 0
     changing_until: float = 0.0  # monotonic; DomainStatus reads 1 until then
+    #: how long the edge keeps serving the previous certificate after a change (None: the world's `edge_lag_s`)
+    edge_lag_s: float | None = None
+    #: the edge serves the certificate the domain had when the world was loaded, whatever changes
+    edge_stuck: bool = False
+    #: the last change of what the edge serves for it (None: none since the world was loaded)
+    served_change: ServedChange | None = None
+
+    def served_certificate(self, effective_id: str, lag_s: float, now_s: float) -> str:
+        """What the edge serves at `now_s` (monotonic), given the domain's effective server certificate and its lag:
+        the one served before the last change while the lag runs (always, when stuck: every change since the load
+        was recorded with what was served before it, the loaded certificate), else the effective one."""
+        change = self.served_change
+        if change is not None and (self.edge_stuck or now_s < change.changed_at_s + lag_s):
+            return change.previous_certificate_id
+        return effective_id
 
 
 @dataclass

@@ -15,7 +15,8 @@ The world file is a contract other tools write (every key but `listeners` and `c
      "protocol": "HTTPS", "port": 443, "name": "…", "auth_type": 0, "client_certificate_ids": [],
      "forward_protocol": "HTTP",
      "domains": {"www.example.com": {"certificate_id": "cert-…", "client_certificate_id": null,
-                                     "poly_client_certificate_ids": [], "status": 0}}}},
+                                     "poly_client_certificate_ids": [], "status": 0,
+                                     "edge_lag_s": 0.5, "edge_stuck": false}}}},
  "certificates": {"cert-…": {"type": 2, "domains": ["*.example.com", "example.com"], "name": "…",
                              "subject_cn": "*.example.com", "issuer_cn": "…",
                              "begin_time": "2025-01-01T00:00:00Z", "end_time": 1767225600, "expires_in_days": 30,
@@ -25,6 +26,7 @@ The world file is a contract other tools write (every key but `listeners` and `c
             "listeners": {"listener-…": [{"kind": "task_fail"}]}},
  "competing_rate": 0,                                          optional; requests/s another client spends of each limit
  "clock_offset_s": 0,                                         optional; the server clock runs this far ahead
+ "edge": true, "edge_lag_s": 0,                                optional; the TLS edge, and every domain's default lag
  "listing_quirks": {"DescribeProxyGroupList": {"empty_from_offset": 100},    optional, for tests of the reader
                     "DescribeProxies": {"instance_set_only": true}}}
 ```
@@ -85,6 +87,16 @@ is `default` keeps reading `default` in DescribeRules while its effective certif
 (`World.effective_certificates`). The ledger records domain changes (`scope` "domain") and listener changes (`scope`
 "listener", `domain` "").
 
+The TLS edge (`batchcert.emulator.edge`; docs/gaap-api.md, "What the edge serves"). While the emulator is served
+(`serve`) and `edge` is true (the default), a TLS server on 127.0.0.1 answers each HTTPS domain's SNI with the chain
+and key of the certificate it serves (a domain on `default`: its listener's), and the listings report where: every
+proxy's `IP`/`IPList` 127.0.0.1, every group's `Domain` localhost, every HTTPS listener's `Port` the edge's (a `Port`
+filter matches the world's port or the edge's). A domain on several HTTPS listeners is served as on the first of them
+in world order. After a change of what a domain serves (its own certificate, or its listener's for a domain on
+`default`), applied or rolled back through the write path, the edge keeps serving what it served before for the
+domain's `edge_lag_s` (default: the world's `edge_lag_s`, 0); an `"edge_stuck": true` domain is always served the
+certificate it had when the world was loaded. to_dict writes these keys only when set (`edge` only when false).
+
 `faults` (fault kinds, scripts, probabilities, storms) is documented in `batchcert.emulator.faults`.
 """
 
@@ -140,6 +152,10 @@ class World:
     groups: dict[str, GroupState] = field(default_factory=dict)
     #: paged listings that misbehave (by action), for tests: early empty pages, InstanceSet only
     listing_quirks: dict[str, ListingQuirk] = field(default_factory=dict)
+    #: whether `serve` runs the TLS edge, and how long after a change it serves the previous certificate (a domain's
+    #: own `edge_lag_s` overrides it)
+    edge: bool = True
+    edge_lag_s: float = 0.0
 
     @classmethod
     def from_dict(cls, data: Any) -> World:
@@ -205,11 +221,17 @@ class World:
             return server, tuple(listener.client_certificate_ids)
         return server, tuple(own)
 
+    def served_certificate(self, listener_id: str, domain: str, now_s: float) -> str:
+        """The server certificate the edge serves for a domain at `now_s` (monotonic; the module docstring)."""
+        state = self.listeners[listener_id].domains[domain]
+        lag_s = self.edge_lag_s if state.edge_lag_s is None else state.edge_lag_s
+        return state.served_certificate(self.effective_certificates(listener_id, domain)[0], lag_s, now_s)
+
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON shape of the current state, with every option (faults, denials, latency, a competing
         client, a skewed clock), so a world saved after a rehearsal behaves as it did; busy timers are not kept.
         Synthesized proxies are not written: their listeners keep `proxy_version`/`proxy_status` as before."""
-        return {
+        data: dict[str, Any] = {
             "credentials": dict(self.credentials),
             "rate_limit": self.rate_limit,
             "task_seconds": self.task_seconds,
@@ -233,6 +255,11 @@ class World:
             "denied_actions": list(self.denied_actions),
             "listing_quirks": {action: q.to_dict() for action, q in self.listing_quirks.items()},
         }
+        if not self.edge:
+            data["edge"] = False
+        if self.edge_lag_s:
+            data["edge_lag_s"] = self.edge_lag_s
+        return data
 
     def _listener_dict(self, listener_id: str, ls: ListenerState) -> dict[str, Any]:
         own_proxy = ls.group_id is None and (ls.proxy_id is None or self.proxies[ls.proxy_id].owner == listener_id)
@@ -257,16 +284,22 @@ class World:
             data["denied_actions"] = list(ls.denied_actions)
         if ls.task_seconds is not None:
             data["task_seconds"] = ls.task_seconds
-        data["domains"] = {
-            name: {
-                "certificate_id": d.certificate_id,
-                "client_certificate_id": d.client_certificate_id,
-                "poly_client_certificate_ids": list(d.poly_client_certificate_ids),
-                "status": d.status,
-            }
-            for name, d in ls.domains.items()
-        }
+        data["domains"] = {name: _domain_dict(d) for name, d in ls.domains.items()}
         return data
+
+
+def _domain_dict(d: DomainState) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "certificate_id": d.certificate_id,
+        "client_certificate_id": d.client_certificate_id,
+        "poly_client_certificate_ids": list(d.poly_client_certificate_ids),
+        "status": d.status,
+    }
+    if d.edge_lag_s is not None:
+        data["edge_lag_s"] = d.edge_lag_s
+    if d.edge_stuck:
+        data["edge_stuck"] = True
+    return data
 
 
 def _connection_extras(state: ProxyState | GroupState) -> dict[str, Any]:
@@ -312,6 +345,19 @@ def _listing_quirks(data: dict[str, Any]) -> dict[str, ListingQuirk]:
             instance_set_only=bool(spec.get("instance_set_only", False)),
         )
     return quirks
+
+
+def _lag_s(where: str, value: Any) -> float:
+    """An `edge_lag_s`: seconds ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{where}: edge_lag_s must be seconds ≥ 0, not {value!r}")
+    return float(value)
+
+
+def _flag(where: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {key} must be true or false, not {value!r}")
+    return value
 
 
 def _latency_ms(value: Any) -> tuple[float, float]:
@@ -364,6 +410,8 @@ def _listener_from_dict(lid: str, spec: dict[str, Any], data: dict[str, Any]) ->
             client_certificate_id=d.get("client_certificate_id"),
             poly_client_certificate_ids=[str(x) for x in d.get("poly_client_certificate_ids") or []],
             status=int(d.get("status", 0)),
+            edge_lag_s=_lag_s(f"domain {name}", d["edge_lag_s"]) if d.get("edge_lag_s") is not None else None,
+            edge_stuck=_flag(f"domain {name}", "edge_stuck", d.get("edge_stuck", False)),
         )
         for name, d in dict(spec.get("domains", {})).items()
     }
@@ -462,6 +510,8 @@ def _world_from_dict(data: Any) -> World:
         proxies=proxies,
         groups=groups,
         listing_quirks=_listing_quirks(data),
+        edge=_flag("world", "edge", data.get("edge", True)),
+        edge_lag_s=_lag_s("world", data.get("edge_lag_s", 0)),
     )
     world.attach_all()
     return world

@@ -1,7 +1,9 @@
 """The write actions, ModifyCertificate and ModifyHTTPSListenerAttribute, through one apply path: the fault that acts
 on the request, the listener (access), the connection rules, the listener's task (`FailedOperation.ListenerHasTask`
 while one runs; docs/gaap-api.md, "Listener tasks"), the target's checks, then the change applied as a listener task,
-recorded in the ledger, and rolled back when its task fails. What differs between the two is in `changes`."""
+recorded in the ledger, and rolled back when its task fails. Applying and rolling back also record, for each domain
+whose effective server certificate changed, what the TLS edge served until then (`state.ServedChange`; the `world`
+docstring, "The TLS edge"). What differs between the two is in `changes`."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from batchcert.emulator.changes import Change, DomainChange, ListenerChange, Sco
 from batchcert.emulator.clock import monotonic_s
 from batchcert.emulator.faults import FaultInjector
 from batchcert.emulator.outcomes import ApiError
+from batchcert.emulator.state import ListenerState, ServedChange
 from batchcert.emulator.world import World
 
 
@@ -32,6 +35,15 @@ class LedgerEntry:
     after: dict[str, Any]
     request_id: str
     scope: str = "domain"
+
+
+@dataclass(frozen=True)
+class _Served:
+    """A domain's effective and served server certificates just before a change or a rollback."""
+
+    domain: str
+    effective_id: str
+    served_id: str
 
 
 class Writes:
@@ -69,7 +81,9 @@ class Writes:
         change.check_target(self.world, listener, now)
 
         before = change.state(listener)
+        served = self._served_before(change, listener, now)
         change.set(listener)
+        self._record_served(change.listener_id, served, now)
         task_s = self.world.task_seconds if listener.task_seconds is None else listener.task_seconds
         listener.busy_until = now + task_s
         change.start_task(listener, now + task_s)
@@ -93,5 +107,22 @@ class Writes:
         return {}
 
     def _revert(self, change: Change, before: dict[str, Any]) -> None:
+        now = monotonic_s()
+        served = self._served_before(change, self.world.listeners[change.listener_id], now)
         change.restore(self.world, before)
+        self._record_served(change.listener_id, served, now)
         self.reverted.append((change.listener_id, change.domain))
+
+    def _served_before(self, change: Change, listener: ListenerState, now: float) -> tuple[_Served, ...]:
+        world, listener_id = self.world, change.listener_id
+        return tuple(
+            _Served(d, world.effective_certificates(listener_id, d)[0], world.served_certificate(listener_id, d, now))
+            for d in change.edge_domains(listener)
+        )
+
+    def _record_served(self, listener_id: str, served: tuple[_Served, ...], now: float) -> None:
+        """A domain whose effective certificate changed is served what it was served before, for its lag."""
+        domains = self.world.listeners[listener_id].domains
+        for s in served:
+            if self.world.effective_certificates(listener_id, s.domain)[0] != s.effective_id:
+                domains[s.domain].served_change = ServedChange(s.served_id, now)

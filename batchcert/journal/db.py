@@ -25,7 +25,7 @@ WAL_NAME = "journal.sqlite3-wal"
 #: the journal's schema: 1 as first released; 2 adds rows.expected and the sessions' operator and SecretId. An
 #: older journal is brought up to date when a rerun opens it (`migrate`); a newer one is refused
 #: (`refuse_newer_schema`).
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS rows (
     previous_client_ids TEXT NOT NULL DEFAULT '', verified TEXT NOT NULL DEFAULT '',
     verified_certificate_id TEXT NOT NULL DEFAULT '', verified_client_ids TEXT NOT NULL DEFAULT '',
     scope TEXT NOT NULL DEFAULT 'domain', proxy_id TEXT NOT NULL DEFAULT '', expected TEXT NOT NULL DEFAULT '',
-    basis TEXT NOT NULL DEFAULT '');
+    basis TEXT NOT NULL DEFAULT '', served TEXT NOT NULL DEFAULT '', served_sha256 TEXT NOT NULL DEFAULT '',
+    served_subject TEXT NOT NULL DEFAULT '', served_not_after REAL, served_note TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER, listener_id TEXT NOT NULL DEFAULT '',
     session_id INTEGER NOT NULL,
@@ -57,6 +58,14 @@ CREATE TABLE IF NOT EXISTS certificates (
 #: how a journal of schema 2 or older marked a row confirmed by read-back (`Basis.READ_BACK`): by this message alone
 _READ_BACK_MESSAGE_BEFORE_3 = (
     "succeeded: confirmed by read-back (the state before the run differed); attempt record missing"
+)
+#: the rows' columns schema 4 added: what probing the edge found (`ServedCheck`)
+_SERVED_COLUMNS = (
+    ("served", "TEXT NOT NULL DEFAULT ''"),
+    ("served_sha256", "TEXT NOT NULL DEFAULT ''"),
+    ("served_subject", "TEXT NOT NULL DEFAULT ''"),
+    ("served_not_after", "REAL"),
+    ("served_note", "TEXT NOT NULL DEFAULT ''"),
 )
 #: run directories made before the certificates table existed get it when written again
 _CERTIFICATES_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS certificates") :]
@@ -98,6 +107,9 @@ def bring_up_to_date(db: sqlite3.Connection) -> None:
             "UPDATE rows SET basis = ? WHERE outcome = ? AND error_message = ?",
             (Basis.READ_BACK.value, Outcome.SUCCEEDED.value, _READ_BACK_MESSAGE_BEFORE_3),
         )
+    for name, kind in _SERVED_COLUMNS:  # schema 4: what the edge served (no earlier row was probed)
+        if name not in columns:
+            db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
     session_columns = {str(c[1]) for c in db.execute("PRAGMA table_info(sessions)")}
     for name in ("operator", "secret_id_masked"):  # who ran each session (earlier journals: the run's facts say)
         if name not in session_columns:

@@ -17,7 +17,17 @@ from batchcert.journal.intents import IntentLog
 from batchcert.journal.views import Columns, FailedAttempt, RowRange
 from batchcert.journal.writes import Attempt, RowWriter
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import Basis, CallResult, Mapping, Outcome, ReadBack, Row, SessionKind, SessionStatus
+from batchcert.model import (
+    Basis,
+    CallResult,
+    Mapping,
+    Outcome,
+    ReadBack,
+    Row,
+    ServedCheck,
+    SessionKind,
+    SessionStatus,
+)
 
 
 class Journal:
@@ -137,6 +147,9 @@ class Journal:
     def record_verification(self, checks: list[ReadBack]) -> None:
         self.writes.record_verification(checks)
 
+    def record_served(self, checks: list[ServedCheck]) -> None:
+        self.writes.record_served(checks)
+
     # -- what the runner and the rerun read (views)
     def facts(self) -> dict[str, str]:
         return views.read_facts(self.store.connection)
@@ -158,6 +171,15 @@ class Journal:
 
     def unverified_listeners(self) -> frozenset[str]:
         return views.find_unverified_listeners(self.store.connection)
+
+    def unproven_listeners(self) -> frozenset[str]:
+        return views.find_unproven_listeners(self.store.connection)
+
+    def canary_failures(self, row_numbers: list[int]) -> list[str]:
+        return views.describe_canary_failures(self.store.connection, row_numbers)
+
+    def unproven_rows(self, row_numbers: list[int]) -> frozenset[int]:
+        return views.find_unproven_rows(self.store.connection, row_numbers)
 
     def last_modify_codes(self) -> dict[int, str]:
         return views.read_last_change_codes(self.store.connection)

@@ -17,7 +17,7 @@ from typing import Any
 from batchcert.api.vocabulary import CHANGE_ACTIONS
 from batchcert.journal.db import CHANGES, expected_of
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import Expected, Outcome, Row
+from batchcert.model import Expected, Outcome, Row, Served
 
 
 def iso_utc(timestamp: float | None, timespec: str = "milliseconds") -> str:
@@ -91,6 +91,11 @@ class VerificationResult:
     row_number: int
     verified: str
     certificate_id: str
+    #: what probing the edge found (a `Served` value) and the served leaf's SHA-256, subject and notAfter
+    served: str
+    served_sha256: str
+    served_subject: str
+    served_not_after: float | None
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,52 @@ def find_unverified_listeners(db: sqlite3.Connection) -> frozenset[str]:
     return frozenset(str(lid) for (lid,) in cur.fetchall())
 
 
+#: row numbers per query of `find_unproven_rows`: SQLite's default limit of host parameters is 999 before 3.32
+#: (https://www.sqlite.org/limits.html, "Maximum Number Of Host Parameters In A Single SQL Statement")
+_SQL_VARIABLES = 900
+
+
+def find_unproven_listeners(db: sqlite3.Connection) -> frozenset[str]:
+    """Listeners with a succeeded row the edge was not seen serving (`served` other than true): a rerun reads them
+    back and probes those rows again."""
+    cur = db.execute(
+        "SELECT DISTINCT listener_id FROM rows WHERE duplicate_of IS NULL AND outcome = ? AND served != ?",
+        (Outcome.SUCCEEDED.value, Served.TRUE.value),
+    )
+    return frozenset(str(lid) for (lid,) in cur.fetchall())
+
+
+def find_unproven_rows(db: sqlite3.Connection, row_numbers: list[int]) -> frozenset[int]:
+    """Those of `row_numbers` that succeeded and that the edge was not seen serving yet."""
+    found: set[int] = set()
+    for first in range(0, len(row_numbers), _SQL_VARIABLES):
+        chunk = row_numbers[first : first + _SQL_VARIABLES]
+        marks = ", ".join("?" * len(chunk))
+        found.update(
+            int(n)
+            for (n,) in db.execute(
+                f"SELECT row_number FROM rows WHERE outcome = ? AND served != ? AND row_number IN ({marks})",  # noqa: S608 - placeholders only
+                (Outcome.SUCCEEDED.value, Served.TRUE.value, *chunk),
+            )
+        )
+    return frozenset(found)
+
+
+def describe_canary_failures(db: sqlite3.Connection, row_numbers: list[int]) -> list[str]:
+    """Why each of `row_numbers` (a canary) is not a success: not done, or done but not served by the edge."""
+    marks = ", ".join("?" * len(row_numbers))
+    found = []
+    for n, outcome, code, served in db.execute(
+        f"SELECT row_number, outcome, error_code, served FROM rows WHERE row_number IN ({marks}) ORDER BY row_number",  # noqa: S608 - placeholders only
+        row_numbers,
+    ):
+        if outcome not in (Outcome.SUCCEEDED.value, Outcome.UNCHANGED.value):
+            found.append(f"row {n} ended {outcome}" + (f" ({code})" if code else ""))
+        elif served == Served.FALSE.value:
+            found.append(f"row {n}: the edge still served another certificate")
+    return found
+
+
 def read_last_change_codes(db: sqlite3.Connection) -> dict[int, str]:
     """Row number → code of its latest change attempt (rows with any)."""
     cur = db.execute(
@@ -327,8 +378,11 @@ def read_previous_records(db: sqlite3.Connection, rows: RowRange) -> Columns:
 def read_verification_records(db: sqlite3.Connection, rows: RowRange) -> Columns:
     """What the read-back saw, of the rows of `rows` and the rows its duplicates copy that were read back, as
     VerificationResult's columns."""
-    select = "SELECT row_number, verified, verified_certificate_id FROM rows"
-    read_back = "verified != '' OR verified_certificate_id != ''"
+    select = (
+        "SELECT row_number, verified, verified_certificate_id, served, served_sha256, served_subject, "
+        "served_not_after FROM rows"
+    )
+    read_back = "verified != '' OR verified_certificate_id != '' OR served != ''"
     return columns_of(VerificationResult, _select_in_range(db, select, rows, read_back))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from batchcert.journal.db import Store
 from batchcert.journal.intents import Intent, IntentLog
 from batchcert.journal.views import read_previous_states
-from batchcert.model import Basis, CallResult, Outcome, ReadBack
+from batchcert.model import Basis, CallResult, Outcome, ReadBack, ServedCheck
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,15 @@ class RowWriter:
                 "UPDATE rows SET outcome = ?, error_code = '', error_message = ?, request_id = '', finished_at = ?, "
                 "basis = '' WHERE row_number = ?",
                 [(outcome.value, message, now, n) for n in row_numbers],
+            )
+
+    def record_served(self, checks: list[ServedCheck]) -> None:
+        """Record what probing the edge found for each row (`rows.served`, a `Served` value, and the leaf)."""
+        with self._store.later() as db:
+            db.executemany(
+                "UPDATE rows SET served = ?, served_sha256 = ?, served_subject = ?, served_not_after = ?, "
+                "served_note = ? WHERE row_number = ?",
+                [(c.served.value, c.sha256, c.subject, c.not_after_s, c.note, c.row_number) for c in checks],
             )
 
     def record_verification(self, checks: list[ReadBack]) -> None:

@@ -69,6 +69,29 @@ class CertificateIndex:
         return bool(self.failed) and classify.disposition_of(self.failed) is not Disposition.TERMINAL
 
 
+class ContentReads:
+    """The content of each certificate, read once per run however many ask (`soon`): the names the pre-flight
+    checks and the leaf the edge must serve come from the same `DescribeCertificateDetail` answer."""
+
+    def __init__(self, reader: LiveReader) -> None:
+        self._reader = reader
+        self._reads: dict[str, asyncio.Future[CertificateIndex]] = {}
+
+    def soon(self, certificate_id: str) -> asyncio.Future[CertificateIndex]:
+        """The read of `certificate_id`'s content (an index holding it, or why it was skipped), started now unless
+        it was already."""
+        if certificate_id not in self._reads:
+            read = self._reader.with_contents(CertificateIndex({}), [certificate_id])
+            self._reads[certificate_id] = asyncio.ensure_future(read)
+        return self._reads[certificate_id]
+
+    async def close(self) -> None:
+        """Stop the reads still going (the run stopped)."""
+        for read in self._reads.values():
+            read.cancel()
+        await asyncio.gather(*self._reads.values(), return_exceptions=True)
+
+
 class LiveReader:
     """Reads listeners with DescribeRules (and the account's certificates with DescribeCertificates) through the
     quota (each action its own budget), retrying transient failures with backoff. `on_read(listener_id, result,

@@ -1,6 +1,6 @@
 """What a certificate's content says, read with the `cryptography` package (the only module of the client that
 imports it): `CertificateContent` from the PEM `DescribeCertificateDetail` answers (docs/gaap-api.md, "Certificate
-content"). Pure, no I/O.
+content"), and from the DER leaf an edge serves (`read_leaf`). Pure, no I/O.
 """
 
 from __future__ import annotations
@@ -40,11 +40,7 @@ def read_content(pem: str) -> CertificateContent:
     if not chain:
         raise UnreadableContent("no certificate in the content")
     leaf = chain[0]
-    try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = tuple(san.get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        names = ()
+    names = _names_of(leaf)
     self_signed = leaf.issuer == leaf.subject
     return CertificateContent(
         names=names,
@@ -53,3 +49,28 @@ def read_content(pem: str) -> CertificateContent:
         not_after_s=int(leaf.not_valid_after_utc.timestamp()),
         chain_complete=self_signed or any(other.subject == leaf.issuer for other in chain[1:]),
     )
+
+
+def read_leaf(der: bytes) -> CertificateContent:
+    """What a served certificate (DER, as a TLS handshake carries it) says: its names, SHA-256, subject and notAfter
+    (`chain_complete` cannot be known from a leaf alone: False). Raises UnreadableContent."""
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise UnreadableContent(str(exc)) from exc
+    return CertificateContent(
+        names=_names_of(leaf),
+        leaf_sha256=hashlib.sha256(der).hexdigest(),
+        subject=leaf.subject.rfc4514_string(),
+        not_after_s=int(leaf.not_valid_after_utc.timestamp()),
+        chain_complete=False,
+    )
+
+
+def _names_of(leaf: x509.Certificate) -> tuple[str, ...]:
+    """The leaf's SubjectAltName DNS names (none without the extension)."""
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san.get_values_for_type(x509.DNSName))

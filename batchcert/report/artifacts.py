@@ -64,6 +64,8 @@ class Reports:
     #: `batchcert run …/failed.csv …` and `batchcert run …/rollback.csv …` on the files actually written
     failed_command: str = ""
     rollback_command: str = ""
+    #: changed rows whose edge still served another certificate when the probe gave up (served false)
+    not_served: int = 0
 
     def path_of(self, name: str) -> Path:
         """Where the report file `name` (one of REPORT_FILES) was written."""
@@ -184,4 +186,5 @@ def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> R
         tuple(dict.fromkeys(kept)),
         summary["failed_command"],
         summary["rollback"]["command"],
+        summary["served"]["false"],
     )

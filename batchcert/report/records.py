@@ -75,6 +75,12 @@ class ReportRecord:
     expected: Expected | None = None
     #: what the outcome rests on (a `batchcert.model.Basis` value; not a column of report.csv)
     basis: str = ""
+    #: what probing the edge found (a `batchcert.model.Served` value) and the leaf it served: SHA-256, subject, and
+    #: notAfter (ISO 8601 UTC)
+    served: str = ""
+    served_certificate_sha256: str = ""
+    served_subject: str = ""
+    served_not_after: str = ""
 
 
 #: the columns of a chunk's frame (`report_frames`): ReportRecord's fields, in order
@@ -117,7 +123,8 @@ def _table_of(records: Sequence[Any], columns: Mapping[str, str]) -> Columns:
 
 def _times(values: pd.Series, timespec: str = "milliseconds") -> list[str]:
     """Seconds since the epoch as `iso_utc` shows them; "" where there is none."""
-    return [iso_utc(None if t != t else float(t), timespec) for t in values]  # t != t: NaN, no time
+    # t != t: NaN (no time after a join); None: no time stored
+    return [iso_utc(None if t is None or t != t else float(t), timespec) for t in values]
 
 
 def change_history(attempts: pd.DataFrame) -> pd.DataFrame:
@@ -173,6 +180,10 @@ def join_tables(
         "previous_client_certificate_ids": joined["previous_client_certificate_ids"].where(read, ""),
         "verified_certificate_id": joined["verified_certificate_id"].fillna(""),
         "verified": joined["verified"].fillna(""),
+        "served": joined["served"].fillna(""),
+        "served_certificate_sha256": joined["served_sha256"].fillna(""),
+        "served_subject": joined["served_subject"].fillna(""),
+        "served_not_after": _times(joined["served_not_after"], "seconds"),
         "target_certificate_end_time": _times(joined["end_time_s"], "seconds"),
     }
     # the other columns are the stored row's and its state's as joined (never missing: every row has an outcome)

@@ -11,7 +11,7 @@ from typing import Any
 
 from batchcert import classify
 from batchcert.journal import Journal, iso_utc
-from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Outcome, SessionStatus
+from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Outcome, Served, SessionStatus
 from batchcert.report.commands import failed_run_command, next_steps, rollback_run_command
 from batchcert.report.files import REPORT_FILES
 from batchcert.report.tables import DONE_VALUES
@@ -88,6 +88,14 @@ def summarize(
         "encoding": facts.get("encoding", ""),
         "settings": sessions[-1]["settings"] if sessions else {},
         "journal_lost_records": tally.confirmed_by_read_back,
+        "served": {
+            "probed": sum(n for value, n in tally.served.items() if value),
+            "true": tally.served[Served.TRUE],
+            "false": tally.served[Served.FALSE],
+            "unreachable": tally.served[Served.UNREACHABLE],
+            "not_served": tally.not_served,
+            "not_served_total": tally.not_served_total,
+        },
         "verification": {
             "checked": tally.checked,
             "verified": tally.verified,
@@ -157,6 +165,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# batchcert: {name}, {summary['started_at']} – {summary['finished_at']}", ""]
     if summary["interrupted"]:
         lines += ["**INTERRUPTED: the last session was stopped before it finished — see What to do next.**", ""]
+    last = summary["sessions"][-1] if summary["sessions"] else None
+    if last is not None and last["status"] == SessionStatus.STOPPED and last["note"]:
+        lines += [f"**STOPPED: {last['note']}**", ""]
     if summary["rehearsal"]:
         lines += ["**REHEARSAL against the embedded emulator — nothing changed on Tencent Cloud.**", ""]
     source = "".join(
@@ -204,6 +215,26 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"**WARNING: rows {rows} succeeded but the live state read after the run shows something else "
             "— check them in the console before signing off.**",
         ]
+    served = summary["served"]
+    if served["false"]:
+        lines += [
+            "",
+            f"**WARNING: the edge still served another certificate for {served['false']} changed row(s) when the "
+            "probe gave up (served `false`): the service applied the change, clients do not see it yet — `batchcert "
+            "rerun` probes them again.**",
+            "",
+            "| row | listener | domain | target | served SHA-256 | served subject | served notAfter |",
+            "|---:|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['row']} | {_cell(r['listener_id'])} | {_cell(r['domain'])} | {_cell(r['certificate_id'])} | "
+            f"{r['served_certificate_sha256'][:16]}… | {_cell(r['served_subject'])} | {r['served_not_after']} |"
+            for r in served["not_served"]
+        ]
+        if served["not_served_total"] > len(served["not_served"]):
+            lines.append(
+                f"| … | {served['not_served_total'] - len(served['not_served'])} more in report.csv | | | | | |"
+            )
     if summary["reverted"]:
         lines += [
             "",
@@ -226,6 +257,12 @@ def render_markdown(summary: dict[str, Any]) -> str:
             else ""
         )
     )
+    if served["probed"]:
+        lines.append(
+            f"- What the edge serves: {served['true']} changed row(s) served their target"
+            + (f", {served['false']} another certificate" if served["false"] else "")
+            + (f", {served['unreachable']} could not be reached (a warning)" if served["unreachable"] else "")
+        )
     lines += ["", "| outcome | rows |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in summary["counts"].items()]
     if summary["error_codes"]:

@@ -36,6 +36,10 @@ REPORT_COLUMNS = (
     "previous_client_certificate_ids",
     "verified_certificate_id",
     "verified",
+    "served",
+    "served_certificate_sha256",
+    "served_subject",
+    "served_not_after",
 )
 #: failed.csv adds these after the mapping's own columns; read back as a mapping they are extra columns
 FAILED_EXTRA_COLUMNS = ("source_row", "outcome", "reason")
@@ -102,6 +106,10 @@ def report_line(record: ReportRecord, extra_names: Sequence[str]) -> list[Any]:
         record.previous_client_certificate_ids,
         record.verified_certificate_id,
         record.verified,
+        record.served,
+        record.served_certificate_sha256,
+        record.served_subject,
+        record.served_not_after,
     ]
     if extra_names:
         extra = dict(record.extra)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from batchcert.live.certificates import CertificateInfo, check_targets
 from batchcert.live.state import Rollback
 from batchcert.mapping import normalize_header
-from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Basis, Outcome, Row, Verified
+from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Basis, Outcome, Row, Served, Verified
 from batchcert.report.tables import DONE_VALUES, id_list
 
 if TYPE_CHECKING:
@@ -31,6 +31,16 @@ MOVE_KEYS = ["kind", "from", "to", "scope"]
 NOT_READ = "(not read)"
 #: what the summary lists of a row not done
 _NOT_DONE_FIELDS = ["row", "scope", "listener_id", "domain", "outcome", "error_code", "error_message"]
+#: what the summary lists of a row whose edge still served another certificate
+_NOT_SERVED_FIELDS = (
+    "row",
+    "listener_id",
+    "domain",
+    "certificate_id",
+    "served_certificate_sha256",
+    "served_subject",
+    "served_not_after",
+)
 
 
 def _counts_first_seen(values: pd.Series) -> dict[str, int]:
@@ -63,6 +73,11 @@ class Tally:
     #: rows whose change the service reverted; rows not sent because the place was not in the expected state
     reverted: list[int] = field(default_factory=list)
     mismatched: list[int] = field(default_factory=list)
+    #: rows by what probing the edge found (`Served` values; "" not probed) among the rows done
+    served: Counter[str] = field(default_factory=Counter)
+    #: the first LISTED_ROWS rows whose edge still served another certificate (served false), and what it served
+    not_served: list[dict[str, Any]] = field(default_factory=list)
+    not_served_total: int = 0
     #: change-ticket column → its distinct values, in the order first seen
     tickets: dict[str, dict[str, None]] = field(default_factory=dict)
     #: certificate moves of each chunk of rows, grouped (kind, from, to, scope) → places
@@ -85,6 +100,13 @@ class Tally:
         self.pending += int((done & (verified == Verified.PENDING)).sum())
         self.differs += _rows(frame[done & (verified == Verified.NOT_AT_TARGET)])
         self.confirmed_by_read_back += _rows(frame[frame["basis"] == Basis.READ_BACK])
+        self.served.update(frame.loc[done, "served"])
+        stale = frame[frame["served"] == Served.FALSE]
+        self.not_served_total += len(stale)
+        listed_stale = stale[list(_NOT_SERVED_FIELDS)].head(LISTED_ROWS - len(self.not_served))
+        self.not_served += [
+            {str(k): v for k, v in line.items()} | {"row": int(line["row"])} for line in listed_stale.to_dict("records")
+        ]
         not_done = frame[~done]
         self.not_done_total += len(not_done)
         listed = not_done[_NOT_DONE_FIELDS].head(LISTED_ROWS - len(self.not_done))

@@ -23,9 +23,13 @@ Modules, each owning one concern:
 - `readback`: reading a listener until a condition holds before a deadline (one loop) — a domain's change waited
   out, the read-back after a listener's last change, an ambiguous answer settled — and the task-time probe.
 - `outcomes`: the messages, verdict → outcome, and concluding rows in the journal (`RowEnds`).
+- `served`: proving changes where clients see them — each changed domain probed at the edge after its read-back
+  (`ServedProofs`).
+- `guard`: the canary (`pick_canary`) and the failure threshold that stops a run (`FailureLimit`, `FailureGuard`).
 """
 
 from batchcert.runner.config import RunnerConfig, estimate_run_s
+from batchcert.runner.guard import FailureLimit
 from batchcert.runner.lanes import MAX_PARKED_PER_LANE
 from batchcert.runner.outcomes import (
     CHANGED_MEANWHILE_MESSAGE,
@@ -44,6 +48,7 @@ __all__ = [
     "OUTCOME_UNKNOWN_MESSAGE",
     "REREAD_MESSAGE",
     "VERIFIED_MESSAGE",
+    "FailureLimit",
     "Runner",
     "RunnerConfig",
     "estimate_run_s",

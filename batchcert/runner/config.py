@@ -9,7 +9,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from batchcert.model import Row
+from batchcert.runner.guard import FailureLimit
 from batchcert.schedule import RetryPolicy, Window
+from batchcert.settings import DEFAULT_PROBE_WAIT_S
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,14 @@ class RunnerConfig:
     retry_budget_min_per_s: float = 5.0
     retry_budget_percent: float = 0.2
     retry_budget_window_s: float = 10.0
+    #: probe each changed domain at the edge after its read-back (`--no-probe`: not), and for how long a domain is
+    #: probed again while it serves another certificate (`--probe-wait`; README, "What the edge serves")
+    probe: bool = True
+    probe_wait_s: float = DEFAULT_PROBE_WAIT_S
+    #: changes sent, read back and probed before any other (`--canary`), and the failed changes that stop the run
+    #: (`--max-failures`; None: none do) — README, "Canary and failure threshold"
+    canary: int = 0
+    max_failures: FailureLimit | None = None
 
     def retry_policy(self, max_attempts: int) -> RetryPolicy:
         return RetryPolicy(max_attempts, self.backoff_initial_s, self.backoff_max_s, self.backoff_jitter_s)

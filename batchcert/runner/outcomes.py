@@ -64,6 +64,15 @@ UNREAD_MESSAGE = (
 
 
 @dataclass(frozen=True)
+class ReadBackRows:
+    """What a listener's read-back found of its rows: those at their target, and those this session changed that
+    the service reverted (now `retryable`)."""
+
+    at_target: tuple[Row, ...]
+    reverted: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
 class Conclusion:
     """How a row ends without being sent: its outcome, error code and message, and what that rests on."""
 
@@ -246,10 +255,11 @@ class RowEnds:
             return f"run-wide retry budget exhausted after {self._budget.spent} retries"
         return f"gave up after {len(tries.results)} attempts"
 
-    def record_verification(self, rows: list[Row], reading: Reading) -> None:
+    def record_verification(self, rows: list[Row], reading: Reading) -> ReadBackRows:
         """Record, per row on a listener read back after its last change, the live state and whether it is the
         row's target (`pending` while its domain still changes); a row this session brought to its target that
-        shows its old state again ends retryable (`rerun` reads it and sends it again)."""
+        shows its old state again ends retryable (`rerun` reads it and sends it again). Returns the rows at their
+        target and those reverted."""
         journal = self._ctx.journal
         domains = reading.domains or {}
         checks: list[ReadBack] = []
@@ -279,6 +289,8 @@ class RowEnds:
             log.info("row %d: the service reverted the change", row.row_number)
             self._succeeded.discard(row.row_number)
             journal.finish_row(row.row_number, Outcome.RETRYABLE, CHANGE_REVERTED, REVERTED_MESSAGE)
+        shown = {check.row_number for check in checks if check.verified is Verified.AT_TARGET}
+        return ReadBackRows(tuple(row for row in rows if row.row_number in shown), tuple(reverted))
 
     def settle_unstarted(self, rows: list[Row]) -> None:
         """Rows of listeners never started because the run stopped: `not_attempted`, in one journal transaction."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from batchcert import classify
 from batchcert.live.certificates import TargetCheck, check_targets, content_targets
-from batchcert.live.reader import CertificateIndex, LiveReader
+from batchcert.live.reader import CertificateIndex, ContentReads, LiveReader
 from batchcert.live.state import PlanAction, PlanLine, Verdict, judge
 from batchcert.live.x509 import CertificateContent
 from batchcert.model import SCOPE_LISTENER, Outcome, Row
@@ -88,8 +88,10 @@ class Preflight:
         forms: RowForms,
         earlier: EarlierSessions,
         certificates: CertificateIndex | None,
+        contents: ContentReads,
     ) -> None:
         self._ctx = ctx
+        self._contents = contents
         self._reads = reads
         self._reader = reader
         self._forms = forms
@@ -120,8 +122,7 @@ class Preflight:
                 self._refuse(row, check.code, check.message)
             else:
                 keep.append(row)
-        targets = content_targets(keep, certificates.by_id)
-        self._names = {c: asyncio.ensure_future(self._reader.with_contents(certificates, [c])) for c in targets}
+        self._names = {c: self._contents.soon(c) for c in content_targets(keep, certificates.by_id)}
         self._names_noted = asyncio.ensure_future(self._note_names(certificates, keep))
         return keep
 
@@ -162,10 +163,7 @@ class Preflight:
         return keep
 
     async def close(self) -> None:
-        """Stop reading names no listener waits for any more (the run stopped); let the journal note what was
-        read."""
-        for reading in self._names.values():
-            reading.cancel()
+        """Let the journal note what was read of the names (the reads themselves are the run's to stop)."""
         if self._names_noted is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._names_noted

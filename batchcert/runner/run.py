@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shlex
 from collections import defaultdict, deque
 from collections.abc import Callable
 
 from batchcert.api.vocabulary import CHANGE_ACTIONS
 from batchcert.journal import Journal
-from batchcert.live.reader import CertificateIndex, LiveReader
+from batchcert.live.reader import CertificateIndex, ContentReads, LiveReader
 from batchcert.model import SCOPE_LISTENER, Api, Outcome, Row
 from batchcert.runner.attempt import Attempts
 from batchcert.runner.config import Bursts, RunnerConfig, plan_bursts
+from batchcert.runner.guard import FailureGuard, pick_canary
 from batchcert.runner.lanes import ListenerLane
 from batchcert.runner.outcomes import RowEnds
 from batchcert.runner.preflight import Preflight, Sendable, needs_read
 from batchcert.runner.readback import ListenerReads, TaskProbe
 from batchcert.runner.retry import RowRetries
+from batchcert.runner.served import ServedProofs
 from batchcert.runner.state import EarlierSessions, RowForms, RunContext, RunStop
 from batchcert.schedule import ListenerPacer, Quota, RetryBudget, TaskTimer
 from batchcert.settings import RunSettings
@@ -79,9 +82,19 @@ class Runner:
         self._reads = ListenerReads(ctx, reader, forms, self.task_timer)
         self._probe = TaskProbe(ctx, self._reads, forms, self.task_timer, enabled=config.verify)
         self._ends = RowEnds(ctx, forms, self.budget)
-        self._preflight = Preflight(ctx, self._reads, reader, forms, self._earlier, certificates)
+        self._contents = ContentReads(reader)
+        self._preflight = Preflight(ctx, self._reads, reader, forms, self._earlier, certificates, self._contents)
         self._attempts = Attempts(ctx, self._reads, forms, self._earlier, self.pacer, self._probe)
         self._retries = RowRetries(ctx, self._attempts, self.budget, self.pacer)
+        self._guard = FailureGuard(None, 0, self.stop, "")
+        self._served = ServedProofs(
+            ctx,
+            reader,
+            self._contents,
+            config.probe_wait_s,
+            enabled=config.probe and config.verify,
+            on_not_served=lambda row, check: self._guard.failed(row, f"the edge still served {check.subject}"),
+        )
         #: per listener, every row on it to record at the read-back (this run's and earlier sessions')
         self._verify_rows: dict[str, list[Row]] = defaultdict(list)
         #: listeners with rows an earlier session changed and never read back (`run`'s `verify_listeners`)
@@ -107,6 +120,8 @@ class Runner:
         session may hide an applied change (in flight at a crash, a timeout) are checked against the live state
         before anything is resent."""
         journal = self._ctx.journal
+        rerun_command = f"batchcert rerun {shlex.quote(str(journal.run_dir))}"
+        self._guard = FailureGuard(self.config.max_failures, len(rows), self.stop, rerun_command)
         reads_per_listener = int(self.config.preflight) + int(self.config.verify)
         bursts = plan_bursts(rows, self._ctx.quota.rate_per_s, self.config.listener_task_s, reads_per_listener)
         if bursts is not Bursts.NONE:
@@ -119,6 +134,8 @@ class Runner:
         queues: dict[str, deque[Row]] = defaultdict(deque)
         for row in rows:
             queues[row.listener_id].append(row)
+        if self._served.enabled:  # rows an earlier session changed that the edge was not seen serving: probe again
+            verify_listeners |= journal.unproven_listeners()
         self._unverified = verify_listeners
         if self.config.verify:
             for listener_id in verify_listeners:
@@ -130,8 +147,7 @@ class Runner:
                 self._verify_rows[row.listener_id].append(row)
                 if row.scope == SCOPE_LISTENER:
                     self._reads.include_own(row.listener_id)
-        # longest queue first (a stable sort keeps mapping order among equals): the longest chain bounds the run
-        waiting = deque(sorted(queues, key=lambda lid: -len(queues[lid])))
+        waiting: deque[str] = deque()
 
         async def work() -> None:
             while waiting and not self.stopping:
@@ -139,9 +155,16 @@ class Runner:
                 await self._run_listener(listener_id, queues.pop(listener_id))
 
         try:
+            if self.config.canary:
+                await self._run_canary(pick_canary(rows, self.config.canary), queues, rerun_command)
+            # longest queue first (a stable sort keeps mapping order among equals): the longest chain bounds the run
+            waiting.extend(sorted(queues, key=lambda lid: -len(queues[lid])))
             await asyncio.gather(*(work() for _ in range(min(self._max_lanes, len(waiting)))))
+            await self._served.wait()
         finally:
             await self._probe.cancel()
+            await self._served.cancel()
+            await self._contents.close()
             await self._preflight.close()
         self._ends.settle_unstarted([row for lid in waiting for row in queues[lid]])
 
@@ -150,6 +173,7 @@ class Runner:
         rows = Sendable(tuple(queue))
         if queue and (self.config.preflight or any(needs_read(row) for row in queue)):
             rows = await self._preflight.read_listener(listener_id, list(queue))
+        self._served.prepare(listener_id, list(rows.rows))
         lane = ListenerLane(deque(rows.rows), self._take_row, self._stop, rows.changing)
         await lane.drive()
         # a listener whose rows the names all refused was read but is read back only for an earlier session's rows
@@ -157,7 +181,10 @@ class Runner:
             verify_rows = self._verify_rows[listener_id]
             reading = await self._reads.read_back(listener_id, verify_rows, lane.last_change_sent)
             if not reading.failed:
-                self._ends.record_verification(verify_rows, reading)
+                found = self._ends.record_verification(verify_rows, reading)
+                for row in found.reverted:
+                    self._guard.failed(row, "the service reverted it")
+                self._served.start(listener_id, list(found.at_target), reading)
 
     async def _take_row(self, row: Row, lane: ListenerLane) -> None:
         """Work one row of `lane` to its end: not sent when its listener was found denied or closed; after its
@@ -170,4 +197,24 @@ class Runner:
             if row.expected is not None:  # the change it waited for may have moved the place: read it again
                 self._attempts.reads_first.require(row.row_number)
         tries = await self._retries.run(row, lane)
-        self._ctx.on_row_done(row, self._ends.conclude(row, tries))
+        outcome = self._ends.conclude(row, tries)
+        if outcome is Outcome.TERMINAL:
+            self._guard.failed(row, f"terminal: {tries.last.code if tries.last else 'no answer'}")
+        self._ctx.on_row_done(row, outcome)
+
+    async def _run_canary(self, canary: list[Row], queues: dict[str, deque[Row]], rerun_command: str) -> None:
+        """Send the canary rows — each alone on its listener — read them back and probe them before anything else;
+        stop the run unless every one is done and served (README, "Canary and failure threshold")."""
+        for row in canary:
+            queues[row.listener_id].remove(row)
+        await asyncio.gather(*(self._run_listener(row.listener_id, deque([row])) for row in canary))
+        await self._served.wait()
+        for row in canary:  # a listener the canary emptied is done, unless an earlier session's rows need reading
+            if not queues[row.listener_id] and row.listener_id not in self._unverified:
+                del queues[row.listener_id]
+        failed = self._ctx.journal.canary_failures([row.row_number for row in canary])
+        if failed and not self.stopping:
+            self.stop(
+                f"stopped after its canary of {len(canary)} change(s): {'; '.join(failed)} — nothing else was sent; "
+                f"fix the cause, then `{rerun_command}` sends the rest"
+            )

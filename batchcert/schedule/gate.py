@@ -28,7 +28,6 @@ import heapq
 import itertools
 import logging
 import math
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +74,9 @@ BURST_SPACING_S = 0.005
 #: stands in (1 / RATE_MARGIN − 1 s); MAX_LAG_S bounds what one slow answer can cost.
 MIN_LAG_S = 0.01
 MAX_LAG_S = 0.2
+#: A new shortest round trip recounts every answered send still counting only when it is this much shorter: a window
+#: of thousands of sends (a fast rehearsal) is not walked for every microsecond the minimum moves
+RECOUNT_S = 0.001
 #: Sends closer than this to the end of a window count as out of it: a timer the event loop fires at the window's
 #: end must not find the oldest send a rounding error short of leaving.
 EPSILON_S = 1e-9
@@ -95,13 +97,17 @@ class Window:
         return cls(capacity, max(1.0, capacity / rate_per_s) / RATE_MARGIN)
 
 
-@dataclass
+@dataclass(eq=False)
 class Send:
-    """A request on the wire, as its gate counts it: when it left, and its round trip once answered
-    (`RateGate.answered`)."""
+    """A request on the wire, as its gate counts it: when it left, its round trip once answered
+    (`RateGate.answered`), until when it counts, and whether it still does."""
 
     at: float
+    leaves_at: float
+    #: its place in the order of sending (what breaks ties between sends that stop counting at once)
+    order: int
     rtt_s: float | None = None
+    counting: bool = True
 
 
 class GateClosed(Exception):
@@ -140,7 +146,10 @@ class RateGate:
         self.window_s = window.seconds
         #: the service's own window: a second, or one request's share of it below 1/s
         self._service_window_s = window.seconds * RATE_MARGIN
-        self._sent: deque[Send] = deque()  # the sends still counting, oldest first
+        #: the sends by when they stop counting (a send whose time moved is in it again; its older entry is stale)
+        self._leaving: list[tuple[float, int, Send]] = []
+        self._counting: dict[int, Send] = {}  # the sends that still count, by order of sending
+        self._sends = itertools.count()
         self._shortest_rtt_s = math.inf
         self._pending = 0  # granted, neither sent nor released yet
         self._room = asyncio.Event()  # set when a pending grant is sent or released
@@ -194,8 +203,10 @@ class RateGate:
         """A granted call goes on the wire now: it counts in the window from now on (until `answered` says how
         long)."""
         self._pending -= 1
-        send = Send(self._clock.now())
-        self._sent.append(send)
+        now = self._clock.now()
+        send = Send(now, now + self.window_s, next(self._sends))
+        self._counting[send.order] = send
+        heapq.heappush(self._leaving, (send.leaves_at, send.order, send))
         self._room.set()
         return send
 
@@ -203,16 +214,26 @@ class RateGate:
         """The service answered `send` after `rtt_s`: it counts until its second at the service can have ended
         (`_leaves_at`)."""
         send.rtt_s = rtt_s
+        shorter_by_s = self._shortest_rtt_s - rtt_s
         self._shortest_rtt_s = min(self._shortest_rtt_s, rtt_s)
+        if shorter_by_s < RECOUNT_S:
+            self._recount(send)
+            return
+        # a round trip shorter than any before by more than a trifle (the first answers may have come from a busy
+        # start): every answered send still counting may have arrived later than thought, so each counts longer
+        for counting in self._counting.values():
+            if counting.rtt_s is not None:
+                self._recount(counting)
 
-    def _leaves_at(self, send: Send) -> float:
-        """When `send` stops counting: the margin's window before its answer; after it, the service's second and
-        the lag its round trip allows, against the shortest round trip seen so far (a shorter one found later —
-        the first answers came from a busy start — lengthens what is still counting) (MIN_LAG_S)."""
-        if send.rtt_s is None:
-            return send.at + self.window_s
+    def _recount(self, send: Send) -> None:
+        """Move when an answered `send` stops counting: the service's second and the lag its round trip allows
+        against the shortest round trip seen (MIN_LAG_S)."""
+        assert send.rtt_s is not None
         lag_s = min(MAX_LAG_S, max(MIN_LAG_S, send.rtt_s - self._shortest_rtt_s))
-        return send.at + self._service_window_s + lag_s
+        leaves_at = send.at + self._service_window_s + lag_s
+        if send.counting and leaves_at != send.leaves_at:
+            send.leaves_at = leaves_at
+            heapq.heappush(self._leaving, (leaves_at, send.order, send))
 
     def release(self) -> None:
         """A granted call was not sent (the run stopped, the journal failed): its room goes back to the window."""
@@ -225,9 +246,18 @@ class RateGate:
     def _in_window(self, now: float) -> int:
         """Requests that count in the window ending now: those sent in it, and those granted and not yet sent."""
         # oldest first: a later send that would leave sooner (a shorter round trip) counts until the oldest leaves
-        while self._sent and self._leaves_at(self._sent[0]) <= now + EPSILON_S:
-            self._sent.popleft()
-        return len(self._sent) + self._pending
+        while self._leaving and self._leaving[0][0] <= now + EPSILON_S:
+            leaves_at, _, send = heapq.heappop(self._leaving)
+            if send.counting and leaves_at == send.leaves_at:  # not a stale entry of a send whose time moved
+                send.counting = False
+                del self._counting[send.order]
+        return len(self._counting) + self._pending
+
+    def _next_leaving_s(self) -> float | None:
+        """When the next send stops counting (None: none counts)."""
+        while self._leaving and not self._leaving[0][2].counting:
+            heapq.heappop(self._leaving)
+        return self._leaving[0][0] if self._leaving else None
 
     def _uncontended(self) -> bool:
         """True when a caller can be granted at once with nothing else to honour: no waiter ahead, no pump at work,
@@ -270,8 +300,8 @@ class RateGate:
                 await self._clock.sleep(self._hold_until - now)
             elif self._in_window(now) < self.capacity:
                 return
-            elif self._sent:  # room once the oldest send leaves the window
-                await self._clock.sleep(max(0.0, self._leaves_at(self._sent[0]) - now))
+            elif (leaving_s := self._next_leaving_s()) is not None:  # room once the next send stops counting
+                await self._clock.sleep(max(0.0, leaving_s - now))
             else:  # the whole window is granted and not yet sent: room once one goes out or is released
                 self._room.clear()
                 await self._room.wait()
