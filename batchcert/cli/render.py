@@ -111,6 +111,12 @@ def print_summary(summary: RunSummary) -> None:
             "else — check them before signing off",
             highlight=False,
         )
+    if summary.reports.not_served:
+        err.print(
+            f"[bold red]WARNING:[/] the edge still served another certificate for {summary.reports.not_served} "
+            f"changed row(s) (served false, listed in summary.md) — `{summary.rerun_command}` probes them again",
+            highlight=False,
+        )
     if summary.stop_reason:
         label = "interrupted" if summary.interrupted else "stopped"
         err.print(f"[bold red]{label}:[/] {summary.stop_reason}", highlight=False)
