@@ -102,6 +102,17 @@ class ServedCheck:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class ProbeTarget:
+    """A domain to probe on its own (`batchcert probe`): where it is, which certificate it should serve (`default`:
+    its listener's), and the line of the file that asks (its row number)."""
+
+    row_number: int
+    listener_id: str
+    domain: str
+    certificate_id: str
+
+
 class Basis(enum.StrEnum):
     """What a row's outcome rests on, where that is not simply its own answer (the journal's `rows.basis`)."""
 

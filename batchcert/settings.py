@@ -3,7 +3,8 @@
 Credential lookup follows the Tencent Cloud ecosystem (docs/gaap-api.md, "Credentials"): env `TENCENTCLOUD_SECRET_ID` /
 `TENCENTCLOUD_SECRET_KEY` with a session token from `TENCENTCLOUD_SESSION_TOKEN` (SDK), `TENCENTCLOUD_TOKEN` (tccli)
 or `TENCENTCLOUD_SECURITY_TOKEN` (Terraform); then the INI file `~/.tencentcloud/credentials`; then tccli's
-`~/.tccli/<profile>.credential` (JSON). The secret key is never part of a repr, a log line or a journal.
+`~/.tccli/<profile>.credential` (JSON). The secret key is never part of a repr, a log line or a journal. The role
+providers (instance role, assumed role, OIDC) and the refresh of their temporary keys are `batchcert.api.credentials`'.
 """
 
 from __future__ import annotations
@@ -48,12 +49,18 @@ def mask_secret_id(secret_id: str) -> str:
 
 @dataclass(frozen=True)
 class Credentials:
-    """A SecretId/SecretKey pair with an optional session token. `source` says where it was found."""
+    """A SecretId/SecretKey pair with an optional session token. `source` says where it was found (the provider that
+    signed: "environment", a profile, "instance role …", "assumed role …", "OIDC role …").
+
+    Temporary keys from a role provider (`batchcert.api.credentials`) carry when they were issued and when they
+    expire (unix seconds); static keys carry neither and are never refreshed."""
 
     secret_id: str
     secret_key: str = field(repr=False)
     token: str = field(default="", repr=False)
     source: str = ""
+    expires_at: float | None = None
+    issued_at: float | None = None
 
     @property
     def masked_id(self) -> str:
@@ -261,7 +268,28 @@ def load_credentials(
     """Find credentials: env first (unless a profile is named), then the INI file, then tccli's file.
 
     Reads env and files only. Raises CredentialsError naming the variables and files to set when nothing is found.
+    (The role providers — instance role, assumed role, OIDC — come on top of these in
+    `batchcert.api.credentials.find_credentials`.)
     """
+    found = find_static_credentials(profile, environ, home)
+    if found is not None:
+        return found
+    if profile is not None:
+        raise CredentialsError(
+            f"profile {profile!r} not found in ~/.tencentcloud/credentials or ~/.tccli/{profile}.credential — "
+            "add it there, or drop --profile and set the environment variables"
+        )
+    raise CredentialsError(
+        f"no credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} (and a session token in "
+        f"{ENV_TOKENS[0]} if you use temporary keys), or pass --profile NAME"
+    )
+
+
+def find_static_credentials(
+    profile: str | None = None, environ: Mapping[str, str] | None = None, home: Path | None = None
+) -> CredentialLookup | None:
+    """`load_credentials` without its error for nothing found: None then. Still raises CredentialsError for a
+    credential file that is there but unreadable or incomplete."""
     environ = os.environ if environ is None else environ
     home = Path.home() if home is None else home
     if profile is None:
@@ -279,12 +307,4 @@ def load_credentials(
         found = reader(path)
         if found is not None:
             return CredentialLookup(found, _permission_warning(path))
-    if profile is not None:
-        raise CredentialsError(
-            f"profile {profile!r} not found in ~/.tencentcloud/credentials or ~/.tccli/{profile}.credential — "
-            "add it there, or drop --profile and set the environment variables"
-        )
-    raise CredentialsError(
-        f"no credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} (and a session token in "
-        f"{ENV_TOKENS[0]} if you use temporary keys), or pass --profile NAME"
-    )
+    return None

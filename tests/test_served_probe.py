@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import trustme
 
-from batchcert.live.probe import AccessPoint, probe_domain, read_served_leaf
+from batchcert.live import probe as probe_module
+from batchcert.live.probe import AccessPoint, ServedLeaf, probe_domain, read_served_leaf
 from batchcert.model import Served
 
 
@@ -114,3 +117,27 @@ async def test_no_address_a_name_that_never_resolves_or_a_closed_port_is_unreach
     closed = await probe_domain(AccessPoint(("127.0.0.1",), port), "a.example.com", "00", 60)
     assert closed.served is Served.UNREACHABLE and closed.error and closed.tries == 1
     assert loop.time() - started < 5  # never a wait of the 60 s
+
+
+async def test_a_lagging_edge_is_found_serving_at_most_a_quarter_of_its_lag_late(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Probes go again after a quarter of the time spent so far (0.25 s to 5 s): on a fake clock, an edge that starts
+    serving the target 8 s after the probe began is found serving by 8 × 1.25 + 0.25 s, in fewer than 20 tries."""
+    now = [0.0]
+    seen: list[float] = []
+
+    async def handshake(_host: str, _port: int, _domain: str, _timeout_s: float) -> ServedLeaf:
+        seen.append(now[0])
+        return ServedLeaf("new" if now[0] >= 8 else "old", "CN=x", 0)
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(probe_module, "read_served_leaf", handshake)
+    point = AccessPoint(("127.0.0.1",), 443)
+    result = await probe_domain(point, "a.example.com", "new", 120, sleep=sleep, now_s=lambda: now[0])
+    assert result.served is Served.TRUE
+    assert seen[-1] <= 8 * 1.25 + 0.25 and len(seen) < 20
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
+    assert gaps[0] == pytest.approx(0.25) and max(gaps) <= 5

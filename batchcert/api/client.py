@@ -23,8 +23,10 @@ from typing import Any
 import aiohttp
 
 from batchcert import classify
+from batchcert.api.credentials import CredentialSource
 from batchcert.api.signing import sign_request
 from batchcert.api.vocabulary import API_VERSION, SECRET_BEARING_ACTIONS, SECRET_FIELDS, SERVICE
+from batchcert.errors import CredentialsError
 from batchcert.model import CallResult
 from batchcert.settings import Credentials, Endpoint
 
@@ -32,6 +34,12 @@ from batchcert.settings import Credentials, Endpoint
 log = logging.getLogger("batchcert.client")
 
 SIGNATURE_EXPIRE = "AuthFailure.SignatureExpire"
+#: the code of a request never sent because its temporary keys could not be refreshed: a code that stops the run
+#: (classify: STOP_RUN), so the row ends `retryable`, rows not yet sent `not_attempted`, and nothing raises through
+#: the runner. The service's own word for an expired or wrong token ("Token verification failed":
+#: https://github.com/tencentcloudstack/pulumi-tencentcloud/pull/25; docs/gaap-api.md, "Credentials"); the message
+#: names the provider that failed
+CREDENTIALS_UNAVAILABLE = "AuthFailure.TokenFailure"
 #: connections the session keeps at most: as many as the runner works listeners at once (`runner.run.MAX_LANES`),
 #: each with one change or read in flight. With fewer, a request the rate gate granted waits in aiohttp's connector
 #: queue after the gate logged it as sent, and every wait costs a future and a wake-up: 19,973 waits in a 10,000-row
@@ -60,20 +68,23 @@ def create_session(
 
 
 class GaapClient:
-    """Signed calls to one endpoint with one credential. Owns no session (the caller closes it).
-    `clock` is the wall clock the signature's timestamp comes from."""
+    """Signed calls to one endpoint with one credential: fixed keys, or a `CredentialSource` asked for its current
+    keys before each request is signed (temporary keys refreshed before they expire). Owns no session (the caller
+    closes it). `clock` is the wall clock the signature's timestamp comes from."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         endpoint: Endpoint,
-        credentials: Credentials,
+        credentials: Credentials | CredentialSource,
         timeout_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
         self._endpoint = endpoint
-        self._credentials = credentials
+        self._credentials = (
+            credentials if isinstance(credentials, CredentialSource) else CredentialSource(credentials)
+        )
         self._timeout_s = timeout_s
         self._clock = clock
         #: seconds to add to the local clock when signing; set once from the server's Date header after SignatureExpire
@@ -83,12 +94,19 @@ class GaapClient:
     async def send(self, action: str, params: dict[str, Any]) -> CallResult:
         """Sign afresh, send now, and classify the answer into a `CallResult`. Never raises for network or API
         problems; bounded by the timeout."""
+        credentials = self._credentials.ready()
+        if credentials is None:  # temporary keys due for refresh: wait for the one refresh under way
+            try:
+                credentials = await self._credentials.current()
+            except CredentialsError as exc:
+                log.error("not sent: %s", exc)
+                return _failure(TransportFailure(CREDENTIALS_UNAVAILABLE, f"not sent: {exc}", sent=False), _now())
         body = json.dumps(params, ensure_ascii=False).encode("utf-8")
         offset_used = self.clock_offset_s
         signed = sign_request(
-            secret_id=self._credentials.secret_id,
-            secret_key=self._credentials.secret_key,
-            token=self._credentials.token,
+            secret_id=credentials.secret_id,
+            secret_key=credentials.secret_key,
+            token=credentials.token,
             service=SERVICE,
             host=self._endpoint.host,
             action=action,
@@ -173,6 +191,10 @@ def failure_of(problem: BaseException | int, *, timeout_s: float = 0.0, body: by
         reset = problem.errno in (errno.ECONNRESET, errno.EPIPE)
         return TransportFailure(classify.TRANSPORT_RESET if reset else classify.TRANSPORT_CLIENT, str(problem))
     return TransportFailure(classify.TRANSPORT_CLIENT, f"{type(problem).__name__}: {problem}")
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _snippet(body: bytes) -> str:

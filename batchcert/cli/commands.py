@@ -50,6 +50,7 @@ from batchcert.cli.render import (
     print_emulator_ready,
     print_inventory,
     print_plan,
+    print_probe,
     print_report,
     print_summary,
     print_validation,
@@ -347,6 +348,54 @@ def inventory(
     print_inventory(found, world, endpoint, profile)
     if found.not_searched:
         raise typer.Exit(ExitCode.ROWS_NOT_DONE)
+
+
+@app.command(epilog=CREDENTIALS_EPILOG)
+def probe(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            help="A mapping (CSV or XLSX), a run directory, or the inventory.csv `batchcert inventory` wrote.",
+        ),
+    ],
+    probe_wait: Annotated[
+        float,
+        typer.Option(
+            "--probe-wait",
+            min=0,
+            help="Seconds to keep probing a domain whose edge serves another certificate (default 0: once).",
+        ),
+    ] = 0.0,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where probe.csv goes (default reports/<UTC>-<source>-probe/).")
+    ] = None,
+    endpoint: EndpointOpt = None,
+    rate: RateOpt = None,
+    timeout: TimeoutOpt = None,
+    profile: ProfileOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    emulator: Annotated[bool, typer.Option("--emulator", help="Probe an in-process emulator (with --world).")] = False,
+    world: Annotated[Path | None, typer.Option(help="Emulator world file to probe (implies --emulator).")] = None,
+    _verbose: VerboseOpt = False,
+) -> None:
+    """What the edge serves now for every domain of SOURCE, against the certificate the file expects (probe.csv):
+    a baseline before a change, a proof after it, a monitoring check. Sends no change; exit 1 when a domain serves
+    another certificate."""
+    from batchcert.workflow import ProbeRequest, probe_places
+
+    request = ProbeRequest(
+        source=source,
+        out=out_dir,
+        settings=SettingFlags(endpoint, rate, timeout, ca_bundle=ca_bundle),
+        profile=profile,
+        rehearsal=emulator or world is not None,
+        world=world,
+        probe_wait_s=probe_wait,
+    )
+    found = _attempt(lambda: probe_places(request))
+    print_probe(found)
+    raise typer.Exit(found.exit_code)
 
 
 @app.command("emulator")

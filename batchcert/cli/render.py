@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from batchcert.model import Mapping
     from batchcert.report import Reports
-    from batchcert.workflow import InventoryResult, PlanResult, Preview, RunSummary
+    from batchcert.workflow import InventoryResult, PlanResult, Preview, ProbeResult, RunSummary
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -209,6 +209,23 @@ def plan_count_line(counts: dict[PlanAction, int], rows: int, duplicates: int) -
     parts = [f"{n} {words}" for i, (n, words) in enumerate(totals) if i < 2 or n > 0]
     dupes = f", {duplicates} of them identical duplicates counted with their first row" if duplicates else ""
     return ", ".join(parts) + f" — {rows} row(s){dupes}"
+
+
+def print_probe(found: ProbeResult) -> None:
+    """`probe`'s answer: domains per `served` value, what was not probed, and where probe.csv is."""
+    from batchcert.model import Served
+
+    counts = ", ".join(f"{served.value or 'not probed'} {found.counts.get(served, 0)}" for served in Served)
+    out.print(f"Served: {counts}", highlight=False)
+    if found.skipped:
+        out.print(f"Not probed: {found.skipped} row(s) without a domain (listener rows)", highlight=False)
+    if found.counts.get(Served.FALSE):
+        err.print(
+            f"[bold red]WARNING:[/] {found.counts[Served.FALSE]} domain(s) serve another certificate than the file "
+            "expects — see probe.csv",
+            highlight=False,
+        )
+    out.print(f"Report: {found.path}", highlight=False, markup=False)
 
 
 def print_inventory(found: InventoryResult, world: Path | None, endpoint: str | None, profile: str | None) -> None:

@@ -9,13 +9,71 @@ import hmac
 from collections import deque
 from collections.abc import Callable, Mapping
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from batchcert.api.signing import canonical_request, parse_authorization, signature, string_to_sign, utc_date
 from batchcert.api.vocabulary import API_VERSION, SERVICE
 from batchcert.emulator.clock import monotonic_s
 from batchcert.emulator.outcomes import ApiError
-from batchcert.emulator.world import World
+
+if TYPE_CHECKING:  # world.py imports this module's credential contract
+    from batchcert.emulator.world import World
 
 SIGNATURE_WINDOW_S = 300  # docs/gaap-api.md, "Signing": timestamp skew > 5 min → AuthFailure.SignatureExpire
+
+
+#: the service's answer to a temporary key past its expiry or sent with a wrong token: "Token verification failed.
+#: Please check your Token is correct." (seen after a temporary token timed out:
+#: https://github.com/tencentcloudstack/pulumi-tencentcloud/pull/25); the common error code list documents
+#: AuthFailure.TokenFailure as "token 错误" (token error): docs/gaap-api.md, "Error codes" and "Credentials"
+TOKEN_FAILURE = "AuthFailure.TokenFailure"
+
+
+@dataclass(frozen=True)
+class TemporaryCredential:
+    """What temporary keys carry besides the key (world contract, "Credentials"): the session token they must be
+    sent with ("" none), and when they expire (unix seconds on the emulator's clock; None never)."""
+
+    token: str = ""
+    expires_at: float | None = None
+
+
+def credentials_from_dict(spec: Any) -> tuple[dict[str, str], dict[str, TemporaryCredential]]:
+    """The credentials of a world file (world contract, "Credentials"): keys by SecretId, and what temporary ones
+    carry besides. Raises ValueError naming the SecretId of a malformed entry."""
+    credentials: dict[str, str] = {}
+    temporary: dict[str, TemporaryCredential] = {}
+    for secret_id, value in dict(spec).items():
+        if isinstance(value, str):
+            credentials[str(secret_id)] = value
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("key"), str):
+            raise ValueError(f"credentials[{secret_id!r}] must be a key, or an object with a string key")
+        token, expires_at = value.get("token", ""), value.get("expires_at")
+        if not isinstance(token, str) or not (expires_at is None or isinstance(expires_at, int | float)):
+            raise ValueError(f"credentials[{secret_id!r}]: token must be a string, expires_at unix seconds")
+        credentials[str(secret_id)] = value["key"]
+        if token or expires_at is not None:
+            temporary[str(secret_id)] = TemporaryCredential(token, None if expires_at is None else float(expires_at))
+    return credentials, temporary
+
+
+def credentials_to_dict(credentials: dict[str, str], temporary: dict[str, TemporaryCredential]) -> dict[str, Any]:
+    """`credentials_from_dict` reversed: the object form only for keys with a token or an expiry."""
+    out: dict[str, Any] = {}
+    for secret_id, key in credentials.items():
+        extra = temporary.get(secret_id)
+        if extra is None:
+            out[secret_id] = key
+            continue
+        entry: dict[str, Any] = {"key": key}
+        if extra.token:
+            entry["token"] = extra.token
+        if extra.expires_at is not None:
+            entry["expires_at"] = extra.expires_at
+        out[secret_id] = entry
+    return out
 
 
 def max_in_window(times: list[float], window_s: float = 1.0) -> int:
@@ -73,7 +131,19 @@ class Admission:
         scope_ok = auth.date == utc_date(timestamp) and auth.service == SERVICE
         if not scope_ok or not hmac.compare_digest(expected, auth.signature):
             raise ApiError("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
+        self._check_token(auth.secret_id, headers.get("X-TC-Token", ""))
         return auth.secret_id
+
+    def _check_token(self, secret_id: str, token: str) -> None:
+        """Temporary keys must come with their token and before their expiry (TOKEN_FAILURE); a token sent with
+        long-term keys is not checked."""
+        temporary = self.world.temporary_credentials.get(secret_id)
+        if temporary is None:
+            return
+        if temporary.expires_at is not None and self.wall_clock() >= temporary.expires_at:
+            raise ApiError(TOKEN_FAILURE, "Token verification failed. The temporary credential has expired.")
+        if not hmac.compare_digest(temporary.token.encode(), token.encode()):
+            raise ApiError(TOKEN_FAILURE, "Token verification failed. Please check your Token is correct.")
 
     def admit(self, secret_id: str, action: str) -> None:
         """Count the request in its window, or answer RequestLimitExceeded (a storm, or the window is full)."""

@@ -4,7 +4,8 @@ rows succeed).
 
 The world file is a contract other tools write (every key but `listeners` and `certificates` is optional):
 ```
-{"credentials": {"<SecretId>": "<SecretKey>"},              optional; demo credentials are used (and printed) if absent
+{"credentials": {"<SecretId>": "<SecretKey>",               optional; demo credentials are used (and printed) if absent
+                 "<TmpSecretId>": {"key": "<TmpSecretKey>", "token": "<token>", "expires_at": 1767225600}},
  "rate_limit": 20, "task_seconds": 0.3, "latency_ms": 20,    optional; latency_ms may be [min, max]
  "proxies": {"link-…": {"name": "…", "status": "RUNNING", "version": "3.0", "group_id": null, "project_id": 0,
                         "denied_actions": ["DescribeHTTPSListeners"],
@@ -32,6 +33,13 @@ The world file is a contract other tools write (every key but `listeners` and `c
 ```
 `latency_ms` (a number, or [min, max] drawn per request; half is spent before the request is processed, half after)
 is the world's, so each test sets its own; `World.latency_ms` may also be changed while the emulator serves.
+
+Credentials. A value is the SecretKey (long-term keys), or an object for temporary keys: `key` (required), `token`
+(the session token every request signed with them must carry in `X-TC-Token`) and `expires_at` (unix seconds on the
+emulator's clock, `clock_offset_s` included), both optional. A request signed with temporary keys past `expires_at`,
+or without their token, or with another, is answered `AuthFailure.TokenFailure` (`batchcert.emulator.admission`;
+docs/gaap-api.md, "Credentials"). to_dict writes the object form only for keys that have a token or an expiry.
+`World.add_credential` registers keys while the emulator serves (a test's fake STS hands them out).
 
 Connections. A listener sits on a proxy (`proxy_id`, a key of `proxies`) or on a proxy group (`group_id`, a key of
 `groups`), never both; a proxy in a group (`group_id`) has no listeners of its own. A listener naming neither (every
@@ -110,6 +118,7 @@ from pathlib import Path
 from typing import Any
 
 from batchcert.api.vocabulary import ACTION_DESCRIBE_PROXIES, CLIENT_CA_TYPE, PAGE_LIMIT, SERVER_SSL_TYPE
+from batchcert.emulator.admission import TemporaryCredential, credentials_from_dict, credentials_to_dict
 from batchcert.emulator.faults import Faults
 from batchcert.emulator.state import (
     CHAIN_COMPLETE,
@@ -156,6 +165,19 @@ class World:
     #: own `edge_lag_s` overrides it)
     edge: bool = True
     edge_lag_s: float = 0.0
+    #: SecretId → the token and expiry of temporary keys (their key is in `credentials`, like any other)
+    temporary_credentials: dict[str, TemporaryCredential] = field(default_factory=dict)
+
+    def add_credential(
+        self, secret_id: str, secret_key: str, token: str = "", expires_at: float | None = None
+    ) -> None:
+        """Accept keys from now on: temporary ones when a token or an expiry is given. Safe to call from another
+        thread while the emulator serves (two dict stores, the temporary part first)."""
+        if token or expires_at is not None:
+            self.temporary_credentials[secret_id] = TemporaryCredential(token, expires_at)
+        else:
+            self.temporary_credentials.pop(secret_id, None)
+        self.credentials[secret_id] = secret_key
 
     @classmethod
     def from_dict(cls, data: Any) -> World:
@@ -232,7 +254,7 @@ class World:
         client, a skewed clock), so a world saved after a rehearsal behaves as it did; busy timers are not kept.
         Synthesized proxies are not written: their listeners keep `proxy_version`/`proxy_status` as before."""
         data: dict[str, Any] = {
-            "credentials": dict(self.credentials),
+            "credentials": credentials_to_dict(self.credentials, self.temporary_credentials),
             "rate_limit": self.rate_limit,
             "task_seconds": self.task_seconds,
             "latency_ms": list(self.latency_ms),
@@ -493,10 +515,10 @@ def _world_from_dict(data: Any) -> World:
         str(cid): _certificate_from_dict(str(cid), dict(c)) for cid, c in dict(data.get("certificates", {})).items()
     }
     faults = Faults.from_dict(data.get("faults", {}))
+    credentials, temporary = credentials_from_dict(data.get("credentials") or {DEMO_SECRET_ID: DEMO_SECRET_KEY})
     world = World(
-        credentials={
-            str(k): str(v) for k, v in dict(data.get("credentials") or {DEMO_SECRET_ID: DEMO_SECRET_KEY}).items()
-        },
+        credentials=credentials,
+        temporary_credentials=temporary,
         listeners=listeners,
         certificates=certificates,
         rate_limit=int(data.get("rate_limit", 20)),

@@ -15,6 +15,7 @@ anything is sent (`read_mapping`). Modules, each owning one concern (imports go 
 - `files`: which reader a file needs (or why none), its SHA-256, its bytes as text (BOM, UTF-8, GB18030/GBK, UTF-16).
 - `columns`: the mapping's column names and every header spelling accepted (`COLUMN_ALIASES`), `normalize_header`,
   spreadsheet column letters.
+- `places`: the places an inventory.csv asks `batchcert probe` to probe (`read_inventory_targets`).
 - `cells`: what a cell may hold (id, domain and separator patterns), `restore_cell`, how a message shows a cell.
 
 Why the `csv` module and openpyxl rather than pandas: a refused CSV must name the *line* where a stray quote opened,
@@ -27,6 +28,7 @@ from batchcert.errors import MappingError
 from batchcert.mapping.cells import FORMULA_PREFIXES, restore_cell
 from batchcert.mapping.columns import COLUMN_ALIASES, COLUMNS, REQUIRED_COLUMNS, normalize_header
 from batchcert.mapping.files import file_sha256
+from batchcert.mapping.places import is_inventory, read_inventory_targets
 from batchcert.mapping.reader import read_mapping
 from batchcert.mapping.rows import require_rows_to_send
 
@@ -37,7 +39,9 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "MappingError",
     "file_sha256",
+    "is_inventory",
     "normalize_header",
+    "read_inventory_targets",
     "read_mapping",
     "require_rows_to_send",
     "restore_cell",

@@ -14,19 +14,20 @@ Modules:
 - `workbook`: writing any xlsx workbook (the only importer of xlsxwriter): safe cells, headers, filters, widths.
 - `records`: the report's records — the journal's tables of a range of rows joined with pandas (`pd.merge`) into one
   `ReportRecord` per mapping row, a chunk of rows at a time (`report_frames`, `report_records`).
-- `tables`: the columns of report.csv, failed.csv, rollback.csv and plan.csv and one line of each.
+- `tables`: the columns of report.csv, failed.csv, rollback.csv, plan.csv and probe.csv and one line of each.
 - `tally`: what the summary counts while the chunks stream past (pandas, a frame at a time), and the rollback checks.
 - `summary`: summary.json's content and summary.md.
 - `commands`: the `batchcert` commands the reports tell the user to run next.
 - `report_workbook`: report.xlsx's sheets (Summary, Rows, Errors).
-- `artifacts`: `write_reports` (the report set, one streaming pass over the journal) and `write_plan`.
+- `artifacts`: `write_reports` (the report set, one streaming pass over the journal), `write_plan` and
+  `write_probe` (`batchcert probe`'s probe.csv).
 - `inventory_files`: inventory.csv, inventory.xlsx and the rotation's mapping.csv.
 
 pandas and xlsxwriter are imported when a file is written or records are joined, not with this package
 (REPORT_LIBRARIES).
 """
 
-from batchcert.report.artifacts import REPORT_LIBRARIES, Reports, write_plan, write_reports
+from batchcert.report.artifacts import REPORT_LIBRARIES, Reports, write_plan, write_probe, write_reports
 from batchcert.report.commands import (
     REHEARSAL_WORLD_NAME,
     failed_run_command,
@@ -71,6 +72,7 @@ __all__ = [
     "run_command",
     "write_inventory",
     "write_plan",
+    "write_probe",
     "write_reports",
     "write_rotation",
 ]

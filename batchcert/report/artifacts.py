@@ -17,9 +17,10 @@ from batchcert.journal import Journal
 from batchcert.live.certificates import CertificateInfo
 from batchcert.live.state import PlanLine
 from batchcert.mapping import file_sha256
-from batchcert.model import Outcome
+from batchcert.model import Outcome, ProbeTarget, ServedCheck
 from batchcert.report.files import (
     PLAN_FILE,
+    PROBE_FILE,
     REPORT_FILES,
     Manifest,
     open_csv,
@@ -33,10 +34,12 @@ from batchcert.report.summary import render_markdown, summarize
 from batchcert.report.tables import (
     FAILED_EXTRA_COLUMNS,
     PLAN_COLUMNS,
+    PROBE_COLUMNS,
     REPORT_COLUMNS,
     ROLLBACK_COLUMNS,
     failed_line,
     plan_line,
+    probe_line,
     report_line,
     rollback_line,
     rollback_of,
@@ -79,6 +82,21 @@ def write_plan(out_dir: Path, lines: Iterable[PlanLine]) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_csv(path, PLAN_COLUMNS, (plan_line(line) for line in lines))
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise ReportError(
+            f"cannot write {where}: {exc.strerror or exc} — free space or fix permissions, or choose another --out"
+        ) from None
+    return path
+
+
+def write_probe(out_dir: Path, lines: Iterable[tuple[ProbeTarget, ServedCheck]]) -> Path:
+    """Write `out_dir/probe.csv` (PROBE_COLUMNS: what each probed domain's edge served, `batchcert probe`) and return
+    its path. Raises ReportError naming the path when it cannot be written."""
+    path = out_dir / PROBE_FILE
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_csv(path, PROBE_COLUMNS, (probe_line(target, check) for target, check in lines))
     except OSError as exc:
         where = exc.filename or out_dir
         raise ReportError(

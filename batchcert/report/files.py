@@ -37,6 +37,7 @@ REPORT_FILES = ("report.csv", "report.xlsx", "summary.md", "summary.json", "fail
 MANIFEST_NAME = "reports.sha256.json"
 #: the tables written whole by one command: `plan`, `inventory` and `inventory --replace`
 PLAN_FILE = "plan.csv"
+PROBE_FILE = "probe.csv"
 INVENTORY_CSV_FILE = "inventory.csv"
 INVENTORY_XLSX_FILE = "inventory.xlsx"
 ROTATION_FILE = "mapping.csv"

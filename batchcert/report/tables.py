@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from batchcert.journal import iso_utc
 from batchcert.live.state import PlanLine, Rollback, rollback_for
-from batchcert.model import DONE_OUTCOMES, Outcome, Row
+from batchcert.model import DONE_OUTCOMES, Outcome, ProbeTarget, Row, ServedCheck
 from batchcert.report.records import ReportRecord
 
 REPORT_COLUMNS = (
@@ -69,6 +70,18 @@ PLAN_COLUMNS = (
     "poly_client_certificate_ids",
     "reason",
 )
+#: probe.csv (`batchcert probe`): the place, what it should serve, and what its edge served
+PROBE_COLUMNS = (
+    "row",
+    "listener_id",
+    "domain",
+    "certificate_id",
+    "served",
+    "served_certificate_sha256",
+    "served_subject",
+    "served_not_after",
+    "note",
+)
 #: the outcomes of rows that are done, as the journal's records spell them
 DONE_VALUES = frozenset(o.value for o in DONE_OUTCOMES)
 
@@ -115,6 +128,22 @@ def report_line(record: ReportRecord, extra_names: Sequence[str]) -> list[Any]:
         extra = dict(record.extra)
         cells += [extra.get(n, "") for n in extra_names]
     return cells
+
+
+def probe_line(target: ProbeTarget, check: ServedCheck) -> list[Any]:
+    """probe.csv's cells for one probed place (PROBE_COLUMNS)."""
+    not_after = iso_utc(check.not_after_s, "seconds") if check.not_after_s is not None else ""
+    return [
+        target.row_number,
+        target.listener_id,
+        target.domain,
+        target.certificate_id,
+        check.served.value,
+        check.sha256,
+        check.subject,
+        not_after,
+        check.note,
+    ]
 
 
 def failed_line(record: ReportRecord) -> list[Any] | None:

@@ -40,6 +40,7 @@ from batchcert.runner.outcomes import (
 )
 from batchcert.runner.preflight import plan_rows
 from batchcert.runner.run import Runner
+from batchcert.runner.served import probe_targets
 
 __all__ = [
     "CHANGED_MEANWHILE_MESSAGE",
@@ -53,4 +54,5 @@ __all__ = [
     "RunnerConfig",
     "estimate_run_s",
     "plan_rows",
+    "probe_targets",
 ]

@@ -8,7 +8,7 @@ once; the reads they need (the access point, the target's content) go through th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +16,9 @@ from batchcert.live.access import AccessPoints
 from batchcert.live.probe import AccessPoint, ProbeResult, probe_domain
 from batchcert.live.reader import ContentReads, LiveReader, Reading
 from batchcert.live.state import LISTENER_KEY
-from batchcert.model import DEFAULT_CERTIFICATE, SCOPE_LISTENER, Row, Served, ServedCheck
+from batchcert.model import DEFAULT_CERTIFICATE, SCOPE_LISTENER, ProbeTarget, Row, Served, ServedCheck
 from batchcert.runner.state import RunContext
+from batchcert.schedule import Clock, Sleeper
 
 #: probes at once: each holds a socket for at most a handshake and sleeps between tries
 PROBE_CONCURRENCY = 32
@@ -29,6 +30,35 @@ class _Place:
 
     domain: str
     certificate_id: str
+
+
+class _Prober:
+    """Probes one domain for the certificate it must serve: the leaf read once per certificate (`ContentReads`),
+    `PROBE_CONCURRENCY` probes at once, each again until it matches or `wait_s` passes."""
+
+    def __init__(self, contents: ContentReads, wait_s: float, sleeper: Sleeper, clock: Clock) -> None:
+        self._contents = contents
+        self._wait_s = wait_s
+        self._sleeper = sleeper
+        self._clock = clock
+        self._slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+
+    async def probe(self, point: AccessPoint, domain: str, certificate_id: str) -> ProbeResult:
+        want = await self._leaf_of(certificate_id)
+        if not want:
+            return ProbeResult(Served.NOT_PROBED, error=f"the content of {certificate_id or '?'} could not be read")
+        async with self._slots:
+            return await probe_domain(
+                point, domain, want, self._wait_s, sleep=self._sleeper.sleep, now_s=self._clock.now
+            )
+
+    async def _leaf_of(self, certificate_id: str) -> str:
+        """The SHA-256 of the leaf of `certificate_id` ("" when its content cannot be read), read once."""
+        if not certificate_id or certificate_id == DEFAULT_CERTIFICATE:
+            return ""
+        index = await asyncio.shield(self._contents.soon(certificate_id))
+        content = index.contents.get(certificate_id)
+        return content.leaf_sha256 if content is not None else ""
 
 
 class ServedProofs:
@@ -48,11 +78,9 @@ class ServedProofs:
         self._ctx = ctx
         self._contents = contents
         self._on_not_served = on_not_served
-        self._reader = reader
-        self._wait_s = wait_s
         self.enabled = enabled
         self._points = AccessPoints(reader)
-        self._slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+        self._prober = _Prober(contents, wait_s, ctx.sleeper, ctx.clock)
         self._running: set[asyncio.Task[None]] = set()
 
     def prepare(self, listener_id: str, rows: list[Row]) -> None:
@@ -105,25 +133,29 @@ class ServedProofs:
         places = _places_of(row, point, reading)
         if not places:
             return ServedCheck(row.row_number, Served.NOT_PROBED, note="no domain of the row to probe")
-        results = await asyncio.gather(*(self._probe(place, point) for place in places))
+        results = await asyncio.gather(*(self._prober.probe(point, p.domain, p.certificate_id) for p in places))
         return _verdict(row.row_number, results, self._points.why.get(row.listener_id, ""))
 
-    async def _probe(self, place: _Place, point: AccessPoint) -> ProbeResult:
-        want = await self._leaf_of(place.certificate_id)
-        if not want:
-            return ProbeResult(Served.NOT_PROBED, error=f"the content of {place.certificate_id} could not be read")
-        async with self._slots:
-            return await probe_domain(
-                point, place.domain, want, self._wait_s, sleep=self._ctx.sleeper.sleep, now_s=self._ctx.clock.now
-            )
 
-    async def _leaf_of(self, certificate_id: str) -> str:
-        """The SHA-256 of the leaf of `certificate_id` ("" when its content cannot be read), read once."""
-        if not certificate_id or certificate_id == DEFAULT_CERTIFICATE:
-            return ""
-        index = await asyncio.shield(self._contents.soon(certificate_id))
-        content = index.contents.get(certificate_id)
-        return content.leaf_sha256 if content is not None else ""
+async def probe_targets(
+    reader: LiveReader, targets: Sequence[ProbeTarget], wait_s: float, sleeper: Sleeper, clock: Clock
+) -> list[ServedCheck]:
+    """What each target's edge serves now (`batchcert probe`): its access point and the leaf it should serve read
+    through the quota, then probed — again until it matches or `wait_s` passes — `PROBE_CONCURRENCY` at once."""
+    points, contents = AccessPoints(reader), ContentReads(reader)
+    prober = _Prober(contents, wait_s, sleeper, clock)
+
+    async def probe(target: ProbeTarget) -> ServedCheck:
+        point = await points.of(target.listener_id)
+        certificate_id = point.certificate_id if target.certificate_id == DEFAULT_CERTIFICATE else target.certificate_id
+        result = await prober.probe(point, target.domain, certificate_id)
+        return _verdict(target.row_number, [result], points.why.get(target.listener_id, ""))
+
+    try:
+        return list(await asyncio.gather(*(probe(target) for target in targets)))
+    finally:
+        await points.close()
+        await contents.close()
 
 
 def _places_of(row: Row, point: AccessPoint, reading: Reading) -> list[_Place]:

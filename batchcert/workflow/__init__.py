@@ -27,14 +27,15 @@ Modules:
 from batchcert.workflow.commands import (
     load_world,
     plan_mapping,
+    probe_places,
     serve_emulator,
     take_inventory,
     validate_mapping,
     world_from_mapping,
     write_run_reports,
 )
-from batchcert.workflow.requests import InventoryRequest, PlanRequest, RerunRequest, RunRequest
-from batchcert.workflow.results import InventoryResult, PlanResult, Preview, RunSummary
+from batchcert.workflow.requests import InventoryRequest, PlanRequest, ProbeRequest, RerunRequest, RunRequest
+from batchcert.workflow.results import InventoryResult, PlanResult, Preview, ProbeResult, RunSummary
 from batchcert.workflow.run import Declined, rerun_run, run_mapping
 
 __all__ = [
@@ -44,11 +45,14 @@ __all__ = [
     "PlanRequest",
     "PlanResult",
     "Preview",
+    "ProbeRequest",
+    "ProbeResult",
     "RerunRequest",
     "RunRequest",
     "RunSummary",
     "load_world",
     "plan_mapping",
+    "probe_places",
     "rerun_run",
     "run_mapping",
     "serve_emulator",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,14 +15,15 @@ from typing import TYPE_CHECKING
 from batchcert.inventory import Estate, StepFn, not_searched_advice, parse_replacement, plan_rotation, read_estate
 from batchcert.journal import read_journal
 from batchcert.live.state import PlanLine, count_plan_actions, plan_every_row
-from batchcert.mapping import read_mapping
-from batchcert.model import SCOPE_LISTENER, Mapping, MappingSource, Row
-from batchcert.report import Reports, write_inventory, write_plan, write_reports, write_rotation
-from batchcert.runner import plan_rows
+from batchcert.mapping import is_inventory, read_inventory_targets, read_mapping
+from batchcert.model import SCOPE_LISTENER, Mapping, MappingSource, ProbeTarget, Row, ServedCheck
+from batchcert.report import Reports, write_inventory, write_plan, write_probe, write_reports, write_rotation
+from batchcert.runner import plan_rows, probe_targets
+from batchcert.schedule import Sleeper
 from batchcert.settings import resolve_settings
 from batchcert.workflow.rehearsal import estate_world
-from batchcert.workflow.requests import InventoryRequest, PlanRequest
-from batchcert.workflow.results import InventoryResult, PlanResult
+from batchcert.workflow.requests import InventoryRequest, PlanRequest, ProbeRequest
+from batchcert.workflow.results import InventoryResult, PlanResult, ProbeResult
 from batchcert.workflow.run_dir import default_run_dir, remove_temps_of_killed_writes
 from batchcert.workflow.target import Target, build_reader, choose_mapping_target, choose_target, connect
 
@@ -93,6 +95,37 @@ def take_inventory(request: InventoryRequest, on_step: StepFn | None = None) -> 
         estate.not_searched,
         not_searched_advice(estate.not_searched),
     )
+
+
+def probe_places(request: ProbeRequest) -> ProbeResult:
+    """What the edge serves now for every domain of a mapping, a run directory (its journal's rows) or an
+    inventory.csv, against the certificate each should serve; write probe.csv. Sends no change. Raises BatchcertError
+    for an unreadable source, missing credentials or settings (exit 2)."""
+    source = request.source
+    rehearsal = request.rehearsal or request.world is not None
+    rows: list[Row] = []
+    if source.is_dir():
+        with read_journal(source) as (journal, _, _):
+            rows = journal.rows()
+    elif not is_inventory(source):
+        rows = validate_mapping(MappingSource(source)).valid_rows()
+    targets = [ProbeTarget(r.row_number, r.listener_id, r.domain, r.certificate_id) for r in rows if r.domain]
+    if is_inventory(source):
+        targets = read_inventory_targets(source)
+    target = choose_target(
+        resolve_settings(request.settings, rehearsal), request.profile, lambda: estate_world(request.world)
+    )
+
+    async def probe() -> list[ServedCheck]:
+        async with connect(target) as (client, quota):
+            reader = build_reader(client, quota, target)
+            return await probe_targets(reader, targets, request.probe_wait_s, Sleeper(), quota.clock)
+
+    checks = asyncio.run(probe())
+    out_dir = request.out or default_run_dir(request.reports_root, source.with_name(source.stem + "-probe"))
+    path = write_probe(out_dir, zip(targets, checks, strict=True))
+    counts = dict(Counter(check.served for check in checks))
+    return ProbeResult(counts, len([r for r in rows if not r.domain]), path)
 
 
 def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:

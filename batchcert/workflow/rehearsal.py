@@ -28,11 +28,12 @@ def rehearsal_world(world_path: Path | None, mapping: Mapping) -> emulator.World
 
 
 def estate_world(world_path: Path | None) -> emulator.World:
-    """The world an inventory rehearsal reads: the given file — there are no rows to build one from."""
+    """The world an inventory's or a probe's rehearsal reads: the given file — there are no rows to build one
+    from that would say what is deployed."""
     from batchcert import emulator
 
     if world_path is None:
-        raise SettingsError("an inventory rehearsal needs the estate to read: pass --world FILE")
+        raise SettingsError("a rehearsal of inventory or probe needs the estate to read: pass --world FILE")
     return emulator.load_world(world_path)
 
 

@@ -67,3 +67,18 @@ class InventoryRequest:
     world: Path | None = None
     reports_root: Path = Path("reports")
     replace: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """`batchcert probe SOURCE`: what the edge serves for every domain of a mapping, a run directory or an
+    inventory.csv, probed again for `probe_wait_s` while it serves another certificate."""
+
+    source: Path
+    out: Path | None = None
+    settings: SettingFlags = field(default_factory=SettingFlags)
+    profile: str | None = None
+    rehearsal: bool = False
+    world: Path | None = None
+    reports_root: Path = Path("reports")
+    probe_wait_s: float = 0.0

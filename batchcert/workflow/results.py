@@ -9,7 +9,7 @@ from pathlib import Path
 from batchcert.errors import ExitCode, exit_code_for_signal
 from batchcert.inventory import NotSearched, Rotation
 from batchcert.live.state import NOT_DONE_PLAN_ACTIONS, PENDING_PLAN_ACTIONS, PlanAction, PlanLine
-from batchcert.model import DONE_OUTCOMES, Outcome
+from batchcert.model import DONE_OUTCOMES, Outcome, Served
 from batchcert.report import Reports
 
 
@@ -97,3 +97,18 @@ class InventoryResult:
     #: connections (or listeners) it could not search, named in inventory.csv; and what to do about them
     not_searched: tuple[NotSearched, ...] = ()
     advice: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What `batchcert probe` found: places per `Served` value, what was not probed at all (listener lines, rows
+    without a domain), and probe.csv."""
+
+    counts: dict[Served, int]
+    skipped: int
+    path: Path
+
+    @property
+    def exit_code(self) -> int:
+        """1 when an edge served another certificate than the file expects (README, "What the edge serves")."""
+        return ExitCode.ROWS_NOT_DONE if self.counts.get(Served.FALSE) else ExitCode.OK
