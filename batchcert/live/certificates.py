@@ -120,14 +120,11 @@ def check_targets(
             end_time_s = found.end_time_s or None
             content = (contents or {}).get(cert_id)
             if content is not None and row.domain:
-                if not domain_covered(content.names, row.domain):
-                    named = ", ".join(content.names[:5]) + (", …" if len(content.names) > 5 else "")
-                    return TargetCheck(
-                        PREFLIGHT_SAN_MISMATCH,
-                        f"{cert_id} names {named or 'no domain (it has no SubjectAltName)'} — not {row.domain}",
-                    )
+                refused = check_names(row.domain, cert_id, content)
+                if refused is not None:
+                    return refused
                 if not content.chain_complete:
-                    chain_incomplete = f"{cert_id}'s content lacks the certificate of its issuer (an incomplete chain)"
+                    chain_incomplete = incomplete_chain(cert_id)
             elif found.subject_cn and row.domain and not domain_covered([found.subject_cn], row.domain):
                 name_mismatch = (
                     f"{cert_id}'s SubjectCN {found.subject_cn} does not name {row.domain} (its alternative names may; "
@@ -136,6 +133,21 @@ def check_targets(
     return TargetCheck(
         expiring=tuple(expiring), name_mismatch=name_mismatch, end_time_s=end_time_s, chain_incomplete=chain_incomplete
     )
+
+
+def check_names(domain: str, cert_id: str, content: CertificateContent) -> TargetCheck | None:
+    """The refusal of a server certificate whose SubjectAltName names do not cover `domain` (None: they do)."""
+    if domain_covered(content.names, domain):
+        return None
+    named = ", ".join(content.names[:5]) + (", …" if len(content.names) > 5 else "")
+    return TargetCheck(
+        PREFLIGHT_SAN_MISMATCH, f"{cert_id} names {named or 'no domain (it has no SubjectAltName)'} — not {domain}"
+    )
+
+
+def incomplete_chain(cert_id: str) -> str:
+    """The warning for a server certificate whose content lacks its issuer's certificate."""
+    return f"{cert_id}'s content lacks the certificate of its issuer (an incomplete chain)"
 
 
 def content_targets(rows: Iterable[Row], certificates: Lookup[str, CertificateInfo]) -> list[str]:

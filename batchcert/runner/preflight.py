@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 
 from batchcert import classify
-from batchcert.live.certificates import TargetCheck, check_targets, content_targets
+from batchcert.live.certificates import check_names, check_targets, content_targets, incomplete_chain
 from batchcert.live.reader import CertificateIndex, ContentReads, LiveReader
 from batchcert.live.state import PlanAction, PlanLine, Verdict, judge
-from batchcert.live.x509 import CertificateContent
 from batchcert.model import SCOPE_LISTENER, Outcome, Row
 from batchcert.runner.outcomes import UNREAD_MESSAGE, conclude_by_read, verdict_outcome
 from batchcert.runner.readback import ListenerReads
@@ -123,41 +122,40 @@ class Preflight:
             else:
                 keep.append(row)
         self._names = {c: self._contents.soon(c) for c in content_targets(keep, certificates.by_id)}
-        self._names_noted = asyncio.ensure_future(self._note_names(certificates, keep))
+        self._names_noted = asyncio.ensure_future(self._note_names())
         return keep
 
-    async def _note_names(self, certificates: CertificateIndex, rows: list[Row]) -> None:
-        """Once every name is read: the journal notes the certificates whose names could not be read, and the
-        incomplete chains among those `rows` install."""
+    async def _note_names(self) -> None:
+        """Once every name is read: the journal notes the certificates whose names could not be read, and those
+        whose content lacks its issuer (an incomplete chain)."""
         found = await asyncio.gather(*(asyncio.shield(reading) for reading in self._names.values()))
         skipped = {c: why for index in found for c, why in index.contents_skipped.items()}
         if skipped:
             why = "; ".join(f"{c}: {reason}" for c, reason in skipped.items())
             self._ctx.journal.set_facts(name_check=f"skipped for {len(skipped)} certificate(s) ({why})")
-        contents = {c: content for index in found for c, content in index.contents.items()}
-        checks = self._check_names(certificates, rows, contents)
-        incomplete = {check.chain_incomplete for check in checks if not check.code and check.chain_incomplete}
+        incomplete = {
+            incomplete_chain(c)
+            for index in found
+            for c, content in index.contents.items()
+            if not content.chain_complete
+        }
         if incomplete:
             self._ctx.journal.set_facts(chain_check="; ".join(sorted(incomplete)))
-
-    def _check_names(
-        self, certificates: CertificateIndex, rows: list[Row], contents: dict[str, CertificateContent]
-    ) -> list[TargetCheck]:
-        now_s, days = time.time(), self._ctx.settings.min_validity_days
-        return [check_targets(row, certificates.by_id, now_s, days, contents) for row in rows]
 
     async def refuse_misnamed(self, rows: list[Row]) -> list[Row]:
         """`rows` without those whose server certificate does not cover their domain (ended `terminal`, never
         sent), once the names of their own targets are read (`refuse_unusable_targets` started reading them)."""
         wanted = dict.fromkeys(r.certificate_id for r in rows if r.certificate_id in self._names)
-        if not wanted or self._certificates is None:
+        if not wanted:
             return rows
         found = await asyncio.gather(*(asyncio.shield(self._names[c]) for c in wanted))
         contents = {c: content for index in found for c, content in index.contents.items()}
         keep = []
-        for row, check in zip(rows, self._check_names(self._certificates, rows, contents), strict=True):
-            if check.code:
-                self._refuse(row, check.code, check.message)
+        for row in rows:
+            content = contents.get(row.certificate_id)
+            refused = check_names(row.domain, row.certificate_id, content) if content and row.domain else None
+            if refused is not None:
+                self._refuse(row, refused.code, refused.message)
             else:
                 keep.append(row)
         return keep
