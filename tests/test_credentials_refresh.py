@@ -59,7 +59,9 @@ class FakeRoleServices:
                 action = self.headers.get("X-TC-Action", "")
                 fake.calls.append((action, body))
                 if fake.failing:
-                    self._send({"Response": {"Error": {"Code": "InternalError", "Message": "sts is down"}}})
+                    self._send(
+                        {"Response": {"Error": {"Code": "InternalError", "Message": "sts is down"}, "RequestId": "r"}}
+                    )
                     return
                 secret_id, secret_key, token, expires = fake.mint()
                 credentials = {"TmpSecretId": secret_id, "TmpSecretKey": secret_key, "Token": token}
@@ -93,7 +95,7 @@ class FakeRoleServices:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -228,21 +230,17 @@ def test_assumed_role_keys_expiring_mid_run_are_refreshed_and_every_row_succeeds
     used_ids = {secret_id for secret_id, _ in server.emulator.admitted}
     assert len(used_ids) >= 2 and used_ids <= {secret_id for secret_id, _, _ in fake.minted}
     captured = capsys.readouterr()
-    assert_no_secret_anywhere(
-        tmp_path / "run", [captured.out, captured.err, caplog.text], [*fake.secrets(), BASE_KEY]
-    )
+    assert_no_secret_anywhere(tmp_path / "run", [captured.out, captured.err, caplog.text], [*fake.secrets(), BASE_KEY])
 
 
-def test_a_refresh_that_fails_mid_run_stops_it_naming_the_provider(
+def run_with_failing_sts(
     threaded_emulator: Callable[..., ThreadedEmulator],
     role_world: Callable[..., tuple[emu.World, list[tuple[str, str, str]]]],
     fakes: Callable[[emu.World], FakeRoleServices],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
+) -> tuple[Any, FakeRoleServices, ThreadedEmulator, int]:
+    """A run whose STS hands out two sets of keys and then fails: (summary, fake, server, rows)."""
     world, rows = role_world(150)
     server = threaded_emulator(world)
     fake = fakes(world)
@@ -256,23 +254,53 @@ def test_a_refresh_that_fails_mid_run_stops_it_naming_the_provider(
 
     monkeypatch.setattr(fake, "mint", mint_twice)
     summary = run_against(server, write_mapping(tmp_path / "m.csv", rows), tmp_path / "run", runner=QUICK_TASKS)
+    return summary, fake, server, len(rows)
+
+
+def test_a_refresh_that_fails_mid_run_stops_it_cleanly(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+    role_world: Callable[..., tuple[emu.World, list[tuple[str, str, str]]]],
+    fakes: Callable[[emu.World], FakeRoleServices],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The run stops at the failed refresh, whatever request needed the keys (a change, or a read): rows sent end
+    `succeeded`, a change that needed the keys `retryable` with the provider in its message, the others
+    `not_attempted`; the journal keeps the provider's error, and the log names it."""
+    caplog.set_level(logging.DEBUG)
+    summary, fake, server, rows = run_with_failing_sts(threaded_emulator, role_world, fakes, monkeypatch, tmp_path)
     assert summary.exit_code == ExitCode.ROWS_NOT_DONE
     assert CREDENTIALS_UNAVAILABLE in summary.stop_reason
     report = report_rows(tmp_path / "run")
-    outcomes = {r["outcome"] for r in report}
-    assert outcomes <= {"succeeded", "retryable", "not_attempted"} and "retryable" in outcomes
-    assert 0 < summary.counts[Outcome.SUCCEEDED] < len(rows)
-    stopped = [r for r in report if r["outcome"] == "retryable"]
-    assert all(r["error_code"] == CREDENTIALS_UNAVAILABLE for r in stopped)
-    assert all(f"assumed role {ROLE_ARN}" in r["error_message"] for r in stopped)
-    assert all("sts is down" in r["error_message"] for r in stopped)
+    assert {r["outcome"] for r in report} <= {"succeeded", "retryable", "not_attempted"}
+    assert 0 < summary.counts[Outcome.SUCCEEDED] < rows
+    assert summary.counts[Outcome.RETRYABLE] + summary.counts[Outcome.NOT_ATTEMPTED] > 0
+    named = f"assumed role {ROLE_ARN} (session ci-42, from environment): could not get temporary keys (InternalError: "
+    for row in report:
+        if row["outcome"] == "retryable":
+            assert row["error_code"] == CREDENTIALS_UNAVAILABLE and named in row["error_message"]
+        elif row["outcome"] == "not_attempted":
+            assert CREDENTIALS_UNAVAILABLE in row["error_message"]
+    assert named.encode() in (tmp_path / "run" / "journal.sqlite3").read_bytes()
+    assert named in caplog.text
     # the keys ran out but no request went out with them: the emulator refused none
     assert auth_refusals(server) == {}
     assert len(fake.minted) == 2 and len(fake.calls) >= 3
     captured = capsys.readouterr()
-    assert_no_secret_anywhere(
-        tmp_path / "run", [captured.out, captured.err, caplog.text], [*fake.secrets(), BASE_KEY]
-    )
+    assert_no_secret_anywhere(tmp_path / "run", [captured.out, captured.err, caplog.text], [*fake.secrets(), BASE_KEY])
+
+
+def test_the_stop_reason_names_the_provider(
+    threaded_emulator: Callable[..., ThreadedEmulator],
+    role_world: Callable[..., tuple[emu.World, list[tuple[str, str, str]]]],
+    fakes: Callable[[emu.World], FakeRoleServices],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    summary, _, _, _ = run_with_failing_sts(threaded_emulator, role_world, fakes, monkeypatch, tmp_path)
+    assert f"assumed role {ROLE_ARN}" in summary.stop_reason
 
 
 def test_instance_role_signs_and_names_the_role(
@@ -396,9 +424,7 @@ class CountingProvider:
         if self.fail:
             raise CredentialsError(f"{self.label}: could not get temporary keys (refused)")
         now = time.time()
-        return Credentials(
-            f"AKIDfresh{self.calls}", "fresh-key", "fresh-token", self.label, now + self.lifetime_s, now
-        )
+        return Credentials(f"AKIDfresh{self.calls}", "fresh-key", "fresh-token", self.label, now + self.lifetime_s, now)
 
 
 def expiring(in_s: float, lifetime_s: float = 100.0) -> Credentials:

@@ -82,9 +82,7 @@ class GaapClient:
     ) -> None:
         self._session = session
         self._endpoint = endpoint
-        self._credentials = (
-            credentials if isinstance(credentials, CredentialSource) else CredentialSource(credentials)
-        )
+        self._credentials = credentials if isinstance(credentials, CredentialSource) else CredentialSource(credentials)
         self._timeout_s = timeout_s
         self._clock = clock
         #: seconds to add to the local clock when signing; set once from the server's Date header after SignatureExpire

@@ -8,7 +8,8 @@ Lookup order (`find_credentials`), first match wins:
    profile, else tccli's `default` (`batchcert.settings.find_static_credentials`).
 2. An assumed role: when `TENCENTCLOUD_ROLE_ARN` is set, the keys of 1 are only the base that STS `AssumeRole` is
    called with (session name `TENCENTCLOUD_ROLE_SESSION_NAME`, default "batchcert"); requests are signed with the
-   role's temporary keys — the variable names tccli documents (tencentcloud-cli README.md, "role-arn").
+   role's temporary keys — the variable names tccli documents (https://github.com/TencentCloud/tencentcloud-cli,
+   README.md, its credentials section).
 3. The instance role (CVM metadata service), when nothing of 1 is found and `TENCENTCLOUD_CAM_ROLE_NAME` is set
    (Terraform provider's variable for the same thing; the value "auto" asks the metadata service for the role's name).
    Opt-in, unlike the SDK's `DefaultCredentialProvider`: probing the metadata address on every machine without
@@ -27,6 +28,7 @@ Secrets never appear in a label, a message or a repr.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -263,10 +265,8 @@ async def _in_thread(fn: Callable[[], Credentials]) -> Credentials:
             outcome: Credentials | BaseException = fn()
         except BaseException as exc:  # handed to the awaiting task, never lost in the thread
             outcome = exc
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
             loop.call_soon_threadsafe(settle, outcome)
-        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
-            pass
 
     threading.Thread(target=work, name="batchcert-credentials", daemon=True).start()
     return await done

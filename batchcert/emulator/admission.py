@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 from collections import deque
 from collections.abc import Callable, Mapping
-
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ SIGNATURE_WINDOW_S = 300  # docs/gaap-api.md, "Signing": timestamp skew > 5 min 
 #: Please check your Token is correct." (seen after a temporary token timed out:
 #: https://github.com/tencentcloudstack/pulumi-tencentcloud/pull/25); the common error code list documents
 #: AuthFailure.TokenFailure as "token 错误" (token error): docs/gaap-api.md, "Error codes" and "Credentials"
-TOKEN_FAILURE = "AuthFailure.TokenFailure"
+TOKEN_FAILURE = "AuthFailure.TokenFailure"  # noqa: S105 - an error code
 
 
 @dataclass(frozen=True)

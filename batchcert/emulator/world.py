@@ -168,9 +168,7 @@ class World:
     #: SecretId → the token and expiry of temporary keys (their key is in `credentials`, like any other)
     temporary_credentials: dict[str, TemporaryCredential] = field(default_factory=dict)
 
-    def add_credential(
-        self, secret_id: str, secret_key: str, token: str = "", expires_at: float | None = None
-    ) -> None:
+    def add_credential(self, secret_id: str, secret_key: str, token: str = "", expires_at: float | None = None) -> None:
         """Accept keys from now on: temporary ones when a token or an expiry is given. Safe to call from another
         thread while the emulator serves (two dict stores, the temporary part first)."""
         if token or expires_at is not None:

@@ -44,6 +44,8 @@ class Reading:
     code: str = ""
     #: when the read of the domains went on the wire (the event loop's clock, s; 0 when it was not sent)
     sent_at_s: float = 0.0
+    #: the failed answer's message (what a stopped run quotes)
+    message: str = ""
 
 
 #: DescribeCertificates page size (`PAGE_LIMIT`: the API documents no maximum Limit; 50 is what the Terraform
@@ -205,4 +207,5 @@ def _reading_of(result: CallResult | None) -> Reading:
         return Reading(live_domains(result.response), result.request_id, sent_at_s=result.sent_at_s)
     if classify.says_listener_absent(result.code or "", result.message):
         return Reading(None, result.request_id, sent_at_s=result.sent_at_s)
-    return Reading(None, result.request_id, failed=True, code=result.code or "", sent_at_s=result.sent_at_s)
+    code, message = result.code or "", result.message
+    return Reading(None, result.request_id, failed=True, code=code, sent_at_s=result.sent_at_s, message=message)

@@ -220,7 +220,8 @@ class RowEnds:
         self._note_scope(row, code)
         if policy.disposition is Disposition.STOP_RUN:
             # the run's problem (a credential, the account), not the row's: the plain `rerun` resends it
-            stop.stop(f"the run stopped at {code} on row {row.row_number} — {policy.advice}")
+            said = f" ({last.message})" if last.message else ""
+            stop.stop(f"the run stopped at {code}{said} on row {row.row_number} — {policy.advice}")
             outcome = Outcome.RETRYABLE
             message = f"{message} (the run stopped here; the row itself may be fine)"
         elif policy.disposition is Disposition.TERMINAL:

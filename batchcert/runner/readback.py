@@ -70,7 +70,9 @@ class ListenerReads:
         if mine is not None and mine.proxy_id:
             self._forms.note_proxy(listener_id, mine.proxy_id)
         if reading.failed and classify.disposition_of(reading.code) is Disposition.STOP_RUN:
-            self._ctx.stop.stop(f"the run stopped at {reading.code} — {classify.policy_for(reading.code).advice}")
+            said = f" ({reading.message})" if reading.message else ""
+            advice = classify.policy_for(reading.code).advice
+            self._ctx.stop.stop(f"the run stopped at {reading.code}{said} — {advice}")
         return reading
 
     async def read_until(
