@@ -231,6 +231,10 @@ def test_assumed_role_keys_expiring_mid_run_are_refreshed_and_every_row_succeeds
     assert len(used_ids) >= 2 and used_ids <= {secret_id for secret_id, _, _ in fake.minted}
     captured = capsys.readouterr()
     assert_no_secret_anywhere(tmp_path / "run", [captured.out, captured.err, caplog.text], [*fake.secrets(), BASE_KEY])
+    # the change record says which provider signed the session
+    [session] = json.loads((tmp_path / "run" / "summary.json").read_text("utf-8"))["sessions"]
+    assert session["credentials"].startswith(f"assumed role {ROLE_ARN}")
+    assert f"assumed role {ROLE_ARN}" in (tmp_path / "run" / "summary.md").read_text("utf-8")
 
 
 def run_with_failing_sts(

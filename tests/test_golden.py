@@ -268,7 +268,11 @@ def build_journal(run_dir: Path, mapping_path: Path, clock: Clock) -> Journal:
     # session 1: the run
     clock.at(1)
     journal.begin_session(
-        SessionKind.RUN, {"rate_per_s": 20.0, "concurrency": 4, "min_validity_days": 14}, ALICE, ALICE_ID
+        SessionKind.RUN,
+        {"rate_per_s": 20.0, "concurrency": 4, "min_validity_days": 14},
+        ALICE,
+        ALICE_ID,
+        "environment",
     )
     read(journal, clock, 1.2, "", ok("req-certs", 0.2), ACTION_DESCRIBE_CERTIFICATES)
     journal.record_certificates(account_certificates())
@@ -350,7 +354,11 @@ def build_journal(run_dir: Path, mapping_path: Path, clock: Clock) -> Journal:
     # session 2: the rerun, two hours later, by bob
     clock.at(7200)
     journal.begin_session(
-        SessionKind.RERUN, {"rate_per_s": 10.0, "concurrency": 2, "min_validity_days": 14}, BOB, BOB_ID
+        SessionKind.RERUN,
+        {"rate_per_s": 10.0, "concurrency": 2, "min_validity_days": 14},
+        BOB,
+        BOB_ID,
+        "assumed role qcs::cam::uin/100000000001:roleName/batchcert (session batchcert, from profile ops)",
     )
     read(journal, clock, 7201, LA, ok("req-read-4"), ACTION_DESCRIBE_RULES)
     send(journal, clock, 7210, 7, ok("req-7b"))

@@ -169,6 +169,7 @@ IgnoreColumnOpt = Annotated[
 #: the end of `--help` of every command that signs requests (docs/gaap-api.md, "Credentials")
 CREDENTIALS_EPILOG = (
     f"Credentials: {ENV_SECRET_ID} and {ENV_SECRET_KEY} (temporary keys: also {ENV_TOKENS[0]}), or --profile NAME "
-    "from ~/.tencentcloud/credentials or ~/.tccli/NAME.credential. The secret key is never a flag. A rehearsal "
-    "(--emulator/--world) needs none."
+    "from ~/.tencentcloud/credentials or ~/.tccli/NAME.credential; with TENCENTCLOUD_ROLE_ARN the role is assumed "
+    "from them; without them, the instance role (TENCENTCLOUD_CAM_ROLE_NAME) or OIDC (the TKE_* variables), refreshed "
+    "before they expire. The secret key is never a flag. A rehearsal (--emulator/--world) needs none."
 )

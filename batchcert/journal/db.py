@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL,
     settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'running', note TEXT NOT NULL DEFAULT '',
-    operator TEXT NOT NULL DEFAULT '', secret_id_masked TEXT NOT NULL DEFAULT '');
+    operator TEXT NOT NULL DEFAULT '', secret_id_masked TEXT NOT NULL DEFAULT '',
+    credential_source TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS rows (
     row_number INTEGER PRIMARY KEY, listener_id TEXT NOT NULL, domain TEXT NOT NULL, certificate_id TEXT NOT NULL,
     client_certificate_id TEXT NOT NULL, poly_client_certificate_ids TEXT NOT NULL, extra TEXT NOT NULL,
@@ -111,7 +112,8 @@ def bring_up_to_date(db: sqlite3.Connection) -> None:
         if name not in columns:
             db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
     session_columns = {str(c[1]) for c in db.execute("PRAGMA table_info(sessions)")}
-    for name in ("operator", "secret_id_masked"):  # who ran each session (earlier journals: the run's facts say)
+    # who ran each session and which credential provider signed (earlier journals: the run's facts say)
+    for name in ("operator", "secret_id_masked", "credential_source"):
         if name not in session_columns:
             db.execute(f"ALTER TABLE sessions ADD COLUMN {name} TEXT NOT NULL DEFAULT ''")
 

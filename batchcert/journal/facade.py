@@ -89,10 +89,17 @@ class Journal:
         run_sessions.record_certificates(self.store, certificates)
 
     def begin_session(
-        self, kind: SessionKind, settings: dict[str, Any], operator: str = "", secret_id_masked: str = ""
+        self,
+        kind: SessionKind,
+        settings: dict[str, Any],
+        operator: str = "",
+        secret_id_masked: str = "",
+        credential_source: str = "",
     ) -> int:
         """Open a session (`sessions.begin_session`); the requests recorded from now on belong to it."""
-        self.writes.session_id = run_sessions.begin_session(self.store, kind, settings, operator, secret_id_masked)
+        self.writes.session_id = run_sessions.begin_session(
+            self.store, kind, settings, operator, secret_id_masked, credential_source
+        )
         return self.writes.session_id
 
     def end_session(self, status: SessionStatus, note: str = "") -> None:

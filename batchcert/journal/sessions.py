@@ -72,14 +72,20 @@ def record_certificates(store: Store, certificates: Iterable[CertificateInfo]) -
 
 
 def begin_session(
-    store: Store, kind: SessionKind, settings: dict[str, Any], operator: str = "", secret_id_masked: str = ""
+    store: Store,
+    kind: SessionKind,
+    settings: dict[str, Any],
+    operator: str = "",
+    secret_id_masked: str = "",
+    credential_source: str = "",
 ) -> int:
-    """Open a session (a run, then each rerun): its settings, who ran it and with which (masked) SecretId. Returns
-    its id. Its status is 'running' until `end_session`."""
+    """Open a session (a run, then each rerun): its settings, who ran it, with which (masked) SecretId and which
+    credential provider signed. Returns its id. Its status is 'running' until `end_session`."""
     with store.tx() as db:
         cur = db.execute(
-            "INSERT INTO sessions(kind, started_at, settings, operator, secret_id_masked) VALUES (?, ?, ?, ?, ?)",
-            (kind.value, time.time(), json.dumps(settings), operator, secret_id_masked),
+            "INSERT INTO sessions(kind, started_at, settings, operator, secret_id_masked, credential_source) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (kind.value, time.time(), json.dumps(settings), operator, secret_id_masked, credential_source),
         )
     return int(cur.lastrowid or 0)
 

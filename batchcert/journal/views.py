@@ -285,8 +285,8 @@ def read_certificates(db: sqlite3.Connection) -> list[CertificateInfo]:
 def read_sessions(db: sqlite3.Connection) -> list[dict[str, Any]]:
     """Every session (a run, then each rerun), oldest first, its settings decoded."""
     cur = db.execute(
-        "SELECT id, kind, started_at, finished_at, settings, status, note, operator, secret_id_masked "
-        "FROM sessions ORDER BY id"
+        "SELECT id, kind, started_at, finished_at, settings, status, note, operator, secret_id_masked, "
+        "credential_source FROM sessions ORDER BY id"
     )
     return [
         {
@@ -299,8 +299,9 @@ def read_sessions(db: sqlite3.Connection) -> list[dict[str, Any]]:
             "note": note,
             "operator": operator,
             "secret_id_masked": masked,
+            "credential_source": source,
         }
-        for i, k, s, f, st, stat, note, operator, masked in cur.fetchall()
+        for i, k, s, f, st, stat, note, operator, masked, source in cur.fetchall()
     ]
 
 

@@ -170,9 +170,18 @@ class SummarySheet:
         at = self._table(
             at,
             "Sessions",
-            ["#", "kind", "started", "finished", "status", "operator", "SecretId"],
+            ["#", "kind", "started", "finished", "status", "operator", "SecretId", "credentials"],
             [
-                [n, s["kind"], s["started_at"], s["finished_at"], s["status"], s["operator"], s["secret_id"]]
+                [
+                    n,
+                    s["kind"],
+                    s["started_at"],
+                    s["finished_at"],
+                    s["status"],
+                    s["operator"],
+                    s["secret_id"],
+                    s["credentials"],
+                ]
                 for n, s in enumerate(summary["sessions"], start=1)
             ],
         )

@@ -75,6 +75,8 @@ def summarize(
                 "note": s["note"],
                 "operator": s.get("operator") or facts.get("operator", ""),
                 "secret_id": s.get("secret_id_masked") or facts.get("secret_id_masked", ""),
+                #: which credential provider signed ("" in journals before 0.5.0)
+                "credentials": s.get("credential_source", ""),
             }
             for s in sessions
         ],
@@ -291,12 +293,12 @@ def render_markdown(summary: dict[str, Any]) -> str:
 
 
 def _sessions_markdown(sessions: list[dict[str, Any]]) -> list[str]:
-    lines = ["", "## Sessions", "", "| # | kind | started | finished | status | operator | SecretId |"]
-    lines.append("|---:|---|---|---|---|---|---|")
+    lines = ["", "## Sessions", "", "| # | kind | started | finished | status | operator | SecretId | credentials |"]
+    lines.append("|---:|---|---|---|---|---|---|---|")
     for n, s in enumerate(sessions, start=1):
         cells = (s["kind"], s["started_at"], s["finished_at"], s["status"], s["operator"] or "unknown")
         secret = f"`{_cell(s['secret_id'])}`" if s["secret_id"] else ""
-        lines.append(f"| {n} | " + " | ".join(_cell(c) for c in cells) + f" | {secret} |")
+        lines.append(f"| {n} | " + " | ".join(_cell(c) for c in cells) + f" | {secret} | {_cell(s['credentials'])} |")
     return lines
 
 

@@ -48,7 +48,8 @@ def execute_session(
     """Send `rows` to `target` as a session of `kind` of `journal`, with `certificates` read before
     the prompt (None: not read) and the warnings about them; close the session and write the reports, holding the
     stop signals meanwhile. Returns how the run ended."""
-    journal.begin_session(kind, target.settings.to_record(), operator_name(), target.credentials.masked_id)
+    credentials = target.credentials
+    journal.begin_session(kind, target.settings.to_record(), operator_name(), credentials.masked_id, credentials.source)
     if certificates is not None:
         journal.record_certificates(certificates.by_id.values())
     journal.set_facts(certificate_warnings=json.dumps(list(expiring)))
