@@ -8,9 +8,10 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batchcert.errors import ReportError
 from batchcert.journal import Journal
@@ -78,27 +79,21 @@ class Reports:
 def write_plan(out_dir: Path, lines: Iterable[PlanLine]) -> Path:
     """Write `out_dir/plan.csv` (PLAN_COLUMNS, one line per mapping row) and return its path. Raises ReportError
     naming the path when it cannot be written."""
-    path = out_dir / PLAN_FILE
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_csv(path, PLAN_COLUMNS, (plan_line(line) for line in lines))
-    except OSError as exc:
-        where = exc.filename or out_dir
-        raise ReportError(
-            f"cannot write {where}: {exc.strerror or exc} — free space or fix permissions, or choose another --out"
-        ) from None
-    return path
+    return _write_table(out_dir / PLAN_FILE, PLAN_COLUMNS, (plan_line(line) for line in lines))
 
 
 def write_probe(out_dir: Path, lines: Iterable[tuple[ProbeTarget, ServedCheck]]) -> Path:
     """Write `out_dir/probe.csv` (PROBE_COLUMNS: what each probed domain's edge served, `batchcert probe`) and return
     its path. Raises ReportError naming the path when it cannot be written."""
-    path = out_dir / PROBE_FILE
+    return _write_table(out_dir / PROBE_FILE, PROBE_COLUMNS, (probe_line(t, check) for t, check in lines))
+
+
+def _write_table(path: Path, columns: Sequence[str], lines: Iterable[Sequence[Any]]) -> Path:
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_csv(path, PROBE_COLUMNS, (probe_line(target, check) for target, check in lines))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(path, columns, lines)
     except OSError as exc:
-        where = exc.filename or out_dir
+        where = exc.filename or path.parent
         raise ReportError(
             f"cannot write {where}: {exc.strerror or exc} — free space or fix permissions, or choose another --out"
         ) from None
