@@ -133,14 +133,19 @@ def read_stderr_until(proc: Any, wanted: Callable[[str], bool], timeout_s: float
 
 
 def run_against(
-    server: ThreadedEmulator, mapping: Path, out: Path, timeout_s: float | None = None, **request: Any
+    server: ThreadedEmulator,
+    mapping: Path,
+    out: Path,
+    timeout_s: float | None = None,
+    max_attempts: int | None = None,
+    **request: Any,
 ) -> Any:
     """`batchcert run` in process against a threaded emulator: `run_mapping` of `mapping` into `out`, sending to the
     emulator (other RunRequest fields in `request`). Returns the RunSummary."""
     from batchcert.settings import SettingFlags
     from batchcert.workflow import RunRequest, run_mapping
 
-    flags = SettingFlags(endpoint=server.base_url, timeout_s=timeout_s)
+    flags = SettingFlags(endpoint=server.base_url, timeout_s=timeout_s, max_attempts=max_attempts)
     return run_mapping(RunRequest(mapping=mapping, out=out, settings=flags, **request))
 
 

@@ -11,13 +11,18 @@ import itertools
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import trustme
 
 from batchcert.live import probe as probe_module
 from batchcert.live.probe import AccessPoint, ServedLeaf, probe_domain, read_served_leaf
+from batchcert.live.reader import CertificateIndex, ContentReads, LiveReader
+from batchcert.live.x509 import CertificateContent
 from batchcert.model import Served
+from batchcert.runner import served as served_module
+from batchcert.schedule import LoopClock, Sleeper
 
 
 class Edge:
@@ -141,3 +146,27 @@ async def test_a_lagging_edge_is_found_serving_at_most_a_quarter_of_its_lag_late
     assert seen[-1] <= 8 * 1.25 + 0.25 and len(seen) < 20
     gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert gaps[0] == pytest.approx(0.25) and max(gaps) <= 5
+
+
+async def test_an_access_point_no_handshake_reached_is_not_tried_again_for_its_other_domains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An edge that drops connections costs one handshake timeout, not one per domain: after a domain of an access
+    point was unreachable, the point's other domains are unreachable at once, with the same reason."""
+    calls: list[str] = []
+
+    async def handshake(_host: str, _port: int, domain: str, _timeout_s: float) -> ServedLeaf:
+        calls.append(domain)
+        raise probe_module.ProbeFailed("TimeoutError")
+
+    monkeypatch.setattr(probe_module, "read_served_leaf", handshake)
+    index = CertificateIndex({}, contents={"cert-new": CertificateContent((), "aa" * 32, "CN=x", 0, True)})
+    contents = ContentReads(cast(LiveReader, None))
+    future: asyncio.Future[CertificateIndex] = asyncio.get_running_loop().create_future()
+    future.set_result(index)
+    contents._reads["cert-new"] = future
+    prober = served_module._Prober(contents, 60, Sleeper(), LoopClock())
+    point = AccessPoint(("127.0.0.1",), 443)
+    results = [await prober.probe(point, f"d{n}.example.com", "cert-new") for n in range(5)]
+    assert [r.served for r in results] == [Served.UNREACHABLE] * 5
+    assert calls == ["d0.example.com"] and {r.error for r in results} == {"TimeoutError"}

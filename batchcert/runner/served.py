@@ -42,15 +42,24 @@ class _Prober:
         self._sleeper = sleeper
         self._clock = clock
         self._slots = asyncio.Semaphore(PROBE_CONCURRENCY)
+        #: access points no handshake reached, and why: their other domains are `unreachable` at once, so an edge
+        #: that drops connections costs one handshake timeout, not one per domain
+        self._dead: dict[tuple[tuple[str, ...], int | None], str] = {}
 
     async def probe(self, point: AccessPoint, domain: str, certificate_id: str) -> ProbeResult:
         want = await self._leaf_of(certificate_id)
         if not want:
             return ProbeResult(Served.NOT_PROBED, error=f"the content of {certificate_id or '?'} could not be read")
         async with self._slots:
-            return await probe_domain(
+            where = (point.hosts, point.port)
+            if where in self._dead:
+                return ProbeResult(Served.UNREACHABLE, error=self._dead[where])
+            result = await probe_domain(
                 point, domain, want, self._wait_s, sleep=self._sleeper.sleep, now_s=self._clock.now
             )
+        if result.served is Served.UNREACHABLE:
+            self._dead[where] = result.error
+        return result
 
     async def _leaf_of(self, certificate_id: str) -> str:
         """The SHA-256 of the leaf of `certificate_id` ("" when its content cannot be read), read once."""
