@@ -65,7 +65,9 @@ def skewed_listeners(rows: int) -> dict[str, list[str]]:
 
 def skewed(rows: int = 400) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
     """The scenarios' world and mapping at the API's limit (see `skewed_listeners`)."""
-    return migration_world(skewed_listeners(rows), rate_limit=RATE, task_seconds=TASK_S, latency_ms=LATENCY_MS)
+    return migration_world(
+        skewed_listeners(rows), rate_limit=RATE, task_seconds=TASK_S, latency_ms=LATENCY_MS, edge=True
+    )
 
 
 class Emulator:
@@ -141,7 +143,7 @@ def short_write_bound() -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
     """(e) a short run bound by its writes: 220 rows on 22 listeners (10 each), 50 ms latency, 0.3 s tasks — an 11 s
     API bound (220 writes at 20/s; 44 reads and a 3 s chain are shorter), where start-up and the tail show."""
     listeners = {f"listener-w{i:04d}": [f"d{j}-w{i}.example.com" for j in range(10)] for i in range(22)}
-    return migration_world(listeners, rate_limit=RATE, task_seconds=TASK_S, latency_ms=[50, 50])
+    return migration_world(listeners, rate_limit=RATE, task_seconds=TASK_S, latency_ms=[50, 50], edge=True)
 
 
 #: scenario (g): how long every domain's edge keeps serving the old certificate after a change
@@ -159,7 +161,9 @@ def closed_and_flaky(latency_ms: int) -> tuple[dict[str, Any], list[tuple[str, s
     before it succeeds — the scenario in which a pot of retries emptied before the first success came back."""
     listeners = {f"listener-shut{i:03d}": [f"s{i}.example.com"] for i in range(30)}
     listeners |= {f"listener-flak{i:03d}": [f"f{i}.example.com"] for i in range(20)}
-    world, mapping = migration_world(listeners, rate_limit=RATE, task_seconds=TASK_S, latency_ms=[latency_ms] * 2)
+    world, mapping = migration_world(
+        listeners, rate_limit=RATE, task_seconds=TASK_S, latency_ms=[latency_ms] * 2, edge=True
+    )
     for lid, spec in world["listeners"].items():
         if "shut" in lid:
             spec["proxy_status"] = "STOPPED"

@@ -27,7 +27,7 @@ def probe_csv(path: Path) -> list[dict[str, str]]:
 def test_a_baseline_before_the_change_and_a_proof_after_it(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, credentials_env: None
 ) -> None:
-    data, rows = migration_world({"listener-p1": 2, "listener-p2": 1}, task_seconds=0.05, latency_ms=1)
+    data, rows = migration_world({"listener-p1": 2, "listener-p2": 1}, task_seconds=0.05, latency_ms=1, edge=True)
     server = threaded_emulator(emu.World.from_dict(data))
     mapping = write_mapping(tmp_path / "m.csv", rows)
     flags = SettingFlags(endpoint=server.base_url)
@@ -52,7 +52,7 @@ def test_a_baseline_before_the_change_and_a_proof_after_it(
 def test_an_inventory_is_probed_for_what_each_place_uses(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, credentials_env: None
 ) -> None:
-    data, _ = migration_world({"listener-i1": 2}, latency_ms=1)
+    data, _ = migration_world({"listener-i1": 2}, latency_ms=1, edge=True)
     server = threaded_emulator(emu.World.from_dict(data))
     flags = SettingFlags(endpoint=server.base_url)
     found = take_inventory(InventoryRequest(out=tmp_path / "inv", settings=flags))
@@ -65,7 +65,7 @@ def test_an_inventory_is_probed_for_what_each_place_uses(
 def test_the_command_line_says_what_is_served_and_exits_1_on_another_certificate(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, credentials_env: None
 ) -> None:
-    data, rows = migration_world({"listener-c1": 1}, latency_ms=1)
+    data, rows = migration_world({"listener-c1": 1}, latency_ms=1, edge=True)
     server = threaded_emulator(emu.World.from_dict(data))
     mapping = write_mapping(tmp_path / "m.csv", rows)
     done = CliRunner().invoke(app, ["probe", str(mapping), "--endpoint", server.base_url, "--out", str(tmp_path / "p")])

@@ -44,7 +44,7 @@ def report_of(run_dir: Path) -> dict[str, dict[str, str]]:
 
 def estate(domains: int = 3, **domain_fields: Any) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
     """One listener with `domains` domains moving cert-old → cert-new; `domain_fields` set on the first domain."""
-    data, rows = migration_world({"listener-e1": domains}, task_seconds=0.05, latency_ms=1)
+    data, rows = migration_world({"listener-e1": domains}, task_seconds=0.05, latency_ms=1, edge=True)
     first = rows[0][1]
     data["listeners"]["listener-e1"]["domains"][first].update(domain_fields)
     return data, rows
@@ -135,7 +135,7 @@ def test_no_probe_leaves_served_empty(
 def test_a_canary_against_an_edge_that_never_changes_stops_after_it(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path, credentials_env: None
 ) -> None:
-    data, rows = migration_world({f"listener-k{i}": 1 for i in range(8)}, task_seconds=0.05, latency_ms=1)
+    data, rows = migration_world({f"listener-k{i}": 1 for i in range(8)}, task_seconds=0.05, latency_ms=1, edge=True)
     for spec in data["listeners"].values():
         for domain in spec["domains"].values():
             domain["edge_stuck"] = True

@@ -43,8 +43,8 @@ def migration_world(
     domain_format: str = "d{i}-{listener}.example.com",
     **overrides: Any,
 ) -> tuple[dict[str, Any], Triples]:
-    """World data (test credentials, 20/s, 0.3 s tasks, 20 ms latency) where each listener's domains sit on cert-old,
-    and the mapping rows moving every domain to cert-new; both certificates cover *.example.com.
+    """World data (test credentials, 20/s, 0.3 s tasks, 20 ms latency, no TLS edge) where each listener's domains sit
+    on cert-old, and the mapping rows moving every domain to cert-new; both certificates cover *.example.com.
 
     `listeners` maps each listener id to its domains, or to how many it has: then they are named by `domain_format`
     from the domain's index `i`, the `listener` id and its `name` (the id without "listener-"). `overrides` set
@@ -68,6 +68,9 @@ def migration_world(
             "cert-old": {"type": 2, "domains": ["*.example.com"]},
             "cert-new": {"type": 2, "domains": ["*.example.com"]},
         },
+        # no TLS edge unless a test is about what it serves (edge=True): the suite's runs then probe nothing and
+        # stay fast (each finds its domains `unreachable` at once: no access address)
+        "edge": False,
         **overrides,
     }
     return world, [(lid, d, "cert-new") for lid, domains in domains_of.items() for d in domains]
