@@ -104,14 +104,16 @@ def probe_places(request: ProbeRequest) -> ProbeResult:
     source = request.source
     rehearsal = request.rehearsal or request.world is not None
     rows: list[Row] = []
+    inventory = not source.is_dir() and is_inventory(source)
     if source.is_dir():
         with read_journal(source) as (journal, _, _):
             rows = journal.rows()
-    elif not is_inventory(source):
+    elif not inventory:
         rows = validate_mapping(MappingSource(source)).valid_rows()
-    targets = [ProbeTarget(r.row_number, r.listener_id, r.domain, r.certificate_id) for r in rows if r.domain]
-    if is_inventory(source):
+    if inventory:
         targets = read_inventory_targets(source)
+    else:
+        targets = [ProbeTarget(r.row_number, r.listener_id, r.domain, r.certificate_id) for r in rows if r.domain]
     target = choose_target(
         resolve_settings(request.settings, rehearsal), request.profile, lambda: estate_world(request.world)
     )
