@@ -8,6 +8,7 @@ an *outcome* what a row ended as, a *run* one execution over a mapping (reruns c
 from __future__ import annotations
 
 import enum
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -364,3 +365,8 @@ class Mapping:
     def valid_rows(self) -> list[Row]:
         """Rows to send: valid and not a duplicate of an earlier row."""
         return [r for r in self.rows if r.row_number not in self.problems and r.row_number not in self.duplicate_of]
+
+
+def command_to_rerun(run_dir: Path) -> str:
+    """The command that continues the run in `run_dir` (its path shell-quoted), as every message and report says it."""
+    return f"batchcert rerun {shlex.quote(str(run_dir))}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shlex
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from batchcert.journal.facade import Journal
 from batchcert.journal.marker import MARKER_NAME
 from batchcert.journal.recovery import REREAD_WARNING, Inspection, copy_of, inspect_journal
 from batchcert.journal.views import iso_utc
+from batchcert.model import command_to_rerun
 
 LOCK_NAME = ".lock"
 
@@ -58,9 +58,7 @@ def create_journal(run_dir: Path, facts: dict[str, str]) -> Journal:
         raise JournalError(f"cannot create the run directory {run_dir}: {exc} — choose another --out") from None
     path = run_dir / db.JOURNAL_NAME
     if path.exists() or (run_dir / MARKER_NAME).exists():
-        raise JournalError(
-            f"{run_dir} already holds a run — use `batchcert rerun {shlex.quote(str(run_dir))}` or choose another --out"
-        )
+        raise JournalError(f"{run_dir} already holds a run — use `{command_to_rerun(run_dir)}` or choose another --out")
     fd = _lock(run_dir)
     try:
         connection = db.connect(path)

@@ -8,7 +8,7 @@ import json
 import shlex
 from pathlib import Path
 
-from batchcert.model import Outcome
+from batchcert.model import Outcome, command_to_rerun
 from batchcert.settings import DEFAULT_ENDPOINT
 
 #: the state a rehearsal left its emulator world in (batchcert.workflow writes it): its rollback runs there
@@ -50,18 +50,16 @@ def next_steps(
 ) -> list[str]:
     """The rows not done, grouped by what to do, each with the exact command (the run directory shell-quoted);
     `failed` is the failed.csv actually written (default RUN_DIR/failed.csv)."""
-    where = shlex.quote(str(run_dir))
+    rerun = command_to_rerun(run_dir)
     failed = failed or run_dir / "failed.csv"
     steps = []
     if counts[Outcome.RETRYABLE] or counts[Outcome.NOT_ATTEMPTED]:
         n = counts[Outcome.RETRYABLE] + counts[Outcome.NOT_ATTEMPTED]
-        steps.append(
-            f"{n} retryable or not attempted: run `batchcert rerun {where}` (later, or once the cause is fixed)"
-        )
+        steps.append(f"{n} retryable or not attempted: run `{rerun}` (later, or once the cause is fixed)")
     if counts[Outcome.TERMINAL]:
         steps.append(
             f"{counts[Outcome.TERMINAL]} terminal: fix the cause named in `error_message` (the ids, a permission), then "
-            f"run `batchcert rerun {where} --include-terminal`"
+            f"run `{rerun} --include-terminal`"
         )
     if counts[Outcome.INVALID]:
         steps.append(

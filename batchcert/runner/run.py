@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shlex
 from collections import defaultdict, deque
 from collections.abc import Callable
 
 from batchcert.api.vocabulary import CHANGE_ACTIONS
 from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex, ContentReads, LiveReader
-from batchcert.model import SCOPE_LISTENER, Api, Outcome, Row
+from batchcert.model import SCOPE_LISTENER, Api, Outcome, Row, command_to_rerun
 from batchcert.runner.attempt import Attempts
 from batchcert.runner.config import Bursts, RunnerConfig, plan_bursts
 from batchcert.runner.guard import FailureGuard, pick_canary
@@ -120,7 +119,7 @@ class Runner:
         session may hide an applied change (in flight at a crash, a timeout) are checked against the live state
         before anything is resent."""
         journal = self._ctx.journal
-        rerun_command = f"batchcert rerun {shlex.quote(str(journal.run_dir))}"
+        rerun_command = command_to_rerun(journal.run_dir)
         self._guard = FailureGuard(self.config.max_failures, len(rows), self.stop, rerun_command)
         reads_per_listener = int(self.config.preflight) + int(self.config.verify)
         bursts = plan_bursts(rows, self._ctx.quota.rate_per_s, self.config.listener_task_s, reads_per_listener)

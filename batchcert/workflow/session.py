@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import shlex
 import socket
 import threading
 from dataclasses import dataclass
 
 from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex
-from batchcert.model import Row, SessionKind, SessionStatus
+from batchcert.model import Row, SessionKind, SessionStatus, command_to_rerun
 from batchcert.report import REPORT_LIBRARIES, write_reports
 from batchcert.runner import Runner, RunnerConfig
 from batchcert.workflow.progress import ProgressFn, ProgressTracker
@@ -77,7 +76,7 @@ def execute_session(
         interrupted=interrupted or bool(signalled),
         signal_received=signal_received,
         reports=reports,
-        rerun_command=f"batchcert rerun {shlex.quote(str(journal.run_dir))}",
+        rerun_command=command_to_rerun(journal.run_dir),
         failed_command=reports.failed_command,
     )
 
