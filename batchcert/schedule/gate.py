@@ -84,17 +84,22 @@ EPSILON_S = 1e-9
 
 @dataclass(frozen=True)
 class Window:
-    """What a gate at a ceiling admits: at most `capacity` requests in any `seconds`."""
+    """What a gate at a ceiling admits: at most `capacity` requests in any `seconds` (the service's own window,
+    `service_seconds`, stretched by the margin)."""
 
     capacity: int
-    seconds: float
+    service_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.service_seconds / RATE_MARGIN
 
     @classmethod
     def of(cls, rate_per_s: float) -> Window:
-        """The ceiling's whole requests per second, the second stretched by the margin (below one a second: one
-        request per 1 / rate seconds, stretched alike)."""
+        """The ceiling's whole requests per second in a second (below one a second: one request per 1 / rate
+        seconds)."""
         capacity = max(1, math.floor(rate_per_s))
-        return cls(capacity, max(1.0, capacity / rate_per_s) / RATE_MARGIN)
+        return cls(capacity, max(1.0, capacity / rate_per_s))
 
 
 @dataclass(eq=False)
@@ -145,7 +150,7 @@ class RateGate:
         self.capacity = window.capacity
         self.window_s = window.seconds
         #: the service's own window: a second, or one request's share of it below 1/s
-        self._service_window_s = window.seconds * RATE_MARGIN
+        self._service_window_s = window.service_seconds
         #: the sends by when they stop counting (a send whose time moved is in it again; its older entry is stale)
         self._leaving: list[tuple[float, int, Send]] = []
         self._counting: dict[int, Send] = {}  # the sends that still count, by order of sending
