@@ -191,6 +191,9 @@ class Row:
     proxy_id: str = ""
     #: a compare-and-swap row's expected current state (None: the mapping has no current → new columns)
     expected: Expected | None = None
+    #: the credential profile (the account) the row is sent with: its Profile cell, else the run's --profile, else
+    #: "" (the default credentials)
+    profile: str = ""
 
     @property
     def action(self) -> str:
@@ -329,6 +332,9 @@ class MappingSource:
     include_hidden_rows: bool = False
     #: columns passed through deliberately although their cells look like certificate ids (`--ignore-column`)
     ignore_columns: tuple[str, ...] = ()
+    #: the profile of rows whose Profile cell is empty, or that have no Profile column (`--profile`; "": the default
+    #: credentials)
+    default_profile: str = ""
 
 
 @dataclass(frozen=True)
@@ -365,6 +371,16 @@ class Mapping:
     def valid_rows(self) -> list[Row]:
         """Rows to send: valid and not a duplicate of an earlier row."""
         return [r for r in self.rows if r.row_number not in self.problems and r.row_number not in self.duplicate_of]
+
+
+@dataclass(frozen=True)
+class SessionAccount:
+    """One account a session signed for: its profile ("" the default credentials), the masked SecretId and which
+    credential provider signed (a file, the environment, a role)."""
+
+    profile: str
+    secret_id_masked: str
+    credential_source: str
 
 
 def command_to_rerun(run_dir: Path) -> str:

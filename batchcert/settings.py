@@ -212,11 +212,26 @@ def resolve_settings(
 
 
 @dataclass(frozen=True)
+class ProfileRole:
+    """A role a profile of `~/.tencentcloud/credentials` signs with instead of its own keys (README, "Credentials"):
+    `role_arn` (with `role_session_name`) is assumed with the section's keys as the base — one base key reaching a
+    role in each customer account; `cam_role_name` is the instance role (the section needs no keys then; "auto" asks
+    the metadata service for the role's name)."""
+
+    role_arn: str = ""
+    session_name: str = ""
+    cam_role_name: str = ""
+
+
+@dataclass(frozen=True)
 class CredentialLookup:
-    """What `load_credentials` found, with warnings to show (e.g. a credential file readable by others)."""
+    """What `load_credentials` found, with warnings to show (e.g. a credential file readable by others), and the
+    role its profile names (None: it signs with the keys found). A profile naming only an instance role has no keys
+    of its own: `credentials` then has an empty SecretId and is never signed with."""
 
     credentials: Credentials
     warnings: tuple[str, ...] = ()
+    role: ProfileRole | None = None
 
 
 def _token_from(environ: Mapping[str, str]) -> str:
@@ -230,7 +245,7 @@ def _permission_warning(path: Path) -> tuple[str, ...]:
     return ()
 
 
-def _from_ini(path: Path, profile: str) -> Credentials | None:
+def _from_ini(path: Path, profile: str) -> tuple[Credentials, ProfileRole | None] | None:
     if not path.is_file():
         return None
     parser = configparser.ConfigParser(interpolation=None)
@@ -244,9 +259,21 @@ def _from_ini(path: Path, profile: str) -> Credentials | None:
         return None
     section = parser[profile]
     secret_id, secret_key = section.get("secret_id", "").strip(), section.get("secret_key", "").strip()
+    role = ProfileRole(
+        section.get("role_arn", "").strip(),
+        section.get("role_session_name", "").strip(),
+        section.get("cam_role_name", "").strip(),
+    )
+    if role.role_arn and role.cam_role_name:
+        raise CredentialsError(f"{path} [{profile}] has both role_arn and cam_role_name — keep the one it signs with")
+    source = f"{path} [{profile}]"
+    if role.cam_role_name and not (secret_id or secret_key):
+        return Credentials("", "", source=source), role
     if not secret_id or not secret_key:
-        raise CredentialsError(f"{path} [{profile}] lacks secret_id or secret_key — add both")
-    return Credentials(secret_id, secret_key, section.get("token", "").strip(), source=f"{path} [{profile}]")
+        needs = " (the base keys role_arn is assumed with)" if role.role_arn else ""
+        raise CredentialsError(f"{path} [{profile}] lacks secret_id or secret_key{needs} — add both")
+    credentials = Credentials(secret_id, secret_key, section.get("token", "").strip(), source=source)
+    return credentials, (role if role.role_arn or role.cam_role_name else None)
 
 
 def _from_tccli(path: Path) -> Credentials | None:
@@ -300,11 +327,12 @@ def find_static_credentials(
         if secret_id and secret_key:
             return CredentialLookup(Credentials(secret_id, secret_key, _token_from(environ), source="environment"))
     name = profile or "default"
-    for path, reader in (
-        (home / ".tencentcloud" / "credentials", lambda p: _from_ini(p, name)),
-        (home / ".tccli" / f"{name}.credential", _from_tccli),
-    ):
-        found = reader(path)
-        if found is not None:
-            return CredentialLookup(found, _permission_warning(path))
+    ini = home / ".tencentcloud" / "credentials"
+    found = _from_ini(ini, name)
+    if found is not None:
+        return CredentialLookup(found[0], _permission_warning(ini), found[1])
+    tccli = home / ".tccli" / f"{name}.credential"
+    keys = _from_tccli(tccli)
+    if keys is not None:
+        return CredentialLookup(keys, _permission_warning(tccli))
     return None

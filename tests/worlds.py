@@ -9,6 +9,8 @@ test can edit it, write it out for a rehearsal, or load it with `emu.World.from_
   what the rerun, journal and two-operator tests run, interrupt and resume.
 - `small_world`: two 3.0 listeners and a 2.0 one, wildcard and exact certificates, client CAs — for the emulator's
   own tests and single calls through the official SDK.
+- `accounts_world`: several accounts (`{"accounts": …}`), each a migration world signed with its own credential
+  (`account_keys`), and the rows with the account as a fourth column (Profile).
 
 A test keeps a builder of its own only for a world nothing else needs (an estate of every connection kind, the
 rows of one scenario); its docstring says what is specific about it.
@@ -16,6 +18,7 @@ rows of one scenario); its docstring says what is specific about it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -132,3 +135,27 @@ def small_world(**overrides: Any) -> emu.World:
     }
     data.update(overrides)
     return emu.World.from_dict(data)
+
+
+def account_keys(account: str) -> tuple[str, str]:
+    """The test credential (SecretId, SecretKey) of `account` in `accounts_world`: distinct for distinct names, the
+    same every run, and none of them the one-account worlds' SECRET_ID."""
+    digest = hashlib.sha256(account.encode("utf-8")).hexdigest()
+    return f"AKIDtestacct{digest[:24]}", f"test-key-{digest[24:56]}"
+
+
+def accounts_world(
+    accounts: Mapping[str, Mapping[str, Sequence[str] | int]], **knobs: Any
+) -> tuple[dict[str, Any], list[tuple[str, str, str, str]]]:
+    """A world file of several accounts (`{"accounts": …}`, the contract in `batchcert/emulator/accounts.py`): each
+    account's world built as `migration_world` builds one from its listeners (`knobs` for every account, as its
+    `overrides`), signed with the account's own credential (`account_keys`); and the mapping rows with the
+    account as a fourth column (Profile): (ListenerId, Domain, CertificateId, account)."""
+    worlds: dict[str, Any] = {}
+    rows: list[tuple[str, str, str, str]] = []
+    for account, listeners in accounts.items():
+        secret_id, secret_key = account_keys(account)
+        world, triples = migration_world(listeners, **knobs)
+        worlds[account] = world | {"credentials": {secret_id: secret_key}}
+        rows += [(lid, domain, cert, account) for lid, domain, cert in triples]
+    return {"accounts": worlds}, rows

@@ -3,9 +3,11 @@
 
 Lookup order (`find_credentials`), first match wins:
 
-1. `--profile NAME`: that profile (`~/.tencentcloud/credentials [NAME]`, else `~/.tccli/NAME.credential`).
-   Without a profile: `TENCENTCLOUD_SECRET_ID` / `TENCENTCLOUD_SECRET_KEY` (+ a session token), else the `[default]`
-   profile, else tccli's `default` (`batchcert.settings.find_static_credentials`).
+1. `--profile NAME` (or a row's Profile cell): that profile (`~/.tencentcloud/credentials [NAME]`, else
+   `~/.tccli/NAME.credential`). Without a profile: `TENCENTCLOUD_SECRET_ID` / `TENCENTCLOUD_SECRET_KEY` (+ a session
+   token), else the `[default]` profile, else tccli's `default` (`batchcert.settings.find_static_credentials`). A
+   section of the INI file may name a role instead of signing with its keys (`batchcert.settings.ProfileRole`):
+   `role_arn` (+ `role_session_name`), assumed with the section's keys, or `cam_role_name`, the instance role.
 2. An assumed role: when `TENCENTCLOUD_ROLE_ARN` is set, the keys of 1 are only the base that STS `AssumeRole` is
    called with (session name `TENCENTCLOUD_ROLE_SESSION_NAME`, default "batchcert"); requests are signed with the
    role's temporary keys — the variable names tccli documents (https://github.com/TencentCloud/tencentcloud-cli,
@@ -55,6 +57,8 @@ ENV_ROLE_SESSION_NAME = "TENCENTCLOUD_ROLE_SESSION_NAME"
 ENV_CAM_ROLE_NAME = "TENCENTCLOUD_CAM_ROLE_NAME"
 #: the SDK's TKE web identity variables, in the order its `_init_from_tke` reads them
 ENV_OIDC = ("TKE_REGION", "TKE_PROVIDER_ID", "TKE_WEB_IDENTITY_TOKEN_FILE", "TKE_ROLE_ARN")
+#: every variable that asks for a role: they are for the run's own credential, not for each row's profile
+ROLE_VARIABLES = frozenset((ENV_ROLE_ARN, ENV_ROLE_SESSION_NAME, ENV_CAM_ROLE_NAME, *ENV_OIDC))
 DEFAULT_SESSION_NAME = "batchcert"
 #: asked of STS (the SDK's default; STS maximum 43,200): https://cloud.tencent.com/document/api/1312/26013
 ROLE_DURATION_S = 7200
@@ -363,9 +367,19 @@ def role_provider(
     environ: Mapping[str, str],
     endpoints: RoleEndpoints,
 ) -> TemporaryKeys | None:
-    """The role provider the environment asks for (lookup order: the module docstring), or None for static keys.
-    Raises CredentialsError when a role is asked for but cannot be set up."""
+    """The role provider the profile's settings or the environment ask for (lookup order: the module docstring), or
+    None for static keys. Raises CredentialsError when a role is asked for but cannot be set up."""
     session_name = environ.get(ENV_ROLE_SESSION_NAME, "").strip() or DEFAULT_SESSION_NAME
+    if static is not None and static.role is not None:  # the profile's own role_arn / cam_role_name
+        role = static.role
+        if role.cam_role_name:
+            return InstanceRole(None if role.cam_role_name == "auto" else role.cam_role_name, endpoints.metadata)
+        if static.credentials.token:
+            raise CredentialsError(
+                f"{static.credentials.source}: role_arn needs long-term base keys, but the profile has a session token "
+                "(the SDK's AssumeRole signs without one) — use long-term keys, or remove the token"
+            )
+        return AssumedRole(static.credentials, role.role_arn, role.session_name or session_name, endpoints.sts)
     role_arn = environ.get(ENV_ROLE_ARN, "").strip()
     if role_arn:
         if static is None:

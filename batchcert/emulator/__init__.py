@@ -15,7 +15,10 @@ live under `/_emulator/` (never part of the real API). Action names, page limits
 
 Modules, each the one home of its concern:
 - `world`: the emulated account (`World`) and the world file's contract (its docstring), `from_dict`/`to_dict`,
-  `load_world`, `world_for_rows`; `state`: the records it holds (listeners, domains, proxies, groups, certificates).
+  `world_for_rows`; `state`: the records it holds (listeners, domains, proxies, groups, certificates).
+- `accounts`: several accounts behind one endpoint — the world file of several accounts (`Estate`, its contract in
+  the docstring), reading world files of either form (`load_world`, `load_estate`), `EstateEmulator` (one `Emulator`
+  per account, each request answered as the account its SecretId belongs to) and `serve_estate`.
 - `faults`: the world's `faults` section, the scripts with what each entry has left, and which fault acts on a write.
 - `admission`: the signature check, the rate-limit window (storms, a competing client), account-wide CAM denials.
 - `access`: the listener and certificate look-ups reads and writes share (missing, CAM denied, refused on a connection).
@@ -23,13 +26,22 @@ Modules, each the one home of its concern:
 - `reads`: the Describe* actions and their listings' paging quirks; `pki`: the deterministic X.509 content and the fake
   key DescribeCertificateDetail answers (the only module that imports `cryptography`).
 - `changes`: what each write changes and checks; `writes`: the one apply path both run through, and the ledger.
-- `service`: the handler table and the `Emulator` composed of the above; `serve`, which also runs the `edge`.
+- `service`: the handler table and the `Emulator` (one account) composed of the above; `serve`, which also runs the
+  `edge`.
 - `edge`: the TLS edge, serving each HTTPS domain's current certificate by SNI (lagging or stuck as the world says).
 - `http`: the aiohttp web server and the `/_emulator/` test hooks. `outcomes`: ApiError, HttpFault,
   ConnectionAborted. `clock`: the monotonic clock.
 """
 
 from batchcert.api.vocabulary import ACTION_MODIFY_LISTENER
+from batchcert.emulator.accounts import (
+    Estate,
+    EstateEmulator,
+    account_credential,
+    load_estate,
+    load_world,
+    serve_estate,
+)
 from batchcert.emulator.admission import SIGNATURE_WINDOW_S
 from batchcert.emulator.clock import monotonic_s
 from batchcert.emulator.faults import FAULT_KINDS, Faults
@@ -54,14 +66,14 @@ from batchcert.emulator.world import (
     LISTENER_CERTIFICATE,
     PREVIOUS_CERTIFICATE,
     World,
-    load_world,
     world_for_rows,
 )
-from batchcert.emulator.writes import LedgerEntry
+from batchcert.emulator.writes import DEFAULT_ACCOUNT, LedgerEntry
 
 __all__ = [
     "ACTION_MODIFY_LISTENER",
     "CREATED_AT",
+    "DEFAULT_ACCOUNT",
     "DEFAULT_VALIDITY_S",
     "DEMO_SECRET_ID",
     "DEMO_SECRET_KEY",
@@ -76,6 +88,8 @@ __all__ = [
     "ConnectionAborted",
     "DomainState",
     "Emulator",
+    "Estate",
+    "EstateEmulator",
     "Faults",
     "GroupState",
     "HttpFault",
@@ -85,8 +99,11 @@ __all__ = [
     "ProxyState",
     "ServedChange",
     "World",
+    "account_credential",
+    "load_estate",
     "load_world",
     "monotonic_s",
     "serve",
+    "serve_estate",
     "world_for_rows",
 ]

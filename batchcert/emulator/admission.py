@@ -75,6 +75,20 @@ def credentials_to_dict(credentials: dict[str, str], temporary: dict[str, Tempor
     return out
 
 
+def secret_id_not_found() -> ApiError:
+    """The service's answer to a SecretId no account has (with several accounts: none of them)."""
+    return ApiError(
+        "AuthFailure.SecretIdNotFound", "The SecretId is not found, please ensure that your SecretId is correct."
+    )
+
+
+def claimed_secret_id(headers: Mapping[str, str]) -> str:
+    """The SecretId a request's Authorization header names, not yet verified ("" when it names none): which account
+    answers the request (latency, clock, and `Admission.authenticate` of that account's world)."""
+    auth = parse_authorization(headers.get("Authorization", ""))
+    return auth.secret_id if auth is not None else ""
+
+
 def max_in_window(times: list[float], window_s: float = 1.0) -> int:
     """The most of `times` that fall within any half-open window of `window_s` (the service's sliding second)."""
     ordered = sorted(times)
@@ -106,10 +120,7 @@ class Admission:
             raise ApiError("AuthFailure.SignatureFailure", "The provided credentials could not be validated.")
         secret_key = self.world.credentials.get(auth.secret_id)
         if secret_key is None:
-            raise ApiError(
-                "AuthFailure.SecretIdNotFound",
-                "The SecretId is not found, please ensure that your SecretId is correct.",
-            )
+            raise secret_id_not_found()
         raw_ts = headers.get("X-TC-Timestamp", "")
         if not raw_ts.isdigit():
             raise ApiError("MissingParameter", "The request is missing a valid X-TC-Timestamp header.")

@@ -1,7 +1,8 @@
 """The emulator's aiohttp web server: `POST /` answers API requests (the latency, the signature, then the service;
 HTTP 200 with `Content-Type: application/json` exactly for API errors, non-API pages and dropped connections for the
 transport faults), the test hooks under `/_emulator/` (never part of the real API: ledger, world, stats, release, the
-TLS edge's address), and `run_site`, which serves an app on a loopback port."""
+TLS edge's address), and `run_site`, which serves an app on a loopback port. It serves one account
+(`service.Emulator`) or several (`accounts.EstateEmulator`) alike: both are `Served`."""
 
 from __future__ import annotations
 
@@ -13,23 +14,23 @@ import ssl
 import struct
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from email.utils import formatdate
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from batchcert.emulator.admission import claimed_secret_id
 from batchcert.emulator.outcomes import ApiError, ConnectionAborted, HttpFault
-from batchcert.emulator.world import World
 from batchcert.emulator.writes import LedgerEntry
 
 
 class Served(Protocol):
-    """What the web server needs of the emulator it serves (`service.Emulator`)."""
+    """What the web server needs of the emulator it serves (`service.Emulator`, `accounts.EstateEmulator`). Latency
+    and the server's clock are asked for by the SecretId the request names (`claimed_secret_id`), before it is
+    verified: with several accounts each has its own, and the account that answers a request is the one it names."""
 
-    world: World
-    #: the server's clock: the `Date` header of every answer
-    wall_clock: Callable[[], float]
+    def world_dict(self) -> dict[str, Any]: ...
 
     @property
     def ledger(self) -> Sequence[LedgerEntry]: ...
@@ -42,7 +43,9 @@ class Served(Protocol):
 
     def release(self, listener_id: str | None = None) -> None: ...
 
-    def draw_latency_s(self) -> float: ...
+    def draw_latency_s(self, secret_id: str = "") -> float: ...
+
+    def server_time(self, secret_id: str = "") -> float: ...
 
     def authenticate(self, headers: Mapping[str, str], body: bytes) -> str: ...
 
@@ -90,7 +93,7 @@ class _Front:
         return _json(200, [e.__dict__ for e in self.served.ledger])
 
     async def get_world(self, _: web.Request) -> web.Response:
-        return _json(200, self.served.world.to_dict())
+        return _json(200, self.served.world_dict())
 
     async def get_stats(self, _: web.Request) -> web.Response:
         return _json(200, dict(self.served.stats))
@@ -108,7 +111,9 @@ class _Front:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         served = self.served
         body = await request.read()
-        latency_s = served.draw_latency_s()
+        # the account the request names answers it, refusals included: its latency, later its clock
+        named = claimed_secret_id(request.headers)
+        latency_s = served.draw_latency_s(named)
         await asyncio.sleep(latency_s / 2)
         request_id = str(uuid.uuid4())
         try:
@@ -124,7 +129,8 @@ class _Front:
         await asyncio.sleep(latency_s / 2)
         payload["RequestId"] = request_id
         response = _json(200, {"Response": payload})
-        response.headers["Date"] = formatdate(served.wall_clock(), usegmt=True)  # the server's clock, skew included
+        # the server's clock, skew included (several accounts: the named account's `clock_offset_s`)
+        response.headers["Date"] = formatdate(served.server_time(named), usegmt=True)
         return response
 
 

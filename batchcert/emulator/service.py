@@ -34,17 +34,17 @@ from batchcert.emulator.outcomes import ApiError, ConnectionAborted, HttpFault
 from batchcert.emulator.params import parse_body
 from batchcert.emulator.reads import Reads
 from batchcert.emulator.world import World
-from batchcert.emulator.writes import LedgerEntry, Writes
+from batchcert.emulator.writes import DEFAULT_ACCOUNT, LedgerEntry, Writes
 
-#: one action's handler: (parameters, RequestId) → the `Response` payload (without RequestId)
-Handler = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
+#: one action's handler: (parameters, RequestId, the SecretId that signed) → the `Response` payload (without RequestId)
+Handler = Callable[[dict[str, Any], str, str], Awaitable[dict[str, Any]]]
 
 
 def handler_table(reads: Reads, writes: Writes) -> dict[str, Handler]:
     """Every action the emulator answers, by name (any other is InvalidAction)."""
 
     def read(describe: Callable[[dict[str, Any]], dict[str, Any]]) -> Handler:
-        async def handle(params: dict[str, Any], _request_id: str) -> dict[str, Any]:
+        async def handle(params: dict[str, Any], _request_id: str, _secret_id: str) -> dict[str, Any]:
             return describe(params)
 
         return handle
@@ -66,11 +66,15 @@ class Emulator:
     """The emulated service. `app()` gives the aiohttp application; `ledger` and `stats` are for tests.
 
     `wall_clock` is the server's clock for signature checks (patch it to emulate skew); windows, tasks and
-    latency use the monotonic clock.
+    latency use the monotonic clock. `account` names the account in the ledger (one of several:
+    `batchcert.emulator.accounts`).
     """
 
-    def __init__(self, world: World, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, world: World, wall_clock: Callable[[], float] = time.time, account: str = DEFAULT_ACCOUNT
+    ) -> None:
         self.world = world
+        self.account = account
         self.wall_clock: Callable[[], float] = (
             (lambda: wall_clock() + world.clock_offset_s) if world.clock_offset_s else wall_clock
         )
@@ -83,7 +87,7 @@ class Emulator:
         #: one generator for latencies and fault draws, seeded by the world
         self._rng = random.Random(world.faults.seed)
         self.faults = FaultInjector(world, self._rng)
-        self.writes = Writes(world, self.faults, self._wall_time)
+        self.writes = Writes(world, self.faults, self._wall_time, account)
         #: the wall time certificates without dates are placed around (the `world` docstring, "Certificates")
         self.epoch = self.wall_clock()
         self.reads = Reads(world, self.epoch)
@@ -131,9 +135,32 @@ class Emulator:
         rehearsal keeps, so its rerun meets what is left, not the whole script again."""
         return self.faults.remaining()
 
-    def draw_latency_s(self) -> float:
-        """This request's latency, half spent before processing and half after."""
+    def draw_latency_s(self, secret_id: str = "") -> float:
+        """This request's latency, half spent before processing and half after (`secret_id`, which signed it, says
+        whose with several accounts; one account has one latency)."""
         return self._rng.uniform(*self.world.latency_ms) / 1000
+
+    def server_time(self, secret_id: str = "") -> float:
+        """The server's wall clock (skew included) as an answer to `secret_id` reads it in its `Date` header."""
+        return self.wall_clock()
+
+    def world_dict(self) -> dict[str, Any]:
+        """The world's current state in the world contract (the `/_emulator/world` hook)."""
+        return self.world.to_dict()
+
+    @contextlib.asynccontextmanager
+    async def serving_edge(self) -> AsyncIterator[None]:
+        """Run the world's TLS edge (when its `edge` is true) for the duration of the block: the listings report its
+        address meanwhile (`edge_address`)."""
+        if not self.world.edge:
+            yield
+            return
+        async with run_edge(self.world, self.epoch) as edge:
+            self.reads.edge_address = edge.address
+            try:
+                yield
+            finally:
+                self.reads.edge_address = None
 
     def authenticate(self, headers: Mapping[str, str], body: bytes) -> str:
         """The SecretId of a correctly signed request; a refusal is counted in `stats` (not in `requests`)."""
@@ -155,7 +182,7 @@ class Emulator:
             handler = self.handlers.get(action)
             if handler is None:
                 raise ApiError("InvalidAction", f"The action `{action}` is not supported by gaap.")
-            payload = await handler(params, request_id)
+            payload = await handler(params, request_id, secret_id)
         except ApiError as err:
             self.stats[err.code] += 1
             raise
@@ -184,10 +211,5 @@ async def serve(
     Yields (base URL such as `http://127.0.0.1:40123`, the Emulator). Pending handlers are cancelled on exit.
     """
     emulator = Emulator(world, **kwargs)
-    async with contextlib.AsyncExitStack() as stack:
-        url = await stack.enter_async_context(http.run_site(emulator.app(), host, port, ssl_context))
-        if world.edge:
-            edge = await stack.enter_async_context(run_edge(world, emulator.epoch))
-            emulator.reads.edge_address = edge.address
-            stack.callback(setattr, emulator.reads, "edge_address", None)
+    async with http.run_site(emulator.app(), host, port, ssl_context) as url, emulator.serving_edge():
         yield url, emulator

@@ -1,6 +1,7 @@
 """The emulated account (`World`) and the world file that describes it: `World.from_dict` / `World.to_dict` (the
-contract below, byte for byte what tools and tests write), `load_world`, and `world_for_rows` (a world in which given
-rows succeed).
+contract below, byte for byte what tools and tests write), and `world_for_rows` (a world in which given rows succeed).
+A world file may instead hold several accounts, `{"accounts": {"<name>": <world object>, …}}`: that form's contract
+and the readers of either form from disk (`load_world`, `load_estate`) live in `batchcert.emulator.accounts`.
 
 The world file is a contract other tools write (every key but `listeners` and `certificates` is optional):
 ```
@@ -110,11 +111,9 @@ certificate it had when the world was loaded. to_dict writes these keys only whe
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from batchcert.api.vocabulary import ACTION_DESCRIBE_PROXIES, CLIENT_CA_TYPE, PAGE_LIMIT, SERVER_SSL_TYPE
@@ -479,8 +478,8 @@ def _listener_from_dict(lid: str, spec: dict[str, Any], data: dict[str, Any]) ->
 
 
 def _world_from_dict(data: Any) -> World:
-    if not isinstance(data, dict):
-        raise TypeError("the world must be a JSON object")
+    if not isinstance(data, dict) or "accounts" in data:  # several accounts are an Estate's (accounts.py)
+        raise TypeError("the world must be a JSON object of one account, without `accounts`: see load_estate")
     lo, hi = _latency_ms(data.get("latency_ms", 20))
     groups = {
         str(gid): GroupState(
@@ -535,15 +534,6 @@ def _world_from_dict(data: Any) -> World:
     )
     world.attach_all()
     return world
-
-
-def load_world(path: Path) -> World:
-    """Read a world file. Raises WorldError when it is unreadable or off-contract."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WorldError(f"cannot read world file {path}: {exc} — check the path and that it is JSON") from None
-    return World.from_dict(data)
 
 
 PREVIOUS_CERTIFICATE = "cert-previous0"

@@ -20,13 +20,18 @@ from batchcert.emulator.outcomes import ApiError
 from batchcert.emulator.state import ListenerState, ServedChange
 from batchcert.emulator.world import World
 
+#: the account name of a one-account emulator (a world file without `accounts`): its ledger entries carry it
+DEFAULT_ACCOUNT = ""
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
     """One applied change: wall time, where, the certificate state before and after, the answering RequestId.
 
     `scope` "domain": a ModifyCertificate of `domain`; "listener": a ModifyHTTPSListenerAttribute of the listener's
-    own certificates (`domain` is ""; before/after also carry `listener_name` and `forward_protocol`)."""
+    own certificates (`domain` is ""; before/after also carry `listener_name` and `forward_protocol`). `secret_id`
+    signed the request, `account` names the account it was applied in (`DEFAULT_ACCOUNT` in a one-account emulator;
+    `batchcert.emulator.accounts`): with several accounts, which credential changed what is what tests prove."""
 
     time: float
     listener_id: str
@@ -35,6 +40,8 @@ class LedgerEntry:
     after: dict[str, Any]
     request_id: str
     scope: str = "domain"
+    secret_id: str = ""
+    account: str = DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True)
@@ -49,25 +56,28 @@ class _Served:
 class Writes:
     """The write actions on one world. `ledger` lists the changes applied, `reverted` the (listener, domain) of those
     whose task failed and were rolled back (fault `task_fail`; domain "" for a listener's own certificates).
-    `wall_clock` dates ledger entries."""
+    `wall_clock` dates ledger entries; `account` is the name they carry."""
 
-    def __init__(self, world: World, faults: FaultInjector, wall_clock: Callable[[], float]) -> None:
+    def __init__(
+        self, world: World, faults: FaultInjector, wall_clock: Callable[[], float], account: str = DEFAULT_ACCOUNT
+    ) -> None:
         self.world = world
         self.faults = faults
         self.wall_clock = wall_clock
+        self.account = account
         self.ledger: list[LedgerEntry] = []
         self.reverted: list[tuple[str, str]] = []
 
-    async def modify_certificate(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+    async def modify_certificate(self, params: dict[str, Any], request_id: str, secret_id: str = "") -> dict[str, Any]:
         """ModifyCertificate: a domain's certificates (docs/gaap-api.md, "The call")."""
-        return await self.apply(DomainChange.parse(params), request_id)
+        return await self.apply(DomainChange.parse(params), request_id, secret_id)
 
-    async def modify_listener(self, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+    async def modify_listener(self, params: dict[str, Any], request_id: str, secret_id: str = "") -> dict[str, Any]:
         """ModifyHTTPSListenerAttribute (CN docs 36996): a listener's own certificates, name and forwarding."""
-        return await self.apply(ListenerChange.parse(params), request_id)
+        return await self.apply(ListenerChange.parse(params), request_id, secret_id)
 
-    async def apply(self, change: Change, request_id: str) -> dict[str, Any]:
-        """Check and apply one change as a listener task; the answer's payload is empty."""
+    async def apply(self, change: Change, request_id: str, secret_id: str = "") -> dict[str, Any]:
+        """Check and apply one change as a listener task, signed by `secret_id`; the answer's payload is empty."""
         scripts = self.faults.listeners if change.scope is Scope.LISTENER else self.faults.domains
         fault = self.faults.next_fault(scripts, change.fault_key)
         kind = fault.kind if fault else None
@@ -96,6 +106,8 @@ class Writes:
                 change.state(listener),
                 request_id,
                 scope=change.scope.value,
+                secret_id=secret_id,
+                account=self.account,
             )
         )
         if kind == "task_fail" or self.faults.take_apply_fault(scripts, change.fault_key) == "task_fail":

@@ -22,10 +22,11 @@ from batchcert.model import Basis, Expected, Outcome
 
 JOURNAL_NAME = "journal.sqlite3"
 WAL_NAME = "journal.sqlite3-wal"
-#: the journal's schema: 1 as first released; 2 adds rows.expected and the sessions' operator and SecretId. An
+#: the journal's schema: 1 as first released; 2 adds rows.expected and the sessions' operator and SecretId; 3
+#: rows.basis; 4 what the edge served; 5 rows.profile and the accounts each session signed for. An
 #: older journal is brought up to date when a rerun opens it (`migrate`); a newer one is refused
 #: (`refuse_newer_schema`).
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS rows (
     verified_certificate_id TEXT NOT NULL DEFAULT '', verified_client_ids TEXT NOT NULL DEFAULT '',
     scope TEXT NOT NULL DEFAULT 'domain', proxy_id TEXT NOT NULL DEFAULT '', expected TEXT NOT NULL DEFAULT '',
     basis TEXT NOT NULL DEFAULT '', served TEXT NOT NULL DEFAULT '', served_sha256 TEXT NOT NULL DEFAULT '',
-    served_subject TEXT NOT NULL DEFAULT '', served_not_after REAL, served_note TEXT NOT NULL DEFAULT '');
+    served_subject TEXT NOT NULL DEFAULT '', served_not_after REAL, served_note TEXT NOT NULL DEFAULT '',
+    profile TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, row_number INTEGER, listener_id TEXT NOT NULL DEFAULT '',
     session_id INTEGER NOT NULL,
@@ -55,6 +57,9 @@ CREATE INDEX IF NOT EXISTS attempts_by_row ON attempts(row_number);
 CREATE TABLE IF NOT EXISTS certificates (
     certificate_id TEXT PRIMARY KEY, type INTEGER NOT NULL, end_time REAL, subject_cn TEXT NOT NULL DEFAULT '',
     alias TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS session_accounts (
+    session_id INTEGER NOT NULL, profile TEXT NOT NULL, secret_id_masked TEXT NOT NULL,
+    credential_source TEXT NOT NULL, PRIMARY KEY (session_id, profile));
 """
 #: how a journal of schema 2 or older marked a row confirmed by read-back (`Basis.READ_BACK`): by this message alone
 _READ_BACK_MESSAGE_BEFORE_3 = (
@@ -68,8 +73,9 @@ _SERVED_COLUMNS = (
     ("served_not_after", "REAL"),
     ("served_note", "TEXT NOT NULL DEFAULT ''"),
 )
-#: run directories made before the certificates table existed get it when written again
-_CERTIFICATES_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS certificates") :]
+#: run directories made before the certificates table (schema 5: the session_accounts table) existed get them when
+#: written again
+_LATER_TABLES = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS certificates") :]
 
 #: the writes of a row, as SQL: `action IN CHANGES`
 CHANGES = "(" + ", ".join(f"'{action}'" for action in CHANGE_ACTIONS) + ")"
@@ -94,7 +100,9 @@ def bring_up_to_date(db: sqlite3.Connection) -> None:
     """Give a journal written by an earlier batchcert what this one reads: the certificates table, the rows'
     scope and proxy_id (every earlier row was a domain row), expected state (no earlier row had one) and basis
     (schema 3; the rows an earlier batchcert confirmed by read-back carry it from their message)."""
-    db.execute(_CERTIFICATES_TABLE)
+    for statement in _LATER_TABLES.split(";"):  # not executescript: it would commit the caller's transaction
+        if statement.strip():
+            db.execute(statement)
     columns = {str(c[1]) for c in db.execute("PRAGMA table_info(rows)")}
     if "scope" not in columns:
         db.execute("ALTER TABLE rows ADD COLUMN scope TEXT NOT NULL DEFAULT 'domain'")
@@ -111,6 +119,8 @@ def bring_up_to_date(db: sqlite3.Connection) -> None:
     for name, kind in _SERVED_COLUMNS:  # schema 4: what the edge served (no earlier row was probed)
         if name not in columns:
             db.execute(f"ALTER TABLE rows ADD COLUMN {name} {kind}")
+    if "profile" not in columns:  # schema 5: every earlier row was sent with the run's one credential
+        db.execute("ALTER TABLE rows ADD COLUMN profile TEXT NOT NULL DEFAULT ''")
     session_columns = {str(c[1]) for c in db.execute("PRAGMA table_info(sessions)")}
     # who ran each session and which credential provider signed (earlier journals: the run's facts say)
     for name in ("operator", "secret_id_masked", "credential_source"):

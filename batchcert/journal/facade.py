@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from batchcert.model import (
     ReadBack,
     Row,
     ServedCheck,
+    SessionAccount,
     SessionKind,
     SessionStatus,
 )
@@ -95,10 +96,11 @@ class Journal:
         operator: str = "",
         secret_id_masked: str = "",
         credential_source: str = "",
+        accounts: Sequence[SessionAccount] = (),
     ) -> int:
         """Open a session (`sessions.begin_session`); the requests recorded from now on belong to it."""
         self.writes.session_id = run_sessions.begin_session(
-            self.store, kind, settings, operator, secret_id_masked, credential_source
+            self.store, kind, settings, operator, secret_id_masked, credential_source, accounts
         )
         return self.writes.session_id
 
@@ -176,11 +178,11 @@ class Journal:
     def modified_rows(self) -> frozenset[int]:
         return views.find_changed_rows(self.store.connection)
 
-    def unverified_listeners(self) -> frozenset[str]:
-        return views.find_unverified_listeners(self.store.connection)
+    def unverified_listeners(self, profile: str = "") -> frozenset[str]:
+        return views.find_unverified_listeners(self.store.connection, profile)
 
-    def unproven_listeners(self) -> frozenset[str]:
-        return views.find_unproven_listeners(self.store.connection)
+    def unproven_listeners(self, profile: str = "") -> frozenset[str]:
+        return views.find_unproven_listeners(self.store.connection, profile)
 
     def canary_failures(self, row_numbers: list[int]) -> list[str]:
         return views.describe_canary_failures(self.store.connection, row_numbers)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from batchcert.journal.db import Store, expected_text
 from batchcert.journal.marker import write_marker
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import Mapping, Outcome, SessionKind, SessionStatus
+from batchcert.model import Mapping, Outcome, SessionAccount, SessionKind, SessionStatus
 
 
 def set_facts(store: Store, facts: dict[str, str]) -> None:
@@ -30,7 +30,7 @@ def record_mapping(store: Store, mapping: Mapping) -> None:
         db.executemany(
             "INSERT INTO rows(row_number, listener_id, domain, certificate_id, client_certificate_id, "
             "poly_client_certificate_ids, extra, cells, problem, duplicate_of, outcome, error_message, scope, "
-            "proxy_id, expected) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "proxy_id, expected, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     r.row_number,
@@ -48,6 +48,7 @@ def record_mapping(store: Store, mapping: Mapping) -> None:
                     r.scope,
                     r.proxy_id,
                     expected_text(r.expected),
+                    r.profile,
                 )
                 for r in mapping.rows
             ],
@@ -78,16 +79,23 @@ def begin_session(
     operator: str = "",
     secret_id_masked: str = "",
     credential_source: str = "",
+    accounts: Sequence[SessionAccount] = (),
 ) -> int:
     """Open a session (a run, then each rerun): its settings, who ran it, with which (masked) SecretId and which
-    credential provider signed. Returns its id. Its status is 'running' until `end_session`."""
+    credential provider signed — the first account's, and every account's in `accounts` (a run over several
+    profiles). Returns its id. Its status is 'running' until `end_session`."""
     with store.tx() as db:
         cur = db.execute(
             "INSERT INTO sessions(kind, started_at, settings, operator, secret_id_masked, credential_source) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (kind.value, time.time(), json.dumps(settings), operator, secret_id_masked, credential_source),
         )
-    return int(cur.lastrowid or 0)
+        session_id = int(cur.lastrowid or 0)
+        db.executemany(
+            "INSERT INTO session_accounts(session_id, profile, secret_id_masked, credential_source) VALUES (?, ?, ?, ?)",
+            [(session_id, a.profile, a.secret_id_masked, a.credential_source) for a in accounts],
+        )
+    return session_id
 
 
 def end_session(store: Store, session_id: int | None, status: SessionStatus, note: str = "") -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from batchcert.api.vocabulary import CHANGE_ACTIONS
 from batchcert.journal.db import CHANGES, expected_of
 from batchcert.live.certificates import CertificateInfo
-from batchcert.model import Expected, Outcome, Row, Served
+from batchcert.model import Expected, Outcome, Row, Served, SessionAccount
 
 
 def iso_utc(timestamp: float | None, timespec: str = "milliseconds") -> str:
@@ -59,6 +59,8 @@ class StoredRow:
     proxy_id: str
     #: a compare-and-swap row's expected current state (None: the mapping has no current → new columns)
     expected: Expected | None
+    #: the credential profile (the account) it was sent with ("" the default credentials)
+    profile: str
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,8 @@ def read_rows(db: sqlite3.Connection, outcomes: frozenset[Outcome] | None = None
     """Primary rows (not duplicates), in mapping order, optionally only those with the given outcomes."""
     found = db.execute(
         "SELECT row_number, listener_id, domain, certificate_id, client_certificate_id, "
-        "poly_client_certificate_ids, extra, outcome, scope, proxy_id, expected FROM rows WHERE duplicate_of IS NULL "
-        "ORDER BY row_number"
+        "poly_client_certificate_ids, extra, outcome, scope, proxy_id, expected, profile FROM rows "
+        "WHERE duplicate_of IS NULL ORDER BY row_number"
     ).fetchall()
     return [
         Row(
@@ -163,8 +165,9 @@ def read_rows(db: sqlite3.Connection, outcomes: frozenset[Outcome] | None = None
             scope,
             proxy,
             expected_of(expected),
+            profile,
         )
-        for n, lid, dom, cert, client, poly, extra, outcome, scope, proxy, expected in found
+        for n, lid, dom, cert, client, poly, extra, outcome, scope, proxy, expected, profile in found
         if outcomes is None or Outcome(outcome) in outcomes
     ]
 
@@ -206,13 +209,13 @@ def find_changed_rows(db: sqlite3.Connection) -> frozenset[int]:
     return frozenset(int(n) for (n,) in cur.fetchall())
 
 
-def find_unverified_listeners(db: sqlite3.Connection) -> frozenset[str]:
-    """Listeners with a succeeded row whose live state was never read after the change (a session stopped
-    before its verification read) or was still changing when last read."""
+def find_unverified_listeners(db: sqlite3.Connection, profile: str = "") -> frozenset[str]:
+    """Listeners of `profile`'s account with a succeeded row whose live state was never read after the change (a
+    session stopped before its verification read) or was still changing when last read."""
     cur = db.execute(
         "SELECT DISTINCT listener_id FROM rows WHERE duplicate_of IS NULL AND outcome = ? "
-        "AND verified IN ('', 'pending')",
-        (Outcome.SUCCEEDED.value,),
+        "AND verified IN ('', 'pending') AND profile = ?",
+        (Outcome.SUCCEEDED.value, profile),
     )
     return frozenset(str(lid) for (lid,) in cur.fetchall())
 
@@ -222,12 +225,13 @@ def find_unverified_listeners(db: sqlite3.Connection) -> frozenset[str]:
 _SQL_VARIABLES = 900
 
 
-def find_unproven_listeners(db: sqlite3.Connection) -> frozenset[str]:
-    """Listeners with a succeeded row the edge was not seen serving (`served` other than true): a rerun reads them
-    back and probes those rows again."""
+def find_unproven_listeners(db: sqlite3.Connection, profile: str = "") -> frozenset[str]:
+    """Listeners of `profile`'s account with a succeeded row the edge was not seen serving (`served` other than
+    true): a rerun reads them back and probes those rows again."""
     cur = db.execute(
-        "SELECT DISTINCT listener_id FROM rows WHERE duplicate_of IS NULL AND outcome = ? AND served != ?",
-        (Outcome.SUCCEEDED.value, Served.TRUE.value),
+        "SELECT DISTINCT listener_id FROM rows WHERE duplicate_of IS NULL AND outcome = ? AND served != ? "
+        "AND profile = ?",
+        (Outcome.SUCCEEDED.value, Served.TRUE.value, profile),
     )
     return frozenset(str(lid) for (lid,) in cur.fetchall())
 
@@ -288,6 +292,7 @@ def read_sessions(db: sqlite3.Connection) -> list[dict[str, Any]]:
         "SELECT id, kind, started_at, finished_at, settings, status, note, operator, secret_id_masked, "
         "credential_source FROM sessions ORDER BY id"
     )
+    accounts = _read_session_accounts(db)
     return [
         {
             "id": i,
@@ -300,9 +305,23 @@ def read_sessions(db: sqlite3.Connection) -> list[dict[str, Any]]:
             "operator": operator,
             "secret_id_masked": masked,
             "credential_source": source,
+            "accounts": accounts.get(i, []),
         }
         for i, k, s, f, st, stat, note, operator, masked, source in cur.fetchall()
     ]
+
+
+def _read_session_accounts(db: sqlite3.Connection) -> dict[int, list[SessionAccount]]:
+    """Each session's accounts (schema 5; a journal read as it is, unmigrated, may not have the table)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'session_accounts'").fetchone():
+        return {}
+    found: dict[int, list[SessionAccount]] = {}
+    for session_id, profile, masked, source in db.execute(
+        "SELECT session_id, profile, secret_id_masked, credential_source FROM session_accounts "
+        "ORDER BY session_id, rowid"
+    ):
+        found.setdefault(session_id, []).append(SessionAccount(profile, masked, source))
+    return found
 
 
 # -- views for reports
@@ -334,7 +353,7 @@ def read_stored_rows(db: sqlite3.Connection, rows: RowRange) -> Columns:
     """The mapping rows of `rows`, in mapping order, as StoredRow's columns."""
     found = db.execute(
         "SELECT row_number, listener_id, domain, certificate_id, client_certificate_id, poly_client_certificate_ids, "
-        "extra, cells, duplicate_of, scope, proxy_id, expected FROM rows WHERE row_number BETWEEN ? AND ? "
+        "extra, cells, duplicate_of, scope, proxy_id, expected, profile FROM rows WHERE row_number BETWEEN ? AND ? "
         "ORDER BY row_number",
         (rows.first, rows.last),
     )

@@ -15,6 +15,8 @@ anything is sent (`read_mapping`). Modules, each owning one concern (imports go 
 - `files`: which reader a file needs (or why none), its SHA-256, its bytes as text (BOM, UTF-8, GB18030/GBK, UTF-16).
 - `columns`: the mapping's column names and every header spelling accepted (`COLUMN_ALIASES`), `normalize_header`,
   spreadsheet column letters.
+- `profiles`: which account (credential profile) each row belongs to, and the rows that makes invalid
+  (`assign_profiles`).
 - `places`: the places an inventory.csv asks `batchcert probe` to probe (`read_inventory_targets`).
 - `cells`: what a cell may hold (id, domain and separator patterns), `restore_cell`, how a message shows a cell.
 
@@ -26,9 +28,10 @@ hidden sheets and hidden rows are workbook facts pandas drops. pandas builds the
 
 from batchcert.errors import MappingError
 from batchcert.mapping.cells import FORMULA_PREFIXES, restore_cell
-from batchcert.mapping.columns import COLUMN_ALIASES, COLUMNS, REQUIRED_COLUMNS, normalize_header
+from batchcert.mapping.columns import COLUMN_ALIASES, COLUMNS, PROFILE, REQUIRED_COLUMNS, normalize_header
 from batchcert.mapping.files import file_sha256
 from batchcert.mapping.places import is_inventory, read_inventory_targets
+from batchcert.mapping.profiles import assign_profiles, profiles_of
 from batchcert.mapping.reader import read_mapping
 from batchcert.mapping.rows import require_rows_to_send
 
@@ -36,11 +39,14 @@ __all__ = [
     "COLUMNS",
     "COLUMN_ALIASES",
     "FORMULA_PREFIXES",
+    "PROFILE",
     "REQUIRED_COLUMNS",
     "MappingError",
+    "assign_profiles",
     "file_sha256",
     "is_inventory",
     "normalize_header",
+    "profiles_of",
     "read_inventory_targets",
     "read_mapping",
     "require_rows_to_send",

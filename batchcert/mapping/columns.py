@@ -17,12 +17,16 @@ CLIENT_CERTIFICATE_ID, POLY_CLIENT_CERTIFICATE_IDS = "ClientCertificateId", "Pol
 #: optional: what a row changes (`domain`, the default, or `listener`: the listener's own certificates, Domain empty)
 #: and the listener's proxy (ModifyHTTPSListenerAttribute takes it)
 SCOPE, PROXY_ID = "Scope", "ProxyId"
+#: optional: the credential profile (the account) a row belongs to; empty: the run's --profile, else the default
+#: credentials (README, "Many accounts in one run")
+PROFILE = "Profile"
 #: current → new (compare-and-swap): with NewCertificateId the New* columns are the target, and CertificateId (or
 #: CurrentCertificateId) with the client columns (or CurrentPolyClientCertificateIds) what the place must have now
 NEW_CERTIFICATE_ID, NEW_CLIENT_CERTIFICATE_ID = "NewCertificateId", "NewClientCertificateId"
 NEW_POLY_CLIENT_CERTIFICATE_IDS = "NewPolyClientCertificateIds"
 CURRENT_CERTIFICATE_ID, CURRENT_POLY_CLIENT_CERTIFICATE_IDS = "CurrentCertificateId", "CurrentPolyClientCertificateIds"
 COLUMNS = (
+    PROFILE,
     SCOPE,
     PROXY_ID,
     LISTENER_ID,
@@ -39,7 +43,7 @@ COLUMNS = (
 REQUIRED_COLUMNS = (LISTENER_ID, DOMAIN, CERTIFICATE_ID)
 #: columns whose cells are certificate ids: an id-like cell right of one of them, in a column batchcert does not
 #: read, may have spilled out of it
-ID_COLUMNS = frozenset(COLUMNS) - {SCOPE, PROXY_ID, LISTENER_ID, DOMAIN}
+ID_COLUMNS = frozenset(COLUMNS) - {PROFILE, SCOPE, PROXY_ID, LISTENER_ID, DOMAIN}
 #: a header with one of these (and no NewCertificateId) is refused: a current id is never read as the target
 CAS_ONLY_COLUMNS = (
     CURRENT_CERTIFICATE_ID,
@@ -112,6 +116,15 @@ COLUMN_ALIASES: dict[str, str] = {
     "ca证书列表": POLY_CLIENT_CERTIFICATE_IDS,
     "双向认证ca证书ids": POLY_CLIENT_CERTIFICATE_IDS,
     "双向认证ca证书列表": POLY_CLIENT_CERTIFICATE_IDS,
+    "profile": PROFILE,
+    "account": PROFILE,
+    "accountname": PROFILE,
+    "credentialprofile": PROFILE,
+    "账号": PROFILE,
+    "账户": PROFILE,
+    "账号名": PROFILE,
+    "账号名称": PROFILE,
+    "云账号": PROFILE,
     "scope": SCOPE,
     "范围": SCOPE,
     "作用域": SCOPE,

@@ -33,7 +33,7 @@ from batchcert.mapping.cells import (
     SCOPES,
     show,
 )
-from batchcert.mapping.columns import CERTIFICATE_ID, DOMAIN, LISTENER_ID, PROXY_ID, SCOPE
+from batchcert.mapping.columns import CERTIFICATE_ID, DOMAIN, LISTENER_ID, PROFILE, PROXY_ID, SCOPE
 from batchcert.mapping.header import ColumnMatch, Columns, Layout
 from batchcert.mapping.table import Table
 from batchcert.model import DEFAULT_CERTIFICATE, SCOPE_DOMAIN, SCOPE_LISTENER, Expected, Mapping, Row
@@ -114,6 +114,7 @@ def read_rows(
             scope=cell(SCOPE).lower() or SCOPE_DOMAIN,
             proxy_id=cell(PROXY_ID),
             expected=expected,
+            profile=cell(PROFILE),
         )
         rows.append(row)
         if row_number in table.hidden:
@@ -215,6 +216,8 @@ def _row_problems(
         out.append(f"row {n}: a listener row cannot set {col(server)} to default — name a certificate")
     if row.proxy_id and not PROXY_ID_RE.fullmatch(row.proxy_id):
         out.append(_not_a(n, col(PROXY_ID), row.proxy_id, "a proxy id (link-…)"))
+    if row.profile and (odd := _invisible_character(row.profile)):
+        out.append(f"row {n}: {col(PROFILE)} {show(row.profile)} contains {odd} — retype the profile name without it")
     if row.scope == SCOPE_LISTENER:
         pass  # no domain: checked above
     elif not row.domain:
@@ -307,6 +310,15 @@ def _odd_character(value: str) -> str:
                 name = "(a control character)" if unicodedata.category(ch) == "Cc" else "(an unassigned code point)"
             hint = " — an internationalized domain is written in its xn-- form" if ch.isalpha() else ""
             return f"U+{ord(ch):04X} {name} at position {position}{hint}"
+    return ""
+
+
+def _invisible_character(value: str) -> str:
+    """The first character of a name (a profile: any script, spaces allowed) that cannot be seen or typed as it
+    looks — a control, format (zero-width) or non-ASCII space character — by code point, name and position."""
+    for position, ch in enumerate(value, start=1):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or (unicodedata.category(ch) == "Zs" and ch != " "):
+            return f"U+{ord(ch):04X} {unicodedata.name(ch, '(a control character)')} at position {position}"
     return ""
 
 

@@ -36,12 +36,12 @@ from batchcert.report.tables import (
     FAILED_EXTRA_COLUMNS,
     PLAN_COLUMNS,
     PROBE_COLUMNS,
-    REPORT_COLUMNS,
-    ROLLBACK_COLUMNS,
     failed_line,
     plan_line,
     probe_line,
+    report_columns,
     report_line,
+    rollback_columns,
     rollback_line,
     rollback_of,
 )
@@ -130,12 +130,13 @@ def _write_rows(
     columns: list[str],
     tally: Tally,
     rollback: RollbackTally,
+    with_profile: bool = False,
 ) -> ReportWorkbook:
     """Every mapping row's lines, CHUNK_ROWS rows at a time: report.csv and the workbook's Rows sheet (`header`:
-    REPORT_COLUMNS and the extra columns), failed.csv (the mapping's `columns`, then FAILED_EXTRA_COLUMNS) and
-    rollback.csv into `temps`, each chunk counted into `tally` and each rollback line into `rollback`. Returns the
-    workbook, to be closed once the summary is known."""
-    extra_names = header[len(REPORT_COLUMNS) :]
+    `report_columns(with_profile)` and the extra columns), failed.csv (the mapping's `columns`, then
+    FAILED_EXTRA_COLUMNS) and rollback.csv into `temps`, each chunk counted into `tally` and each rollback line into
+    `rollback`. Returns the workbook, to be closed once the summary is known."""
+    extra_names = header[len(report_columns(with_profile)) :]
     with (
         open_csv(temps["report.csv"]) as report_csv,
         open_csv(temps["failed.csv"]) as failed_csv,
@@ -143,12 +144,12 @@ def _write_rows(
     ):
         report_csv.write(header)
         failed_csv.write([*columns, *FAILED_EXTRA_COLUMNS])
-        rollback_csv.write(ROLLBACK_COLUMNS)
+        rollback_csv.write(rollback_columns(with_profile))
         book = ReportWorkbook(temps["report.xlsx"], header)
         for frame in report_frames(journal, CHUNK_ROWS):
             tally.add(frame)
             for record in records_of(frame):
-                line = report_line(record, extra_names)
+                line = report_line(record, extra_names, with_profile)
                 report_csv.write(line)
                 book.add_row(line)
                 failed = failed_line(record)
@@ -156,7 +157,7 @@ def _write_rows(
                     failed_csv.write(failed)
                 undo = rollback_of(record)
                 if undo is not None:
-                    rollback_csv.write(rollback_line(*undo))
+                    rollback_csv.write(rollback_line(*undo, with_profile))
                     rollback.add(*undo)
             del frame  # the next chunk is joined without this one held: one chunk in memory at a time
     return book
@@ -166,8 +167,9 @@ def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> R
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
     facts = journal.facts()
-    extra_names = [n for n in journal.extra_column_names() if n not in REPORT_COLUMNS]
-    header = [*REPORT_COLUMNS, *extra_names]
+    with_profile = facts.get("profiles") == "true"
+    extra_names = [n for n in journal.extra_column_names() if n not in report_columns(with_profile)]
+    header = [*report_columns(with_profile), *extra_names]
     manifest = Manifest(out_dir)
     targets: dict[str, Path] = {}
     kept: list[tuple[Path, Path]] = []
@@ -177,7 +179,9 @@ def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> R
     tally = Tally.for_columns(extra_names)
     rollback = RollbackTally(_run_certificates(journal), time.time())
     with staged_files(targets) as temps:
-        book = _write_rows(journal, temps, header, json.loads(facts.get("columns", "[]")), tally, rollback)
+        book = _write_rows(
+            journal, temps, header, json.loads(facts.get("columns", "[]")), tally, rollback, with_profile
+        )
         summary = summarize(journal, facts, tally, rollback, targets, kept, notes)
         book.close(summary, journal.failed_attempts())
         temps["summary.json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

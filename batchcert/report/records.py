@@ -81,6 +81,8 @@ class ReportRecord:
     served_certificate_sha256: str = ""
     served_subject: str = ""
     served_not_after: str = ""
+    #: the credential profile (the account) the row was sent with ("" the default credentials)
+    profile: str = ""
 
 
 #: the columns of a chunk's frame (`report_frames`): ReportRecord's fields, in order

@@ -11,7 +11,7 @@ from typing import Any
 
 from batchcert import classify
 from batchcert.journal import Journal, iso_utc
-from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Outcome, Served, SessionStatus
+from batchcert.model import CHANGE_REVERTED, PRECONDITION_MISMATCH, Outcome, Served, SessionAccount, SessionStatus
 from batchcert.report.commands import failed_run_command, next_steps, rollback_run_command
 from batchcert.report.files import REPORT_FILES
 from batchcert.report.tables import DONE_VALUES
@@ -135,7 +135,49 @@ def summarize(
             "doubtful_total": rollback.doubtful_total,
         },
         "journal_warnings": [*notes, *([f"the journal lost records: {restored}"] if restored else [])],
-    }
+    } | (_accounts(tally, sessions) if facts.get("profiles") == "true" else {})
+
+
+def _account_lines(accounts: list[dict[str, Any]]) -> list[str]:
+    """summary.md's table of accounts: each one's rows by outcome and who signed for it."""
+    outcomes = [o.value for o in Outcome]
+    lines = [
+        "",
+        "## Accounts",
+        "",
+        "| profile | rows | " + " | ".join(outcomes) + " | all done | SecretId | credentials |",
+        "|---|---:|" + "---:|" * len(outcomes) + "---|---|---|",
+    ]
+    for a in accounts:
+        counts = " | ".join(str(a["counts"][o]) for o in outcomes)
+        lines.append(
+            f"| {_cell(a['profile'] or '(default)')} | {a['rows']} | {counts} | {'yes' if a['all_done'] else 'NO'} | "
+            f"`{a['secret_id']}` | {_cell(a['credentials'])} |"
+        )
+    return [*lines, ""]
+
+
+def _accounts(tally: Tally, sessions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The section per account of a run whose rows name their accounts (README, "Many accounts in one run"): its
+    rows by outcome, and the SecretId and credential provider that signed for it in the last session that did."""
+    signed: dict[str, SessionAccount] = {}
+    for session in sessions:
+        signed |= {account.profile: account for account in session["accounts"]}
+    section = []
+    for profile, by_outcome in tally.account_table().items():
+        counts = {o.value: by_outcome.get(o.value, 0) for o in Outcome}
+        account = signed.get(profile)
+        section.append(
+            {
+                "profile": profile,
+                "rows": sum(counts.values()),
+                "counts": counts,
+                "all_done": all(n == 0 for o, n in counts.items() if o not in DONE_VALUES),
+                "secret_id": account.secret_id_masked if account else "",
+                "credentials": account.credential_source if account else "",
+            }
+        )
+    return {"accounts": section}
 
 
 def _cell(value: Any) -> str:
@@ -259,6 +301,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
             else ""
         )
     )
+    if "accounts" in summary:
+        lines += _account_lines(summary["accounts"])
     if served["probed"]:
         lines.append(
             f"- What the edge serves: {served['true']} changed row(s) served their target"

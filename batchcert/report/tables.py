@@ -42,6 +42,9 @@ REPORT_COLUMNS = (
     "served_subject",
     "served_not_after",
 )
+#: report.csv's column after `row` when the run's rows name their accounts (the journal's fact `profiles`), and
+#: rollback.csv's first column then (a mapping column: the rollback is sent with each row's profile)
+PROFILE_COLUMN, ROLLBACK_PROFILE_COLUMN = "profile", "Profile"
 #: failed.csv adds these after the mapping's own columns; read back as a mapping they are extra columns
 FAILED_EXTRA_COLUMNS = ("source_row", "outcome", "reason")
 #: the first columns of a compare-and-swap mapping batchcert writes (rollback.csv, the rotation's mapping.csv): the
@@ -91,8 +94,18 @@ def id_list(text: str) -> tuple[str, ...]:
     return tuple(p for p in text.split(";") if p)
 
 
-def report_line(record: ReportRecord, extra_names: Sequence[str]) -> list[Any]:
-    """The report's cells for one record: REPORT_COLUMNS, then the mapping's extra columns."""
+def report_columns(with_profile: bool) -> list[str]:
+    """report.csv's own columns: REPORT_COLUMNS, with PROFILE_COLUMN after `row` when the rows name accounts."""
+    return [REPORT_COLUMNS[0], PROFILE_COLUMN, *REPORT_COLUMNS[1:]] if with_profile else list(REPORT_COLUMNS)
+
+
+def rollback_columns(with_profile: bool) -> list[str]:
+    """rollback.csv's columns: ROLLBACK_COLUMNS, after ROLLBACK_PROFILE_COLUMN when the rows name accounts."""
+    return [ROLLBACK_PROFILE_COLUMN, *ROLLBACK_COLUMNS] if with_profile else list(ROLLBACK_COLUMNS)
+
+
+def report_line(record: ReportRecord, extra_names: Sequence[str], with_profile: bool = False) -> list[Any]:
+    """The report's cells for one record: `report_columns(with_profile)`, then the mapping's extra columns."""
     expected = record.expected
     cells = [
         record.row,
@@ -124,6 +137,8 @@ def report_line(record: ReportRecord, extra_names: Sequence[str]) -> list[Any]:
         record.served_subject,
         record.served_not_after,
     ]
+    if with_profile:
+        cells.insert(1, record.profile)
     if extra_names:
         extra = dict(record.extra)
         cells += [extra.get(n, "") for n in extra_names]
@@ -167,16 +182,19 @@ def rollback_of(record: ReportRecord) -> tuple[Row, Rollback] | None:
         id_list(record.poly_client_certificate_ids),
         scope=record.scope,
         proxy_id=record.proxy_id,
+        profile=record.profile,
     )
     return row, rollback_for(row, record.previous_certificate_id, id_list(record.previous_client_certificate_ids))
 
 
-def rollback_line(row: Row, undo: Rollback) -> list[Any]:
-    """rollback.csv's line (ROLLBACK_COLUMNS) for `row`: compare-and-swap — the place must still hold what the run
-    set (`CertificateId`, and the client CAs it set when the rollback changes client CAs) — to the ids read before."""
+def rollback_line(row: Row, undo: Rollback, with_profile: bool = False) -> list[Any]:
+    """rollback.csv's line (`rollback_columns(with_profile)`) for `row`: compare-and-swap — the place must still hold
+    what the run set (`CertificateId`, and the client CAs it set when the rollback changes client CAs) — to the ids
+    read before; with the row's profile first when the rows name accounts."""
     changes_clients = bool(undo.client_certificate_id or undo.poly_client_certificate_ids)
     run_set_clients = ";".join(row.poly_client_certificate_ids) or row.client_certificate_id
     return [
+        *([row.profile] if with_profile else []),
         row.scope,
         row.proxy_id,
         row.listener_id,

@@ -82,6 +82,8 @@ class Tally:
     tickets: dict[str, dict[str, None]] = field(default_factory=dict)
     #: certificate moves of each chunk of rows, grouped (kind, from, to, scope) → places
     moves: list[pd.Series] = field(default_factory=list)
+    #: rows of each chunk per (profile, outcome): the summary's section per account
+    accounts: list[pd.Series] = field(default_factory=list)
 
     @classmethod
     def for_columns(cls, extra_names: Sequence[str]) -> Tally:
@@ -122,6 +124,19 @@ class Tally:
         moves = _moves(frame)
         if moves is not None:
             self.moves.append(moves.groupby(MOVE_KEYS).size())
+        self.accounts.append(frame.groupby(["profile", "outcome"], sort=False).size())
+
+    def account_table(self) -> dict[str, dict[str, int]]:
+        """Rows per outcome of each account (profile, in the order first seen; "" the default credentials)."""
+        import pandas as pd
+
+        if not self.accounts:
+            return {}
+        total = pd.concat(self.accounts).groupby(level=["profile", "outcome"], sort=False).sum()
+        table: dict[str, dict[str, int]] = {}
+        for (profile, outcome), n in total.items():
+            table.setdefault(str(profile), {})[str(outcome)] = int(n)
+        return table
 
     def move_table(self) -> list[dict[str, Any]]:
         """Every move with its number of places, most places first."""

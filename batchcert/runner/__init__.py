@@ -29,7 +29,7 @@ Modules, each owning one concern:
 """
 
 from batchcert.runner.config import RunnerConfig, estimate_run_s
-from batchcert.runner.guard import FailureLimit
+from batchcert.runner.guard import FailureGuard, FailureLimit
 from batchcert.runner.lanes import MAX_PARKED_PER_LANE
 from batchcert.runner.outcomes import (
     CHANGED_MEANWHILE_MESSAGE,
@@ -49,6 +49,7 @@ __all__ = [
     "OUTCOME_UNKNOWN_MESSAGE",
     "REREAD_MESSAGE",
     "VERIFIED_MESSAGE",
+    "FailureGuard",
     "FailureLimit",
     "Runner",
     "RunnerConfig",

@@ -33,11 +33,12 @@ MAX_LANES = 256
 
 
 class Runner:
-    """Runs rows against one API and one journal, every request through `quota`, on the quota's clock.
-    `on_row_done(row, outcome)` is called as each row ends. `settings` give the attempts per row and
+    """Runs one account's rows against one API and one journal, every request through `quota`, on the quota's
+    clock. `on_row_done(row, outcome)` is called as each row ends. `settings` give the attempts per row and
     `listener_wait_s`; `certificates` are the account's when the workflow read them before asking (None: `run`
-    reads them). What the run learns — the pacer's gap, the task timer, the retry budget — is on `pacer`,
-    `task_timer` and `budget`."""
+    reads them); `profile` names the account (its rows in a journal that holds several: README, "Many accounts in
+    one run"). What the run learns — the pacer's gap, the task timer, the retry budget — is on `pacer`,
+    `task_timer` and `budget`; its stop (`stop`) is the account's."""
 
     def __init__(
         self,
@@ -50,8 +51,10 @@ class Runner:
         max_lanes: int = MAX_LANES,
         settings: RunSettings | None = None,
         certificates: CertificateIndex | None = None,
+        profile: str = "",
     ) -> None:
         self.config = config
+        self.profile = profile
         self.settings = settings or RunSettings()
         self.pacer = ListenerPacer(config.listener_task_s)
         self.task_timer = TaskTimer(config.listener_task_s)
@@ -111,16 +114,19 @@ class Runner:
         """Stop dispatching: calls in flight finish, rows not yet sent end `not_attempted` with `reason`."""
         self._stop.stop(reason)
 
-    async def run(self, rows: list[Row], verify_listeners: frozenset[str] = frozenset()) -> None:
-        """Process `rows` (valid, primary rows) to an outcome each, and verify `verify_listeners` too (listeners with
-        succeeded rows an earlier session never verified). Returns when every row has an outcome.
+    async def run(
+        self, rows: list[Row], verify_listeners: frozenset[str] = frozenset(), guard: FailureGuard | None = None
+    ) -> None:
+        """Process `rows` (valid, primary rows of this account) to an outcome each, and verify `verify_listeners` too
+        (listeners with succeeded rows an earlier session never verified). Returns when every row has an outcome.
+        Failed changes count against `guard` (shared by the accounts of one run; default: this run's own).
 
         Listeners start longest queue first, at most `max_lanes` at a time. Rows whose last answer in an earlier
         session may hide an applied change (in flight at a crash, a timeout) are checked against the live state
         before anything is resent."""
         journal = self._ctx.journal
         rerun_command = command_to_rerun(journal.run_dir)
-        self._guard = FailureGuard(self.config.max_failures, len(rows), self.stop, rerun_command)
+        self._guard = guard or FailureGuard(self.config.max_failures, len(rows), self.stop, rerun_command)
         reads_per_listener = int(self.config.preflight) + int(self.config.verify)
         bursts = plan_bursts(rows, self._ctx.quota.rate_per_s, self.config.listener_task_s, reads_per_listener)
         if bursts is not Bursts.NONE:
@@ -134,7 +140,7 @@ class Runner:
         for row in rows:
             queues[row.listener_id].append(row)
         if self._served.enabled:  # rows an earlier session changed that the edge was not seen serving: probe again
-            verify_listeners |= journal.unproven_listeners()
+            verify_listeners |= journal.unproven_listeners(self.profile)
         self._unverified = verify_listeners
         if self.config.verify:
             for listener_id in verify_listeners:
@@ -142,7 +148,11 @@ class Runner:
         outcomes = journal.row_outcomes()
         self._verify_rows = defaultdict(list)
         for row in journal.rows():
-            if row.listener_id in queues and outcomes.get(row.row_number) is not Outcome.INVALID:
+            if (
+                row.profile == self.profile
+                and row.listener_id in queues
+                and outcomes.get(row.row_number) is not Outcome.INVALID
+            ):
                 self._verify_rows[row.listener_id].append(row)
                 if row.scope == SCOPE_LISTENER:
                     self._reads.include_own(row.listener_id)

@@ -25,7 +25,7 @@ from batchcert.workflow.rehearsal import estate_world
 from batchcert.workflow.requests import InventoryRequest, PlanRequest, ProbeRequest
 from batchcert.workflow.results import InventoryResult, PlanResult, ProbeResult
 from batchcert.workflow.run_dir import default_run_dir, remove_temps_of_killed_writes
-from batchcert.workflow.target import Target, build_reader, choose_mapping_target, choose_target, connect
+from batchcert.workflow.target import Target, Targets, build_reader, choose_mapping_targets, choose_target, connect
 
 if TYPE_CHECKING:
     from batchcert import emulator
@@ -46,13 +46,21 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     """Read every distinct listener of the mapping once (under the rate ceiling) and say what `run` would do with
     each row; write plan.csv. Sends no change. Raises BatchcertError for run-level problems."""
     mapping = validate_mapping(request.source)
-    target = choose_mapping_target(request, mapping)
-    lines = plan_every_row(mapping, asyncio.run(_plan(mapping.valid_rows(), target)))
+    targets, mapping = choose_mapping_targets(request, mapping)
+    lines = plan_every_row(mapping, asyncio.run(_plan_accounts(mapping.valid_rows(), targets)))
     out_dir = request.out or default_run_dir(
         request.reports_root, request.mapping.with_name(request.mapping.stem + "-plan")
     )
     path = write_plan(out_dir, lines)
     return PlanResult(lines, count_plan_actions(lines), path, mapping.notes, len(mapping.duplicate_of))
+
+
+async def _plan_accounts(rows: list[Row], targets: Targets) -> list[PlanLine]:
+    """Every account's rows planned against its own state, the accounts read at once."""
+    planned = await asyncio.gather(
+        *(_plan([r for r in rows if r.profile == p], target) for p, target in targets.by_profile.items())
+    )
+    return [line for lines in planned for line in lines]
 
 
 async def _plan(rows: list[Row], target: Target) -> list[PlanLine]:

@@ -1,13 +1,16 @@
-"""The emulator world a rehearsal sends to: loaded from a world file or built from the mapping's rows; for a rerun,
-continued from the state the last session left (saved in the run directory, without its credential); and the random
-credential a rehearsal signs with. The emulator module is imported only when a rehearsal needs it."""
+"""The emulator worlds a rehearsal sends to — one per account (`RehearsalWorlds`): loaded from a world file (one
+account, or several under `accounts`) or built from the mapping's rows; for a rerun, continued from the state the last
+session left (saved in the run directory, without its credentials); and the random credential a rehearsal signs
+with. The emulator module is imported only when a rehearsal needs it."""
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batchcert.errors import SettingsError
 from batchcert.report import REHEARSAL_WORLD_NAME
@@ -15,16 +18,64 @@ from batchcert.report import REHEARSAL_WORLD_NAME
 if TYPE_CHECKING:
     from batchcert import emulator
     from batchcert.journal import Journal
-    from batchcert.model import Mapping
+    from batchcert.model import Mapping, Row
 
 
-def rehearsal_world(world_path: Path | None, mapping: Mapping) -> emulator.World:
-    """The given world file, or one in which every valid row of the mapping would succeed."""
+@dataclass
+class RehearsalWorlds:
+    """The worlds of a rehearsal by account name: a world file's `accounts` (the emulator's world contract), or a
+    one-account world under "" — which stands for whichever single profile the rows use — or, without a file, a
+    world per profile in which its rows succeed (`built`)."""
+
+    worlds: dict[str, emulator.World]
+    built: bool = False
+    #: the profile a one-account world was given to (the first the rows name)
+    _single: list[str] = field(default_factory=list)
+
+    def refusal(self, profile: str) -> str | None:
+        """Why rows naming `profile` cannot be rehearsed in these worlds (None: they can)."""
+        if self.built or (profile in self.worlds and (profile or len(self.worlds) == 1)):
+            return None
+        if list(self.worlds) == [""]:
+            if not self._single:
+                self._single.append(profile)
+            if self._single[0] == profile:
+                return None
+            return (
+                f"the world file holds one account, rehearsing profile {self._single[0]!r} — give it an `accounts` "
+                'section with an account for each profile (README, "Many accounts in one run")'
+            )
+        return f"the world file has no account {profile!r} (its accounts: {', '.join(map(repr, self.worlds))})"
+
+    def world_of(self, profile: str) -> emulator.World:
+        return self.worlds[""] if list(self.worlds) == [""] else self.worlds[profile]
+
+
+def rehearsal_worlds(world_path: Path | None, mapping: Mapping) -> RehearsalWorlds:
+    """The given world file's accounts, or for each profile the rows name a world in which its valid rows would
+    succeed."""
     from batchcert import emulator
 
     if world_path is not None:
-        return emulator.load_world(world_path)
-    return emulator.world_for_rows(mapping.valid_rows(), credentials=_fresh_credentials())
+        return RehearsalWorlds(load_accounts(world_path))
+    rows_of: dict[str, list[Row]] = defaultdict(list)
+    for row in mapping.valid_rows():
+        rows_of[row.profile].append(row)
+    return RehearsalWorlds(
+        {
+            profile: emulator.world_for_rows(rows, credentials=_fresh_credentials())
+            for profile, rows in (rows_of or {"": []}).items()
+        },
+        built=True,
+    )
+
+
+def load_accounts(path: Path) -> dict[str, emulator.World]:
+    """A world file's worlds by account name ("" for a one-account file)."""
+    from batchcert import emulator
+
+    found = emulator.load_estate(path)
+    return dict(found.accounts) if isinstance(found, emulator.Estate) else {"": found}
 
 
 def estate_world(world_path: Path | None) -> emulator.World:
@@ -37,26 +88,45 @@ def estate_world(world_path: Path | None) -> emulator.World:
     return emulator.load_world(world_path)
 
 
-def continued_world(journal: Journal, facts: dict[str, str]) -> emulator.World:
-    """The world a rehearsal's rerun continues in: the state the last session left, else the run's world file,
-    else one built from the rows."""
+def continued_worlds(journal: Journal, facts: dict[str, str]) -> RehearsalWorlds:
+    """The worlds a rehearsal's rerun continues in: the state the last session left, else the run's world file,
+    else worlds built from the rows."""
     from batchcert import emulator
 
     saved = journal.run_dir / REHEARSAL_WORLD_NAME
     if saved.is_file():
-        world = emulator.load_world(saved)
-        world.credentials = _fresh_credentials()
-        return world
+        worlds = load_accounts(saved)
+        for world in worlds.values():
+            world.credentials = _fresh_credentials()
+        return RehearsalWorlds(worlds, built=len(worlds) > 1)
     if facts.get("world"):
-        return emulator.load_world(Path(facts["world"]))
-    return emulator.world_for_rows(journal.rows(), credentials=_fresh_credentials())
+        return RehearsalWorlds(load_accounts(Path(facts["world"])))
+    rows_of: dict[str, list[Row]] = defaultdict(list)
+    for row in journal.rows():
+        rows_of[row.profile].append(row)
+    return RehearsalWorlds(
+        {p: emulator.world_for_rows(rows, credentials=_fresh_credentials()) for p, rows in rows_of.items()},
+        built=True,
+    )
 
 
-def save_rehearsal_world(run_dir: Path, world: emulator.World) -> None:
+def save_rehearsal_worlds(run_dir: Path, worlds: dict[str, emulator.World]) -> None:
     """Write the state a rehearsal session left into the run directory (its rerun continues there, its rollback
-    runs there), through a temporary file renamed into place."""
-    state = world.to_dict()
-    state.pop("credentials", None)  # never a secret in the run directory, not even an emulator's
+    runs there), through a temporary file renamed into place: one world, or several under `accounts` — those of
+    accounts this session did not send to kept as the last one left them."""
+    saved = run_dir / REHEARSAL_WORLD_NAME
+    if saved.is_file() and list(worlds) != [""]:
+        worlds = {name: world for name, world in load_accounts(saved).items() if name} | worlds
+
+    def without_secrets(world: emulator.World) -> dict[str, Any]:
+        state = world.to_dict()
+        state.pop("credentials", None)  # never a secret in the run directory, not even an emulator's
+        return state
+
+    if list(worlds) == [""]:
+        state = without_secrets(worlds[""])
+    else:
+        state = {"accounts": {name: without_secrets(world) for name, world in worlds.items()}}
     tmp = world_temp_path(run_dir)
     tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
     tmp.replace(run_dir / REHEARSAL_WORLD_NAME)

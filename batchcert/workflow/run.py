@@ -9,24 +9,25 @@ import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from batchcert import __version__
 from batchcert.claims import claim_places, place_digests
 from batchcert.errors import BatchcertError
 from batchcert.journal import Journal, create_journal, open_journal
-from batchcert.mapping import file_sha256, require_rows_to_send
+from batchcert.mapping import PROFILE, file_sha256, profiles_of, require_rows_to_send
 from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row, SessionKind
 from batchcert.runner import estimate_run_s
 from batchcert.settings import resolve_settings
-from batchcert.workflow.certificates import certificate_warnings, read_certificates
+from batchcert.workflow.certificates import all_certificate_warnings, read_all_certificates
 from batchcert.workflow.commands import validate_mapping
 from batchcert.workflow.progress import ProgressFn
-from batchcert.workflow.rehearsal import continued_world
+from batchcert.workflow.rehearsal import continued_worlds
 from batchcert.workflow.requests import RerunRequest, RunRequest
 from batchcert.workflow.results import Preview, RunSummary
 from batchcert.workflow.run_dir import default_run_dir, moved_run_warning, remove_temps_of_killed_writes
 from batchcert.workflow.session import execute_session, operator_name
-from batchcert.workflow.target import Target, choose_mapping_target, choose_target
+from batchcert.workflow.target import Targets, choose_mapping_targets, choose_targets
 
 
 class Declined(BatchcertError):
@@ -45,10 +46,10 @@ def run_mapping(
     """
     mapping = validate_mapping(request.source)
     require_rows_to_send(mapping)
-    target = choose_mapping_target(request, mapping)
+    targets, mapping = choose_mapping_targets(request, mapping)
     run_dir = request.out or default_run_dir(request.reports_root, request.mapping)
-    certificates = read_certificates(target) if request.runner.preflight else None
-    expiring = certificate_warnings(mapping.valid_rows(), certificates, target.settings)
+    certificates = read_all_certificates(targets) if request.runner.preflight else None
+    expiring = all_certificate_warnings(mapping.valid_rows(), certificates, targets)
     preview = Preview(
         source=f"{mapping.path} (sha256 {mapping.sha256[:12]}…)",
         rows=len(mapping.rows),
@@ -56,27 +57,27 @@ def run_mapping(
         invalid=len(mapping.problems),
         duplicates=len(mapping.duplicate_of),
         listeners=len({row.listener_id for row in mapping.valid_rows()}),
-        estimate_s=estimate_run_s(mapping.valid_rows(), target.settings.rate_per_s),
+        estimate_s=estimate_accounts_s(mapping.valid_rows(), targets.settings.rate_per_s),
         sheet=mapping.sheet,
-        endpoint=target.settings.endpoint_label,
-        secret_id_masked=target.credentials.masked_id,
-        rehearsal=target.settings.rehearsal,
+        endpoint=targets.settings.endpoint_label,
+        secret_id_masked=targets.masked_ids,
+        rehearsal=targets.settings.rehearsal,
         run_dir=run_dir,
-        warnings=target.warnings + expiring,
+        warnings=targets.warnings + expiring,
         problems=tuple(mapping.problems[n] for n in sorted(mapping.problems)),
         notes=mapping.notes,
     )
-    with _claim(target, run_dir, mapping.valid_rows(), request.force):
+    with _claim(targets, run_dir, mapping.valid_rows(), request.force):
         if not confirm(preview):
             raise Declined("nothing was sent — answered no at the prompt")
-        journal = _create_journal(request, mapping, target, run_dir)
+        journal = _create_journal(request, mapping, targets, run_dir)
         with journal:
             journal.record_mapping(mapping)
             return execute_session(
                 journal,
                 SessionKind.RUN,
                 mapping.valid_rows(),
-                target,
+                targets,
                 request.runner,
                 on_progress,
                 certificates,
@@ -102,14 +103,10 @@ def rerun_run(
         warnings = _mapping_change_warning(journal, facts) + moved_run_warning(request.run_dir, facts)
         wanted = RERUN_OUTCOMES | ({Outcome.TERMINAL} if request.include_terminal else set())
         rows = journal.rows(frozenset(wanted))
-        target = choose_target(
-            resolve_settings(request.settings, facts.get("rehearsal") == "true", recorded),
-            request.profile,
-            lambda: continued_world(journal, facts),
-        )
+        targets = _rerun_targets(request, journal, facts, recorded, rows)
         counts = journal.outcome_counts()
-        certificates = read_certificates(target) if request.runner.preflight and rows else None
-        expiring = certificate_warnings(rows, certificates, target.settings)
+        certificates = read_all_certificates(targets) if request.runner.preflight and rows else None
+        expiring = all_certificate_warnings(rows, certificates, targets)
         preview = Preview(
             source=facts.get("mapping", ""),
             rows=sum(counts.values()),
@@ -117,31 +114,53 @@ def rerun_run(
             invalid=counts[Outcome.INVALID],
             duplicates=sum(journal.duplicate_counts().values()),
             listeners=len({row.listener_id for row in rows}),
-            estimate_s=estimate_run_s(rows, target.settings.rate_per_s),
+            estimate_s=estimate_accounts_s(rows, targets.settings.rate_per_s),
             sheet=facts.get("sheet", ""),
-            endpoint=target.settings.endpoint_label,
-            secret_id_masked=target.credentials.masked_id,
-            rehearsal=target.settings.rehearsal,
+            endpoint=targets.settings.endpoint_label,
+            secret_id_masked=targets.masked_ids,
+            rehearsal=targets.settings.rehearsal,
             run_dir=request.run_dir,
-            warnings=warnings + target.warnings + expiring,
+            warnings=warnings + targets.warnings + expiring,
         )
-        with _claim(target, request.run_dir, rows, request.force):
+        with _claim(targets, request.run_dir, rows, request.force):
             if not confirm(preview):
                 raise Declined("nothing was sent — answered no at the prompt")
             return execute_session(
-                journal, SessionKind.RERUN, rows, target, request.runner, on_progress, certificates, expiring
+                journal, SessionKind.RERUN, rows, targets, request.runner, on_progress, certificates, expiring
             )
 
 
-def _claim(target: Target, run_dir: Path, rows: list[Row], force: bool) -> contextlib.AbstractContextManager[None]:
+def _rerun_targets(
+    request: RerunRequest, journal: Journal, facts: dict[str, str], recorded: dict[str, Any], rows: list[Row]
+) -> Targets:
+    """A target for each account the rows to resend belong to (their profiles as the run recorded them; `--profile`,
+    else the run's, signs for rows that named none, as it did for the run), continuing a rehearsal's worlds."""
+    default = request.profile if request.profile is not None else facts.get("profile", "")
+    settings = resolve_settings(request.settings, facts.get("rehearsal") == "true", recorded)
+    profiles = profiles_of(rows) or [default]
+    if settings.rehearsal:
+        worlds = continued_worlds(journal, facts)
+        return choose_targets(settings, profiles, default, worlds.world_of)
+    return choose_targets(settings, profiles, default)
+
+
+def estimate_accounts_s(rows: list[Row], rate_per_s: float) -> float:
+    """How long the rows take at best: the accounts proceed at once, each at its own ceiling."""
+    by_profile: dict[str, list[Row]] = {}
+    for row in rows:
+        by_profile.setdefault(row.profile, []).append(row)
+    return max((estimate_run_s(group, rate_per_s) for group in by_profile.values()), default=0.0)
+
+
+def _claim(targets: Targets, run_dir: Path, rows: list[Row], force: bool) -> contextlib.AbstractContextManager[None]:
     """Claim the places (listener, domain) `rows` change for the run (batchcert.claims); a rehearsal's emulator is
     its own, nothing to claim."""
-    if target.settings.rehearsal:
+    if targets.settings.rehearsal:
         return contextlib.nullcontext()
     return claim_places(run_dir, place_digests((r.listener_id, r.domain) for r in rows), force=force)
 
 
-def _create_journal(request: RunRequest, mapping: Mapping, target: Target, run_dir: Path) -> Journal:
+def _create_journal(request: RunRequest, mapping: Mapping, targets: Targets, run_dir: Path) -> Journal:
     """The run's journal, created in `run_dir` with the facts the run records: the mapping, who ran it and where,
     how the mapping was read, the target."""
     return create_journal(
@@ -160,9 +179,12 @@ def _create_journal(request: RunRequest, mapping: Mapping, target: Target, run_d
             "sheet": mapping.sheet,
             "encoding": mapping.encoding,
             "header_row": str(mapping.header_row),
-            "endpoint": target.settings.endpoint_label,
-            "secret_id_masked": target.credentials.masked_id,
-            "rehearsal": "true" if target.settings.rehearsal else "false",
+            "endpoint": targets.settings.endpoint_label,
+            "secret_id_masked": targets.masked_ids,
+            "rehearsal": "true" if targets.settings.rehearsal else "false",
+            # rows name their accounts (a Profile column, or a profile other than the default): the outputs say
+            # each row's profile (README, "Many accounts in one run")
+            "profiles": "true" if PROFILE in mapping.column_of or len(targets.by_profile) > 1 else "false",
             "world": str(request.world.resolve()) if request.world else "",
         },
     )

@@ -5,6 +5,7 @@ reports written — summed up for the CLI."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import socket
@@ -13,14 +14,15 @@ from dataclasses import dataclass
 
 from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex
-from batchcert.model import Row, SessionKind, SessionStatus, command_to_rerun
+from batchcert.model import Row, SessionAccount, SessionKind, SessionStatus, command_to_rerun
 from batchcert.report import REPORT_LIBRARIES, write_reports
-from batchcert.runner import Runner, RunnerConfig
+from batchcert.runner import FailureGuard, Runner, RunnerConfig
+from batchcert.schedule import Quota
 from batchcert.workflow.progress import ProgressFn, ProgressTracker
-from batchcert.workflow.rehearsal import save_rehearsal_world
+from batchcert.workflow.rehearsal import save_rehearsal_worlds
 from batchcert.workflow.results import RunSummary
 from batchcert.workflow.signals import StopSignals, signals_deferred
-from batchcert.workflow.target import Target, connect
+from batchcert.workflow.target import Targets, connect
 
 
 def operator_name() -> str:
@@ -38,25 +40,30 @@ def execute_session(
     journal: Journal,
     kind: SessionKind,
     rows: list[Row],
-    target: Target,
+    targets: Targets,
     config: RunnerConfig,
     on_progress: ProgressFn | None,
-    certificates: CertificateIndex | None = None,
+    certificates: dict[str, CertificateIndex] | None = None,
     expiring: tuple[str, ...] = (),
 ) -> RunSummary:
-    """Send `rows` to `target` as a session of `kind` of `journal`, with `certificates` read before
-    the prompt (None: not read) and the warnings about them; close the session and write the reports, holding the
-    stop signals meanwhile. Returns how the run ended."""
-    credentials = target.credentials
-    journal.begin_session(kind, target.settings.to_record(), operator_name(), credentials.masked_id, credentials.source)
-    if certificates is not None:
-        journal.record_certificates(certificates.by_id.values())
+    """Send `rows` — each to its profile's target in `targets`, every account at once — as a session of `kind` of
+    `journal`, with each account's `certificates` read before the prompt (None: not read) and the warnings about
+    them; close the session and write the reports, holding the stop signals meanwhile. Returns how the run ended."""
+    first = targets.first.credentials
+    accounts = [
+        SessionAccount(profile, t.credentials.masked_id, t.credentials.source)
+        for profile, t in targets.by_profile.items()
+    ]
+    journal.begin_session(kind, targets.settings.to_record(), operator_name(), first.masked_id, first.source, accounts)
+    for index in (certificates or {}).values():
+        journal.record_certificates(index.by_id.values())
     journal.set_facts(certificate_warnings=json.dumps(list(expiring)))
     _import_report_libraries_meanwhile()
     tracker = ProgressTracker(rows, journal.duplicate_counts(), on_progress or (lambda _progress: None))
-    outcome = asyncio.run(_drive(journal, rows, target, config, tracker, certificates))
-    if target.world is not None:
-        save_rehearsal_world(journal.run_dir, target.world)
+    outcome = asyncio.run(_drive(journal, rows, targets, config, tracker, certificates or {}))
+    worlds = {profile: t.world for profile, t in targets.by_profile.items() if t.world is not None}
+    if worlds:
+        save_rehearsal_worlds(journal.run_dir, worlds)
     with signals_deferred() as signalled:
         interrupted = outcome.interrupted or bool(signalled)
         signal_received = outcome.signal_received or (signalled[0] if signalled else None)
@@ -72,7 +79,7 @@ def execute_session(
         run_dir=journal.run_dir,
         counts=reports.counts,
         stop_reason=outcome.stop_reason,
-        rehearsal=target.settings.rehearsal,
+        rehearsal=targets.settings.rehearsal,
         interrupted=interrupted or bool(signalled),
         signal_received=signal_received,
         reports=reports,
@@ -110,35 +117,65 @@ def _import_report_libraries_meanwhile() -> None:
 async def _drive(
     journal: Journal,
     rows: list[Row],
-    target: Target,
+    targets: Targets,
     config: RunnerConfig,
     tracker: ProgressTracker,
-    certificates: CertificateIndex | None,
+    certificates: dict[str, CertificateIndex],
 ) -> _Drive:
-    async with connect(target) as (client, quota):
-        runner = Runner(
-            client,
-            quota,
-            journal,
-            config,
-            on_row_done=tracker.row_done,
-            settings=target.settings,
-            certificates=None if certificates is None or certificates.worth_reading_again else certificates,
-        )
-        timeout_s = target.settings.timeout_s
+    """Every account's rows on a runner of its own — its own client, quota, pacing, retry budget and stop — all in
+    one event loop; the operator's stop and `--max-failures` stop them all."""
+    async with contextlib.AsyncExitStack() as stack:
+        runners: list[tuple[Runner, Quota, list[Row]]] = []
+        for profile, target in targets.by_profile.items():
+            client, quota = await stack.enter_async_context(connect(target))
+            index = certificates.get(profile)
+            runner = Runner(
+                client,
+                quota,
+                journal,
+                config,
+                on_row_done=tracker.row_done,
+                settings=target.settings,
+                certificates=None if index is None or index.worth_reading_again else index,
+                profile=profile,
+            )
+            runners.append((runner, quota, [row for row in rows if row.profile == profile]))
+        timeout_s = targets.settings.timeout_s
+
+        def stop_all(reason: str) -> None:
+            for runner, _quota, _rows in runners:
+                runner.stop(reason)
 
         def stop() -> None:
-            runner.stop("interrupted by the operator — run `batchcert rerun` to continue")
+            stop_all("interrupted by the operator — run `batchcert rerun` to continue")
+            in_flight = sum(quota.in_flight for _runner, quota, _rows in runners)
             tracker.tell(
-                f"stopping: {quota.in_flight} request(s) in flight, each answered or given up within "
+                f"stopping: {in_flight} request(s) in flight, each answered or given up within "
                 f"{timeout_s:g} s; Ctrl-C again to abandon them"
             )
 
+        # one threshold for the whole run: --max-failures counts every account's failed changes
+        guard = FailureGuard(config.max_failures, len(rows), stop_all, command_to_rerun(journal.run_dir))
         signals = StopSignals(stop, timeout_s)
         with signals.handled():
             try:
-                await runner.run(rows, journal.unverified_listeners())
+                await asyncio.gather(
+                    *(
+                        runner.run(account_rows, journal.unverified_listeners(runner.profile), guard)
+                        for runner, _quota, account_rows in runners
+                    )
+                )
             except asyncio.CancelledError:
                 if not signals.interrupted:
                     raise
-        return _Drive(runner.stop_reason, signals.interrupted, signals.first)
+        return _Drive(
+            _stop_reason(targets, [runner for runner, _quota, _rows in runners]), signals.interrupted, signals.first
+        )
+
+
+def _stop_reason(targets: Targets, runners: list[Runner]) -> str:
+    """Why the session stopped early ("" it did not): the one reason, or each stopped account's."""
+    reasons = {runner.profile: runner.stop_reason for runner in runners if runner.stop_reason}
+    if len(runners) == 1 or (len(set(reasons.values())) <= 1 and len(reasons) == len(runners)):
+        return next(iter(reasons.values()), "")
+    return "; ".join(f"account {profile or '(default)'}: {reason}" for profile, reason in reasons.items())

@@ -6,22 +6,24 @@ reader aimed at it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from batchcert.api.client import GaapClient, create_session
-from batchcert.api.credentials import CredentialSource, TemporaryKeys, find_credentials
+from batchcert.api.credentials import ROLE_VARIABLES, CredentialSource, TemporaryKeys, find_credentials
 from batchcert.live.reader import LiveReader
+from batchcert.mapping import assign_profiles, profiles_of
 from batchcert.runner import RunnerConfig
 from batchcert.schedule import Quota, Sleeper
-from batchcert.settings import Credentials, RunSettings, parse_endpoint, resolve_settings
-from batchcert.workflow.rehearsal import rehearsal_world
+from batchcert.settings import Credentials, RunSettings, find_static_credentials, parse_endpoint, resolve_settings
+from batchcert.workflow.rehearsal import rehearsal_worlds
 
 if TYPE_CHECKING:
     from batchcert import emulator
-    from batchcert.model import Mapping
+    from batchcert.model import Mapping as RowMapping
     from batchcert.workflow.requests import PlanRequest
 
 
@@ -44,23 +46,103 @@ class Target:
         return CredentialSource(self.credentials, self.provider)
 
 
-def choose_target(settings: RunSettings, profile: str | None, rehearsal_world: Callable[[], emulator.World]) -> Target:
+def choose_target(
+    settings: RunSettings,
+    profile: str | None,
+    rehearsal_world: Callable[[], emulator.World],
+    environ: Mapping[str, str] | None = None,
+) -> Target:
     """The live endpoint with the operator's credentials, or — for a rehearsal — `rehearsal_world()` with its own.
     Raises CredentialsError when a live target has no credentials, or a role's first keys cannot be had."""
     if settings.rehearsal:
         world = rehearsal_world()
         return Target(settings, _emulator_credentials(world), world)
-    found = find_credentials(profile)
+    found = find_credentials(profile, environ)
     return Target(settings, found.credentials, None, found.warnings, found.provider)
 
 
-def choose_mapping_target(request: PlanRequest, mapping: Mapping) -> Target:
-    """The target of a command that reads a mapping (`plan`, `run`): a rehearsal when asked for (`--emulator`, or a
-    world file given), in the world file or else in a world where every valid row of `mapping` would succeed."""
-    return choose_target(
-        resolve_settings(request.settings, request.rehearsal or request.world is not None),
-        request.profile,
-        lambda: rehearsal_world(request.world, mapping),
+@dataclass(frozen=True)
+class Targets:
+    """Where a command sends for each account its rows belong to: a `Target` per profile ("" the default
+    credentials), in the order the rows first name them (README, "Many accounts in one run")."""
+
+    by_profile: dict[str, Target]
+
+    @property
+    def first(self) -> Target:
+        return next(iter(self.by_profile.values()))
+
+    @property
+    def settings(self) -> RunSettings:
+        return self.first.settings
+
+    @property
+    def several(self) -> bool:
+        """More than one account, or one named by a profile: the outputs then say the profile of every row."""
+        return len(self.by_profile) > 1 or any(self.by_profile)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(w for target in self.by_profile.values() for w in target.warnings))
+
+    @property
+    def masked_ids(self) -> str:
+        """Every account's SecretId, masked: one, or "profile: id" for each."""
+        if not self.several:
+            return self.first.credentials.masked_id
+        return ", ".join(
+            f"{profile or '(default)'}: {t.credentials.masked_id}" for profile, t in self.by_profile.items()
+        )
+
+
+def choose_mapping_targets(request: PlanRequest, mapping: RowMapping) -> tuple[Targets, RowMapping]:
+    """The targets of a command that reads a mapping (`plan`, `run`) — a rehearsal when asked for (`--emulator`, or
+    a world file given), in the world file's accounts or else in worlds where every valid row would succeed — and
+    the mapping with each row's profile decided: a row naming a profile that does not exist is invalid
+    (`mapping.assign_profiles`). Raises CredentialsError when a profile the rows use has no usable credentials."""
+    rehearsal = request.rehearsal or request.world is not None
+    settings = resolve_settings(request.settings, rehearsal)
+    default = request.profile or ""
+    if rehearsal:
+        worlds = rehearsal_worlds(request.world, mapping)
+        mapping = assign_profiles(mapping, default, worlds.refusal)
+        profiles = profiles_of(mapping.valid_rows()) or [default]
+        return choose_targets(settings, profiles, default, worlds.world_of), mapping
+    mapping = assign_profiles(mapping, default, missing_profile)
+    return choose_targets(settings, profiles_of(mapping.valid_rows()) or [default], default), mapping
+
+
+def choose_targets(
+    settings: RunSettings,
+    profiles: Sequence[str],
+    default: str,
+    rehearsal_world: Callable[[str], emulator.World] | None = None,
+) -> Targets:
+    """A target per profile of the rows; rows of profile "" (a rerun's rows that named none) sign with `default`
+    (`--profile`). The role variables of the environment (`TENCENTCLOUD_ROLE_ARN`, …) are for the run's own credential
+    (`--profile`, or none): a role ARN names one account's role, so a row's own profile signs with its keys alone."""
+    roles_off = {k: v for k, v in os.environ.items() if k not in ROLE_VARIABLES}
+    by_profile: dict[str, Target] = {}
+    for profile in profiles:
+        name = profile or default
+
+        def world(profile: str = profile) -> emulator.World:
+            if rehearsal_world is None:
+                raise AssertionError("a live target has no world")
+            return rehearsal_world(profile)
+
+        by_profile[profile] = choose_target(settings, name or None, world, None if name == default else roles_off)
+    return Targets(by_profile)
+
+
+def missing_profile(profile: str) -> str | None:
+    """Why rows naming `profile` cannot be sent on a live target: it is in neither credentials file (None: it is,
+    or it is "" — the default credentials, whose absence stops the command, as it always has)."""
+    if not profile or find_static_credentials(profile) is not None:
+        return None
+    return (
+        f"no profile {profile!r} in ~/.tencentcloud/credentials or ~/.tccli/{profile}.credential — add it there, or "
+        "correct the cell"
     )
 
 

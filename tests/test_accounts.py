@@ -1,0 +1,299 @@
+"""Many accounts in one run (issue 25, point 2; README "Many accounts in one run"): a `Profile` column names each row's
+credential profile; each account is sent with its own credential, at its own ceiling, with its own stop; the journal,
+report, rollback, rerun and summary carry the profile of every row. The accounts are served by one emulator endpoint
+that tells them apart by SecretId (`batchcert.emulator.accounts`), the profiles are sections of a credentials file."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchcert import emulator as emu
+from batchcert.errors import CredentialsError
+from batchcert.model import Outcome
+from batchcert.settings import SettingFlags
+from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping
+from tests.conftest import write_mapping
+from tests.worlds import accounts_world, one_row_listeners
+
+HEADER = ("ListenerId", "Domain", "CertificateId", "Profile")
+
+
+class ThreadedEstate:
+    """Several accounts on one loopback endpoint, served from a thread of their own."""
+
+    def __init__(self, estate: emu.Estate) -> None:
+        self.estate = estate
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self.base_url = ""
+        self.served: emu.EstateEmulator | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._serve())
+        self.loop.close()
+
+    async def _serve(self) -> None:
+        self._stop = asyncio.Event()
+        async with emu.serve_estate(self.estate) as (url, served):
+            self.base_url, self.served = url, served
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> ThreadedEstate:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def credentials_file(home: Path, sections: dict[str, tuple[str, str]]) -> None:
+    """~/.tencentcloud/credentials with a section per profile (owner-only, as the CLI writes it)."""
+    folder = home / ".tencentcloud"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"[{name}]\nsecret_id = {sid}\nsecret_key = {key}\n\n" for name, (sid, key) in sections.items())
+    path = folder / "credentials"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    for name in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
+def two_accounts(rows_each: int) -> tuple[emu.Estate, list[tuple[str, str, str, str]]]:
+    data, rows = accounts_world(
+        {"prod": one_row_listeners(rows_each, "p"), "staging": one_row_listeners(rows_each, "s")},
+        task_seconds=0.02,
+        latency_ms=1,
+        edge=False,
+    )
+    return emu.Estate.from_dict(data), rows
+
+
+def sections_of(estate: emu.Estate) -> dict[str, tuple[str, str]]:
+    return {name: (c.secret_id, c.secret_key) for name in estate.accounts if (c := estate.credentials_of(name))}
+
+
+def report(run_dir: Path, name: str = "report.csv") -> list[dict[str, str]]:
+    with (run_dir / name).open(encoding="utf-8-sig") as fh:
+        return list(csv.DictReader(fh))
+
+
+def run(server: ThreadedEstate, mapping: Path, out: Path, **request: Any) -> Any:
+    flags = SettingFlags(endpoint=server.base_url, timeout_s=2)
+    return run_mapping(RunRequest(mapping=mapping, out=out, settings=flags, **request))
+
+
+def test_each_account_is_changed_with_its_own_credential_and_the_outputs_say_which(tmp_path: Path, home: Path) -> None:
+    estate, rows = two_accounts(6)
+    credentials_file(home, sections_of(estate))
+    mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+    with ThreadedEstate(estate) as server:
+        summary = run(server, mapping, tmp_path / "run")
+        assert server.served is not None
+        ledger = server.served.ledger
+    assert summary.counts[Outcome.SUCCEEDED] == 12
+    # every change applied once, in its own account, signed with that account's SecretId
+    assert Counter(e.account for e in ledger) == {"prod": 6, "staging": 6}
+    for entry in ledger:
+        assert entry.secret_id == estate.credentials_of(entry.account).secret_id
+    lines = report(tmp_path / "run")
+    assert [line["profile"] for line in lines] == [r[3] for r in rows]
+    assert all(line["outcome"] == "succeeded" for line in lines)
+    rollback = report(tmp_path / "run", "rollback.csv")
+    assert [line["Profile"] for line in rollback] == [r[3] for r in rows]
+    accounts = json.loads((tmp_path / "run" / "summary.json").read_text())["accounts"]
+    assert [(a["profile"], a["counts"]["succeeded"], a["all_done"]) for a in accounts] == [
+        ("prod", 6, True),
+        ("staging", 6, True),
+    ]
+    assert {a["profile"]: a["secret_id"][-4:] for a in accounts} == {
+        name: estate.credentials_of(name).secret_id[-4:] for name in ("prod", "staging")
+    }
+    assert "## Accounts" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_the_rollback_of_several_accounts_restores_each_in_its_own_account(tmp_path: Path, home: Path) -> None:
+    estate, rows = two_accounts(3)
+    credentials_file(home, sections_of(estate))
+    before = {name: json.dumps(world.to_dict()["listeners"], sort_keys=True) for name, world in estate.accounts.items()}
+    mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+    with ThreadedEstate(estate) as server:
+        run(server, mapping, tmp_path / "run")
+        changed = run(server, tmp_path / "run" / "rollback.csv", tmp_path / "undo")
+    assert changed.counts[Outcome.SUCCEEDED] == 6
+    after = {name: json.dumps(world.to_dict()["listeners"], sort_keys=True) for name, world in estate.accounts.items()}
+    assert after == before
+
+
+def test_a_revoked_key_stops_its_account_and_not_the_other_and_a_rerun_finishes_it(tmp_path: Path, home: Path) -> None:
+    estate, rows = two_accounts(5)
+    sections = sections_of(estate)
+    good = sections["staging"]
+    credentials_file(home, sections | {"staging": ("AKIDrevoked000000000000000000000000", "not-a-key")})
+    mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+    with ThreadedEstate(estate) as server:
+        summary = run(server, mapping, tmp_path / "run")
+        lines = report(tmp_path / "run")
+        by_profile: dict[str, Counter[str]] = {"prod": Counter(), "staging": Counter()}
+        for line in lines:
+            by_profile[line["profile"]][line["outcome"]] += 1
+        assert by_profile["prod"] == {"succeeded": 5}
+        assert by_profile["staging"]["succeeded"] == 0
+        assert set(by_profile["staging"]) <= {"retryable", "not_attempted"}
+        assert "account staging" in summary.stop_reason and "prod" not in summary.stop_reason
+        # the key is fixed: the rerun sends only the stopped account's rows
+        credentials_file(home, sections | {"staging": good})
+        again = rerun_run(RerunRequest(run_dir=tmp_path / "run"))
+        assert server.served is not None
+        ledger = server.served.ledger
+    assert again.counts[Outcome.SUCCEEDED] == 10
+    assert Counter(e.account for e in ledger) == {"prod": 5, "staging": 5}
+
+
+def test_a_row_naming_a_profile_that_does_not_exist_is_invalid_and_the_others_are_sent(
+    tmp_path: Path, home: Path
+) -> None:
+    estate, rows = two_accounts(2)
+    credentials_file(home, {"prod": sections_of(estate)["prod"]})
+    mapping = write_mapping(tmp_path / "m.csv", [r for r in rows if r[3] == "prod"] + [rows[-1]], HEADER)
+    with ThreadedEstate(estate) as server:
+        run(server, mapping, tmp_path / "run")
+    lines = report(tmp_path / "run")
+    assert [line["outcome"] for line in lines] == ["succeeded", "succeeded", "invalid"]
+    assert "no profile 'staging'" in lines[-1]["error_message"]
+    assert "row 4: Profile" in lines[-1]["error_message"]
+
+
+def test_rows_without_a_profile_use_the_run_profile_and_a_listener_in_two_profiles_is_refused(
+    tmp_path: Path, home: Path
+) -> None:
+    estate, rows = two_accounts(2)
+    credentials_file(home, sections_of(estate))
+    # row 2 names no profile (→ --profile prod); rows 4 and 5 put one listener in two accounts
+    mapped = [
+        (rows[0][0], rows[0][1], rows[0][2], ""),
+        rows[1],
+        (rows[2][0], rows[2][1], rows[2][2], "staging"),
+        ("listener-shared0001", "x.example.com", rows[0][2], "prod"),
+        ("listener-shared0001", "y.example.com", rows[0][2], "staging"),
+    ]
+    mapping = write_mapping(tmp_path / "m.csv", mapped, ("ListenerId", "Domain", "CertificateId", "账号"))
+    with ThreadedEstate(estate) as server:
+        run(server, mapping, tmp_path / "run", profile="prod")
+    lines = report(tmp_path / "run")
+    assert [line["profile"] for line in lines] == ["prod", "prod", "staging", "prod", "staging"]
+    assert [line["outcome"] for line in lines[:3]] == ["succeeded"] * 3
+    for line in lines[3:]:
+        assert line["outcome"] == "invalid"
+        assert "listener-shared0001 is named under more than one 账号" in line["error_message"]
+
+
+def test_a_rerun_without_credentials_for_an_account_stops_before_sending(tmp_path: Path, home: Path) -> None:
+    estate, rows = two_accounts(2)
+    prod = sections_of(estate)["prod"]
+    credentials_file(home, {"prod": prod, "staging": ("AKIDrevoked000000000000000000000000", "not-a-key")})
+    mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+    with ThreadedEstate(estate) as server:
+        run(server, mapping, tmp_path / "run")
+        credentials_file(home, {"prod": prod})  # the staging profile is gone
+        with pytest.raises(CredentialsError, match="profile 'staging' not found"):
+            rerun_run(RerunRequest(run_dir=tmp_path / "run"))
+        assert server.served is not None
+        assert Counter(e.account for e in server.served.ledger) == {"prod": 2}
+
+
+def test_a_rehearsal_builds_a_world_per_account_and_its_rollback_runs_in_the_saved_worlds(tmp_path: Path) -> None:
+    rows = [
+        ("listener-aaaa0001", "a.example.com", "cert-aaaa0001", "prod"),
+        ("listener-bbbb0001", "b.example.com", "cert-bbbb0001", "staging"),
+    ]
+    mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+    flags = SettingFlags(timeout_s=2)
+    summary = run_mapping(RunRequest(mapping=mapping, out=tmp_path / "run", settings=flags, rehearsal=True))
+    assert summary.counts[Outcome.SUCCEEDED] == 2
+    saved = json.loads((tmp_path / "run" / "rehearsal-world.json").read_text())
+    assert sorted(saved["accounts"]) == ["prod", "staging"]
+    assert all("credentials" not in world for world in saved["accounts"].values())
+    undo = run_mapping(
+        RunRequest(
+            mapping=tmp_path / "run" / "rollback.csv",
+            out=tmp_path / "undo",
+            settings=flags,
+            world=tmp_path / "run" / "rehearsal-world.json",
+        )
+    )
+    assert undo.counts[Outcome.SUCCEEDED] == 2
+
+
+def test_a_profile_that_names_a_role_signs_its_rows_with_the_role_keys(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchcert.api import credentials as creds
+    from tests.test_credentials_refresh import BASE_ID, BASE_KEY, ROLE_ARN, FakeRoleServices
+
+    estate, rows = two_accounts(3)
+    sts = FakeRoleServices(estate.accounts["staging"])  # the role's keys belong to the staging account
+    monkeypatch.setattr(creds, "ENDPOINTS", sts.endpoints)
+    try:
+        credentials_file(home, {"prod": sections_of(estate)["prod"], "staging": (BASE_ID, BASE_KEY)})
+        ini = home / ".tencentcloud" / "credentials"
+        ini.write_text(
+            ini.read_text().replace(
+                f"secret_key = {BASE_KEY}\n",
+                f"secret_key = {BASE_KEY}\nrole_arn = {ROLE_ARN}\nrole_session_name = msp\n",
+            )
+        )
+        mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+        with ThreadedEstate(estate) as server:
+            summary = run(server, mapping, tmp_path / "run")
+            assert server.served is not None
+            ledger = server.served.ledger
+    finally:
+        sts.close()
+    assert summary.counts[Outcome.SUCCEEDED] == 6
+    minted = {secret_id for secret_id, _, _ in sts.minted}
+    assert {e.secret_id for e in ledger if e.account == "staging"} <= minted
+    assert {e.secret_id for e in ledger if e.account == "prod"} == {estate.credentials_of("prod").secret_id}
+    assume = [body for action, body in sts.calls if action == "AssumeRole"]
+    assert assume and all(b["RoleArn"] == ROLE_ARN and b["RoleSessionName"] == "msp" for b in assume)
+    accounts = json.loads((tmp_path / "run" / "summary.json").read_text())["accounts"]
+    assert "assumed role" in next(a for a in accounts if a["profile"] == "staging")["credentials"]
+
+
+def test_a_profile_section_may_name_the_instance_role_without_keys(home: Path) -> None:
+    from batchcert.api import credentials as creds
+    from batchcert.settings import ProfileRole, find_static_credentials
+
+    folder = home / ".tencentcloud"
+    folder.mkdir(parents=True)
+    (folder / "credentials").write_text("[ops]\ncam_role_name = batchcert-ops\n")
+    (folder / "credentials").chmod(0o600)
+    found = find_static_credentials("ops", environ={}, home=home)
+    assert found is not None and found.role == ProfileRole(cam_role_name="batchcert-ops")
+    provider = creds.role_provider(found, {}, creds.RoleEndpoints("http://127.0.0.1:9", "http://127.0.0.1:9/"))
+    assert isinstance(provider, creds.InstanceRole)
+    (folder / "credentials").write_text("[ops]\nrole_arn = qcs::cam::uin/1:roleName/x\n")
+    with pytest.raises(CredentialsError, match="base keys role_arn is assumed with"):
+        find_static_credentials("ops", environ={}, home=home)
