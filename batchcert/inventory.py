@@ -12,13 +12,16 @@ A connection whose listeners this credential may not list (CAM scoped to some co
 refuses (`FailedOperation.NotSupportProxyGroup`, …), does not stop the others: the inventory reads every place it
 can and names what it could not read (`NotSearched`, carried on `Estate.places`). A refusal of a whole action — a
 top-level listing, or a listing refused on every connection — stops it (InventoryError).
+
+An inventory of several accounts (`--profile` given more than once) reads each account's estate through its own
+credential (the workflow does); `plan_account_rotations` plans a rotation in each, with the certificates of each.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -102,6 +105,8 @@ class NotSearched:
     code: str
     message: str
     listener_id: str = ""
+    #: the account (credential profile) it is in, when the inventory read several ("": it read one)
+    profile: str = ""
 
     @property
     def connection_id(self) -> str:
@@ -114,7 +119,8 @@ class NotSearched:
 
     def __str__(self) -> str:
         where = f"{self.scope} {self.connection_id}"
-        return f"{where} (listener {self.listener_id})" if self.listener_id else where
+        where = f"{where} (listener {self.listener_id})" if self.listener_id else where
+        return f"{where} of profile {self.profile}" if self.profile else where
 
 
 @dataclass(frozen=True)
@@ -462,3 +468,59 @@ def plan_rotation(estate: Estate, replacements: Iterable[Replacement]) -> Rotati
             )
         )
     return Rotation(tuple(lines), domain_server, listener_server, client_lists, estate.not_searched)
+
+
+def plan_account_rotations(estates: Mapping[str, Estate], replacements: Iterable[Replacement]) -> dict[str, Rotation]:
+    """Each account's rotation (by profile, in `estates`' order): a replacement applies in every account whose
+    certificates hold its OLD — ids are an account's own, so NEW must be among that account's certificates too, with
+    OLD's type. An OLD that no account holds is taken as `plan_rotation` takes it in one account: it applies where
+    a place still uses it, and NEW must exist (in those accounts; in one of them at least when no place uses OLD).
+    Raises InventoryError naming the account (or the accounts searched) before any rotation is planned."""
+    swaps = {r.old: r.new for r in replacements}
+    names = ", ".join(estates)
+    mine: dict[str, list[Replacement]] = {profile: [] for profile in estates}
+    for old, new in swaps.items():
+        holders = [profile for profile, estate in estates.items() if old in estate.certificates]
+        if not holders:
+            if not any(new in estate.certificates for estate in estates.values()):
+                raise InventoryError(
+                    f"--replace {old}={new}: {new} is not among the certificates of profiles {names} — upload it"
+                )
+            holders = [profile for profile, estate in estates.items() if _uses(estate, old)]
+        for profile in holders:
+            certificates = estates[profile].certificates
+            target, known = certificates.get(new), certificates.get(old)
+            if target is None:
+                has = "holds" if known is not None else "has places using"
+                raise InventoryError(
+                    f"--replace {old}={new}: profile {profile} {has} {old} but {new} is not among its certificates — "
+                    f"upload {new} to that account (a certificate id is its account's own)"
+                )
+            if known is not None and known.type != target.type:
+                raise InventoryError(
+                    f"--replace {old}={new} in profile {profile}: {old} is a "
+                    f"{CERTIFICATE_TYPE_NAMES.get(known.type, known.type)} certificate and {new} a "
+                    f"{CERTIFICATE_TYPE_NAMES.get(target.type, target.type)} one — pick a replacement of the same type"
+                )
+            mine[profile].append(Replacement(old, new))
+    return {profile: plan_rotation(estates[profile], mine[profile]) for profile in estates}
+
+
+def _uses(estate: Estate, certificate_id: str) -> bool:
+    """Whether a place of the estate uses the certificate: as its server certificate or among its client CAs."""
+    return any(
+        certificate_id == place.certificate_id or certificate_id in place.client_certificate_ids
+        for place in estate.places
+    )
+
+
+def total_rotation(rotations: Iterable[Rotation]) -> Rotation:
+    """The rotations of several accounts as one: their lines in order, the counts summed, every hole."""
+    parts = list(rotations)
+    return Rotation(
+        tuple(line for r in parts for line in r.lines),
+        sum(r.domain_server for r in parts),
+        sum(r.listener_server for r in parts),
+        sum(r.client_lists for r in parts),
+        tuple(hole for r in parts for hole in r.not_searched),
+    )

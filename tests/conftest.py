@@ -28,16 +28,20 @@ async def served(world_factory: Callable[..., emu.World]) -> AsyncIterator[tuple
 
 
 class ThreadedEmulator:
-    """An emulator served from its own thread and loop, for synchronous clients such as the official SDK."""
+    """An emulator served from its own thread and loop, for synchronous clients such as the official SDK: one
+    account's world (`emulator`), or several accounts behind one endpoint (an `Estate`: `estate_emulator`)."""
 
-    def __init__(self, world: emu.World, ssl_context: Any = None) -> None:
-        self.world = world
+    def __init__(self, world: emu.World | emu.Estate, ssl_context: Any = None) -> None:
+        #: the estate served (None: one account); `world` is then its first account's
+        self.estate = world if isinstance(world, emu.Estate) else None
+        self.world = world if isinstance(world, emu.World) else next(iter(world.accounts.values()))
         self.ssl_context = ssl_context
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self.base_url = ""
         self.emulator: emu.Emulator | None = None
+        self.estate_emulator: emu.EstateEmulator | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -52,6 +56,12 @@ class ThreadedEmulator:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
+        if self.estate is not None:
+            async with emu.serve_estate(self.estate, ssl_context=self.ssl_context) as (url, served):
+                self.base_url, self.estate_emulator = url, served
+                self._ready.set()
+                await self._stop.wait()
+            return
         async with emu.serve(self.world, ssl_context=self.ssl_context) as (url, emulator):
             self.base_url, self.emulator = url, emulator
             self._ready.set()

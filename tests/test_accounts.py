@@ -5,10 +5,8 @@ that tells them apart by SecretId (`batchcert.emulator.accounts`), the profiles 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,45 +18,10 @@ from batchcert.errors import CredentialsError
 from batchcert.model import Outcome
 from batchcert.settings import SettingFlags
 from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping
-from tests.conftest import write_mapping
+from tests.conftest import ThreadedEmulator, write_mapping
 from tests.worlds import accounts_world, one_row_listeners
 
 HEADER = ("ListenerId", "Domain", "CertificateId", "Profile")
-
-
-class ThreadedEstate:
-    """Several accounts on one loopback endpoint, served from a thread of their own."""
-
-    def __init__(self, estate: emu.Estate) -> None:
-        self.estate = estate
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self.base_url = ""
-        self.served: emu.EstateEmulator | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self._serve())
-        self.loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        async with emu.serve_estate(self.estate) as (url, served):
-            self.base_url, self.served = url, served
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> ThreadedEstate:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._stop is not None
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
 
 
 def credentials_file(home: Path, sections: dict[str, tuple[str, str]]) -> None:
@@ -100,7 +63,7 @@ def report(run_dir: Path, name: str = "report.csv") -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def run(server: ThreadedEstate, mapping: Path, out: Path, **request: Any) -> Any:
+def run(server: ThreadedEmulator, mapping: Path, out: Path, **request: Any) -> Any:
     flags = SettingFlags(endpoint=server.base_url, timeout_s=2)
     return run_mapping(RunRequest(mapping=mapping, out=out, settings=flags, **request))
 
@@ -109,10 +72,10 @@ def test_each_account_is_changed_with_its_own_credential_and_the_outputs_say_whi
     estate, rows = two_accounts(6)
     credentials_file(home, sections_of(estate))
     mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
-    with ThreadedEstate(estate) as server:
+    with ThreadedEmulator(estate) as server:
         summary = run(server, mapping, tmp_path / "run")
-        assert server.served is not None
-        ledger = server.served.ledger
+        assert server.estate_emulator is not None
+        ledger = server.estate_emulator.ledger
     assert summary.counts[Outcome.SUCCEEDED] == 12
     # every change applied once, in its own account, signed with that account's SecretId
     assert Counter(e.account for e in ledger) == {"prod": 6, "staging": 6}
@@ -139,7 +102,7 @@ def test_the_rollback_of_several_accounts_restores_each_in_its_own_account(tmp_p
     credentials_file(home, sections_of(estate))
     before = {name: json.dumps(world.to_dict()["listeners"], sort_keys=True) for name, world in estate.accounts.items()}
     mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
-    with ThreadedEstate(estate) as server:
+    with ThreadedEmulator(estate) as server:
         run(server, mapping, tmp_path / "run")
         changed = run(server, tmp_path / "run" / "rollback.csv", tmp_path / "undo")
     assert changed.counts[Outcome.SUCCEEDED] == 6
@@ -153,7 +116,7 @@ def test_a_revoked_key_stops_its_account_and_not_the_other_and_a_rerun_finishes_
     good = sections["staging"]
     credentials_file(home, sections | {"staging": ("AKIDrevoked000000000000000000000000", "not-a-key")})
     mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
-    with ThreadedEstate(estate) as server:
+    with ThreadedEmulator(estate) as server:
         summary = run(server, mapping, tmp_path / "run")
         lines = report(tmp_path / "run")
         by_profile: dict[str, Counter[str]] = {"prod": Counter(), "staging": Counter()}
@@ -166,8 +129,8 @@ def test_a_revoked_key_stops_its_account_and_not_the_other_and_a_rerun_finishes_
         # the key is fixed: the rerun sends only the stopped account's rows
         credentials_file(home, sections | {"staging": good})
         again = rerun_run(RerunRequest(run_dir=tmp_path / "run"))
-        assert server.served is not None
-        ledger = server.served.ledger
+        assert server.estate_emulator is not None
+        ledger = server.estate_emulator.ledger
     assert again.counts[Outcome.SUCCEEDED] == 10
     assert Counter(e.account for e in ledger) == {"prod": 5, "staging": 5}
 
@@ -178,7 +141,7 @@ def test_a_row_naming_a_profile_that_does_not_exist_is_invalid_and_the_others_ar
     estate, rows = two_accounts(2)
     credentials_file(home, {"prod": sections_of(estate)["prod"]})
     mapping = write_mapping(tmp_path / "m.csv", [r for r in rows if r[3] == "prod"] + [rows[-1]], HEADER)
-    with ThreadedEstate(estate) as server:
+    with ThreadedEmulator(estate) as server:
         run(server, mapping, tmp_path / "run")
     lines = report(tmp_path / "run")
     assert [line["outcome"] for line in lines] == ["succeeded", "succeeded", "invalid"]
@@ -200,7 +163,7 @@ def test_rows_without_a_profile_use_the_run_profile_and_a_listener_in_two_profil
         ("listener-shared0001", "y.example.com", rows[0][2], "staging"),
     ]
     mapping = write_mapping(tmp_path / "m.csv", mapped, ("ListenerId", "Domain", "CertificateId", "账号"))
-    with ThreadedEstate(estate) as server:
+    with ThreadedEmulator(estate) as server:
         run(server, mapping, tmp_path / "run", profile="prod")
     lines = report(tmp_path / "run")
     assert [line["profile"] for line in lines] == ["prod", "prod", "staging", "prod", "staging"]
@@ -215,13 +178,13 @@ def test_a_rerun_without_credentials_for_an_account_stops_before_sending(tmp_pat
     prod = sections_of(estate)["prod"]
     credentials_file(home, {"prod": prod, "staging": ("AKIDrevoked000000000000000000000000", "not-a-key")})
     mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
-    with ThreadedEstate(estate) as server:
+    with ThreadedEmulator(estate) as server:
         run(server, mapping, tmp_path / "run")
         credentials_file(home, {"prod": prod})  # the staging profile is gone
         with pytest.raises(CredentialsError, match="profile 'staging' not found"):
             rerun_run(RerunRequest(run_dir=tmp_path / "run"))
-        assert server.served is not None
-        assert Counter(e.account for e in server.served.ledger) == {"prod": 2}
+        assert server.estate_emulator is not None
+        assert Counter(e.account for e in server.estate_emulator.ledger) == {"prod": 2}
 
 
 def test_a_rehearsal_builds_a_world_per_account_and_its_rollback_runs_in_the_saved_worlds(tmp_path: Path) -> None:
@@ -266,10 +229,10 @@ def test_a_profile_that_names_a_role_signs_its_rows_with_the_role_keys(
             )
         )
         mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
-        with ThreadedEstate(estate) as server:
+        with ThreadedEmulator(estate) as server:
             summary = run(server, mapping, tmp_path / "run")
-            assert server.served is not None
-            ledger = server.served.ledger
+            assert server.estate_emulator is not None
+            ledger = server.estate_emulator.ledger
     finally:
         sts.close()
     assert summary.counts[Outcome.SUCCEEDED] == 6
@@ -297,3 +260,21 @@ def test_a_profile_section_may_name_the_instance_role_without_keys(home: Path) -
     (folder / "credentials").write_text("[ops]\nrole_arn = qcs::cam::uin/1:roleName/x\n")
     with pytest.raises(CredentialsError, match="base keys role_arn is assumed with"):
         find_static_credentials("ops", environ={}, home=home)
+
+
+def test_the_emulator_command_serves_an_account_per_profile_of_a_mapping(tmp_path: Path) -> None:
+    from batchcert.model import MappingSource
+    from batchcert.workflow import emulator_credentials, world_from_mapping
+
+    rows = [
+        ("listener-aaaa0001", "a.example.com", "cert-aaaa0001", "prod"),
+        ("listener-bbbb0001", "b.example.com", "cert-bbbb0001", ""),
+    ]
+    built = world_from_mapping(MappingSource(write_mapping(tmp_path / "m.csv", rows, HEADER)))
+    assert isinstance(built, emu.Estate)
+    assert list(built.accounts) == ["prod", "default"]
+    assert list(built.accounts["prod"].listeners) == ["listener-aaaa0001"]
+    keys = emulator_credentials(built)
+    assert list(keys) == ["prod", "default"] and keys["prod"][0] != keys["default"][0]
+    one = world_from_mapping(MappingSource(write_mapping(tmp_path / "one.csv", [r[:3] for r in rows])))
+    assert isinstance(one, emu.World) and list(emulator_credentials(one)) == [""]

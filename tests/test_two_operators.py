@@ -245,10 +245,27 @@ def test_a_journal_of_schema_1_is_brought_up_to_date(tmp_path: Path) -> None:
         db.execute("ALTER TABLE sessions DROP COLUMN secret_id_masked")
         db.execute("UPDATE facts SET value = '1' WHERE key = 'schema_version'")
     with open_journal(run_dir) as journal:
-        assert journal.facts()["schema_version"] == SCHEMA_VERSION == "4"
+        assert journal.facts()["schema_version"] == SCHEMA_VERSION == "5"
         assert [row.domain for row in journal.rows()] == ["a.example.com"]
         assert journal.rows()[0].expected is None
         assert journal.sessions()[0]["operator"] == ""
+
+
+def test_a_journal_of_schema_4_gains_the_rows_profile_and_the_session_accounts(tmp_path: Path) -> None:
+    """Schema 5 stores each row's profile and the accounts each session signed for: a journal written before it
+    opens with every row of the default credentials ("") and its sessions without accounts, and `report` reads it."""
+    run_dir = small_journal(tmp_path)
+    with sqlite3.connect(run_dir / JOURNAL_NAME) as db:
+        db.execute("ALTER TABLE rows DROP COLUMN profile")
+        db.execute("DROP TABLE session_accounts")
+        db.execute("UPDATE facts SET value = '4' WHERE key = 'schema_version'")
+    code, output = invoke("report", str(run_dir), home=tmp_path)
+    assert code == 0, output
+    with open_journal(run_dir) as journal:
+        assert journal.facts()["schema_version"] == SCHEMA_VERSION
+        assert [row.profile for row in journal.rows()] == [""]
+        assert journal.sessions()[0]["accounts"] == []
+        assert journal.unverified_listeners("") == journal.unverified_listeners()
 
 
 def test_a_journal_of_schema_2_keeps_its_rows_confirmed_by_read_back(tmp_path: Path) -> None:

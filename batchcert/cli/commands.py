@@ -317,7 +317,13 @@ def inventory(
     endpoint: EndpointOpt = None,
     rate: RateOpt = None,
     timeout: TimeoutOpt = None,
-    profile: ProfileOpt = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile",
+            help="Credential profile (repeatable: several accounts into one inventory, a profile column on every line).",
+        ),
+    ] = None,
     ca_bundle: CaBundleOpt = None,
     emulator: Annotated[bool, typer.Option("--emulator", help="Read an in-process emulator (with --world).")] = False,
     world: Annotated[Path | None, typer.Option(help="Emulator world file to read (implies --emulator).")] = None,
@@ -332,20 +338,21 @@ def inventory(
     _verbose: VerboseOpt = False,
 ) -> None:
     """List every HTTPS listener and domain with the certificates it uses (inventory.csv, inventory.xlsx); with
-    --replace OLD=NEW, also the mapping that rotates OLD out everywhere. A connection it may not search is named (on
-    stderr, in inventory.csv and in the summary) and the others are read: exit 1."""
+    --replace OLD=NEW, also the mapping that rotates OLD out everywhere. With --profile given more than once, every
+    account is read into one inventory (and one mapping, with a Profile column). A connection it may not search is
+    named (on stderr, in inventory.csv and in the summary) and the others are read: exit 1."""
     from batchcert.workflow import InventoryRequest, take_inventory
 
     request = InventoryRequest(
         out=out_dir,
         settings=SettingFlags(endpoint, rate, timeout, ca_bundle=ca_bundle),
-        profile=profile,
+        profiles=tuple(profile or ()),
         rehearsal=emulator or world is not None,
         world=world,
         replace=tuple(replace or ()),
     )
     found = _attempt(lambda: take_inventory(request, reading_steps()))
-    print_inventory(found, world, endpoint, profile)
+    print_inventory(found, world, endpoint, request.profiles)
     if found.not_searched:
         raise typer.Exit(ExitCode.ROWS_NOT_DONE)
 
@@ -409,7 +416,7 @@ def emulator_command(
 ) -> None:
     """Serve the GAAP emulator on 127.0.0.1 until Ctrl-C."""
     from batchcert.model import MappingSource
-    from batchcert.workflow import load_world, serve_emulator, world_from_mapping
+    from batchcert.workflow import emulator_credentials, load_world, serve_emulator, world_from_mapping
 
     if (world is None) == (from_mapping is None):
         err.print("error: give exactly one of --world FILE or --from-mapping MAPPING")
@@ -417,7 +424,7 @@ def emulator_command(
     served = _attempt(
         lambda: load_world(world) if world is not None else world_from_mapping(MappingSource(from_mapping))  # type: ignore[arg-type]
     )
-    serve_emulator(served, port, lambda url: print_emulator_ready(served.credentials, url))
+    serve_emulator(served, port, lambda url: print_emulator_ready(emulator_credentials(served), url))
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import typer
@@ -228,9 +228,10 @@ def print_probe(found: ProbeResult) -> None:
     out.print(f"Report: {found.path}", highlight=False, markup=False)
 
 
-def print_inventory(found: InventoryResult, world: Path | None, endpoint: str | None, profile: str | None) -> None:
-    """`inventory`'s answer: what it could not search, what it found, the rotation, the files, the next commands
-    (aimed at the estate it read: `world`, `endpoint`, `profile` as given) and, when incomplete, what to do."""
+def print_inventory(found: InventoryResult, world: Path | None, endpoint: str | None, profiles: Sequence[str]) -> None:
+    """`inventory`'s answer: what it could not search, what it found (in every account it read), the rotation, the
+    files, the next commands (aimed at the estate it read: `world`, `endpoint`, the `profiles` given — several are
+    named by mapping.csv's Profile column instead) and, when incomplete, what to do."""
     holes = found.not_searched
     for hole in holes:
         err.print(
@@ -240,9 +241,12 @@ def print_inventory(found: InventoryResult, world: Path | None, endpoint: str | 
         )
     connections = len({(hole.scope, hole.connection_id) for hole in holes})
     missing = f" — {connections} connection(s) not searched" if holes else ""
+    accounts = f" in {len(found.profiles)} accounts ({', '.join(found.profiles)})" if found.profiles else ""
     out.print(
-        f"{found.listeners} HTTPS listener(s), {found.domains} domain(s), {found.certificates} certificate(s){missing}",
+        f"{found.listeners} HTTPS listener(s), {found.domains} domain(s), {found.certificates} certificate(s)"
+        f"{accounts}{missing}",
         highlight=False,
+        markup=False,
     )
     named = ", ".join(str(hole) for hole in holes)
     if found.rotation is not None:
@@ -259,6 +263,8 @@ def print_inventory(found: InventoryResult, world: Path | None, endpoint: str | 
     if found.rotation is not None and found.rotation.lines:
         # the next commands read the same estate the inventory read: its world, endpoint and profile
         where = [str(found.files[-1])]
+        # one account's profile is the mapping's; several accounts' are each line's own (its Profile column)
+        profile = profiles[0] if profiles and not found.profiles else None
         for flag, value in (("--world", world), ("--endpoint", endpoint), ("--profile", profile)):
             if value is not None:
                 where += [flag, str(value)]
@@ -275,12 +281,27 @@ def print_inventory(found: InventoryResult, world: Path | None, endpoint: str | 
         )
 
 
-def print_emulator_ready(credentials: dict[str, str], url: str) -> None:
-    """Where the emulator listens, and how to aim batchcert at it: the first of `credentials` (the world's)."""
-    secret_id, secret_key = next(iter(credentials.items()))
+def print_emulator_ready(credentials: dict[str, tuple[str, str]], url: str) -> None:
+    """Where the emulator listens, and how to aim batchcert at it: each account's credential (account "" for a
+    one-account world: the variables; else a credentials-file section per account, for a Profile column)."""
     out.print(f"GAAP emulator listening on {url}", highlight=False)
+    if list(credentials) == [""]:
+        secret_id, secret_key = credentials[""]
+        out.print(
+            f"  export TENCENTCLOUD_SECRET_ID={secret_id} TENCENTCLOUD_SECRET_KEY={secret_key}",
+            highlight=False,
+        )
+        out.print(f"  batchcert run MAPPING --endpoint {url}", highlight=False)
+        return
+    for account, (secret_id, secret_key) in credentials.items():
+        out.print(
+            f"  account {account}: export TENCENTCLOUD_SECRET_ID={secret_id} TENCENTCLOUD_SECRET_KEY={secret_key}",
+            highlight=False,
+            markup=False,
+        )
+    out.print("  ~/.tencentcloud/credentials, a section per account:", highlight=False)
+    for account, (secret_id, secret_key) in credentials.items():
+        out.print(f"    [{account}] secret_id = {secret_id}  secret_key = {secret_key}", highlight=False, markup=False)
     out.print(
-        f"  export TENCENTCLOUD_SECRET_ID={secret_id} TENCENTCLOUD_SECRET_KEY={secret_key}",
-        highlight=False,
+        f"  batchcert run MAPPING --endpoint {url}   (a Profile column names each row's account)", highlight=False
     )
-    out.print(f"  batchcert run MAPPING --endpoint {url}", highlight=False)

@@ -25,6 +25,7 @@ Modules:
 """
 
 from batchcert.workflow.commands import (
+    emulator_credentials,
     load_world,
     plan_mapping,
     probe_places,
@@ -50,6 +51,7 @@ __all__ = [
     "RerunRequest",
     "RunRequest",
     "RunSummary",
+    "emulator_credentials",
     "load_world",
     "plan_mapping",
     "probe_places",

@@ -8,24 +8,47 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batchcert.inventory import Estate, StepFn, not_searched_advice, parse_replacement, plan_rotation, read_estate
+from batchcert.errors import CredentialsError, SettingsError
+from batchcert.inventory import (
+    Estate,
+    InventoryError,
+    Replacement,
+    StepFn,
+    not_searched_advice,
+    parse_replacement,
+    plan_account_rotations,
+    plan_rotation,
+    read_estate,
+    total_rotation,
+)
 from batchcert.journal import read_journal
 from batchcert.live.state import PlanLine, count_plan_actions, plan_every_row
-from batchcert.mapping import is_inventory, read_inventory_targets, read_mapping
+from batchcert.mapping import PROFILE, is_inventory, read_inventory_targets, read_mapping
 from batchcert.model import SCOPE_LISTENER, Mapping, MappingSource, ProbeTarget, Row, ServedCheck
 from batchcert.report import Reports, write_inventory, write_plan, write_probe, write_reports, write_rotation
+from batchcert.report.inventory_files import write_account_inventory, write_account_rotation
 from batchcert.runner import plan_rows, probe_targets
 from batchcert.schedule import Sleeper
-from batchcert.settings import resolve_settings
-from batchcert.workflow.rehearsal import estate_world
+from batchcert.settings import RunSettings, resolve_settings
+from batchcert.workflow.rehearsal import estate_world, load_accounts
 from batchcert.workflow.requests import InventoryRequest, PlanRequest, ProbeRequest
 from batchcert.workflow.results import InventoryResult, PlanResult, ProbeResult
 from batchcert.workflow.run_dir import default_run_dir, remove_temps_of_killed_writes
-from batchcert.workflow.target import Target, Targets, build_reader, choose_mapping_targets, choose_target, connect
+from batchcert.workflow.target import (
+    Target,
+    Targets,
+    build_reader,
+    choose_mapping_targets,
+    choose_target,
+    choose_targets,
+    connect,
+    missing_profile,
+)
 
 if TYPE_CHECKING:
     from batchcert import emulator
@@ -51,7 +74,7 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     out_dir = request.out or default_run_dir(
         request.reports_root, request.mapping.with_name(request.mapping.stem + "-plan")
     )
-    path = write_plan(out_dir, lines)
+    path = write_plan(out_dir, lines, PROFILE in mapping.column_of or len(targets.by_profile) > 1)
     return PlanResult(lines, count_plan_actions(lines), path, mapping.notes, len(mapping.duplicate_of))
 
 
@@ -72,22 +95,21 @@ async def _plan(rows: list[Row], target: Target) -> list[PlanLine]:
 
 def take_inventory(request: InventoryRequest, on_step: StepFn | None = None) -> InventoryResult:
     """Read every connection, HTTPS listener, domain and certificate (under the rate ceiling, with retries), write
-    inventory.csv/xlsx, and with `replace` the mapping that moves every use of OLD to NEW. Raises BatchcertError
-    (exit 2) when the estate cannot be read whole, or a NEW does not exist or has the wrong type — before writing
-    anything."""
+    inventory.csv/xlsx, and with `replace` the mapping that moves every use of OLD to NEW. With two or more
+    profiles, every account is read at once, each through its own credential, and one inventory (and one mapping)
+    names the profile of every line. Raises BatchcertError (exit 2) when a profile does not exist, an estate cannot
+    be read whole, or a NEW does not exist or has the wrong type — before writing anything."""
     replacements = [parse_replacement(text) for text in request.replace]
-    rehearsal = request.rehearsal or request.world is not None
-    target = choose_target(
-        resolve_settings(request.settings, rehearsal), request.profile, lambda: estate_world(request.world)
-    )
-
-    async def read() -> Estate:
-        async with connect(target) as (client, quota):
-            return await read_estate(build_reader(client, quota, target), on_step)
-
-    estate = asyncio.run(read())
+    settings = resolve_settings(request.settings, request.rehearsal or request.world is not None)
+    profiles = list(dict.fromkeys(request.profiles))
+    if len(profiles) > 1:
+        targets = _inventory_targets(settings, profiles, request.world)
+        return _take_account_inventories(targets, replacements, request, on_step)
+    profile = profiles[0] if profiles else None
+    target = choose_target(settings, profile, lambda: _inventory_worlds(request.world, [profile or ""])[profile or ""])
+    estate = asyncio.run(_read_estate(target, on_step))
     rotation = plan_rotation(estate, replacements) if replacements else None
-    out_dir = request.out or request.reports_root / f"{datetime.now(tz=UTC).strftime('%Y%m%dT%H%M%SZ')}-inventory"
+    out_dir = _inventory_dir(request)
     files: tuple[Path, ...] = write_inventory(
         out_dir, estate.places, estate.certificates, time.time(), estate.not_searched
     )
@@ -103,6 +125,104 @@ def take_inventory(request: InventoryRequest, on_step: StepFn | None = None) -> 
         estate.not_searched,
         not_searched_advice(estate.not_searched),
     )
+
+
+def _inventory_dir(request: InventoryRequest) -> Path:
+    return request.out or request.reports_root / f"{datetime.now(tz=UTC).strftime('%Y%m%dT%H%M%SZ')}-inventory"
+
+
+def _take_account_inventories(
+    targets: Targets, replacements: list[Replacement], request: InventoryRequest, on_step: StepFn | None
+) -> InventoryResult:
+    """`take_inventory` of several accounts: every estate read at once, the rotation planned in each account, then
+    one inventory (and one mapping) with the profile of every line."""
+    estates = asyncio.run(_read_estates(targets, on_step))
+    rotations = plan_account_rotations(estates, replacements) if replacements else None
+    out_dir = _inventory_dir(request)
+    files: tuple[Path, ...] = write_account_inventory(out_dir, estates, time.time())
+    if rotations is not None:
+        files += (write_account_rotation(out_dir, {p: r.lines for p, r in rotations.items()}),)
+    places = [place for estate in estates.values() for place in estate.places]
+    holes = tuple(hole for estate in estates.values() for hole in estate.not_searched)
+    listeners = sum(1 for p in places if p.scope == SCOPE_LISTENER)
+    return InventoryResult(
+        listeners,
+        len(places) - listeners,
+        sum(len(estate.certificates) for estate in estates.values()),
+        total_rotation(rotations.values()) if rotations is not None else None,
+        files,
+        holes,
+        not_searched_advice(holes),
+        tuple(estates),
+    )
+
+
+def _inventory_targets(settings: RunSettings, profiles: list[str], world: Path | None) -> Targets:
+    """A target per profile, every one checked before anything is read: for a rehearsal, the world file's account
+    of that name; live, the profile's credentials — its own keys alone (a role ARN in the environment names one
+    account's role, not one for each profile). Raises SettingsError or CredentialsError saying what to do."""
+    if "" in profiles:
+        raise SettingsError("--profile '' names no profile — give each account's profile name, or drop the empty one")
+    if settings.rehearsal:
+        worlds = _inventory_worlds(world, profiles)
+        return choose_targets(settings, profiles, "", worlds.__getitem__)
+    missing = [reason for profile in profiles if (reason := missing_profile(profile)) is not None]
+    if missing:
+        # missing_profile speaks of a mapping's cell; here the profile came from the command line
+        reasons = [reason.removesuffix(", or correct the cell") + ", or correct --profile" for reason in missing]
+        raise CredentialsError("; ".join(reasons))
+    return choose_targets(settings, profiles, "")
+
+
+def _inventory_worlds(world: Path | None, profiles: list[str]) -> dict[str, emulator.World]:
+    """The world a rehearsal reads for each profile ("": none given): a one-account world file serves one profile,
+    whichever it is; a world file of several accounts serves each profile its account of that name. Raises
+    SettingsError when there is no world file, or it has no account for a profile."""
+    if world is None:
+        return {profiles[0]: estate_world(world)}  # it raises: there are no rows to build the estate from
+    accounts = load_accounts(world)
+    if list(accounts) == [""]:
+        if len(profiles) > 1:
+            raise SettingsError(
+                f"{world} holds one account, and profiles {', '.join(profiles)} were given — to read several accounts "
+                'give it an `accounts` section with an account for each profile ({"accounts": {"<profile>": <world>, '
+                "…}}), or give one --profile"
+            )
+        return {profiles[0]: accounts[""]}
+    absent = [profile for profile in profiles if profile not in accounts]
+    if absent:
+        what = "no --profile was given" if absent == [""] else f"it has no account {', '.join(map(repr, absent))}"
+        raise SettingsError(
+            f"{world} is a world of several accounts and {what} (its accounts: {', '.join(map(repr, accounts))}) — "
+            "give --profile NAME for each account to read"
+        )
+    return {profile: accounts[profile] for profile in profiles}
+
+
+async def _read_estate(target: Target, on_step: StepFn | None) -> Estate:
+    async with connect(target) as (client, quota):
+        return await read_estate(build_reader(client, quota, target), on_step)
+
+
+async def _read_estates(targets: Targets, on_step: StepFn | None) -> dict[str, Estate]:
+    """Every account's estate (by profile, in order), read at once, each through its own client and quota; what
+    could not be searched says its profile. An account's InventoryError is raised naming its profile."""
+
+    async def read(profile: str, target: Target) -> Estate:
+        step = None if on_step is None else _step_of(profile, on_step)
+        try:
+            estate = await _read_estate(target, step)
+        except InventoryError as exc:
+            raise InventoryError(f"profile {profile}: {exc}") from None
+        return replace(estate, not_searched=tuple(replace(h, profile=profile) for h in estate.not_searched))
+
+    estates = await asyncio.gather(*(read(profile, target) for profile, target in targets.by_profile.items()))
+    return dict(zip(targets.by_profile, estates, strict=True))
+
+
+def _step_of(profile: str, on_step: StepFn) -> StepFn:
+    """`on_step` for one account's read: what is read names the profile (the accounts' reads interleave)."""
+    return lambda what, done, total: on_step(f"{what} of profile {profile}", done, total)
 
 
 def probe_places(request: ProbeRequest) -> ProbeResult:
@@ -157,31 +277,66 @@ def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:
         return write_reports(journal, out or run_dir, notes)
 
 
-def load_world(path: Path) -> emulator.World:
-    """The world in a world file (see batchcert.emulator)."""
+def load_world(path: Path) -> emulator.World | emulator.Estate:
+    """The world in a world file — one account's, or several accounts' (see batchcert.emulator)."""
     from batchcert import emulator
 
-    return emulator.load_world(path)
+    return emulator.load_estate(path)
 
 
-def world_from_mapping(source: MappingSource) -> emulator.World:
-    """A world in which every valid row of the mapping would succeed."""
+def emulator_credentials(world: emulator.World | emulator.Estate) -> dict[str, tuple[str, str]]:
+    """What each account of `world` signs with: (SecretId, SecretKey) by account name, "" for a one-account world."""
     from batchcert import emulator
 
-    return emulator.world_for_rows(validate_mapping(source).valid_rows())
+    if isinstance(world, emulator.Estate):
+        return {
+            name: (found.secret_id, found.secret_key)
+            for name in world.accounts
+            if (found := world.credentials_of(name))
+        }
+    return {"": next(iter(world.credentials.items()))}
 
 
-def serve_emulator(world: emulator.World, port: int, on_ready: Callable[[str], None], host: str = "127.0.0.1") -> None:
-    """Serve `world` on host:port until interrupted; `on_ready(url)` is called once listening."""
+def world_from_mapping(source: MappingSource) -> emulator.World | emulator.Estate:
+    """A world in which every valid row of the mapping would succeed: one account's, or — when the rows name
+    profiles — an account per profile (rows naming none in an account called "default")."""
+    from batchcert import emulator
+
+    rows = validate_mapping(source).valid_rows()
+    if not any(row.profile for row in rows):
+        return emulator.world_for_rows(rows)
+    by_account: dict[str, list[Row]] = {}
+    for row in rows:
+        by_account.setdefault(row.profile or "default", []).append(row)
+    return emulator.Estate(
+        {
+            name: emulator.world_for_rows(group, credentials=dict([emulator.account_credential(name)]))
+            for name, group in by_account.items()
+        }
+    )
+
+
+def serve_emulator(
+    world: emulator.World | emulator.Estate, port: int, on_ready: Callable[[str], None], host: str = "127.0.0.1"
+) -> None:
+    """Serve `world` (one account, or several behind one endpoint) on host:port until interrupted; `on_ready(url)` is
+    called once listening."""
     try:
         asyncio.run(_serve_forever(world, host, port, on_ready))
     except KeyboardInterrupt:
         return
 
 
-async def _serve_forever(world: emulator.World, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+async def _serve_forever(
+    world: emulator.World | emulator.Estate, host: str, port: int, on_ready: Callable[[str], None]
+) -> None:
     from batchcert import emulator
 
-    async with emulator.serve(world, host, port) as (url, _):
+    served = (
+        emulator.serve_estate(world, host, port)
+        if isinstance(world, emulator.Estate)
+        else emulator.serve(world, host, port)
+    )
+    async with served as (url, _):
         on_ready(url)
         await asyncio.Event().wait()

@@ -58,11 +58,12 @@ class RerunRequest:
 
 @dataclass(frozen=True)
 class InventoryRequest:
-    """`batchcert inventory`: read the estate; with `replace` (OLD=NEW texts) also write the rotation mapping."""
+    """`batchcert inventory`: read the estate; with `replace` (OLD=NEW texts) also write the rotation mapping. With
+    two or more `profiles` it reads every one of those accounts into one inventory (none: the default credentials)."""
 
     out: Path | None = None
     settings: SettingFlags = field(default_factory=SettingFlags)
-    profile: str | None = None
+    profiles: tuple[str, ...] = ()
     rehearsal: bool = False
     world: Path | None = None
     reports_root: Path = Path("reports")

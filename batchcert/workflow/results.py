@@ -97,6 +97,9 @@ class InventoryResult:
     #: connections (or listeners) it could not search, named in inventory.csv; and what to do about them
     not_searched: tuple[NotSearched, ...] = ()
     advice: str = ""
+    #: the accounts it read when they were several (by profile, in order; the counts and the rotation are their
+    #: sums); empty when it read one
+    profiles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
