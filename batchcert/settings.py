@@ -215,12 +215,21 @@ def resolve_settings(
 class ProfileRole:
     """A role a profile of `~/.tencentcloud/credentials` signs with instead of its own keys (README, "Credentials"):
     `role_arn` (with `role_session_name`) is assumed with the section's keys as the base — one base key reaching a
-    role in each customer account; `cam_role_name` is the instance role (the section needs no keys then; "auto" asks
-    the metadata service for the role's name)."""
+    role in each customer account — or, with `web_identity_token_file`, `provider_id` and `region`, through OIDC web
+    identity (no keys); `cam_role_name` is the instance role (no keys; "auto" asks the metadata service for the
+    role's name)."""
 
     role_arn: str = ""
     session_name: str = ""
     cam_role_name: str = ""
+    web_identity_token_file: str = ""
+    provider_id: str = ""
+    region: str = ""
+
+    @property
+    def needs_keys(self) -> bool:
+        """Only an assumed role signs its STS call with the section's keys."""
+        return bool(self.role_arn) and not self.web_identity_token_file
 
 
 @dataclass(frozen=True)
@@ -259,21 +268,25 @@ def _from_ini(path: Path, profile: str) -> tuple[Credentials, ProfileRole | None
         return None
     section = parser[profile]
     secret_id, secret_key = section.get("secret_id", "").strip(), section.get("secret_key", "").strip()
-    role = ProfileRole(
-        section.get("role_arn", "").strip(),
-        section.get("role_session_name", "").strip(),
-        section.get("cam_role_name", "").strip(),
-    )
-    if role.role_arn and role.cam_role_name:
-        raise CredentialsError(f"{path} [{profile}] has both role_arn and cam_role_name — keep the one it signs with")
+    role = ProfileRole(*(section.get(key, "").strip() for key in _ROLE_KEYS))
+    if role.cam_role_name and (role.role_arn or role.web_identity_token_file):
+        raise CredentialsError(f"{path} [{profile}] names cam_role_name and another role — keep the one it signs with")
+    oidc = {key: section.get(key, "").strip() for key in ("web_identity_token_file", "provider_id", "region")}
+    if any(oidc.values()) and not (all(oidc.values()) and role.role_arn):
+        missing = [key for key in ("role_arn", *oidc) if not (role.role_arn if key == "role_arn" else oidc[key])]
+        raise CredentialsError(f"{path} [{profile}]: OIDC web identity needs {', '.join(missing)} too — add them")
     source = f"{path} [{profile}]"
-    if role.cam_role_name and not (secret_id or secret_key):
-        return Credentials("", "", source=source), role
+    named = role if role.role_arn or role.cam_role_name else None
+    if named is not None and not role.needs_keys and not (secret_id or secret_key):
+        return Credentials("", "", source=source), named
     if not secret_id or not secret_key:
-        needs = " (the base keys role_arn is assumed with)" if role.role_arn else ""
+        needs = " (the base keys role_arn is assumed with)" if role.needs_keys else ""
         raise CredentialsError(f"{path} [{profile}] lacks secret_id or secret_key{needs} — add both")
-    credentials = Credentials(secret_id, secret_key, section.get("token", "").strip(), source=source)
-    return credentials, (role if role.role_arn or role.cam_role_name else None)
+    return Credentials(secret_id, secret_key, section.get("token", "").strip(), source=source), named
+
+
+#: the keys of a credentials-file section that name a role, in `ProfileRole`'s order
+_ROLE_KEYS = ("role_arn", "role_session_name", "cam_role_name", "web_identity_token_file", "provider_id", "region")
 
 
 def _from_tccli(path: Path) -> Credentials | None:

@@ -166,3 +166,24 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "batchcert-state"
     monkeypatch.setenv("BATCHCERT_STATE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A HOME of its own and no credential in the environment: the profiles are what its credentials file says."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    for name in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
+
+
+def credentials_file(home: Path, sections: dict[str, tuple[str, str]]) -> None:
+    """`home`/.tencentcloud/credentials with a section per profile: (SecretId, SecretKey), owner-only."""
+    folder = home / ".tencentcloud"
+    folder.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"[{name}]\nsecret_id = {sid}\nsecret_key = {key}\n\n" for name, (sid, key) in sections.items())
+    path = folder / "credentials"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)

@@ -18,30 +18,10 @@ from batchcert.errors import CredentialsError
 from batchcert.model import Outcome
 from batchcert.settings import SettingFlags
 from batchcert.workflow import RerunRequest, RunRequest, rerun_run, run_mapping
-from tests.conftest import ThreadedEmulator, write_mapping
+from tests.conftest import ThreadedEmulator, credentials_file, write_mapping
 from tests.worlds import accounts_world, one_row_listeners
 
 HEADER = ("ListenerId", "Domain", "CertificateId", "Profile")
-
-
-def credentials_file(home: Path, sections: dict[str, tuple[str, str]]) -> None:
-    """~/.tencentcloud/credentials with a section per profile (owner-only, as the CLI writes it)."""
-    folder = home / ".tencentcloud"
-    folder.mkdir(parents=True, exist_ok=True)
-    text = "".join(f"[{name}]\nsecret_id = {sid}\nsecret_key = {key}\n\n" for name, (sid, key) in sections.items())
-    path = folder / "credentials"
-    path.write_text(text, encoding="utf-8")
-    path.chmod(0o600)
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("HOME", str(folder))
-    for name in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    return folder
 
 
 def two_accounts(rows_each: int) -> tuple[emu.Estate, list[tuple[str, str, str, str]]]:
@@ -245,7 +225,7 @@ def test_a_profile_that_names_a_role_signs_its_rows_with_the_role_keys(
     assert "assumed role" in next(a for a in accounts if a["profile"] == "staging")["credentials"]
 
 
-def test_a_profile_section_may_name_the_instance_role_without_keys(home: Path) -> None:
+def test_a_profile_section_may_name_the_instance_role_or_oidc_without_keys(home: Path) -> None:
     from batchcert.api import credentials as creds
     from batchcert.settings import ProfileRole, find_static_credentials
 
@@ -260,6 +240,18 @@ def test_a_profile_section_may_name_the_instance_role_without_keys(home: Path) -
     (folder / "credentials").write_text("[ops]\nrole_arn = qcs::cam::uin/1:roleName/x\n")
     with pytest.raises(CredentialsError, match="base keys role_arn is assumed with"):
         find_static_credentials("ops", environ={}, home=home)
+    # OIDC web identity by profile settings: no keys either
+    (folder / "credentials").write_text(
+        "[ci]\nrole_arn = qcs::cam::uin/1:roleName/ci\nweb_identity_token_file = ~/token\nprovider_id = p\n"
+        "region = ap-guangzhou\n"
+    )
+    found = find_static_credentials("ci", environ={}, home=home)
+    assert found is not None and found.role is not None and found.role.web_identity_token_file == "~/token"
+    oidc = creds.role_provider(found, {}, creds.RoleEndpoints("http://127.0.0.1:9", "http://127.0.0.1:9/"))
+    assert isinstance(oidc, creds.OidcRole) and "qcs::cam::uin/1:roleName/ci" in oidc.label
+    (folder / "credentials").write_text("[ci]\nrole_arn = qcs::cam::uin/1:roleName/ci\nprovider_id = p\n")
+    with pytest.raises(CredentialsError, match="OIDC web identity needs web_identity_token_file, region too"):
+        find_static_credentials("ci", environ={}, home=home)
 
 
 def test_the_emulator_command_serves_an_account_per_profile_of_a_mapping(tmp_path: Path) -> None:

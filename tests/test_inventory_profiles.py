@@ -25,7 +25,7 @@ from batchcert.mapping import is_inventory, read_inventory_targets
 from batchcert.model import Place, ProbeTarget
 from batchcert.report import REHEARSAL_WORLD_NAME
 from batchcert.workflow.rehearsal import load_accounts
-from tests.conftest import ThreadedEmulator
+from tests.conftest import ThreadedEmulator, credentials_file
 from tests.worlds import accounts_world
 
 OLD, NEW = "cert-old", "cert-new"
@@ -219,30 +219,12 @@ def test_an_account_whose_estate_cannot_be_read_stops_the_inventory_naming_it(tm
     assert not out.exists()
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A HOME of its own and no credential in the environment: the profiles are what the credentials file says."""
-    folder = tmp_path / "home"
-    folder.mkdir()
-    monkeypatch.setenv("HOME", str(folder))
-    for name in ("TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_KEY", "TENCENTCLOUD_ROLE_ARN"):
-        monkeypatch.delenv(name, raising=False)
-    return folder
-
-
 def live_estate(home: Path) -> emu.Estate:
     """The two accounts behind one endpoint, and ~/.tencentcloud/credentials with a section for each (owner-only)."""
     estate = emu.Estate.from_dict(two_accounts())
-    sections = {name: estate.credentials_of(name) for name in estate.accounts}
-    path = home / ".tencentcloud" / "credentials"
-    path.parent.mkdir(parents=True)
-    path.write_text(
-        "".join(
-            f"[{name}]\nsecret_id = {c.secret_id}\nsecret_key = {c.secret_key}\n\n" for name, c in sections.items()
-        ),
-        encoding="utf-8",
+    credentials_file(
+        home, {name: (c.secret_id, c.secret_key) for name in estate.accounts if (c := estate.credentials_of(name))}
     )
-    path.chmod(0o600)
     return estate
 
 

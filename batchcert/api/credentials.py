@@ -7,7 +7,8 @@ Lookup order (`find_credentials`), first match wins:
    `~/.tccli/NAME.credential`). Without a profile: `TENCENTCLOUD_SECRET_ID` / `TENCENTCLOUD_SECRET_KEY` (+ a session
    token), else the `[default]` profile, else tccli's `default` (`batchcert.settings.find_static_credentials`). A
    section of the INI file may name a role instead of signing with its keys (`batchcert.settings.ProfileRole`):
-   `role_arn` (+ `role_session_name`), assumed with the section's keys, or `cam_role_name`, the instance role.
+   `role_arn` (+ `role_session_name`), assumed with the section's keys, or with `web_identity_token_file`,
+   `provider_id` and `region` through OIDC; or `cam_role_name`, the instance role.
 2. An assumed role: when `TENCENTCLOUD_ROLE_ARN` is set, the keys of 1 are only the base that STS `AssumeRole` is
    called with (session name `TENCENTCLOUD_ROLE_SESSION_NAME`, default "batchcert"); requests are signed with the
    role's temporary keys — the variable names tccli documents (https://github.com/TencentCloud/tencentcloud-cli,
@@ -374,6 +375,15 @@ def role_provider(
         role = static.role
         if role.cam_role_name:
             return InstanceRole(None if role.cam_role_name == "auto" else role.cam_role_name, endpoints.metadata)
+        if role.web_identity_token_file:
+            return OidcRole(
+                role.region,
+                role.provider_id,
+                Path(role.web_identity_token_file).expanduser(),
+                role.role_arn,
+                role.session_name or session_name,
+                endpoints.sts,
+            )
         if static.credentials.token:
             raise CredentialsError(
                 f"{static.credentials.source}: role_arn needs long-term base keys, but the profile has a session token "

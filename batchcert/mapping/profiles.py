@@ -17,7 +17,11 @@ from batchcert.model import Mapping, Row
 def assign_profiles(mapping: Mapping, default_profile: str, refusal: Callable[[str], str | None]) -> Mapping:
     """`mapping` with every row's profile decided and the rows it makes invalid: `refusal(profile)` says why a
     profile cannot be used (it does not exist), or None. Asks once per distinct profile."""
-    rows = tuple(row if row.profile else replace(row, profile=default_profile) for row in mapping.rows)
+    rows = (
+        tuple(row if row.profile else replace(row, profile=default_profile) for row in mapping.rows)
+        if default_profile
+        else mapping.rows
+    )
     column = mapping.column_of.get(PROFILE, PROFILE)
     problems = dict(mapping.problems)
 

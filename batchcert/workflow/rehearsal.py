@@ -45,7 +45,10 @@ class RehearsalWorlds:
                 f"the world file holds one account, rehearsing profile {self._single[0]!r} — give it an `accounts` "
                 'section with an account for each profile (README, "Many accounts in one run")'
             )
-        return f"the world file has no account {profile!r} (its accounts: {', '.join(map(repr, self.worlds))})"
+        accounts = ", ".join(map(repr, self.worlds))
+        if not profile:
+            return f"the world file holds several accounts ({accounts}): name the row's account in a Profile column"
+        return f"the world file has no account {profile!r} (its accounts: {accounts})"
 
     def world_of(self, profile: str) -> emulator.World:
         return self.worlds[""] if list(self.worlds) == [""] else self.worlds[profile]

@@ -1,6 +1,6 @@
 """One sending session into an open journal (a `run`, or each `rerun`): recorded as it begins, the rows sent by a
-runner with progress and the stop signals handled, the rehearsal world saved, the journal's session closed and the
-reports written — summed up for the CLI."""
+runner per account (all at once) with progress and the stop signals handled, the rehearsal worlds saved, the
+journal's session closed and the reports written — summed up for the CLI."""
 
 from __future__ import annotations
 
@@ -168,12 +168,10 @@ async def _drive(
             except asyncio.CancelledError:
                 if not signals.interrupted:
                     raise
-        return _Drive(
-            _stop_reason(targets, [runner for runner, _quota, _rows in runners]), signals.interrupted, signals.first
-        )
+        return _Drive(_stop_reason([runner for runner, _quota, _rows in runners]), signals.interrupted, signals.first)
 
 
-def _stop_reason(targets: Targets, runners: list[Runner]) -> str:
+def _stop_reason(runners: list[Runner]) -> str:
     """Why the session stopped early ("" it did not): the one reason, or each stopped account's."""
     reasons = {runner.profile: runner.stop_reason for runner in runners if runner.stop_reason}
     if len(runners) == 1 or (len(set(reasons.values())) <= 1 and len(reasons) == len(runners)):

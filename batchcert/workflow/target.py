@@ -1,7 +1,8 @@
-"""Where a command sends, chosen once: the live endpoint with the operator's credentials (static keys, or a role whose
-temporary keys are refreshed: `api.credentials`), or for a rehearsal an in-process emulator serving a world
-(`workflow.rehearsal`) with a credential of its own; and, for the duration of a block, a client, a quota and a live
-reader aimed at it."""
+"""Where a command sends, chosen once per account (`Targets`: a `Target` per credential profile the rows name): the
+live endpoint with that profile's credentials (static keys, or a role whose temporary keys are refreshed:
+`api.credentials`), or for a rehearsal an in-process emulator serving the account's world (`workflow.rehearsal`) with
+a credential of its own; which rows cannot be sent because their profile does not exist; and, for the duration of a
+block, a client, a quota and a live reader aimed at one target."""
 
 from __future__ import annotations
 
