@@ -270,3 +270,14 @@ def test_the_emulator_command_serves_an_account_per_profile_of_a_mapping(tmp_pat
     assert list(keys) == ["prod", "default"] and keys["prod"][0] != keys["default"][0]
     one = world_from_mapping(MappingSource(write_mapping(tmp_path / "one.csv", [r[:3] for r in rows])))
     assert isinstance(one, emu.World) and list(emulator_credentials(one)) == [""]
+
+
+def test_the_two_account_demo_mapping_rehearses_each_account(tmp_path: Path) -> None:
+    """README: `batchcert run inputs/demo-accounts.csv --emulator --yes` (its column headed 账号)."""
+    demo = Path(__file__).resolve().parent.parent / "inputs" / "demo-accounts.csv"
+    summary = run_mapping(
+        RunRequest(mapping=demo, out=tmp_path / "run", settings=SettingFlags(timeout_s=2), rehearsal=True)
+    )
+    assert summary.counts[Outcome.SUCCEEDED] == 6
+    accounts = json.loads((tmp_path / "run" / "summary.json").read_text())["accounts"]
+    assert [(a["profile"], a["counts"]["succeeded"]) for a in accounts] == [("customer-a", 3), ("customer-b", 3)]
