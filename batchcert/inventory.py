@@ -33,7 +33,6 @@ from batchcert.api.vocabulary import (
     ACTION_DESCRIBE_PROXIES,
     ACTION_DESCRIBE_RULES,
     CERTIFICATE_TYPE_NAMES,
-    PAGE_LIMIT,
 )
 from batchcert.errors import BatchcertError
 from batchcert.live.certificates import CertificateInfo
@@ -289,35 +288,19 @@ def _refused_everywhere(holes: Sequence[NotSearched], asked: int, what: str) -> 
 async def _listing(
     reader: LiveReader, action: str, params: dict[str, Any], keys: Sequence[str], where: str = ""
 ) -> list[dict[str, Any]]:
-    """Every item of a paged listing: page after page until it holds `TotalCount` items (the latest page's). The
-    items are under the first of `keys` that a page fills (DescribeProxies: `ProxySet`, else the older
-    `InstanceSet`); an answer without TotalCount ends with its first short page. Raises _Refused for an error
-    answer (or none: the run stopped), InventoryError for a page that is empty before TotalCount (never a silent
-    end)."""
-    items: list[dict[str, Any]] = []
-    limit = PAGE_LIMIT[action]
-    while True:
-        page = {**params, "Offset": len(items), "Limit": limit}
-        result = await reader.call(action, page, 0.0, where, None)
-        if result is None or not result.ok:
-            raise _Refused(action, where, result)
-        answer = result.response
-        listed: list[dict[str, Any]] = next((list(answer[k]) for k in keys if answer.get(k)), [])
-        items += listed
-        total = answer.get("TotalCount")
-        if total is None:
-            if len(listed) < limit:  # no count to go by: a short page is the last (as the Terraform provider reads)
-                return items
-            continue
-        if len(items) >= int(total):
-            return items
-        if not listed:
-            of = f" of {where}" if where else ""
-            raise InventoryError(
-                f"{action}{of} answered an empty page at Offset {len(items)} although its TotalCount is {int(total)}: "
-                f"{len(items)} of {int(total)} read — the listing changed while it was read or the service pages "
-                "differently; run inventory again (an inventory with a hole would hide places a rotation must change)"
-            )
+    """Every item of a paged listing (`LiveReader.listing`). Raises _Refused for an error answer (or none: the run
+    stopped), InventoryError for a page that is empty before TotalCount (never a silent end)."""
+    listing = await reader.listing(action, params, keys, where)
+    if listing.failed:
+        raise _Refused(action, where, listing.answer)
+    if listing.short_of is not None:
+        of, read, total = f" of {where}" if where else "", len(listing.items), listing.short_of
+        raise InventoryError(
+            f"{action}{of} answered an empty page at Offset {read} although its TotalCount is {total}: {read} of "
+            f"{total} read — the listing changed while it was read or the service pages differently; run inventory "
+            "again (an inventory with a hole would hide places a rotation must change)"
+        )
+    return listing.items
 
 
 async def _listeners_of(reader: LiveReader, connection: Connection) -> list[dict[str, Any]] | NotSearched:

@@ -9,12 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from batchcert.api.vocabulary import (
-    ACTION_DESCRIBE_GROUPS,
-    ACTION_DESCRIBE_LISTENERS,
-    ACTION_DESCRIBE_PROXIES,
-    PAGE_LIMIT,
-)
+from batchcert.api.vocabulary import ACTION_DESCRIBE_GROUPS, ACTION_DESCRIBE_LISTENERS, ACTION_DESCRIBE_PROXIES
 from batchcert.live.probe import AccessPoint
 from batchcert.live.reader import LiveReader
 from batchcert.model import NOT_SENT, CallResult
@@ -31,6 +26,8 @@ class AccessPoints:
         self._groups: asyncio.Task[dict[str, tuple[str, ...]]] | None = None
         #: why a listener has no address (listener id → the read and its answer)
         self.why: dict[str, str] = {}
+        #: how the group listing failed or ended short ("" it was read whole)
+        self.group_listing = ""
 
     async def of(self, listener_id: str) -> AccessPoint:
         return await asyncio.shield(self.read_soon(listener_id))
@@ -58,7 +55,10 @@ class AccessPoints:
         listener = listed[0]
         port = int(listener["Port"]) if listener.get("Port") is not None else None
         if listener.get("GroupId"):
-            hosts = (await self._group_domains()).get(str(listener["GroupId"]), ())
+            groups = await self._group_domains()
+            hosts = groups.get(str(listener["GroupId"]), ())
+            if str(listener["GroupId"]) not in groups and self.group_listing:
+                self.why.setdefault(listener_id, f"its group was not read: {self.group_listing}")
         elif listener.get("ProxyId"):
             proxy_id = str(listener["ProxyId"])
             if proxy_id not in self._proxies:
@@ -84,20 +84,16 @@ class AccessPoints:
         return await asyncio.shield(self._groups)
 
     async def _read_groups(self) -> dict[str, tuple[str, ...]]:
-        """Every group's access domain, page by page until `TotalCount` (an empty page before it ends the read:
-        groups not read have no address)."""
-        found: dict[str, tuple[str, ...]] = {}
-        limit, offset = PAGE_LIMIT[ACTION_DESCRIBE_GROUPS], 0
-        while True:
-            page = {"ProjectId": -1, "Offset": offset, "Limit": limit}
-            result = await self._reader.call(ACTION_DESCRIBE_GROUPS, page, 0.0, "", None)
-            listed = _items(result, "ProxyGroupList")
-            if not listed or result is None:
-                return found
-            found.update((str(g["GroupId"]), (str(g["Domain"]),) if g.get("Domain") else ()) for g in listed)
-            offset += len(listed)
-            if offset >= int(result.response.get("TotalCount") or 0):
-                return found
+        """Every group's access domain (every project's: `ProjectId` -1). A listing that fails or ends short says so
+        for each listener whose group it did not reach (`group_listing`), instead of "no access address"."""
+        listing = await self._reader.listing(ACTION_DESCRIBE_GROUPS, {"ProjectId": -1}, ("ProxyGroupList",))
+        if listing.failed:
+            self.group_listing = _failure(ACTION_DESCRIBE_GROUPS, listing.answer, "")
+        elif listing.short_of is not None:
+            self.group_listing = (
+                f"{ACTION_DESCRIBE_GROUPS} ended after {len(listing.items)} of its {listing.short_of} groups"
+            )
+        return {str(g["GroupId"]): (str(g["Domain"]),) if g.get("Domain") else () for g in listing.items}
 
 
 def _items(result: CallResult | None, *keys: str) -> list[dict[str, Any]] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,11 +46,6 @@ class Reading:
     sent_at_s: float = 0.0
     #: the failed answer's message (what a stopped run quotes)
     message: str = ""
-
-
-#: DescribeCertificates page size (`PAGE_LIMIT`: the API documents no maximum Limit; 50 is what the Terraform
-#: provider pages with)
-CERTIFICATES_PAGE = PAGE_LIMIT[ACTION_DESCRIBE_CERTIFICATES]
 
 
 @dataclass(frozen=True)
@@ -92,6 +87,18 @@ class ContentReads:
         for read in self._reads.values():
             read.cancel()
         await asyncio.gather(*self._reads.values(), return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A paged listing as read (`LiveReader.listing`): its items; the last answer (for a failed listing the error
+    answer, or None: nothing was sent, the run stopped); `failed` when a page failed; `short_of` the TotalCount a
+    listing promised when a page came back empty before it (None: it ended as announced)."""
+
+    items: list[dict[str, Any]]
+    answer: CallResult | None
+    failed: bool = False
+    short_of: int | None = None
 
 
 class LiveReader:
@@ -143,18 +150,44 @@ class LiveReader:
 
     async def certificates(self) -> CertificateIndex:
         """Every certificate of the account, page by page (one lookup per run). Never raises."""
-        found: dict[str, CertificateInfo] = {}
-        offset = 0
+        listing = await self.listing(ACTION_DESCRIBE_CERTIFICATES, {}, ("CertificateSet",), priority=URGENT)
+        found = {c.certificate_id: c for c in certificates_in({"CertificateSet": listing.items})}
+        if listing.failed:
+            answer = listing.answer
+            return CertificateIndex(found, failed=(answer.code or "failed") if answer is not None else NOT_SENT)
+        if listing.short_of is not None:  # an index with a hole would refuse rows whose target is in it: skip the check
+            read = len(listing.items)
+            return CertificateIndex(
+                found, failed=f"an empty page at Offset {read} before its TotalCount {listing.short_of}"
+            )
+        return CertificateIndex(found)
+
+    async def listing(
+        self, action: str, params: dict[str, Any], keys: Sequence[str], where: str = "", priority: float = 0.0
+    ) -> Listing:
+        """Every item of a paged listing (`Offset`/`Limit`, at most the action's PAGE_LIMIT a page): page after page
+        until it holds `TotalCount` items (the latest page's). The items are under the first of `keys` a page fills
+        (DescribeProxies: `ProxySet`, else the older `InstanceSet`); an answer without TotalCount ends with its first
+        short page (as the Terraform provider reads). A failed page ends it `failed`, an empty page before TotalCount
+        `short_of` that count: never a silent end — the caller says what each means for it. Never raises."""
+        items: list[dict[str, Any]] = []
+        limit = PAGE_LIMIT[action]
         while True:
-            params = {"Offset": offset, "Limit": CERTIFICATES_PAGE}
-            result = await self.call(ACTION_DESCRIBE_CERTIFICATES, params, URGENT, "", None)
+            page = {**params, "Offset": len(items), "Limit": limit}
+            result = await self.call(action, page, priority, where, None)
             if result is None or not result.ok:
-                return CertificateIndex(found, failed=(result.code or "failed") if result is not None else NOT_SENT)
-            page = certificates_in(result.response)
-            found.update((c.certificate_id, c) for c in page)
-            offset += len(page)
-            if not page or offset >= int(result.response.get("TotalCount") or 0):
-                return CertificateIndex(found)
+                return Listing(items, result, failed=True)
+            listed: list[dict[str, Any]] = next((list(result.response[k]) for k in keys if result.response.get(k)), [])
+            items += listed
+            total = result.response.get("TotalCount")
+            if total is None:
+                if len(listed) < limit:
+                    return Listing(items, result)
+                continue
+            if len(items) >= int(total):
+                return Listing(items, result)
+            if not listed:
+                return Listing(items, result, short_of=int(total))
 
     async def with_contents(self, index: CertificateIndex, certificate_ids: list[str]) -> CertificateIndex:
         """`index` with the content of `certificate_ids` (DescribeCertificateDetail, one each, concurrently under
