@@ -112,6 +112,8 @@ class ProbeTarget:
     listener_id: str
     domain: str
     certificate_id: str
+    #: the credential profile (the account) whose reads find its access point ("" the command's own credential)
+    profile: str = ""
 
 
 class Basis(enum.StrEnum):

@@ -24,12 +24,12 @@ from tests.worlds import accounts_world, one_row_listeners
 HEADER = ("ListenerId", "Domain", "CertificateId", "Profile")
 
 
-def two_accounts(rows_each: int) -> tuple[emu.Estate, list[tuple[str, str, str, str]]]:
+def two_accounts(rows_each: int, edge: bool = False) -> tuple[emu.Estate, list[tuple[str, str, str, str]]]:
     data, rows = accounts_world(
         {"prod": one_row_listeners(rows_each, "p"), "staging": one_row_listeners(rows_each, "s")},
         task_seconds=0.02,
         latency_ms=1,
-        edge=False,
+        edge=edge,
     )
     return emu.Estate.from_dict(data), rows
 
@@ -281,3 +281,22 @@ def test_the_two_account_demo_mapping_rehearses_each_account(tmp_path: Path) -> 
     assert summary.counts[Outcome.SUCCEEDED] == 6
     accounts = json.loads((tmp_path / "run" / "summary.json").read_text())["accounts"]
     assert [(a["profile"], a["counts"]["succeeded"]) for a in accounts] == [("customer-a", 3), ("customer-b", 3)]
+
+
+def test_probe_reads_each_account_of_a_run_with_its_own_credential(tmp_path: Path, home: Path) -> None:
+    """`batchcert probe RUN_DIR` of a run over two accounts: each place's access point is read with its row's
+    profile (with one credential the other account's listeners would be missing: `unreachable`)."""
+    from batchcert.workflow import ProbeRequest, probe_places
+
+    estate, rows = two_accounts(2, edge=True)
+    credentials_file(home, sections_of(estate))
+    mapping = write_mapping(tmp_path / "m.csv", rows, HEADER)
+    with ThreadedEmulator(estate) as server:
+        summary = run(server, mapping, tmp_path / "run")
+        assert summary.counts[Outcome.SUCCEEDED] == 4
+        probed = probe_places(
+            ProbeRequest(
+                source=tmp_path / "run", out=tmp_path / "probe", settings=SettingFlags(endpoint=server.base_url)
+            )
+        )
+    assert probed.counts == {"true": 4}, probed.counts

@@ -299,8 +299,9 @@ def test_probe_reads_an_inventory_with_a_profile_column(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     path = tmp_path / "inv" / "inventory.csv"
     assert is_inventory(path)
+    # each place is probed with its account's credential (its access point is read through it)
     assert read_inventory_targets(path) == [
-        ProbeTarget(3, "listener-aaaa0001", "x.example.com", OLD),
-        ProbeTarget(4, "listener-aaaa0001", "y.example.com", OLD),
-        ProbeTarget(6, "listener-bbbb0001", "z.example.com", OLD),
+        ProbeTarget(3, "listener-aaaa0001", "x.example.com", OLD, "a"),
+        ProbeTarget(4, "listener-aaaa0001", "y.example.com", OLD, "a"),
+        ProbeTarget(6, "listener-bbbb0001", "z.example.com", OLD, "b"),
     ]

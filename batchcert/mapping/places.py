@@ -1,7 +1,8 @@
 """The places an inventory asks to be probed (`batchcert probe inventory.csv`): the file `batchcert inventory` wrote
 (`batchcert.report.inventory_files`), recognised by its `effective_certificate_id` column. Each domain line is a
-place whose edge should serve its effective certificate (the listener's own where the domain is on `default`);
-listener lines have no domain of their own, and lines of connections that could not be searched have no place.
+place whose edge should serve its effective certificate (the listener's own where the domain is on `default`), read
+with its line's `profile` when the inventory covers several accounts; listener lines have no domain of their own,
+and lines of connections that could not be searched have no place.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ def read_inventory_targets(path: Path) -> list[ProbeTarget]:
             "and probe the inventory.csv it writes"
         )
     return [
-        ProbeTarget(n, line["listener_id"], line["domain"], line[INVENTORY_MARKER] or line.get("certificate_id", ""))
+        ProbeTarget(
+            n,
+            line["listener_id"],
+            line["domain"],
+            line[INVENTORY_MARKER] or line.get("certificate_id", ""),
+            line.get("profile") or "",  # an inventory of several accounts (`inventory --profile a --profile b`)
+        )
         for n, line in enumerate(lines, start=2)
         if line["scope"] == "domain" and line["domain"] and line["listener_id"]
     ]

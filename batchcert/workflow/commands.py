@@ -241,21 +241,57 @@ def probe_places(request: ProbeRequest) -> ProbeResult:
     if inventory:
         targets = read_inventory_targets(source)
     else:
-        targets = [ProbeTarget(r.row_number, r.listener_id, r.domain, r.certificate_id) for r in rows if r.domain]
-    target = choose_target(
-        resolve_settings(request.settings, rehearsal), request.profile, lambda: estate_world(request.world)
-    )
+        targets = [
+            ProbeTarget(r.row_number, r.listener_id, r.domain, r.certificate_id, r.profile) for r in rows if r.domain
+        ]
+    settings = resolve_settings(request.settings, rehearsal)
+    default = request.profile or ""
+    profiles = list(dict.fromkeys(t.profile for t in targets)) or [""]
+    accounts = choose_targets(settings, profiles, default, _probe_worlds(request.world) if rehearsal else None)
 
-    async def probe() -> list[ServedCheck]:
+    async def probe(profile: str, target: Target) -> list[ServedCheck]:
         async with connect(target) as (client, quota):
             reader = build_reader(client, quota, target)
-            return await probe_targets(reader, targets, request.probe_wait_s, Sleeper(), quota.clock)
+            mine = [t for t in targets if t.profile == profile]
+            return await probe_targets(reader, mine, request.probe_wait_s, Sleeper(), quota.clock)
 
-    checks = asyncio.run(probe())
+    async def probe_all() -> list[ServedCheck]:
+        """Each account's places through its own credential, the accounts at once, in the targets' order."""
+        found = await asyncio.gather(*(probe(p, target) for p, target in accounts.by_profile.items()))
+        by_place = {
+            (t.row_number, t.profile): check
+            for profile, checks in zip(accounts.by_profile, found, strict=True)
+            for t, check in zip([t for t in targets if t.profile == profile], checks, strict=True)
+        }
+        return [by_place[(t.row_number, t.profile)] for t in targets]
+
+    checks = asyncio.run(probe_all())
     out_dir = request.out or default_run_dir(request.reports_root, source.with_name(source.stem + "-probe"))
     path = write_probe(out_dir, zip(targets, checks, strict=True))
     counts = dict(Counter(check.served for check in checks))
     return ProbeResult(counts, len([r for r in rows if not r.domain]), path)
+
+
+def _probe_worlds(world: Path | None) -> Callable[[str], emulator.World]:
+    """The world a probe's rehearsal reads for each profile: a one-account world file for whichever, a world file of
+    several accounts its account of that name. Raises SettingsError when there is no world file (nothing says what is
+    deployed) or a profile is not among its accounts."""
+    if world is None:
+        estate_world(world)  # raises: a probe's rehearsal needs the estate to read
+    assert world is not None
+    accounts = load_accounts(world)
+
+    def world_of(profile: str) -> emulator.World:
+        if list(accounts) == [""]:
+            return accounts[""]
+        if profile not in accounts:
+            raise SettingsError(
+                f"{world} has no account {profile!r} (its accounts: {', '.join(map(repr, accounts))}) — probe with a "
+                "world file that has an account for each profile"
+            )
+        return accounts[profile]
+
+    return world_of
 
 
 def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:
