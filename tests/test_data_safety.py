@@ -253,8 +253,9 @@ def test_every_change_is_on_disk_before_it_is_sent(tmp_path: Path) -> None:
 def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flush_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The journal's group commit: a change after a quiet window is committed without waiting for the event loop;
-    changes within FLUSH_WINDOW_S of the last flush wait for the next one and share its fsync."""
+    """The journal's group commit: a change after a quiet window is committed in the same turn of the event loop —
+    no time passes — and shares that fsync with the other changes of the turn (a gate admits a timer tick's worth at
+    once); changes within FLUSH_WINDOW_S of the last flush wait for the next one and share its fsync."""
     import os
     import sqlite3
 
@@ -268,10 +269,10 @@ def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flu
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)  # the `os` module batchcert.journal.intents imports and calls
-    journal = new_journal(tmp_path, rows_of(migration_world(one_row_listeners(4, width=4))[1]))
+    journal = new_journal(tmp_path, rows_of(migration_world(one_row_listeners(6, width=4))[1]))
     window = journal.FLUSH_WINDOW_S
 
-    async def main() -> tuple[int, float, list[float], int, float]:
+    async def main() -> tuple[int, float, list[float], int, list[float], int]:
         loop = asyncio.get_running_loop()
         before = len(synced)
         journal.begin_attempt(2, ACTION_MODIFY)
@@ -287,16 +288,18 @@ def test_changes_within_a_flush_window_share_one_fsync_and_after_a_quiet_one_flu
         together = list(await asyncio.gather(change(3), change(4)))
         shared = len(synced) - before
         await asyncio.sleep(2 * window)
-        asked = loop.time() - start
-        quiet = await change(5) - asked
-        return len(synced) - before, at_once, together, shared, quiet
+        asked, quiet_before = loop.time() - start, len(synced)
+        quiet = [t - asked for t in await asyncio.gather(change(5), change(6), change(7))]
+        return len(synced) - before, at_once, together, shared, quiet, len(synced) - quiet_before
 
-    fsyncs, at_once, together, shared, quiet = run_virtual(main())
-    assert at_once == 0 and quiet == 0  # no turn of the (virtual-time) loop: committed on the spot
+    fsyncs, at_once, together, shared, quiet, quiet_fsyncs = run_virtual(main())
+    # no time passes (the virtual loop's own nanoseconds per turn aside): committed in the same turn
+    assert at_once == pytest.approx(0, abs=1e-6) and quiet == [pytest.approx(0, abs=1e-6)] * 3
+    assert quiet_fsyncs == 1  # the three changes of one turn after a quiet window share one fsync
     assert together == [pytest.approx(window, abs=1e-6)] * 2
     assert (shared, fsyncs) == (2, 3)  # rows 3 and 4 shared one fsync
     db = sqlite3.connect(tmp_path / "run" / JOURNAL_NAME)
-    assert db.execute("SELECT COUNT(*) FROM attempts").fetchone() == (4,)
+    assert db.execute("SELECT COUNT(*) FROM attempts").fetchone() == (6,)
     db.close()
 
 

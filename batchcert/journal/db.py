@@ -219,7 +219,7 @@ class Store:
         self._last_commit_s = time.monotonic()
         #: the senders waiting for this window's flush (`durable`), its timer, and when the last flush ran (loop s)
         self._flush_waiters: list[asyncio.Future[None]] = []
-        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_timer: asyncio.Handle | None = None
         self._flushed_at = float("-inf")
         self._later_writes = _LaterWrites(self)
 
@@ -267,19 +267,19 @@ class Store:
 
     async def durable(self) -> None:
         """Return once every line written so far is committed, the intents file fsynced first: no request leaves
-        before its intent is on disk. Group commit: after a quiet FLUSH_WINDOW_S the caller commits at once, without
-        waiting for the event loop; within the window of the last flush, callers wait for the next one and share it.
-        Raises JournalError like `commit`."""
+        before its intent is on disk. Group commit: after a quiet FLUSH_WINDOW_S the commit comes at the end of this
+        turn of the event loop (the callers of the same turn share it); within the window of the last flush, callers
+        wait for the next one and share it. Raises JournalError like `commit`."""
         loop = asyncio.get_running_loop()
         flush_at = self._flushed_at + self.FLUSH_WINDOW_S
-        if self._flush_timer is None and flush_at <= loop.time():
-            self._flushed_at = loop.time()
-            self.commit()
-            return
         waiter: asyncio.Future[None] = loop.create_future()
         self._flush_waiters.append(waiter)
         if self._flush_timer is None:
-            self._flush_timer = loop.call_at(flush_at, self._flush_now)
+            # after a quiet window: at the end of this turn of the loop, so the other sends granted in the same turn
+            # (a gate admits a timer tick's worth at once) share the fsync instead of waiting for the next window
+            self._flush_timer = (
+                loop.call_soon(self._flush_now) if flush_at <= loop.time() else loop.call_at(flush_at, self._flush_now)
+            )
         await waiter  # a cancelled caller gives up only its own wait; the flush goes on for the others
 
     def _flush_now(self) -> None:
