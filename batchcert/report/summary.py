@@ -154,7 +154,7 @@ def _account_lines(accounts: list[dict[str, Any]]) -> list[str]:
             f"| {_cell(a['profile'] or '(default)')} | {a['rows']} | {counts} | {'yes' if a['all_done'] else 'NO'} | "
             f"`{a['secret_id']}` | {_cell(a['credentials'])} |"
         )
-    return [*lines, ""]
+    return lines
 
 
 def _accounts(tally: Tally, sessions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -301,8 +301,6 @@ def render_markdown(summary: dict[str, Any]) -> str:
             else ""
         )
     )
-    if "accounts" in summary:
-        lines += _account_lines(summary["accounts"])
     if served["probed"]:
         lines.append(
             f"- What the edge serves: {served['true']} changed row(s) served their target"
@@ -323,6 +321,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
             "",
             f"Codes not in batchcert's classification table (treated by their family, else terminal): {codes}",
         ]
+    if "accounts" in summary:
+        lines += _account_lines(summary["accounts"])
     lines += _sessions_markdown(summary["sessions"])
     lines += _moves_markdown(summary["certificate_moves"])
     lines += _not_done_markdown(summary["not_done"])
