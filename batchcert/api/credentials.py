@@ -371,7 +371,7 @@ def role_provider(
     """The role provider the profile's settings or the environment ask for (lookup order: the module docstring), or
     None for static keys. Raises CredentialsError when a role is asked for but cannot be set up."""
     session_name = environ.get(ENV_ROLE_SESSION_NAME, "").strip() or DEFAULT_SESSION_NAME
-    if static is not None and static.role is not None:  # the profile's own role_arn / cam_role_name
+    if static is not None and static.role is not None:  # the profile's own role: cam_role_name, OIDC or role_arn
         role = static.role
         if role.cam_role_name:
             return InstanceRole(None if role.cam_role_name == "auto" else role.cam_role_name, endpoints.metadata)

@@ -4,7 +4,9 @@ This package decides *what* is sent; `batchcert.schedule` decides *when* (gates,
 One lane per listener sends one change at a time and waits out the listener's asynchronous task between changes
 while the rate budget goes to other listeners; every call waits at the action's gate with priority = rows left on its
 listener, so long listener queues start early. A code whose disposition is STOP_RUN (bad credentials, account state)
-stops dispatching at once: rows not yet sent end `not_attempted` with the reason. Reconciliation (README,
+stops dispatching at once: rows not yet sent end `not_attempted` with the reason. A `Runner` is one account's (one
+credential profile's): a run over several accounts has a runner each, with its own quota, pacing, budget and stop
+(`batchcert.workflow.session`). Reconciliation (README,
 "Reconciliation"): a listener is read once before its first change, before resending after an ambiguous or busy
 answer, and once more after its last change to record `verified` per row; a listener row (Scope `listener`:
 ModifyHTTPSListenerAttribute) shares its listener's lane, and its reads include the listener's own certificates.

@@ -32,7 +32,8 @@ def certificate_warnings(
 
 
 def read_all_certificates(targets: Targets) -> dict[str, CertificateIndex]:
-    """Every account's certificates, by profile (`read_certificates`), the accounts read at once."""
+    """Every account's certificates (DescribeCertificates, paged), by profile, the accounts read at once, before the
+    operator is asked."""
 
     async def read(target: Target) -> CertificateIndex:
         async with connect(target) as (client, quota):

@@ -136,7 +136,7 @@ def save_rehearsal_worlds(run_dir: Path, worlds: dict[str, emulator.World]) -> N
 
 
 def world_temp_path(run_dir: Path) -> Path:
-    """Where `save_rehearsal_world` writes before renaming into place (a killed write leaves it behind)."""
+    """Where `save_rehearsal_worlds` writes before renaming into place (a killed write leaves it behind)."""
     return run_dir / f".{REHEARSAL_WORLD_NAME}.tmp"
 
 
