@@ -75,6 +75,15 @@ def test_each_account_is_changed_with_its_own_credential_and_the_outputs_say_whi
         name: estate.credentials_of(name).secret_id[-4:] for name in ("prod", "staging")
     }
     assert "## Accounts" in (tmp_path / "run" / "summary.md").read_text()
+    # the workbook's Summary sheet has the same table
+    import openpyxl
+
+    book = openpyxl.load_workbook(tmp_path / "run" / "report.xlsx", read_only=True)
+    cells = [tuple(line) for line in book["Summary"].iter_rows(values_only=True)]
+    book.close()
+    title = next(n for n, line in enumerate(cells) if line[0] == "Accounts")
+    assert cells[title + 1][:3] == ("profile", "rows", "succeeded")
+    assert [line[:3] for line in cells[title + 2 : title + 4]] == [("prod", 6, 6), ("staging", 6, 6)]
 
 
 def test_the_rollback_of_several_accounts_restores_each_in_its_own_account(tmp_path: Path, home: Path) -> None:

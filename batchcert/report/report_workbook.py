@@ -138,7 +138,8 @@ def summary_facts(summary: dict[str, Any]) -> list[tuple[str, Any]]:
 
 class SummarySheet:
     """The Summary sheet: `summary_facts`, the rows per outcome with a chart, the error codes, then titled tables
-    (sessions, certificate moves, rows not done, rollback findings), top to bottom."""
+    (accounts when the rows name them, sessions, certificate moves, rows not done, rollback findings), top to
+    bottom."""
 
     def __init__(self, book: Book, sheet: Sheet) -> None:
         self._book, self._sheet = book, sheet
@@ -167,6 +168,24 @@ class SummarySheet:
         codes_at = base + len(counts) + 2
         self._pairs(codes_at, ("Error code", "Rows"), summary["error_codes"])
         at = codes_at + len(summary["error_codes"]) + 2
+        if "accounts" in summary:  # rows that name their accounts (README, "Many accounts in one run")
+            outcomes = list(counts)
+            at = self._table(
+                at,
+                "Accounts",
+                ["profile", "rows", *outcomes, "all done", "SecretId", "credentials"],
+                [
+                    [
+                        a["profile"] or "(default)",
+                        a["rows"],
+                        *(a["counts"][o] for o in outcomes),
+                        a["all_done"],
+                        a["secret_id"],
+                        a["credentials"],
+                    ]
+                    for a in summary["accounts"]
+                ],
+            )
         at = self._table(
             at,
             "Sessions",
