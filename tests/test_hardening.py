@@ -33,7 +33,7 @@ FAST_WORLD: dict[str, Any] = {"rate_limit": 100, "task_seconds": 0.05, "latency_
 def test_combined_network_faults_lose_nothing(
     threaded_emulator: Callable[..., ThreadedEmulator], tmp_path: Path
 ) -> None:
-    """200 rows through ~10% each of InternalError, 502, reset, hang and apply-then-hang, a throttling storm and a
+    """120 rows through ~10% each of InternalError, 502, reset, hang and apply-then-hang, a throttling storm and a
     server clock 10 minutes ahead: every row ends succeeded, each change applied exactly once, nothing lost."""
     faults = {
         "seed": 5,
@@ -41,7 +41,7 @@ def test_combined_network_faults_lose_nothing(
         "storms": [[1.0, 1.0]],
         "probabilities": {"InternalError": 0.1, "http502": 0.1, "reset": 0.1, "hang": 0.1, "apply_then_hang": 0.1},
     }
-    data, rows = migration_world(one_row_listeners(200, "n"), **FAST_WORLD, faults=faults, clock_offset_s=600)
+    data, rows = migration_world(one_row_listeners(120, "n"), **FAST_WORLD, faults=faults, clock_offset_s=600)
     server = threaded_emulator(emu.World.from_dict(data))
     # about half the answers fail: the retry budget's floor raised from its 5/s to 20/s for them
     config = replace(QUICK_RETRIES, retry_budget_min_per_s=20)
@@ -54,8 +54,8 @@ def test_combined_network_faults_lose_nothing(
         )
     )
     report = list(csv.DictReader((tmp_path / "run" / "report.csv").read_text(encoding="utf-8-sig").splitlines()))
-    assert len(report) == 200
-    assert Counter(r["outcome"] for r in report) == Counter({"succeeded": 200}), summary.stop_reason
+    assert len(report) == 120
+    assert Counter(r["outcome"] for r in report) == Counter({"succeeded": 120}), summary.stop_reason
     assert all(r["verified"] == "true" for r in report)
     assert server.emulator is not None
     assert Counter((e.listener_id, e.domain) for e in server.emulator.ledger) == Counter(
