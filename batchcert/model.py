@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from batchcert.api.vocabulary import ACTION_MODIFY, ACTION_MODIFY_LISTENER
 
@@ -383,6 +384,25 @@ class SessionAccount:
     profile: str
     secret_id_masked: str
     credential_source: str
+
+
+class OfAccount(Protocol):
+    """Something sent or read with one account's credential: a `Row`, a `ProbeTarget`."""
+
+    @property
+    def profile(self) -> str: ...
+
+
+_OfAccount = TypeVar("_OfAccount", bound=OfAccount)
+
+
+def group_by_profile(items: Iterable[_OfAccount]) -> dict[str, list[_OfAccount]]:
+    """`items` by their profile ("" the default credentials): the profiles in the order first seen, each one's items
+    in their order (README, "Many accounts in one run")."""
+    groups: dict[str, list[_OfAccount]] = {}
+    for item in items:
+        groups.setdefault(item.profile, []).append(item)
+    return groups
 
 
 def command_to_rerun(run_dir: Path) -> str:

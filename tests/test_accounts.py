@@ -313,3 +313,13 @@ def test_probe_reads_each_account_of_a_run_with_its_own_credential(tmp_path: Pat
             )
         )
     assert probed.counts == {"true": 4}, probed.counts
+
+
+def test_the_estimate_of_several_accounts_is_the_longest_account_not_the_sum() -> None:
+    from batchcert.model import Row
+    from batchcert.runner import estimate_run_s
+
+    prod = [Row(n, f"listener-p{n:07d}", "a.example.com", "cert-new", profile="prod") for n in range(2, 42)]
+    staging = [Row(n, f"listener-s{n:07d}", "a.example.com", "cert-new", profile="staging") for n in range(42, 62)]
+    assert estimate_run_s(prod + staging, 20) == estimate_run_s(prod, 20) == 4.0  # 80 reads of prod's at 20/s
+    assert estimate_run_s([], 20) == 0.0

@@ -122,6 +122,20 @@ def _failure(label: str, exc: BaseException, *secrets: str) -> CredentialsError:
     return CredentialsError(f"{label}: could not get temporary keys ({_clean(what, *secrets)})")
 
 
+def _sts_keys(cred: Any, kept_share: float, label: str, issued_at: float) -> Credentials:
+    """The temporary keys an SDK STS credential (`STSAssumeRoleCredential`, `OIDCRoleArnCredential`) holds after a
+    fetch. The SDK keeps `ExpiredTime - kept_share × duration` instead of the expiry: recover it (`_lifetime_bound`)."""
+    recovered = cred._expired_time + ROLE_DURATION_S * kept_share
+    return Credentials(
+        str(cred._tmp_secret_id),
+        str(cred._tmp_secret_key),
+        str(cred._token),
+        source=label,
+        expires_at=float(_lifetime_bound(recovered, issued_at, ROLE_DURATION_S)),
+        issued_at=issued_at,
+    )
+
+
 def _lifetime_bound(recovered: float, issued_at: float, duration_s: int) -> float:
     """The expiry the SDK keeps only in a shifted form (its refresh point), recovered, and never later than the
     lifetime asked for — STS never grants more, so a change of the SDK's shift can only make us refresh early."""
@@ -181,19 +195,10 @@ class AssumedRole:
                 base.secret_id, base.secret_key, self._role_arn, self._session_name, ROLE_DURATION_S, self._endpoint
             )
             cred.get_sts_tmp_role_arn()  # always asks STS (the properties ask only when the SDK thinks it due)
-            secret_id, secret_key, token = cred._tmp_secret_id, cred._tmp_secret_key, cred._token
             # the SDK keeps `ExpiredTime - 0.9 × duration` (credential.py, get_sts_tmp_role_arn)
-            expires_at = _lifetime_bound(cred._expired_time + ROLE_DURATION_S * 0.9, issued_at, ROLE_DURATION_S)
+            return _sts_keys(cred, 0.9, self.label, issued_at)
         except Exception as exc:  # the SDK raises its own exception, requests' or a KeyError on an odd answer
             raise _failure(self.label, exc, base.secret_key, base.token) from None
-        return Credentials(
-            str(secret_id),
-            str(secret_key),
-            str(token),
-            source=self.label,
-            expires_at=float(expires_at),
-            issued_at=issued_at,
-        )
 
 
 class OidcRole:
@@ -223,19 +228,10 @@ class OidcRole:
                 self._endpoint,
             )
             cred.refresh()
-            secret_id, secret_key, token = cred._tmp_secret_id, cred._tmp_secret_key, cred._token
             # the SDK keeps `ExpiredTime - 0.1 × duration` (credential.py, OIDCRoleArnCredential.refresh)
-            expires_at = _lifetime_bound(cred._expired_time + ROLE_DURATION_S * 0.1, issued_at, ROLE_DURATION_S)
+            return _sts_keys(cred, 0.1, self.label, issued_at)
         except Exception as exc:  # an unreadable token file, the SDK's exception, requests', a KeyError
             raise _failure(self.label, exc, identity) from None
-        return Credentials(
-            str(secret_id),
-            str(secret_key),
-            str(token),
-            source=self.label,
-            expires_at=float(expires_at),
-            issued_at=issued_at,
-        )
 
 
 def refresh_margin_s(credentials: Credentials) -> float:

@@ -31,7 +31,7 @@ from batchcert.mapping.cells import FORMULA_PREFIXES, restore_cell
 from batchcert.mapping.columns import COLUMN_ALIASES, COLUMNS, PROFILE, REQUIRED_COLUMNS, normalize_header
 from batchcert.mapping.files import file_sha256
 from batchcert.mapping.places import is_inventory, read_inventory_targets
-from batchcert.mapping.profiles import assign_profiles, profiles_of
+from batchcert.mapping.profiles import assign_profiles
 from batchcert.mapping.reader import read_mapping
 from batchcert.mapping.rows import require_rows_to_send
 
@@ -46,7 +46,6 @@ __all__ = [
     "file_sha256",
     "is_inventory",
     "normalize_header",
-    "profiles_of",
     "read_inventory_targets",
     "read_mapping",
     "require_rows_to_send",

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from batchcert.mapping.cells import show
 from batchcert.mapping.columns import PROFILE
-from batchcert.model import Mapping, Row
+from batchcert.model import Mapping
 
 
 def assign_profiles(mapping: Mapping, default_profile: str, refusal: Callable[[str], str | None]) -> Mapping:
@@ -29,7 +29,7 @@ def assign_profiles(mapping: Mapping, default_profile: str, refusal: Callable[[s
         problems[row_number] = f"{problems[row_number]}; {text}" if row_number in problems else text
 
     verdicts: dict[str, str | None] = {}
-    profiles_of: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    listener_profiles: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row.row_number in mapping.problems:
             continue
@@ -40,8 +40,8 @@ def assign_profiles(mapping: Mapping, default_profile: str, refusal: Callable[[s
             named = f"{column} {show(row.profile)}" if row.profile else "the default credentials"
             refuse(row.row_number, f"row {row.row_number}: {named}: {why}")
             continue
-        profiles_of[row.listener_id][row.profile].append(row.row_number)
-    for listener_id, by_profile in profiles_of.items():
+        listener_profiles[row.listener_id][row.profile].append(row.row_number)
+    for listener_id, by_profile in listener_profiles.items():
         if len(by_profile) < 2:
             continue
         where = "; ".join(
@@ -57,8 +57,3 @@ def assign_profiles(mapping: Mapping, default_profile: str, refusal: Callable[[s
                 )
     duplicate_of = {n: first for n, first in mapping.duplicate_of.items() if n not in problems}
     return replace(mapping, rows=rows, problems=problems, duplicate_of=duplicate_of)
-
-
-def profiles_of(rows: list[Row]) -> list[str]:
-    """The distinct profiles of `rows`, in the order they first appear."""
-    return list(dict.fromkeys(row.profile for row in rows))

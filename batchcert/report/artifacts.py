@@ -34,10 +34,9 @@ from batchcert.report.report_workbook import ReportWorkbook
 from batchcert.report.summary import render_markdown, summarize
 from batchcert.report.tables import (
     FAILED_EXTRA_COLUMNS,
-    PLAN_COLUMNS,
     PROBE_COLUMNS,
-    PROFILE_COLUMN,
     failed_line,
+    plan_columns,
     plan_line,
     probe_line,
     report_columns,
@@ -80,11 +79,8 @@ class Reports:
 def write_plan(out_dir: Path, lines: Iterable[PlanLine], with_profile: bool = False) -> Path:
     """Write `out_dir/plan.csv` (PLAN_COLUMNS, one line per mapping row; with `profile` after `row` when the rows
     name their accounts) and return its path. Raises ReportError naming the path when it cannot be written."""
-    if not with_profile:
-        return _write_table(out_dir / PLAN_FILE, PLAN_COLUMNS, (plan_line(line) for line in lines))
-    columns = [PLAN_COLUMNS[0], PROFILE_COLUMN, *PLAN_COLUMNS[1:]]
-    lines_out = ([cells[0], line.row.profile, *cells[1:]] for line in lines if (cells := plan_line(line)))
-    return _write_table(out_dir / PLAN_FILE, columns, lines_out)
+    plan = (plan_line(line, with_profile) for line in lines)
+    return _write_table(out_dir / PLAN_FILE, plan_columns(with_profile), plan)
 
 
 def write_probe(out_dir: Path, lines: Iterable[tuple[ProbeTarget, ServedCheck]]) -> Path:

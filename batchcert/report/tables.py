@@ -99,6 +99,11 @@ def report_columns(with_profile: bool) -> list[str]:
     return [REPORT_COLUMNS[0], PROFILE_COLUMN, *REPORT_COLUMNS[1:]] if with_profile else list(REPORT_COLUMNS)
 
 
+def plan_columns(with_profile: bool) -> list[str]:
+    """plan.csv's columns: PLAN_COLUMNS, with PROFILE_COLUMN after `row` when the rows name accounts."""
+    return [PLAN_COLUMNS[0], PROFILE_COLUMN, *PLAN_COLUMNS[1:]] if with_profile else list(PLAN_COLUMNS)
+
+
 def rollback_columns(with_profile: bool) -> list[str]:
     """rollback.csv's columns: ROLLBACK_COLUMNS, after ROLLBACK_PROFILE_COLUMN when the rows name accounts."""
     return [ROLLBACK_PROFILE_COLUMN, *ROLLBACK_COLUMNS] if with_profile else list(ROLLBACK_COLUMNS)
@@ -209,11 +214,12 @@ def rollback_line(row: Row, undo: Rollback, with_profile: bool = False) -> list[
     ]
 
 
-def plan_line(line: PlanLine) -> list[Any]:
-    """plan.csv's line (PLAN_COLUMNS) for one mapping row."""
+def plan_line(line: PlanLine, with_profile: bool = False) -> list[Any]:
+    """plan.csv's line (`plan_columns(with_profile)`) for one mapping row."""
     row, live = line.row, line.live
     return [
         row.row_number,
+        *([row.profile] if with_profile else []),
         row.listener_id,
         row.domain,
         line.action,

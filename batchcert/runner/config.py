@@ -8,7 +8,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from batchcert.model import Row
+from batchcert.model import Row, group_by_profile
 from batchcert.runner.guard import FailureLimit
 from batchcert.schedule import RetryPolicy, Window
 from batchcert.settings import DEFAULT_PROBE_WAIT_S
@@ -48,10 +48,15 @@ class RunnerConfig:
 def estimate_run_s(rows: list[Row], rate_per_s: float, task_s: float = RunnerConfig.listener_task_s) -> float:
     """How long sending `rows` takes at best (docs/scheduling.md, "The bound"): the writes at the ceiling, the reads
     (one before and one after per listener, their own budget) at the ceiling, or the longest listener's chain of
-    changes one task apart — whichever is longest."""
-    per_listener = Counter(row.listener_id for row in rows)
-    longest = max(per_listener.values(), default=0)
-    return max(len(rows) / rate_per_s, 2 * len(per_listener) / rate_per_s, longest * task_s)
+    changes one task apart — whichever is longest; for rows of several accounts, the longest account's (each has its
+    own ceiling, and they proceed at once)."""
+    estimates = [0.0]
+    for account_rows in group_by_profile(rows).values():
+        per_listener = Counter(row.listener_id for row in account_rows)
+        longest = max(per_listener.values(), default=0)
+        writes_s, reads_s = len(account_rows) / rate_per_s, 2 * len(per_listener) / rate_per_s
+        estimates.append(max(writes_s, reads_s, longest * task_s))
+    return max(estimates)
 
 
 class Bursts(enum.Enum):

@@ -8,7 +8,7 @@ import time
 
 from batchcert.live.certificates import expiring_targets
 from batchcert.live.reader import CertificateIndex
-from batchcert.model import Row
+from batchcert.model import Row, group_by_profile
 from batchcert.settings import RunSettings
 from batchcert.workflow.target import Target, Targets, build_reader, connect
 
@@ -53,8 +53,9 @@ def all_certificate_warnings(
     if certificates is None:
         return ()
     warnings: list[str] = []
+    rows_of = group_by_profile(rows)
     for profile, index in certificates.items():
-        found = certificate_warnings([r for r in rows if r.profile == profile], index, targets.settings)
+        found = certificate_warnings(rows_of.get(profile, []), index, targets.settings)
         prefix = f"account {profile or '(default)'}: " if len(certificates) > 1 else ""
         warnings.extend(prefix + warning for warning in found)
     return tuple(warnings)

@@ -29,7 +29,7 @@ from batchcert.inventory import (
 from batchcert.journal import read_journal
 from batchcert.live.state import PlanLine, count_plan_actions, plan_every_row
 from batchcert.mapping import PROFILE, is_inventory, read_inventory_targets, read_mapping
-from batchcert.model import SCOPE_LISTENER, Mapping, MappingSource, ProbeTarget, Row, ServedCheck
+from batchcert.model import SCOPE_LISTENER, Mapping, MappingSource, ProbeTarget, Row, ServedCheck, group_by_profile
 from batchcert.report import Reports, write_inventory, write_plan, write_probe, write_reports, write_rotation
 from batchcert.report.inventory_files import write_account_inventory, write_account_rotation
 from batchcert.runner import plan_rows, probe_targets
@@ -80,9 +80,8 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
 
 async def _plan_accounts(rows: list[Row], targets: Targets) -> list[PlanLine]:
     """Every account's rows planned against its own state, the accounts read at once."""
-    planned = await asyncio.gather(
-        *(_plan([r for r in rows if r.profile == p], target) for p, target in targets.by_profile.items())
-    )
+    rows_of = group_by_profile(rows)
+    planned = await asyncio.gather(*(_plan(rows_of.get(p, []), target) for p, target in targets.by_profile.items()))
     return [line for lines in planned for line in lines]
 
 
@@ -246,13 +245,14 @@ def probe_places(request: ProbeRequest) -> ProbeResult:
         ]
     settings = resolve_settings(request.settings, rehearsal)
     default = request.profile or ""
-    profiles = list(dict.fromkeys(t.profile for t in targets)) or [""]
+    targets_of = group_by_profile(targets)
+    profiles = list(targets_of) or [""]
     accounts = choose_targets(settings, profiles, default, _probe_worlds(request.world) if rehearsal else None)
 
     async def probe(profile: str, target: Target) -> list[ServedCheck]:
         async with connect(target) as (client, quota):
             reader = build_reader(client, quota, target)
-            mine = [t for t in targets if t.profile == profile]
+            mine = targets_of.get(profile, [])
             return await probe_targets(reader, mine, request.probe_wait_s, Sleeper(), quota.clock)
 
     async def probe_all() -> list[ServedCheck]:
@@ -261,7 +261,7 @@ def probe_places(request: ProbeRequest) -> ProbeResult:
         by_place = {
             (t.row_number, t.profile): check
             for profile, checks in zip(accounts.by_profile, found, strict=True)
-            for t, check in zip([t for t in targets if t.profile == profile], checks, strict=True)
+            for t, check in zip(targets_of.get(profile, []), checks, strict=True)
         }
         return [by_place[(t.row_number, t.profile)] for t in targets]
 
@@ -341,13 +341,11 @@ def world_from_mapping(source: MappingSource) -> emulator.World | emulator.Estat
     rows = validate_mapping(source).valid_rows()
     if not any(row.profile for row in rows):
         return emulator.world_for_rows(rows)
-    by_account: dict[str, list[Row]] = {}
-    for row in rows:
-        by_account.setdefault(row.profile or "default", []).append(row)
+    accounts = {profile or "default": group for profile, group in group_by_profile(rows).items()}
     return emulator.Estate(
         {
             name: emulator.world_for_rows(group, credentials=dict([emulator.account_credential(name)]))
-            for name, group in by_account.items()
+            for name, group in accounts.items()
         }
     )
 

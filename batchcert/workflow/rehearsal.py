@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchcert.errors import SettingsError
+from batchcert.model import group_by_profile
 from batchcert.report import REHEARSAL_WORLD_NAME
 
 if TYPE_CHECKING:
@@ -57,20 +57,9 @@ class RehearsalWorlds:
 def rehearsal_worlds(world_path: Path | None, mapping: Mapping) -> RehearsalWorlds:
     """The given world file's accounts, or for each profile the rows name a world in which its valid rows would
     succeed."""
-    from batchcert import emulator
-
     if world_path is not None:
         return RehearsalWorlds(load_accounts(world_path))
-    rows_of: dict[str, list[Row]] = defaultdict(list)
-    for row in mapping.valid_rows():
-        rows_of[row.profile].append(row)
-    return RehearsalWorlds(
-        {
-            profile: emulator.world_for_rows(rows, credentials=_fresh_credentials())
-            for profile, rows in (rows_of or {"": []}).items()
-        },
-        built=True,
-    )
+    return _built_worlds(mapping.valid_rows())
 
 
 def load_accounts(path: Path) -> dict[str, emulator.World]:
@@ -94,7 +83,6 @@ def estate_world(world_path: Path | None) -> emulator.World:
 def continued_worlds(journal: Journal, facts: dict[str, str]) -> RehearsalWorlds:
     """The worlds a rehearsal's rerun continues in: the state the last session left, else the run's world file,
     else worlds built from the rows."""
-    from batchcert import emulator
 
     saved = journal.run_dir / REHEARSAL_WORLD_NAME
     if saved.is_file():
@@ -104,11 +92,18 @@ def continued_worlds(journal: Journal, facts: dict[str, str]) -> RehearsalWorlds
         return RehearsalWorlds(worlds, built=len(worlds) > 1)
     if facts.get("world"):
         return RehearsalWorlds(load_accounts(Path(facts["world"])))
-    rows_of: dict[str, list[Row]] = defaultdict(list)
-    for row in journal.rows():
-        rows_of[row.profile].append(row)
+    return _built_worlds(journal.rows())
+
+
+def _built_worlds(rows: list[Row]) -> RehearsalWorlds:
+    """For each profile of `rows`, a world in which its rows would succeed, with a fresh credential of its own."""
+    from batchcert import emulator
+
     return RehearsalWorlds(
-        {p: emulator.world_for_rows(rows, credentials=_fresh_credentials()) for p, rows in rows_of.items()},
+        {
+            profile: emulator.world_for_rows(account_rows, credentials=_fresh_credentials())
+            for profile, account_rows in (group_by_profile(rows) or {"": []}).items()
+        },
         built=True,
     )
 

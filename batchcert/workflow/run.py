@@ -15,8 +15,8 @@ from batchcert import __version__
 from batchcert.claims import claim_places, place_digests
 from batchcert.errors import BatchcertError
 from batchcert.journal import Journal, create_journal, open_journal
-from batchcert.mapping import PROFILE, file_sha256, profiles_of, require_rows_to_send
-from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row, SessionKind
+from batchcert.mapping import PROFILE, file_sha256, require_rows_to_send
+from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row, SessionKind, group_by_profile
 from batchcert.runner import estimate_run_s
 from batchcert.settings import resolve_settings
 from batchcert.workflow.certificates import all_certificate_warnings, read_all_certificates
@@ -57,7 +57,7 @@ def run_mapping(
         invalid=len(mapping.problems),
         duplicates=len(mapping.duplicate_of),
         listeners=len({row.listener_id for row in mapping.valid_rows()}),
-        estimate_s=estimate_accounts_s(mapping.valid_rows(), targets.settings.rate_per_s),
+        estimate_s=estimate_run_s(mapping.valid_rows(), targets.settings.rate_per_s),
         sheet=mapping.sheet,
         endpoint=targets.settings.endpoint_label,
         secret_id_masked=targets.masked_ids,
@@ -114,7 +114,7 @@ def rerun_run(
             invalid=counts[Outcome.INVALID],
             duplicates=sum(journal.duplicate_counts().values()),
             listeners=len({row.listener_id for row in rows}),
-            estimate_s=estimate_accounts_s(rows, targets.settings.rate_per_s),
+            estimate_s=estimate_run_s(rows, targets.settings.rate_per_s),
             sheet=facts.get("sheet", ""),
             endpoint=targets.settings.endpoint_label,
             secret_id_masked=targets.masked_ids,
@@ -137,19 +137,11 @@ def _rerun_targets(
     else the run's, signs for rows that named none, as it did for the run), continuing a rehearsal's worlds."""
     default = request.profile if request.profile is not None else facts.get("profile", "")
     settings = resolve_settings(request.settings, facts.get("rehearsal") == "true", recorded)
-    profiles = profiles_of(rows) or [default]
+    profiles = list(group_by_profile(rows)) or [default]
     if settings.rehearsal:
         worlds = continued_worlds(journal, facts)
         return choose_targets(settings, profiles, default, worlds.world_of)
     return choose_targets(settings, profiles, default)
-
-
-def estimate_accounts_s(rows: list[Row], rate_per_s: float) -> float:
-    """How long the rows take at best: the accounts proceed at once, each at its own ceiling."""
-    by_profile: dict[str, list[Row]] = {}
-    for row in rows:
-        by_profile.setdefault(row.profile, []).append(row)
-    return max((estimate_run_s(group, rate_per_s) for group in by_profile.values()), default=0.0)
 
 
 def _claim(targets: Targets, run_dir: Path, rows: list[Row], force: bool) -> contextlib.AbstractContextManager[None]:

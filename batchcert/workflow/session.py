@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from batchcert.journal import Journal
 from batchcert.live.reader import CertificateIndex
-from batchcert.model import Row, SessionAccount, SessionKind, SessionStatus, command_to_rerun
+from batchcert.model import Row, SessionAccount, SessionKind, SessionStatus, command_to_rerun, group_by_profile
 from batchcert.report import REPORT_LIBRARIES, write_reports
 from batchcert.runner import FailureGuard, Runner, RunnerConfig
 from batchcert.schedule import Quota
@@ -126,6 +126,7 @@ async def _drive(
     one event loop; the operator's stop and `--max-failures` stop them all."""
     async with contextlib.AsyncExitStack() as stack:
         runners: list[tuple[Runner, Quota, list[Row]]] = []
+        rows_of = group_by_profile(rows)
         for profile, target in targets.by_profile.items():
             client, quota = await stack.enter_async_context(connect(target))
             index = certificates.get(profile)
@@ -139,7 +140,7 @@ async def _drive(
                 certificates=None if index is None or index.worth_reading_again else index,
                 profile=profile,
             )
-            runners.append((runner, quota, [row for row in rows if row.profile == profile]))
+            runners.append((runner, quota, rows_of.get(profile, [])))
         timeout_s = targets.settings.timeout_s
 
         def stop_all(reason: str) -> None:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from batchcert.api.client import GaapClient, create_session
 from batchcert.api.credentials import ROLE_VARIABLES, CredentialSource, TemporaryKeys, find_credentials
 from batchcert.live.reader import LiveReader
-from batchcert.mapping import assign_profiles, profiles_of
+from batchcert.mapping import assign_profiles
+from batchcert.model import group_by_profile
 from batchcert.runner import RunnerConfig
 from batchcert.schedule import Quota, Sleeper
 from batchcert.settings import Credentials, RunSettings, find_static_credentials, parse_endpoint, resolve_settings
@@ -107,10 +108,10 @@ def choose_mapping_targets(request: PlanRequest, mapping: RowMapping) -> tuple[T
     if rehearsal:
         worlds = rehearsal_worlds(request.world, mapping)
         mapping = assign_profiles(mapping, default, worlds.refusal)
-        profiles = profiles_of(mapping.valid_rows()) or [default]
+        profiles = list(group_by_profile(mapping.valid_rows())) or [default]
         return choose_targets(settings, profiles, default, worlds.world_of), mapping
     mapping = assign_profiles(mapping, default, missing_profile)
-    return choose_targets(settings, profiles_of(mapping.valid_rows()) or [default], default), mapping
+    return choose_targets(settings, list(group_by_profile(mapping.valid_rows())) or [default], default), mapping
 
 
 def choose_targets(
