@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,25 @@ class ThreadedEmulator:
         self._thread.start()
         self._ready.wait(10)
         return self
+
+    def settle(self, quiet_s: float = 0.3, timeout_s: float = 10.0) -> None:
+        """Return once no change has been applied for `quiet_s`: a killed client's requests that reached the
+        emulator are answered (their latency, their task) before a test counts the ledger."""
+        deadline = time.monotonic() + timeout_s
+        seen, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            applied = self._applied()
+            if applied != seen:
+                seen, quiet_since = applied, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"the emulator kept applying changes for {timeout_s} s")
+
+    def _applied(self) -> int:
+        served = self.estate_emulator or self.emulator
+        assert served is not None
+        return len(served.ledger)
 
     def __exit__(self, *exc: object) -> None:
         assert self._stop is not None

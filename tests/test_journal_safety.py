@@ -38,6 +38,7 @@ def kill_a_run(server: ThreadedEmulator, rows: list[tuple[str, str, str]], tmp_p
         wait_for_attempts(run_dir, after)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
+    server.settle()  # the requests it had sent are applied (or not) before a test counts the ledger
     assert (run_dir / WAL_NAME).stat().st_size > 0 and (run_dir / MARKER_NAME).is_file()
     return run_dir
 
