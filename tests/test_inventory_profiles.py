@@ -33,14 +33,15 @@ OLD, NEW = "cert-old", "cert-new"
 END_SOON, END_OLD, END_NEW = 1861920000, 1893456000, 1924992000  # 2029-01-01, 2030-01-01, 2031-01-01 (UTC)
 
 
-def two_accounts(*, denied_proxy: bool = False) -> dict[str, Any]:
+def two_accounts(*, denied_proxy: bool = False, edge: bool = False) -> dict[str, Any]:
     """Accounts `a` (listener-aaaa0001: x and y, and a certificate of its own, cert-aonly, ending first) and `b`
     (listener-bbbb0001: z; with `denied_proxy`, also a proxy whose listeners it may not list), every place on OLD,
-    NEW in both accounts."""
+    NEW in both accounts; with `edge`, each account's TLS edge serves what its places use."""
     data, _ = accounts_world(
         {"a": {"listener-aaaa0001": ["x.example.com", "y.example.com"]}, "b": {"listener-bbbb0001": ["z.example.com"]}},
         task_seconds=0.02,
         latency_ms=1,
+        edge=edge,
     )
     for world in data["accounts"].values():
         world["certificates"][OLD]["end_time"] = END_OLD
@@ -305,3 +306,41 @@ def test_probe_reads_an_inventory_with_a_profile_column(tmp_path: Path) -> None:
         ProbeTarget(4, "listener-aaaa0001", "y.example.com", OLD, "a"),
         ProbeTarget(6, "listener-bbbb0001", "z.example.com", OLD, "b"),
     ]
+
+
+def test_a_probe_rehearsal_reads_each_place_in_its_account_and_never_guesses_one(tmp_path: Path) -> None:
+    """A probe's rehearsal picks each profile's world as a run's rehearsal does: the places of an inventory that
+    names two profiles are read in a two-account world file, each in its own account, and refused (exit 2, nothing
+    written) in a one-account file, which stands for one profile only; a mapping without a Profile column is read in
+    the account --profile names, and refused without one."""
+    data = two_accounts(edge=True)
+    world = write_world(tmp_path / "world.json", data)
+    done = batchcert("inventory", "--world", world, "--profile", "a", "--profile", "b", "--out", tmp_path / "inv")
+    assert done.exit_code == 0, done.output
+    inventory = tmp_path / "inv" / "inventory.csv"
+
+    # each place's access point is read in its own account, and its edge serves what the place uses
+    done = batchcert("probe", inventory, "--world", world, "--out", tmp_path / "probed")
+    assert done.exit_code == 0, done.output
+    _, lines = read_csv(tmp_path / "probed" / "probe.csv")
+    assert {line["domain"]: line["served"] for line in lines} == {
+        "x.example.com": "true",
+        "y.example.com": "true",
+        "z.example.com": "true",
+    }
+
+    one = write_world(tmp_path / "one.json", data["accounts"]["a"])
+    done = batchcert("probe", inventory, "--world", one, "--out", tmp_path / "guessed")
+    assert done.exit_code == 2, done.output
+    assert "holds one account" in done.output and "`accounts`" in done.output
+    assert not (tmp_path / "guessed").exists()
+
+    mapping = tmp_path / "b.csv"
+    mapping.write_text("ListenerId,Domain,CertificateId\nlistener-bbbb0001,z.example.com,cert-old\n", encoding="utf-8")
+    done = batchcert("probe", mapping, "--world", world, "--out", tmp_path / "nameless")
+    assert done.exit_code == 2, done.output
+    assert "holds several accounts" in done.output and "--profile" in done.output
+    done = batchcert("probe", mapping, "--world", world, "--profile", "b", "--out", tmp_path / "in-b")
+    assert done.exit_code == 0, done.output
+    _, lines = read_csv(tmp_path / "in-b" / "probe.csv")
+    assert [(line["domain"], line["served"]) for line in lines] == [("z.example.com", "true")]

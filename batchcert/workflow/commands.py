@@ -35,7 +35,7 @@ from batchcert.report.inventory_files import write_account_inventory, write_acco
 from batchcert.runner import plan_rows, probe_targets
 from batchcert.schedule import Sleeper
 from batchcert.settings import RunSettings, resolve_settings
-from batchcert.workflow.rehearsal import estate_world, load_accounts
+from batchcert.workflow.rehearsal import read_only_worlds
 from batchcert.workflow.requests import InventoryRequest, PlanRequest, ProbeRequest
 from batchcert.workflow.results import InventoryResult, PlanResult, ProbeResult
 from batchcert.workflow.run_dir import default_run_dir, remove_temps_of_killed_writes
@@ -174,28 +174,8 @@ def _inventory_targets(settings: RunSettings, profiles: list[str], world: Path |
 
 
 def _inventory_worlds(world: Path | None, profiles: list[str]) -> dict[str, emulator.World]:
-    """The world a rehearsal reads for each profile ("": none given): a one-account world file serves one profile,
-    whichever it is; a world file of several accounts serves each profile its account of that name. Raises
-    SettingsError when there is no world file, or it has no account for a profile."""
-    if world is None:
-        return {profiles[0]: estate_world(world)}  # it raises: there are no rows to build the estate from
-    accounts = load_accounts(world)
-    if list(accounts) == [""]:
-        if len(profiles) > 1:
-            raise SettingsError(
-                f"{world} holds one account, and profiles {', '.join(profiles)} were given — to read several accounts "
-                'give it an `accounts` section with an account for each profile ({"accounts": {"<profile>": <world>, '
-                "…}}), or give one --profile"
-            )
-        return {profiles[0]: accounts[""]}
-    absent = [profile for profile in profiles if profile not in accounts]
-    if absent:
-        what = "no --profile was given" if absent == [""] else f"it has no account {', '.join(map(repr, absent))}"
-        raise SettingsError(
-            f"{world} is a world of several accounts and {what} (its accounts: {', '.join(map(repr, accounts))}) — "
-            "give --profile NAME for each account to read"
-        )
-    return {profile: accounts[profile] for profile in profiles}
+    """The world an inventory's rehearsal reads for each profile ("": none given; `read_only_worlds`)."""
+    return read_only_worlds(world, profiles, "no --profile was given — give --profile NAME for each account to read")
 
 
 async def _read_estate(target: Target, on_step: StepFn | None) -> Estate:
@@ -247,7 +227,9 @@ def probe_places(request: ProbeRequest) -> ProbeResult:
     default = request.profile or ""
     targets_of = group_by_profile(targets)
     profiles = list(targets_of) or [""]
-    accounts = choose_targets(settings, profiles, default, _probe_worlds(request.world) if rehearsal else None)
+    accounts = choose_targets(
+        settings, profiles, default, _probe_worlds(request.world, profiles, default) if rehearsal else None
+    )
 
     async def probe(profile: str, target: Target) -> list[ServedCheck]:
         async with connect(target) as (client, quota):
@@ -272,26 +254,14 @@ def probe_places(request: ProbeRequest) -> ProbeResult:
     return ProbeResult(counts, len([r for r in rows if not r.domain]), path)
 
 
-def _probe_worlds(world: Path | None) -> Callable[[str], emulator.World]:
-    """The world a probe's rehearsal reads for each profile: a one-account world file for whichever, a world file of
-    several accounts its account of that name. Raises SettingsError when there is no world file (nothing says what is
-    deployed) or a profile is not among its accounts."""
-    if world is None:
-        estate_world(world)  # raises: a probe's rehearsal needs the estate to read
-    assert world is not None
-    accounts = load_accounts(world)
-
-    def world_of(profile: str) -> emulator.World:
-        if list(accounts) == [""]:
-            return accounts[""]
-        if profile not in accounts:
-            raise SettingsError(
-                f"{world} has no account {profile!r} (its accounts: {', '.join(map(repr, accounts))}) — probe with a "
-                "world file that has an account for each profile"
-            )
-        return accounts[profile]
-
-    return world_of
+def _probe_worlds(world: Path | None, profiles: list[str], default: str) -> Callable[[str], emulator.World]:
+    """The world a probe's rehearsal reads for each profile (`read_only_worlds`), every one checked first; places
+    that name none are read in the world of `default` (--profile)."""
+    names = {profile: profile or default for profile in profiles}
+    worlds = read_only_worlds(
+        world, list(dict.fromkeys(names.values())), "name each row's account in a Profile column, or give --profile"
+    )
+    return lambda profile: worlds[names[profile]]
 
 
 def write_run_reports(run_dir: Path, out: Path | None = None) -> Reports:

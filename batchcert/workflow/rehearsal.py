@@ -32,8 +32,9 @@ class RehearsalWorlds:
     #: the profile a one-account world was given to (the first the rows name)
     _single: list[str] = field(default_factory=list)
 
-    def refusal(self, profile: str) -> str | None:
-        """Why rows naming `profile` cannot be rehearsed in these worlds (None: they can)."""
+    def refusal(self, profile: str, name_one: str = "name the row's account in a Profile column") -> str | None:
+        """Why rows naming `profile` cannot be rehearsed in these worlds (None: they can). `name_one`: how the user
+        names an account where the rehearsal was asked for (a row's Profile cell, or --profile)."""
         if self.built or (profile in self.worlds and (profile or len(self.worlds) == 1)):
             return None
         if list(self.worlds) == [""]:
@@ -47,7 +48,7 @@ class RehearsalWorlds:
             )
         accounts = ", ".join(map(repr, self.worlds))
         if not profile:
-            return f"the world file holds several accounts ({accounts}): name the row's account in a Profile column"
+            return f"the world file holds several accounts ({accounts}): {name_one}"
         return f"the world file has no account {profile!r} (its accounts: {accounts})"
 
     def world_of(self, profile: str) -> emulator.World:
@@ -70,14 +71,19 @@ def load_accounts(path: Path) -> dict[str, emulator.World]:
     return dict(found.accounts) if isinstance(found, emulator.Estate) else {"": found}
 
 
-def estate_world(world_path: Path | None) -> emulator.World:
-    """The world an inventory's or a probe's rehearsal reads: the given file — there are no rows to build one
-    from that would say what is deployed."""
-    from batchcert import emulator
-
+def read_only_worlds(world_path: Path | None, profiles: list[str], name_one: str) -> dict[str, emulator.World]:
+    """The world an inventory's or a probe's rehearsal reads for each of `profiles` ("": none named), by the rules of
+    a run's rehearsal (`RehearsalWorlds.refusal`): a one-account world file stands for one profile, a file of several
+    accounts serves each profile its account of that name. There are no rows to build the estate from that would
+    say what is deployed, so the file is needed. Raises SettingsError naming the file and what to do (`name_one`:
+    how the user names an account there)."""
     if world_path is None:
         raise SettingsError("a rehearsal of inventory or probe needs the estate to read: pass --world FILE")
-    return emulator.load_world(world_path)
+    worlds = RehearsalWorlds(load_accounts(world_path))
+    refused = [reason for profile in profiles if (reason := worlds.refusal(profile, name_one)) is not None]
+    if refused:
+        raise SettingsError(f"{world_path}: {refused[0]}")
+    return {profile: worlds.world_of(profile) for profile in profiles}
 
 
 def continued_worlds(journal: Journal, facts: dict[str, str]) -> RehearsalWorlds:
