@@ -193,9 +193,13 @@ def test_a_profile_the_world_file_does_not_have_stops_before_anything_is_written
     data = two_accounts()
     world = write_world(tmp_path / "world.json", data)
     out = tmp_path / "inv"
-    done = batchcert("inventory", "--world", world, "--profile", "a", "--profile", "zz", "--out", out)
+    done = batchcert(
+        "inventory", "--world", world, "--profile", "yy", "--profile", "a", "--profile", "zz", "--out", out
+    )
     assert done.exit_code == 2, done.output
-    assert "no account 'zz'" in done.output and "its accounts: 'a', 'b'" in done.output
+    # every profile it lacks is named at once
+    assert "no account 'yy'" in done.output and "no account 'zz'" in done.output
+    assert "its accounts: 'a', 'b'" in done.output
     assert not out.exists()
     # a world file of one account reads one profile, not several
     alone = write_world(tmp_path / "alone.json", data["accounts"]["a"])

@@ -82,7 +82,7 @@ def read_only_worlds(world_path: Path | None, profiles: list[str], name_one: str
     worlds = RehearsalWorlds(load_accounts(world_path))
     refused = [reason for profile in profiles if (reason := worlds.refusal(profile, name_one)) is not None]
     if refused:
-        raise SettingsError(f"{world_path}: {refused[0]}")
+        raise SettingsError(f"{world_path}: {'; '.join(dict.fromkeys(refused))}")
     return {profile: worlds.world_of(profile) for profile in profiles}
 
 
