@@ -21,7 +21,7 @@ install-dev: $(VENV)/.dev
 demo: install
 	$(BIN)/batchcert run inputs/demo.csv --world inputs/demo-world.json --yes --out reports/demo-$$(date -u +%Y%m%dT%H%M%SZ); test $$? -le 1
 
-test: install-dev lint  # bytecode written even where PYTHONDONTWRITEBYTECODE is set: four workers and ~90 child processes import the same modules
+test: install-dev lint  # bytecode cached even under PYTHONDONTWRITEBYTECODE: ~90 child processes import the same modules
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 lint: install-dev

@@ -74,8 +74,8 @@ class ThreadedEmulator:
         return self
 
     def settle(self, quiet_s: float = 0.3, timeout_s: float = 10.0) -> None:
-        """Return once no change has been applied for `quiet_s`: a killed client's requests that reached the
-        emulator are answered (their latency, their task) before a test counts the ledger."""
+        """Return once no change has been applied for `quiet_s`: the requests a killed client had sent are
+        applied (after the world's latency), or not, before a test counts the ledger."""
         deadline = time.monotonic() + timeout_s
         seen, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
