@@ -271,7 +271,11 @@ def _from_ini(path: Path, profile: str) -> tuple[Credentials, ProfileRole | None
     role = ProfileRole(*(section.get(key, "").strip() for key in _ROLE_KEYS))
     if role.cam_role_name and (role.role_arn or role.web_identity_token_file):
         raise CredentialsError(f"{path} [{profile}] names cam_role_name and another role — keep the one it signs with")
-    oidc = {key: section.get(key, "").strip() for key in ("web_identity_token_file", "provider_id", "region")}
+    oidc = {
+        "web_identity_token_file": role.web_identity_token_file,
+        "provider_id": role.provider_id,
+        "region": role.region,
+    }
     if any(oidc.values()) and not (all(oidc.values()) and role.role_arn):
         missing = [key for key in ("role_arn", *oidc) if not (role.role_arn if key == "role_arn" else oidc[key])]
         raise CredentialsError(f"{path} [{profile}]: OIDC web identity needs {', '.join(missing)} too — add them")

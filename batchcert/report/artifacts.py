@@ -169,8 +169,9 @@ def _write_reports(journal: Journal, out_dir: Path, notes: tuple[str, ...]) -> R
     remove_stale_temps(out_dir)
     facts = journal.facts()
     with_profile = facts.get("profiles") == "true"
-    extra_names = [n for n in journal.extra_column_names() if n not in report_columns(with_profile)]
-    header = [*report_columns(with_profile), *extra_names]
+    own_columns = report_columns(with_profile)
+    extra_names = [n for n in journal.extra_column_names() if n not in own_columns]
+    header = [*own_columns, *extra_names]
     manifest = Manifest(out_dir)
     targets: dict[str, Path] = {}
     kept: list[tuple[Path, Path]] = []

@@ -28,7 +28,7 @@ from batchcert.inventory import (
 )
 from batchcert.journal import read_journal
 from batchcert.live.state import PlanLine, count_plan_actions, plan_every_row
-from batchcert.mapping import PROFILE, is_inventory, read_inventory_targets, read_mapping
+from batchcert.mapping import is_inventory, read_inventory_targets, read_mapping
 from batchcert.model import SCOPE_LISTENER, Mapping, MappingSource, ProbeTarget, Row, ServedCheck, group_by_profile
 from batchcert.report import Reports, write_inventory, write_plan, write_probe, write_reports, write_rotation
 from batchcert.report.inventory_files import write_account_inventory, write_account_rotation
@@ -48,6 +48,7 @@ from batchcert.workflow.target import (
     choose_targets,
     connect,
     missing_profile,
+    rows_name_accounts,
 )
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def plan_mapping(request: PlanRequest) -> PlanResult:
     out_dir = request.out or default_run_dir(
         request.reports_root, request.mapping.with_name(request.mapping.stem + "-plan")
     )
-    path = write_plan(out_dir, lines, PROFILE in mapping.column_of or len(targets.by_profile) > 1)
+    path = write_plan(out_dir, lines, rows_name_accounts(mapping, targets))
     return PlanResult(lines, count_plan_actions(lines), path, mapping.notes, len(mapping.duplicate_of))
 
 
@@ -165,11 +166,9 @@ def _inventory_targets(settings: RunSettings, profiles: list[str], world: Path |
     if settings.rehearsal:
         worlds = _inventory_worlds(world, profiles)
         return choose_targets(settings, profiles, "", worlds.__getitem__)
-    missing = [reason for profile in profiles if (reason := missing_profile(profile)) is not None]
+    missing = [reason for profile in profiles if (reason := missing_profile(profile, "--profile")) is not None]
     if missing:
-        # missing_profile speaks of a mapping's cell; here the profile came from the command line
-        reasons = [reason.removesuffix(", or correct the cell") + ", or correct --profile" for reason in missing]
-        raise CredentialsError("; ".join(reasons))
+        raise CredentialsError("; ".join(missing))
     return choose_targets(settings, profiles, "")
 
 

@@ -15,7 +15,7 @@ from batchcert import __version__
 from batchcert.claims import claim_places, place_digests
 from batchcert.errors import BatchcertError
 from batchcert.journal import Journal, create_journal, open_journal
-from batchcert.mapping import PROFILE, file_sha256, require_rows_to_send
+from batchcert.mapping import file_sha256, require_rows_to_send
 from batchcert.model import RERUN_OUTCOMES, Mapping, Outcome, Row, SessionKind, group_by_profile
 from batchcert.runner import estimate_run_s
 from batchcert.settings import resolve_settings
@@ -27,7 +27,7 @@ from batchcert.workflow.requests import RerunRequest, RunRequest
 from batchcert.workflow.results import Preview, RunSummary
 from batchcert.workflow.run_dir import default_run_dir, moved_run_warning, remove_temps_of_killed_writes
 from batchcert.workflow.session import execute_session, operator_name
-from batchcert.workflow.target import Targets, choose_mapping_targets, choose_targets
+from batchcert.workflow.target import Targets, choose_mapping_targets, choose_targets, rows_name_accounts
 
 
 class Declined(BatchcertError):
@@ -176,7 +176,7 @@ def _create_journal(request: RunRequest, mapping: Mapping, targets: Targets, run
             "rehearsal": "true" if targets.settings.rehearsal else "false",
             # rows name their accounts (a Profile column, or a profile other than the default): the outputs say
             # each row's profile (README, "Many accounts in one run")
-            "profiles": "true" if PROFILE in mapping.column_of or len(targets.by_profile) > 1 else "false",
+            "profiles": "true" if rows_name_accounts(mapping, targets) else "false",
             "world": str(request.world.resolve()) if request.world else "",
         },
     )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from batchcert.api.client import GaapClient, create_session
 from batchcert.api.credentials import ROLE_VARIABLES, CredentialSource, TemporaryKeys, find_credentials
 from batchcert.live.reader import LiveReader
-from batchcert.mapping import assign_profiles
+from batchcert.mapping import PROFILE, assign_profiles
 from batchcert.model import group_by_profile
 from batchcert.runner import RunnerConfig
 from batchcert.schedule import Quota, Sleeper
@@ -137,15 +137,22 @@ def choose_targets(
     return Targets(by_profile)
 
 
-def missing_profile(profile: str) -> str | None:
+def missing_profile(profile: str, named_in: str = "the cell") -> str | None:
     """Why rows naming `profile` cannot be sent on a live target: it is in neither credentials file (None: it is,
-    or it is "" — the default credentials, whose absence stops the command, as it always has)."""
+    or it is "" — the default credentials, whose absence stops the command, as it always has). `named_in`: where the
+    user named it, to correct (a mapping's cell, or --profile)."""
     if not profile or find_static_credentials(profile) is not None:
         return None
     return (
         f"no profile {profile!r} in ~/.tencentcloud/credentials or ~/.tccli/{profile}.credential — add it there, or "
-        "correct the cell"
+        f"correct {named_in}"
     )
+
+
+def rows_name_accounts(mapping: RowMapping, targets: Targets) -> bool:
+    """Whether a run's or plan's outputs say each row's profile: the mapping has a Profile column, or its rows go to
+    more than one account (README, "Many accounts in one run")."""
+    return PROFILE in mapping.column_of or len(targets.by_profile) > 1
 
 
 def _emulator_credentials(world: emulator.World) -> Credentials:
