@@ -13,7 +13,9 @@ Scenarios (issue "Performance"), each against a fresh `batchcert emulator` proce
 Every scenario's emulator has its TLS edge, so each run probes what it changed (README, "What the edge serves").
 Then client overhead (CPU per row against a 2,000/s emulator with no latency, --no-probe), whole runs of 30,000
 (median of three) and 100,000 rows against a fast emulator process (peak RSS and CPU per row of the client), peak RSS
-validating a 100,000-row mapping, and `batchcert --help` start-up time. Prints one table and the targets, and exits 1 if a target is missed.
+validating a 100,000-row mapping, and `batchcert --help` start-up time; before and after it all, the CPU a fixed
+piece of work takes (`REFERENCE_WORK`: how fast this shared machine is that hour). Prints one table and the targets,
+and exits 1 if a target is missed.
 `BENCH_SCALE_ROWS=30000` (comma-separated) changes the sizes of the whole runs.
 
 Two bounds (docs/scheduling.md, "The bound"): the API bound max(writes / rate, reads / rate, longest listener chain
@@ -515,12 +517,34 @@ def help_seconds() -> float:
     return min(times)
 
 
+#: a fixed piece of CPU work like a request's own (a JSON body, its SHA-256, an HMAC), run in a fresh process: the
+#: CPU figures above are only comparable between runs of the bench whose reference took about the same time
+REFERENCE_WORK = (
+    "import hashlib, hmac, json, time\n"
+    "t = time.process_time()\n"
+    "for i in range(200_000):\n"
+    "    body = json.dumps({'ListenerId': f'listener-{i}', 'Domain': f'd{i}.example.com'}).encode()\n"
+    "    hmac.new(b'k' * 32, hashlib.sha256(body).hexdigest().encode(), hashlib.sha256).hexdigest()\n"
+    "print(time.process_time() - t)\n"
+)
+
+
+def reference_cpu_s() -> float:
+    """The CPU seconds REFERENCE_WORK takes on this machine now (the least of three)."""
+    runs = [
+        subprocess.run([sys.executable, "-c", REFERENCE_WORK], capture_output=True, text=True, check=True)
+        for _ in range(3)
+    ]
+    return min(float(r.stdout) for r in runs)
+
+
 def main() -> int:
     # A user's `pip install batchcert` writes the package's bytecode; this editable checkout has none where
     # PYTHONDONTWRITEBYTECODE is set (as on this project's machines), and every process start would then compile
     # batchcert's sources again — 0.15 s of each whole-process time that no user pays.
     compileall.compile_dir(ROOT / "batchcert", quiet=1)
     workdir = Path(tempfile.mkdtemp(prefix="batchcert-bench-"))
+    reference_before_s = reference_cpu_s()
     try:
         world, mapping = skewed()
         faulty = {
@@ -552,6 +576,7 @@ def main() -> int:
         scales = [scale_run(workdir, n, repeats=3 if n <= SCALE_REPEATED_ROWS else 1) for n in sizes]
         rss_mb = validate_rss_mb(workdir)
         help_s = help_seconds()
+        reference_after_s = reference_cpu_s()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -586,6 +611,10 @@ def main() -> int:
     print(
         f"client CPU per row: {cpu_ms:.2f} ms · peak RSS validating 100,000 rows: {rss_mb:.0f} MB · "
         f"`batchcert --help`: {help_s:.2f} s"
+    )
+    print(
+        f"this machine's speed: a fixed piece of CPU work (tests/bench.py, REFERENCE_WORK) took "
+        f"{reference_before_s:.2f} s before the scenarios and {reference_after_s:.2f} s after them"
     )
     a, a_noverify, b, _, d, e, f50, f300, g, g_off = results
     print(
