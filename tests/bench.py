@@ -460,8 +460,8 @@ def scale_run(workdir: Path, rows: int, repeats: int = 1) -> Scale:
     """Whole `batchcert run`s of `rows` rows (a third on three listeners, the rest one per listener), each against a
     fresh separate emulator process with no task time, no latency and a high rate: the client's CPU per row (start-up,
     reading the mapping, pre-flight, sending, verification and reports included) and process time as the median of
-    `repeats` runs — like the 2,000-row figure: one run on this shared VM varies by a fifth from hour to hour (README,
-    "Performance") — and the highest peak RSS of them."""
+    `repeats` runs — like the 2,000-row figure: one run on this shared VM varied from 1.0 to 1.5 ms a row within a day
+    (README, "Performance") — and the highest peak RSS of them."""
     runs = [_scale_run_once(workdir, rows, rep) for rep in range(repeats)]
     return Scale(
         rows,
@@ -518,7 +518,7 @@ def help_seconds() -> float:
 
 
 #: a fixed piece of CPU work like a request's own (a JSON body, its SHA-256, an HMAC), run in a fresh process: the
-#: CPU figures above are only comparable between runs of the bench whose reference took about the same time
+#: bench's CPU figures are only comparable between runs of the bench whose reference work took about the same time
 REFERENCE_WORK = (
     "import hashlib, hmac, json, time\n"
     "t = time.process_time()\n"
@@ -572,7 +572,7 @@ def main() -> int:
         spread = [accounts_run(workdir, n) for n in (1, 2, 10)]
         cpu_ms = overhead_ms_per_row(workdir)
         sizes = [int(n) for n in os.environ.get("BENCH_SCALE_ROWS", "30000,100000").split(",") if n]
-        # the 30,000-row figure is checked: a median of three runs; the 100,000-row run (140 s) is there for its RSS
+        # the 30,000-row figure is checked: a median of three runs; the 100,000-row run (2–3 min) is there for its RSS
         scales = [scale_run(workdir, n, repeats=3 if n <= SCALE_REPEATED_ROWS else 1) for n in sizes]
         rss_mb = validate_rss_mb(workdir)
         help_s = help_seconds()
