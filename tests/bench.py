@@ -460,7 +460,7 @@ def scale_run(workdir: Path, rows: int, repeats: int = 1) -> Scale:
     """Whole `batchcert run`s of `rows` rows (a third on three listeners, the rest one per listener), each against a
     fresh separate emulator process with no task time, no latency and a high rate: the client's CPU per row (start-up,
     reading the mapping, pre-flight, sending, verification and reports included) and process time as the median of
-    `repeats` runs — like the 2,000-row figure: one run on this shared VM varied from 1.0 to 1.5 ms a row within a day
+    `repeats` runs — like the 2,000-row figure: one run on this shared VM varied from 1.0 to 1.5 ms a row within an hour
     (README, "Performance") — and the highest peak RSS of them."""
     runs = [_scale_run_once(workdir, rows, rep) for rep in range(repeats)]
     return Scale(
