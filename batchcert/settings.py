@@ -272,13 +272,15 @@ def _from_ini(path: Path, profile: str) -> tuple[Credentials, ProfileRole | None
     if role.cam_role_name and (role.role_arn or role.web_identity_token_file):
         raise CredentialsError(f"{path} [{profile}] names cam_role_name and another role — keep the one it signs with")
     oidc = {
+        "role_arn": role.role_arn,
         "web_identity_token_file": role.web_identity_token_file,
         "provider_id": role.provider_id,
         "region": role.region,
     }
-    if any(oidc.values()) and not (all(oidc.values()) and role.role_arn):
-        missing = [key for key in ("role_arn", *oidc) if not (role.role_arn if key == "role_arn" else oidc[key])]
-        raise CredentialsError(f"{path} [{profile}]: OIDC web identity needs {', '.join(missing)} too — add them")
+    if role.web_identity_token_file or role.provider_id or role.region:
+        missing = [key for key, value in oidc.items() if not value]
+        if missing:
+            raise CredentialsError(f"{path} [{profile}]: OIDC web identity needs {', '.join(missing)} too — add them")
     source = f"{path} [{profile}]"
     named = role if role.role_arn or role.cam_role_name else None
     if named is not None and not role.needs_keys and not (secret_id or secret_key):
