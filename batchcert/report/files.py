@@ -31,6 +31,8 @@ from batchcert.mapping import FORMULA_PREFIXES, file_sha256
 #: UTF-8 with a BOM: Excel on Windows reads it as UTF-8 (without, Chinese cells show as mojibake); every reader of
 #: batchcert's files accepts it
 CSV_ENCODING = "utf-8-sig"
+#: what CSV_ENCODING puts before the text
+BOM = "\ufeff"
 #: every file `write_reports` writes, in the order `Reports.files` lists them
 REPORT_FILES = ("report.csv", "report.xlsx", "summary.md", "summary.json", "failed.csv", "rollback.csv")
 #: the sha256 of every report file batchcert wrote in a directory (`Manifest`)
@@ -92,7 +94,13 @@ class SafeCsv:
         self._out = csv.writer(fh)
 
     def write(self, cells: Iterable[Any]) -> None:
-        self._out.writerow([neutralize("" if v is None else v) for v in cells])
+        # `neutralize` written out: this runs for every cell of every report line
+        self._out.writerow(
+            [
+                ("'" + v if v.startswith(FORMULA_PREFIXES) else v) if isinstance(v, str) else ("" if v is None else v)
+                for v in cells
+            ]
+        )
 
     def write_all(self, rows: Iterable[Iterable[Any]]) -> None:
         for row in rows:
@@ -102,7 +110,10 @@ class SafeCsv:
 @contextlib.contextmanager
 def open_csv(path: Path) -> Iterator[SafeCsv]:
     """`path` opened for a CSV table in CSV_ENCODING (written as it is: write a temporary file, see `staged_files`)."""
-    with path.open("w", newline="", encoding=CSV_ENCODING) as fh:
+    # the same bytes as CSV_ENCODING: the BOM, then UTF-8 — which Python encodes in C, where the utf-8-sig codec's
+    # encoder is Python code called for every line written
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        fh.write(BOM)
         yield SafeCsv(fh)
 
 
