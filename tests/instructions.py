@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
-import csv
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -24,25 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.bench import Emulator, skewed_listeners
-from tests.worlds import migration_world
+from tests.bench import fast_world
 
 
 def instructions_of_run(tree: Path, rows: int, workdir: Path) -> tuple[int, int]:
     """The instructions (callgrind's `Collected`) one `batchcert run` of `rows` rows from `tree` executes, and the
     requests it sent (a retry costs instructions too: compare runs that sent as many)."""
-    world, mapping = migration_world(skewed_listeners(rows), rate_limit=10_000, task_seconds=0, latency_ms=0)
-    emulator = Emulator(world, workdir)
-    try:
-        path = workdir / f"mapping-{rows}.csv"
-        with path.open("w", newline="") as fh:
-            csv.writer(fh).writerows([("ListenerId", "Domain", "CertificateId"), *mapping])
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(tree),
-            "TENCENTCLOUD_SECRET_ID": emulator.secret_id,
-            "TENCENTCLOUD_SECRET_KEY": emulator.secret_key,
-        }
+    with fast_world(workdir, rows, f"mapping-{rows}.csv") as (emulator, path, run_env):
+        env = {**run_env, "PYTHONPATH": str(tree)}
         batchcert = [sys.executable, "-m", "batchcert"]
         help_text = subprocess.run([*batchcert, "run", "--help"], cwd=tree, env=env, capture_output=True, text=True)
         # releases before the probe have no --no-probe; --force: a count of another tree may run beside this one on
@@ -86,8 +73,6 @@ def instructions_of_run(tree: Path, rows: int, workdir: Path) -> tuple[int, int]
         with contextlib.closing(sqlite3.connect(out / "journal.sqlite3")) as db:
             requests = int(db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0])
         return int(found.group(1)), requests
-    finally:
-        emulator.close()
 
 
 def main() -> int:
