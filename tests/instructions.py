@@ -1,13 +1,15 @@
 """Instructions per row of a whole `batchcert run`, counted by valgrind's callgrind: the shape of the bench's
 30,000-row run (a third of the rows on three listeners, the rest one per listener; a fast emulator process;
 --no-probe), smaller. Unlike CPU time, which this shared VM moves by a third from one hour to the next (README,
-"Performance"), the count repeats within a few tenths of a percent, so two trees can be compared one run each.
+"Performance"), the count repeats within about 1%, so two trees can be compared in a few runs each — runs that sent
+as many requests (a retry costs instructions too; a machine loaded enough to time requests out makes retries).
 
     python -m tests.instructions [ROWS [TREE]]
 
 ROWS defaults to 1,300; TREE (default: this checkout) is the batchcert source tree to count — a worktree of an older
 release, say. Needs valgrind on PATH. Slow: about 80 ms of wall clock a row, 40 s of start-up. Prints the
-instructions of a one-row run (start-up, reports of one row) and, per row beyond it, of a ROWS-row run.
+instructions of a one-row run (start-up, reports of one row) and, per row beyond it, of a ROWS-row run, with the
+requests that run sent.
 """
 
 from __future__ import annotations
