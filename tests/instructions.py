@@ -18,6 +18,7 @@ import compileall
 import contextlib
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -83,8 +84,11 @@ def main() -> int:
     # bytecode as an installed batchcert has it: compiling the sources is not the run's work
     compileall.compile_dir(tree / "batchcert", quiet=1)
     workdir = Path(tempfile.mkdtemp(prefix="batchcert-instructions-"))
-    one, _ = instructions_of_run(tree, 1, workdir)
-    many, requests = instructions_of_run(tree, rows, workdir)
+    try:
+        one, _ = instructions_of_run(tree, 1, workdir)
+        many, requests = instructions_of_run(tree, rows, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"{tree}: a one-row run {one / 1e9:.3f} G instructions; {(many - one) / (rows - 1) / 1e6:.3f} M a row beyond "
         f"({requests} requests for {rows} rows)"

@@ -35,7 +35,7 @@ from batchcert.report.commands import (
     rollback_run_command,
     run_command,
 )
-from batchcert.report.files import CSV_ENCODING, MANIFEST_NAME, REPORT_FILES, neutralize, remove_stale_temps
+from batchcert.report.files import CSV_ENCODING, MANIFEST_NAME, REPORT_FILES, remove_stale_temps
 from batchcert.report.inventory_files import (
     CERTIFICATE_COLUMNS,
     INVENTORY_COLUMNS,
@@ -64,7 +64,6 @@ __all__ = [
     "Reports",
     "UnsearchedConnection",
     "failed_run_command",
-    "neutralize",
     "next_steps",
     "remove_stale_temps",
     "report_records",

@@ -49,13 +49,6 @@ STALE_TEMP_S = 600.0
 K = TypeVar("K")
 
 
-def neutralize(value: Any) -> Any:
-    """Prefix a text cell that a spreadsheet would evaluate with `'`; other values pass unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 # ------------------------------------------------------------------------------------------------ atomic writes
 def temp_beside(path: Path) -> Path:
     """A new hidden file beside `path` (`.failed.csv.<pid>.<random>`): the pid tells a later run whether the process
@@ -94,7 +87,8 @@ class SafeCsv:
         self._out = csv.writer(fh)
 
     def write(self, cells: Iterable[Any]) -> None:
-        # `neutralize` written out: this runs for every cell of every report line
+        # a text cell a spreadsheet would evaluate gets `'` before it; written out, not a function per cell: this runs
+        # for every cell of every report line
         self._out.writerow(
             [
                 ("'" + v if v.startswith(FORMULA_PREFIXES) else v) if isinstance(v, str) else ("" if v is None else v)
