@@ -28,7 +28,9 @@ from batchcert.schedule import (
     BURST_SPACING_S,
     MIN_LAG_S,
     POLL_FLOOR_S,
+    RECOUNT_S,
     TIMER_LATENESS_S,
+    WARM_UP_S,
     Decision,
     GateClosed,
     GaveUp,
@@ -596,7 +598,7 @@ class Stamp:
 
 def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_leaves() -> None:
     """At 2/s a bursting gate sends two calls 5 ms apart (BURST_SPACING_S); the rest wait until the oldest send has
-    left the service's second (answered at once: the second and MIN_LAG_S), highest priority first."""
+    left the window (answered at once, in the gate's warm-up: the margin's 1 / 0.96 s), highest priority first."""
 
     async def main() -> tuple[list[tuple[float, float]], float]:
         quota = Quota(2)
@@ -609,7 +611,7 @@ def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_l
         return api.sent, started
 
     sent, started = run_virtual(main())
-    window_s, gap_s = 1 + MIN_LAG_S, BURST_SPACING_S
+    window_s, gap_s = 1 / 0.96, BURST_SPACING_S
     assert [p for _, p in sent] == [0, 7, 5, 3, 1]
     offsets = [round(t - started, 6) for t, _ in sent]
     assert offsets == [round(x, 6) for x in (0, gap_s, window_s, window_s + gap_s, 2 * window_s)]
@@ -709,6 +711,58 @@ def test_a_slow_answer_keeps_its_request_counting_longer(bursts: bool) -> None:
     first, second, third = run_virtual(main())
     assert second - first >= 1 + MIN_LAG_S - 1e-6
     assert third - second == pytest.approx(1 + 0.1, abs=1e-6)
+
+
+def test_round_trips_that_shorten_a_little_at_a_time_still_lengthen_what_counts() -> None:
+    """At 20/s in bursts, past the gate's warm-up: the first answer of a burst takes 50 ms (the shortest so far),
+    each of the next nineteen 0.9 ms less than the one before — each fall under RECOUNT_S, 17.1 ms in all. The
+    burst's first request may have been counted 17.1 ms later than the fastest, so the 21st waits for that first
+    one's second at the service and that lag (less RECOUNT_S at most), not for the lag taken against the shortest
+    round trip it was answered with."""
+
+    async def main() -> list[float]:
+        quota = Quota(20)
+        quota.send_in_bursts()
+        loop, sent = asyncio.get_running_loop(), []
+        rtts = iter([0.05] + [0.05 - 0.0009 * i for i in range(20)] + [0.03])
+
+        class Shortening:
+            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+                sent.append(loop.time())
+                rtt_s = next(rtts)
+                await asyncio.sleep(rtt_s)
+                return CallResult(None, http_status=200, latency_s=rtt_s)
+
+        await quota.send(Shortening(), "A", {})
+        await asyncio.sleep(WARM_UP_S + 1)
+        await asyncio.gather(*(quota.send(Shortening(), "A", {}) for _ in range(21)))
+        quota.close()
+        return sent[1:]
+
+    sent = run_virtual(main())
+    assert sent[20] - sent[0] >= 1 + 19 * 0.0009 - RECOUNT_S, sent[20] - sent[0]
+
+
+def test_in_its_warm_up_a_gate_counts_each_send_for_the_margins_window() -> None:
+    """At 20/s in bursts, every answer at once (round trips all alike): in the gate's first WARM_UP_S a send counts
+    1 / 0.96 s — the shortest round trip is known from few answers, slowed by the run's start — so the 21st and the
+    41st request leave that long after the 1st and the 21st; the 41st left after the warm-up, so the 61st leaves one
+    second and MIN_LAG_S after it."""
+
+    async def main() -> list[float]:
+        quota = Quota(20)
+        quota.send_in_bursts()
+        api = Stamp()
+        await quota.send(api.for_priority(0), "A", {})
+        await asyncio.gather(*(quota.send(api.for_priority(0), "A", {}) for _ in range(60)))
+        quota.close()
+        return [t for t, _ in api.sent]
+
+    sent = run_virtual(main())
+    assert sent[40] > sent[0] + WARM_UP_S
+    assert sent[20] - sent[0] == pytest.approx(1 / 0.96, abs=1e-6)
+    assert sent[40] - sent[20] == pytest.approx(1 / 0.96, abs=1e-6)
+    assert sent[60] - sent[40] == pytest.approx(1 + MIN_LAG_S, abs=1e-6)
 
 
 def test_at_widely_varying_latency_the_service_never_counts_more_than_the_ceiling(tmp_path: Path) -> None:
