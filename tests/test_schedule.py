@@ -596,6 +596,20 @@ class Stamp:
         return One()
 
 
+class Timed:
+    """An API that answers each call after the next of `rtts_s` (seconds) and notes when each went on the wire."""
+
+    def __init__(self, rtts_s: list[float]) -> None:
+        self.sent: list[float] = []
+        self._rtts_s = iter(rtts_s)
+
+    async def send(self, action: str, params: dict[str, Any]) -> CallResult:
+        self.sent.append(asyncio.get_running_loop().time())
+        rtt_s = next(self._rtts_s)
+        await asyncio.sleep(rtt_s)
+        return CallResult(None, http_status=200, latency_s=rtt_s)
+
+
 def test_gate_grants_a_window_at_once_by_priority_and_the_next_when_the_oldest_leaves() -> None:
     """At 2/s a bursting gate sends two calls 5 ms apart (BURST_SPACING_S); the rest wait until the oldest send has
     left the window (answered at once, in the gate's warm-up: the margin's 1 / 0.96 s), highest priority first."""
@@ -694,19 +708,11 @@ def test_a_slow_answer_keeps_its_request_counting_longer(bursts: bool) -> None:
         quota = Quota(1)
         if bursts:
             quota.send_in_bursts()
-        loop, sent, rtts = asyncio.get_running_loop(), [], iter([0.02, 0.12, 0.02])
-
-        class Slow:
-            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
-                sent.append(loop.time())
-                rtt_s = next(rtts)
-                await asyncio.sleep(rtt_s)
-                return CallResult(None, http_status=200, latency_s=rtt_s)
-
-        await quota.send(Slow(), "A", {})
-        await asyncio.gather(quota.send(Slow(), "A", {}), quota.send(Slow(), "A", {}))
+        api = Timed([0.02, 0.12, 0.02])
+        await quota.send(api, "A", {})
+        await asyncio.gather(quota.send(api, "A", {}), quota.send(api, "A", {}))
         quota.close()
-        return sent
+        return api.sent
 
     first, second, third = run_virtual(main())
     assert second - first >= 1 + MIN_LAG_S - 1e-6
@@ -723,21 +729,12 @@ def test_round_trips_that_shorten_a_little_at_a_time_still_lengthen_what_counts(
     async def main() -> list[float]:
         quota = Quota(20)
         quota.send_in_bursts()
-        loop, sent = asyncio.get_running_loop(), []
-        rtts = iter([0.05] + [0.05 - 0.0009 * i for i in range(20)] + [0.03])
-
-        class Shortening:
-            async def send(self, action: str, params: dict[str, Any]) -> CallResult:
-                sent.append(loop.time())
-                rtt_s = next(rtts)
-                await asyncio.sleep(rtt_s)
-                return CallResult(None, http_status=200, latency_s=rtt_s)
-
-        await quota.send(Shortening(), "A", {})
+        api = Timed([0.05] + [0.05 - 0.0009 * i for i in range(20)] + [0.03])
+        await quota.send(api, "A", {})
         await asyncio.sleep(WARM_UP_S + 1)
-        await asyncio.gather(*(quota.send(Shortening(), "A", {}) for _ in range(21)))
+        await asyncio.gather(*(quota.send(api, "A", {}) for _ in range(21)))
         quota.close()
-        return sent[1:]
+        return api.sent[1:]
 
     sent = run_virtual(main())
     assert sent[20] - sent[0] >= 1 + 19 * 0.0009 - RECOUNT_S, sent[20] - sent[0]
