@@ -18,7 +18,6 @@ import compileall
 import contextlib
 import json
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -83,12 +82,9 @@ def main() -> int:
     tree = Path(sys.argv[2]).resolve() if len(sys.argv) > 2 else Path(__file__).resolve().parent.parent
     # bytecode as an installed batchcert has it: compiling the sources is not the run's work
     compileall.compile_dir(tree / "batchcert", quiet=1)
-    workdir = Path(tempfile.mkdtemp(prefix="batchcert-instructions-"))
-    try:
-        one, _ = instructions_of_run(tree, 1, workdir)
-        many, requests = instructions_of_run(tree, rows, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="batchcert-instructions-") as workdir:
+        one, _ = instructions_of_run(tree, 1, Path(workdir))
+        many, requests = instructions_of_run(tree, rows, Path(workdir))
     print(
         f"{tree}: a one-row run {one / 1e9:.3f} G instructions; {(many - one) / (rows - 1) / 1e6:.3f} M a row beyond "
         f"({requests} requests for {rows} rows)"
