@@ -73,7 +73,7 @@ BURST_SPACING_S = 0.005
 #: 40 ms margin was not enough at 20–80 ms latency: a request whose round trip took 101 ms was counted after the next
 #: second's 20th had left 1.05 s later (bench (a), one throttle in most runs). Before any answer the margin stands in
 #: (1 / RATE_MARGIN − 1 s); MAX_LAG_S bounds what one slow answer can cost. Adding MIN_LAG_S to every lag instead
-#: of flooring it was measured too: bench (a) took 0.2–0.4 s longer (1%, and its ≥ 0.92 check has 0.01 to spare).
+#: of flooring it was measured too: bench (a) took 0.2–0.4 s longer (1%, more than its ≥ 0.92 check can spare).
 MIN_LAG_S = 0.01
 MAX_LAG_S = 0.2
 #: Sends in a gate's first WARM_UP_S count at least the margin's 1 / RATE_MARGIN s, whatever their round trips say.
